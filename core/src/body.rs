@@ -1,0 +1,60 @@
+//! The response body the core produces: nothing, a buffer, or a blob stream.
+
+use crate::error::StoreError;
+use bytes::Bytes;
+use futures_core::Stream;
+use http_body::{Frame, SizeHint};
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+/// A response body: empty, in memory, or streamed from a blob store.
+pub enum Body<R> {
+    /// No body.
+    Empty,
+    /// A whole body in memory (JSON documents, manifests).
+    Full(Option<Bytes>),
+    /// A blob read from storage.
+    Stream(R),
+}
+
+impl<R> Body<R> {
+    /// A body from bytes.
+    pub fn full(b: impl Into<Bytes>) -> Self {
+        Body::Full(Some(b.into()))
+    }
+}
+
+impl<R> http_body::Body for Body<R>
+where
+    R: Stream<Item = Result<Bytes, StoreError>> + Unpin,
+{
+    type Data = Bytes;
+    type Error = StoreError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, StoreError>>> {
+        match self.get_mut() {
+            Body::Empty => Poll::Ready(None),
+            Body::Full(b) => Poll::Ready(b.take().map(|b| Ok(Frame::data(b)))),
+            Body::Stream(s) => Pin::new(s).poll_next(cx).map(|o| o.map(|r| r.map(Frame::data))),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            Body::Empty => true,
+            Body::Full(b) => b.is_none(),
+            Body::Stream(_) => false,
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            Body::Empty => SizeHint::with_exact(0),
+            Body::Full(b) => SizeHint::with_exact(b.as_ref().map_or(0, |b| b.len() as u64)),
+            Body::Stream(_) => SizeHint::default(),
+        }
+    }
+}

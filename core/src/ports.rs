@@ -1,0 +1,179 @@
+//! The ports: the only ways the core touches the world. Each runtime supplies adapters.
+//!
+//! Futures returned here carry no `Send` bound, so a single-threaded wasm Worker can
+//! implement them; the core is generic over the adapters (no `dyn`), so with `Send`
+//! adapters (tokio, AWS) the handler futures are `Send` too, by auto-trait inference.
+
+use crate::digest::{Algorithm, Digest};
+use crate::error::StoreError;
+use crate::manifest::{Descriptor, ManifestInfo};
+use bytes::Bytes;
+use futures_core::Stream;
+use serde::{Deserialize, Serialize};
+
+/// Time and randomness, which the core may not take from the OS itself
+/// (`SystemTime::now()` panics on `wasm32-unknown-unknown`).
+pub trait Env {
+    /// Milliseconds since the Unix epoch.
+    fn now_ms(&self) -> u64;
+    /// Fills `buf` with cryptographically secure random bytes.
+    fn fill_random(&self, buf: &mut [u8]);
+}
+
+/// An inclusive byte range of a blob.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ByteRange {
+    /// First byte.
+    pub start: u64,
+    /// Last byte (inclusive).
+    pub end: u64,
+}
+
+impl ByteRange {
+    /// Number of bytes covered.
+    pub fn len(&self) -> u64 {
+        self.end - self.start + 1
+    }
+    /// Never true: a range covers at least one byte.
+    pub fn is_empty(&self) -> bool {
+        false
+    }
+}
+
+/// An upload in progress, as kept in the metadata store between requests.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct UploadRecord {
+    /// Random id, the last segment of the upload URL.
+    pub id: String,
+    /// Repository the upload belongs to.
+    pub repo: String,
+    /// Bytes received and made durable so far.
+    pub offset: u64,
+    /// Saved hash state ([`crate::digest::Hasher::save`]) covering `offset` bytes.
+    pub hash_state: Vec<u8>,
+    /// Opaque state of the blob store's upload (e.g. multipart id and parts).
+    pub store_state: String,
+    /// Creation time, ms since the epoch.
+    pub created_ms: u64,
+    /// Last update, ms since the epoch.
+    pub updated_ms: u64,
+}
+
+/// Blob storage: content-addressed objects plus upload staging.
+///
+/// Uploads are written through a [`BlobWriter`]; a writer's bytes count only once
+/// [`BlobWriter::finish`] returned and the metadata store recorded the new offset, so
+/// whatever a failed or interrupted request wrote past that offset is ignored and
+/// overwritten by the next writer.
+#[allow(async_fn_in_trait)]
+pub trait BlobStore {
+    /// A stream of blob bytes.
+    type Reader: Stream<Item = Result<Bytes, StoreError>> + Unpin + 'static;
+    /// Writes one request's worth of upload data.
+    type Writer: BlobWriter;
+
+    /// Size of a committed blob, or `None`.
+    async fn stat(&self, digest: &Digest) -> Result<Option<u64>, StoreError>;
+    /// Reads a committed blob, whole or a range of it.
+    async fn get(&self, digest: &Digest, range: Option<ByteRange>) -> Result<Self::Reader, StoreError>;
+    /// A URL the client can fetch the blob from directly, computed without I/O,
+    /// or `None` when this store serves blobs itself.
+    fn presign_get(&self, _digest: &Digest, _now_ms: u64, _ttl_secs: u64) -> Option<String> {
+        None
+    }
+    /// Removes a committed blob (garbage collection only).
+    async fn delete(&self, digest: &Digest) -> Result<(), StoreError>;
+    /// The smallest chunk (except the last) this store accepts, if it has a minimum.
+    fn min_chunk(&self) -> Option<u64> {
+        None
+    }
+    /// Opens the upload to append at `upload.offset`.
+    async fn writer(&self, upload: &UploadRecord) -> Result<Self::Writer, StoreError>;
+    /// Makes the upload's first `upload.offset` bytes the blob `digest` (verified by the
+    /// caller) and releases the staging space. Idempotent if the blob already exists.
+    async fn commit(&self, upload: &UploadRecord, digest: &Digest) -> Result<(), StoreError>;
+    /// Discards an upload's staging data.
+    async fn abort(&self, upload: &UploadRecord) -> Result<(), StoreError>;
+}
+
+/// Appends one request's bytes to an upload.
+#[allow(async_fn_in_trait)]
+pub trait BlobWriter {
+    /// Appends bytes.
+    async fn write(&mut self, chunk: Bytes) -> Result<(), StoreError>;
+    /// Makes everything written durable and returns the new opaque store state.
+    async fn finish(self) -> Result<String, StoreError>;
+}
+
+/// A manifest reference: a tag or a digest.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reference {
+    /// By tag.
+    Tag(String),
+    /// By digest.
+    Digest(Digest),
+}
+
+/// A manifest as stored: what we know of it and its exact bytes.
+#[derive(Debug, Clone)]
+pub struct StoredManifest {
+    /// Parsed facts.
+    pub info: ManifestInfo,
+    /// The client's bytes.
+    pub bytes: Bytes,
+}
+
+/// A page of names (tags or repositories) and whether more follow.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Page {
+    /// Names, in lexical order.
+    pub items: Vec<String>,
+    /// True if names after the last one exist.
+    pub more: bool,
+}
+
+/// Registry metadata: repositories, blob links, manifests, tags, referrers, uploads.
+/// Every method is one atomic operation.
+#[allow(async_fn_in_trait)]
+pub trait MetadataStore {
+    /// Whether the repository has ever had a blob or manifest.
+    async fn repository_exists(&self, repo: &str) -> Result<bool, StoreError>;
+    /// Size of the blob if it is linked into `repo`.
+    async fn blob_link(&self, repo: &str, digest: &Digest) -> Result<Option<u64>, StoreError>;
+    /// Links a committed blob into `repo`.
+    async fn link_blob(&self, repo: &str, digest: &Digest, size: u64) -> Result<(), StoreError>;
+    /// Removes the link; false if there was none.
+    async fn unlink_blob(&self, repo: &str, digest: &Digest) -> Result<bool, StoreError>;
+    /// Of `digests`, those not linked into `repo`.
+    async fn missing_blobs(&self, repo: &str, digests: &[Digest]) -> Result<Vec<Digest>, StoreError>;
+    /// Of `digests`, those that are not manifests of `repo`.
+    async fn missing_manifests(&self, repo: &str, digests: &[Digest]) -> Result<Vec<Digest>, StoreError>;
+    /// Looks a manifest up by tag or digest.
+    async fn manifest(&self, repo: &str, reference: &Reference) -> Result<Option<StoredManifest>, StoreError>;
+    /// Stores a manifest (and its referrer entry), and points `tag` at it, atomically.
+    async fn put_manifest(&self, repo: &str, manifest: &StoredManifest, tag: Option<&str>) -> Result<(), StoreError>;
+    /// Deletes a manifest, the tags that point at it and its referrer entry.
+    async fn delete_manifest(&self, repo: &str, digest: &Digest) -> Result<bool, StoreError>;
+    /// Deletes a tag only.
+    async fn delete_tag(&self, repo: &str, tag: &str) -> Result<bool, StoreError>;
+    /// Tags of `repo` after `last`, at most `n`; `None` if the repository is unknown.
+    async fn list_tags(&self, repo: &str, last: Option<&str>, n: usize) -> Result<Option<Page>, StoreError>;
+    /// Repositories after `last`, at most `n`.
+    async fn list_repositories(&self, last: Option<&str>, n: usize) -> Result<Page, StoreError>;
+    /// Manifests in `repo` whose subject is `subject`.
+    async fn referrers(&self, repo: &str, subject: &Digest) -> Result<Vec<Descriptor>, StoreError>;
+    /// Records a new upload.
+    async fn create_upload(&self, upload: &UploadRecord) -> Result<(), StoreError>;
+    /// Reads an upload.
+    async fn upload(&self, id: &str) -> Result<Option<UploadRecord>, StoreError>;
+    /// Replaces an upload record if its stored offset is still `expected_offset`
+    /// (else `Precondition`), so two racing PATCHes cannot both advance it.
+    async fn update_upload(&self, upload: &UploadRecord, expected_offset: u64) -> Result<(), StoreError>;
+    /// Forgets an upload.
+    async fn delete_upload(&self, id: &str) -> Result<(), StoreError>;
+    /// Uploads last updated before `before_ms` (for the cleanup job).
+    async fn stale_uploads(&self, before_ms: u64, limit: usize) -> Result<Vec<UploadRecord>, StoreError>;
+}
+
+/// The hash algorithm to use for a new upload when the client did not name one.
+pub const DEFAULT_ALGORITHM: Algorithm = Algorithm::Sha256;

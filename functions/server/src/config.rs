@@ -1,0 +1,137 @@
+//! Configuration: defaults, then a TOML file, then environment variables and flags
+//! (clap merges those two; a flag wins over its variable).
+
+use clap::Args;
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+/// `wharf serve` options. Every one can also come from the config file.
+#[derive(Args, Debug, Default)]
+pub struct ServeArgs {
+    /// TOML configuration file (keys as the long flags, with '_' for '-').
+    #[arg(long, env = "WHARF_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Address to listen on [default: 127.0.0.1:5000].
+    #[arg(long, env = "WHARF_LISTEN")]
+    pub listen: Option<SocketAddr>,
+    /// Directory for blobs and the metadata database [default: ./wharf-data].
+    #[arg(long, env = "WHARF_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// PEM certificate chain; with --tls-key, serve HTTPS.
+    #[arg(long, env = "WHARF_TLS_CERT")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key for --tls-cert.
+    #[arg(long, env = "WHARF_TLS_KEY")]
+    pub tls_key: Option<PathBuf>,
+    /// Public base URL (e.g. https://registry.example.com); Location headers become absolute.
+    #[arg(long, env = "WHARF_BASE_URL")]
+    pub base_url: Option<String>,
+    /// Log format: text or json [default: text].
+    #[arg(long, env = "WHARF_LOG_FORMAT")]
+    pub log_format: Option<String>,
+    /// Disable DELETE of manifests, tags and blobs.
+    #[arg(long, env = "WHARF_DISABLE_DELETE")]
+    pub disable_delete: Option<bool>,
+    /// Uploads idle this many hours are removed [default: 24].
+    #[arg(long, env = "WHARF_UPLOAD_MAX_AGE_HOURS")]
+    pub upload_max_age_hours: Option<u64>,
+    /// Seconds to let in-flight requests finish on shutdown [default: 30].
+    #[arg(long, env = "WHARF_SHUTDOWN_GRACE_SECS")]
+    pub shutdown_grace_secs: Option<u64>,
+}
+
+/// The config file's shape.
+#[derive(Deserialize, Debug, Default)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    listen: Option<SocketAddr>,
+    data_dir: Option<PathBuf>,
+    tls_cert: Option<PathBuf>,
+    tls_key: Option<PathBuf>,
+    base_url: Option<String>,
+    log_format: Option<String>,
+    disable_delete: Option<bool>,
+    upload_max_age_hours: Option<u64>,
+    shutdown_grace_secs: Option<u64>,
+}
+
+/// Resolved settings.
+#[derive(Debug)]
+pub struct Settings {
+    pub listen: SocketAddr,
+    pub data_dir: PathBuf,
+    pub tls: Option<(PathBuf, PathBuf)>,
+    pub base_url: Option<String>,
+    pub json_logs: bool,
+    pub delete_enabled: bool,
+    pub upload_max_age_hours: u64,
+    pub shutdown_grace_secs: u64,
+}
+
+impl ServeArgs {
+    /// Merges flags/env over the file over defaults.
+    pub fn resolve(self) -> Result<Settings, String> {
+        let file: FileConfig = match &self.config {
+            Some(p) => {
+                let text = std::fs::read_to_string(p).map_err(|e| format!("reading {}: {e}", p.display()))?;
+                toml::from_str(&text).map_err(|e| format!("parsing {}: {e}", p.display()))?
+            }
+            None => FileConfig::default(),
+        };
+        let tls = match (self.tls_cert.or(file.tls_cert), self.tls_key.or(file.tls_key)) {
+            (Some(c), Some(k)) => Some((c, k)),
+            (None, None) => None,
+            _ => return Err("--tls-cert and --tls-key go together".into()),
+        };
+        let log_format = self.log_format.or(file.log_format).unwrap_or_else(|| "text".into());
+        let json_logs = match log_format.as_str() {
+            "json" => true,
+            "text" => false,
+            other => return Err(format!("log format must be text or json, not {other:?}")),
+        };
+        Ok(Settings {
+            listen: self
+                .listen
+                .or(file.listen)
+                .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 5000))),
+            data_dir: self.data_dir.or(file.data_dir).unwrap_or_else(|| "wharf-data".into()),
+            tls,
+            base_url: self.base_url.or(file.base_url).map(|u| u.trim_end_matches('/').to_owned()),
+            json_logs,
+            delete_enabled: !self.disable_delete.or(file.disable_delete).unwrap_or(false),
+            upload_max_age_hours: self.upload_max_age_hours.or(file.upload_max_age_hours).unwrap_or(24),
+            shutdown_grace_secs: self.shutdown_grace_secs.or(file.shutdown_grace_secs).unwrap_or(30),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_beat_file_beats_defaults() {
+        let dir = std::env::temp_dir().join(format!("wharf-cfg-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let file = dir.join("wharf.toml");
+        std::fs::write(&file, "listen = \"127.0.0.1:7000\"\ndata_dir = \"/srv/x\"\nlog_format = \"json\"\n")
+            .expect("write");
+        let s = ServeArgs {
+            config: Some(file.clone()),
+            listen: Some("127.0.0.1:8000".parse().expect("addr")),
+            ..Default::default()
+        }
+        .resolve()
+        .expect("resolve");
+        assert_eq!(s.listen.port(), 8000);
+        assert_eq!(s.data_dir, PathBuf::from("/srv/x"));
+        assert!(s.json_logs);
+        assert_eq!(s.upload_max_age_hours, 24);
+        std::fs::write(&file, "nonsense = 1\n").expect("write");
+        let e = ServeArgs { config: Some(file), ..Default::default() }.resolve();
+        assert!(e.is_err());
+        let e = ServeArgs { tls_cert: Some("c".into()), ..Default::default() }.resolve();
+        assert!(e.is_err());
+    }
+}
