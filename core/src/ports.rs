@@ -53,6 +53,10 @@ pub struct UploadRecord {
     pub hash_state: Vec<u8>,
     /// Opaque state of the blob store's upload (e.g. multipart id and parts).
     pub store_state: String,
+    /// The digest the client declared up front (`POST ?digest=`), if any: lets a store
+    /// write straight to the blob's final location (no copy at commit).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub digest: Option<Digest>,
     /// Creation time, ms since the epoch.
     pub created_ms: u64,
     /// Last update, ms since the epoch.

@@ -437,7 +437,7 @@ impl<B: BlobStore, M: MetadataStore, E: Env> Registry<B, M, E> {
             None => None,
         };
         let algorithm = digest.as_ref().map_or(DEFAULT_ALGORITHM, Digest::algorithm);
-        let mut upload = self.new_upload(name, algorithm).await?;
+        let mut upload = self.new_upload(name, algorithm, digest.clone()).await?;
         if let Some(digest) = digest {
             // Monolithic upload: the whole blob is this request's body.
             let written = self.append(&mut upload, headers, body, None).await;
@@ -452,7 +452,7 @@ impl<B: BlobStore, M: MetadataStore, E: Env> Registry<B, M, E> {
         Ok(self.upload_accepted(&upload, StatusCode::ACCEPTED))
     }
 
-    async fn new_upload(&self, name: &str, algorithm: Algorithm) -> Result<UploadRecord> {
+    async fn new_upload(&self, name: &str, algorithm: Algorithm, digest: Option<Digest>) -> Result<UploadRecord> {
         let mut id = [0u8; 16];
         self.env.fill_random(&mut id);
         let now = self.env.now_ms();
@@ -462,6 +462,7 @@ impl<B: BlobStore, M: MetadataStore, E: Env> Registry<B, M, E> {
             offset: 0,
             hash_state: Hasher::new(algorithm).save(),
             store_state: String::new(),
+            digest,
             created_ms: now,
             updated_ms: now,
         };

@@ -376,6 +376,7 @@ pub async fn metadata_conformance<M: MetadataStore>(m: &M) {
         offset: 0,
         hash_state: vec![1, 2, 3],
         store_state: "s".into(),
+        digest: None,
         created_ms: 1000,
         updated_ms: 1000,
     };

@@ -207,6 +207,7 @@ mod tests {
             offset,
             hash_state: Hasher::new(wharf_core::Algorithm::Sha256).save(),
             store_state: String::new(),
+            digest: None,
             created_ms: 0,
             updated_ms: 0,
         }
