@@ -5,9 +5,12 @@
 //! and storage, time and randomness come through the traits in [`ports`].
 #![deny(missing_docs)]
 
+pub mod api;
+pub mod auth;
 pub mod body;
 pub mod digest;
 pub mod error;
+pub mod gate;
 pub mod manifest;
 pub mod name;
 pub mod ports;

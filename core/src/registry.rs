@@ -1,7 +1,9 @@
 //! The OCI Distribution API: one handler for every runtime. `http::Request` in,
 //! `http::Response` out; storage through the ports.
 
+use crate::auth::{Action, TokenService};
 use crate::body::Body;
+use crate::gate::Caller;
 use crate::digest::{Algorithm, Digest, Hasher, to_hex};
 use crate::error::{ErrorCode, RegistryError, Result, StoreError};
 use crate::manifest::{self, Descriptor, MAX_MANIFEST_BYTES, OCI_INDEX};
@@ -10,6 +12,7 @@ use crate::ports::{
     BlobStore, BlobWriter, ByteRange, DEFAULT_ALGORITHM, Env, MetadataStore, Reference,
     StoredManifest, UploadRecord,
 };
+use crate::ports::DocumentStore;
 use crate::route::{Route, route};
 use bytes::{Buf, Bytes};
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
@@ -66,6 +69,8 @@ pub struct Registry<B, M, E> {
     pub env: E,
     /// Behaviour.
     pub config: Config,
+    /// Token auth; `None` serves everyone (trusted networks, tests).
+    pub auth: Option<TokenService>,
 }
 
 /// The response type of the core.
@@ -73,15 +78,22 @@ pub type ApiResponse<B> = Response<Body<<B as BlobStore>::Reader>>;
 
 type Resp<B> = Result<ApiResponse<B>>;
 
-impl<B: BlobStore, M: MetadataStore, E: Env> Registry<B, M, E> {
-    /// Builds a registry.
+impl<B: BlobStore, M: MetadataStore + DocumentStore, E: Env> Registry<B, M, E> {
+    /// Builds a registry with auth off.
     pub fn new(blobs: B, meta: M, env: E, config: Config) -> Self {
         Self {
             blobs,
             meta,
             env,
             config,
+            auth: None,
         }
+    }
+
+    /// Turns token auth on.
+    pub fn with_auth(mut self, tokens: TokenService) -> Self {
+        self.auth = Some(tokens);
+        self
     }
 
     /// Handles one request. Never fails: errors become OCI error responses.
@@ -92,7 +104,16 @@ impl<B: BlobStore, M: MetadataStore, E: Env> Registry<B, M, E> {
     {
         let method = req.method().clone();
         let path = req.uri().path().to_owned();
-        let mut resp = match self.dispatch(req).await {
+        let result = if path == "/token" {
+            self.token_request(req).await
+        } else if path == "/.well-known/jwks.json" {
+            self.jwks()
+        } else if path == "/api/v1" || path.starts_with("/api/v1/") {
+            self.api(req).await
+        } else {
+            self.dispatch(req).await
+        };
+        let mut resp = match result {
             Ok(r) => r,
             Err(e) => {
                 if e.status.is_server_error() {
@@ -134,40 +155,99 @@ impl<B: BlobStore, M: MetadataStore, E: Env> Registry<B, M, E> {
             validate_name(n)?;
         }
         let head = *m == Method::HEAD;
+        let mut query = query;
+        let caller = self.authorize_route(&r, m, &mut query, &parts.headers, &parts.extensions)?;
+        let audit = audit_action(&r, m);
+        let result = self.route_request(r.clone(), m, head, &query, &parts.headers, body).await;
+        if let (Ok(resp), Some((action, repo, reference))) = (&result, audit)
+            && resp.status().is_success()
+        {
+            self.audit(&parts.extensions, &caller.name, action, repo, Some(reference.to_owned())).await;
+        }
+        result
+    }
+
+    /// Checks the caller's token for what the route needs; drops a mount whose source the
+    /// caller may not pull (the spec's fallback: a plain upload session).
+    fn authorize_route(
+        &self,
+        r: &Route<'_>,
+        m: &Method,
+        query: &mut Query,
+        headers: &HeaderMap,
+        ext: &http::Extensions,
+    ) -> Result<Caller> {
+        let action = match m {
+            &Method::GET | &Method::HEAD => Action::Pull,
+            &Method::DELETE if !matches!(r, Route::Upload { .. }) => Action::Delete,
+            _ => Action::Push,
+        };
+        let caller = match r {
+            Route::Base => self.authorize(headers, ext, None, false)?,
+            Route::Catalog => self.authorize(headers, ext, None, true)?,
+            Route::Tags { name }
+            | Route::Manifest { name, .. }
+            | Route::Blob { name, .. }
+            | Route::UploadStart { name }
+            | Route::Upload { name, .. }
+            | Route::Referrers { name, .. } => self.authorize(headers, ext, Some((name, action)), false)?,
+        };
+        if let (Some(claims), Some(from)) = (&caller.claims, query.get("from"))
+            && !claims.grants(from, Action::Pull)
+        {
+            query.0.retain(|(k, _)| k != "mount" && k != "from");
+        }
+        Ok(caller)
+    }
+
+    async fn route_request<In>(
+        &self,
+        r: Route<'_>,
+        m: &Method,
+        head: bool,
+        query: &Query,
+        headers: &HeaderMap,
+        body: In,
+    ) -> Resp<B>
+    where
+        In: http_body::Body,
+        In::Error: std::fmt::Display,
+    {
+        let parts_headers = headers;
         match (r, m.clone()) {
             (Route::Base, Method::GET | Method::HEAD) => Ok(json::<B>(StatusCode::OK, b"{}".to_vec(), head)),
-            (Route::Catalog, Method::GET) => self.catalog(&query).await,
-            (Route::Tags { name }, Method::GET) => self.tags(name, &query).await,
+            (Route::Catalog, Method::GET) => self.catalog(query).await,
+            (Route::Tags { name }, Method::GET) => self.tags(name, query).await,
             (Route::Manifest { name, reference }, Method::GET | Method::HEAD) => {
-                self.get_manifest(name, reference, &parts.headers, head).await
+                self.get_manifest(name, reference, parts_headers, head).await
             }
             (Route::Manifest { name, reference }, Method::PUT) => {
-                self.put_manifest(name, reference, &parts.headers, body).await
+                self.put_manifest(name, reference, parts_headers, body).await
             }
             (Route::Manifest { name, reference }, Method::DELETE) => {
                 self.delete_manifest(name, reference).await
             }
             (Route::Blob { name, digest }, Method::GET | Method::HEAD) => {
-                self.get_blob(name, digest, &parts.headers, head).await
+                self.get_blob(name, digest, parts_headers, head).await
             }
             (Route::Blob { name, digest }, Method::DELETE) => self.delete_blob(name, digest).await,
             (Route::UploadStart { name }, Method::POST) => {
-                self.start_upload(name, &query, &parts.headers, body).await
+                self.start_upload(name, query, parts_headers, body).await
             }
             (Route::Upload { name, id }, Method::GET) => self.upload_status(name, id).await,
             (Route::Upload { name, id }, Method::PATCH) => {
-                self.patch_upload(name, id, &parts.headers, body).await
+                self.patch_upload(name, id, parts_headers, body).await
             }
             (Route::Upload { name, id }, Method::PUT) => {
-                self.finish_upload(name, id, &query, &parts.headers, body).await
+                self.finish_upload(name, id, query, parts_headers, body).await
             }
             (Route::Upload { name, id }, Method::DELETE) => self.cancel_upload(name, id).await,
             (Route::Referrers { name, digest }, Method::GET) => {
-                self.referrers(name, digest, &query).await
+                self.referrers(name, digest, query).await
             }
             (_, m) => Err(RegistryError::new(
                 ErrorCode::Unsupported,
-                format!("method {m} is not supported on {path}"),
+                format!("method {m} is not supported on this endpoint"),
             )),
         }
     }
@@ -836,7 +916,7 @@ fn accepts(h: &HeaderMap, media_type: &str) -> bool {
 }
 
 /// Reads a whole (small) body, failing with `SIZE_INVALID` beyond `limit` bytes.
-async fn read_limited<In>(body: In, limit: usize) -> Result<Bytes>
+pub(crate) async fn read_limited<In>(body: In, limit: usize) -> Result<Bytes>
 where
     In: http_body::Body,
     In::Error: std::fmt::Display,
@@ -867,6 +947,22 @@ fn empty<B: BlobStore>(status: StatusCode) -> ApiResponse<B> {
     *r.status_mut() = status;
     r.headers_mut().insert(header::CONTENT_LENGTH, HeaderValue::from_static("0"));
     r
+}
+
+/// A JSON response.
+pub(crate) fn json_response<B: BlobStore>(status: StatusCode, body: Vec<u8>) -> ApiResponse<B> {
+    json::<B>(status, body, false)
+}
+
+/// Which successful requests the audit log records: (action, repository, reference).
+fn audit_action<'a>(r: &Route<'a>, m: &Method) -> Option<(&'static str, &'a str, &'a str)> {
+    match (r, m) {
+        (Route::Manifest { name, reference }, &Method::GET) => Some(("pull", name, reference)),
+        (Route::Manifest { name, reference }, &Method::PUT) => Some(("push", name, reference)),
+        (Route::Manifest { name, reference }, &Method::DELETE) => Some(("delete", name, reference)),
+        (Route::Blob { name, digest }, &Method::DELETE) => Some(("delete", name, digest)),
+        _ => None,
+    }
 }
 
 fn json<B: BlobStore>(status: StatusCode, body: Vec<u8>, head: bool) -> ApiResponse<B> {
@@ -912,7 +1008,7 @@ fn enc(s: &str) -> String {
 }
 
 /// Decoded query parameters.
-struct Query(Vec<(String, String)>);
+pub(crate) struct Query(pub(crate) Vec<(String, String)>);
 
 impl Query {
     fn parse(q: Option<&str>) -> Self {

@@ -108,9 +108,24 @@ impl BlobWriter for MemoryWriter {
     }
 }
 
-/// Metadata in memory: the reference semantics of [`MetadataStore`].
+/// Metadata in memory: the reference semantics of [`MetadataStore`] (and documents).
 #[derive(Default)]
-pub struct MemoryMetadata(Mutex<MemState>);
+pub struct MemoryMetadata(Mutex<MemState>, MemoryDocs);
+
+impl DocumentStore for MemoryMetadata {
+    async fn get_doc(&self, kind: &str, id: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        self.1.get_doc(kind, id).await
+    }
+    async fn put_doc(&self, kind: &str, id: &str, value: &[u8], if_absent: bool) -> Result<(), StoreError> {
+        self.1.put_doc(kind, id, value, if_absent).await
+    }
+    async fn delete_doc(&self, kind: &str, id: &str) -> Result<bool, StoreError> {
+        self.1.delete_doc(kind, id).await
+    }
+    async fn list_docs(&self, kind: &str, prefix: &str, after: Option<&str>, limit: usize) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+        self.1.list_docs(kind, prefix, after, limit).await
+    }
+}
 
 #[derive(Default)]
 struct MemState {
@@ -272,6 +287,59 @@ impl MetadataStore for MemoryMetadata {
     }
 }
 
+/// Documents in memory.
+#[derive(Default)]
+pub struct MemoryDocs(Mutex<BTreeMap<(String, String), Vec<u8>>>);
+
+impl DocumentStore for MemoryDocs {
+    async fn get_doc(&self, kind: &str, id: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(lock(&self.0).get(&(kind.to_owned(), id.to_owned())).cloned())
+    }
+    async fn put_doc(&self, kind: &str, id: &str, value: &[u8], if_absent: bool) -> Result<(), StoreError> {
+        let mut m = lock(&self.0);
+        let k = (kind.to_owned(), id.to_owned());
+        if if_absent && m.contains_key(&k) {
+            return Err(StoreError::Precondition(format!("{kind}/{id} exists")));
+        }
+        m.insert(k, value.to_vec());
+        Ok(())
+    }
+    async fn delete_doc(&self, kind: &str, id: &str) -> Result<bool, StoreError> {
+        Ok(lock(&self.0).remove(&(kind.to_owned(), id.to_owned())).is_some())
+    }
+    async fn list_docs(&self, kind: &str, prefix: &str, after: Option<&str>, limit: usize) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+        let m = lock(&self.0);
+        Ok(m.range((kind.to_owned(), prefix.to_owned())..)
+            .take_while(|((k, id), _)| k == kind && id.starts_with(prefix))
+            .filter(|((_, id), _)| after.is_none_or(|a| id.as_str() > a))
+            .take(limit)
+            .map(|((_, id), v)| (id.clone(), v.clone()))
+            .collect())
+    }
+}
+
+/// The conformance suite for a [`DocumentStore`].
+pub async fn document_conformance<D: DocumentStore>(d: &D) {
+    assert_eq!(d.get_doc("user", "alice").await.expect("get"), None);
+    d.put_doc("user", "alice", b"1", true).await.expect("create");
+    let again = d.put_doc("user", "alice", b"2", true).await;
+    assert!(matches!(again, Err(StoreError::Precondition(_))), "{again:?}");
+    d.put_doc("user", "alice", b"3", false).await.expect("overwrite");
+    assert_eq!(d.get_doc("user", "alice").await.expect("get"), Some(b"3".to_vec()));
+    assert_eq!(d.get_doc("robot", "alice").await.expect("get"), None, "kinds are separate");
+    for id in ["p/a", "p/b", "p/c", "q/a", "pp/a"] {
+        d.put_doc("member", id, id.as_bytes(), false).await.expect("put");
+    }
+    let ids = |v: Vec<(String, Vec<u8>)>| v.into_iter().map(|(k, _)| k).collect::<Vec<_>>();
+    assert_eq!(ids(d.list_docs("member", "p/", None, 10).await.expect("list")), ["p/a", "p/b", "p/c"]);
+    assert_eq!(ids(d.list_docs("member", "p/", Some("p/a"), 1).await.expect("list")), ["p/b"]);
+    assert_eq!(ids(d.list_docs("member", "", None, 10).await.expect("list")).len(), 5);
+    assert!(d.delete_doc("member", "p/b").await.expect("delete"));
+    assert!(!d.delete_doc("member", "p/b").await.expect("delete"));
+    d.append_event("0000000000001-a", b"{}").await.expect("event");
+    assert_eq!(ids(d.list_docs("audit", "", None, 10).await.expect("list")), ["0000000000001-a"]);
+}
+
 /// A stored manifest for tests: an OCI image manifest over `blobs`, with an optional subject.
 pub fn test_manifest(blobs: &[Digest], subject: Option<&Digest>, artifact_type: Option<&str>) -> StoredManifest {
     let desc = |d: &Digest| serde_json::json!({"mediaType": "application/octet-stream", "digest": d, "size": 1});
@@ -401,5 +469,6 @@ mod tests {
     #[test]
     fn memory_metadata_conforms() {
         futures_executor::block_on(super::metadata_conformance(&super::MemoryMetadata::default()));
+        futures_executor::block_on(super::document_conformance(&super::MemoryDocs::default()));
     }
 }

@@ -11,7 +11,7 @@ use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use std::path::Path;
 use std::sync::Arc;
 use wharf_core::manifest::{Descriptor, ManifestInfo};
-use wharf_core::ports::{MetadataStore, Page, Reference, StoredManifest, UploadRecord};
+use wharf_core::ports::{DocumentStore, MetadataStore, Page, Reference, StoredManifest, UploadRecord};
 use wharf_core::{Digest, StoreError};
 
 /// Repositories ever written to.
@@ -26,6 +26,8 @@ const TAGS: TableDefinition<(&str, &str), &str> = TableDefinition::new("tags");
 const REFERRERS: TableDefinition<(&str, &str, &str), &[u8]> = TableDefinition::new("referrers");
 /// upload id → upload record (JSON).
 const UPLOADS: TableDefinition<&str, &[u8]> = TableDefinition::new("uploads");
+/// (kind, id) → JSON document (users, robots, projects, members, audit, throttles).
+const DOCS: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("docs");
 
 /// The redb metadata store.
 #[derive(Clone)]
@@ -69,6 +71,7 @@ impl EmbeddedMetadata {
             tx.open_table(TAGS).map_err(err)?;
             tx.open_table(REFERRERS).map_err(err)?;
             tx.open_table(UPLOADS).map_err(err)?;
+            tx.open_table(DOCS).map_err(err)?;
         }
         tx.commit().map_err(err)?;
         Ok(Self { db: Arc::new(db) })
@@ -375,6 +378,83 @@ impl MetadataStore for EmbeddedMetadata {
     }
 }
 
+impl DocumentStore for EmbeddedMetadata {
+    async fn get_doc(&self, kind: &str, id: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        let t = self.read()?.open_table(DOCS).map_err(err)?;
+        Ok(t.get((kind, id)).map_err(err)?.map(|v| v.value().to_vec()))
+    }
+
+    async fn put_doc(&self, kind: &str, id: &str, value: &[u8], if_absent: bool) -> Result<(), StoreError> {
+        let (kind, id, value) = (kind.to_owned(), id.to_owned(), value.to_vec());
+        self.write(move |tx| {
+            let mut t = tx.open_table(DOCS).map_err(err)?;
+            if if_absent && t.get((kind.as_str(), id.as_str())).map_err(err)?.is_some() {
+                return Err(StoreError::Precondition(format!("{kind}/{id} exists")));
+            }
+            t.insert((kind.as_str(), id.as_str()), value.as_slice()).map_err(err)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn delete_doc(&self, kind: &str, id: &str) -> Result<bool, StoreError> {
+        let (kind, id) = (kind.to_owned(), id.to_owned());
+        self.write(move |tx| {
+            let mut t = tx.open_table(DOCS).map_err(err)?;
+            Ok(t.remove((kind.as_str(), id.as_str())).map_err(err)?.is_some())
+        })
+        .await
+    }
+
+    async fn list_docs(
+        &self,
+        kind: &str,
+        prefix: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+        let t = self.read()?.open_table(DOCS).map_err(err)?;
+        let start = match after {
+            Some(a) if a > prefix => a,
+            _ => prefix,
+        };
+        let mut out = Vec::new();
+        for e in t.range((kind, start)..).map_err(err)? {
+            let (k, v) = e.map_err(err)?;
+            let (k_kind, k_id) = k.value();
+            if k_kind != kind || !k_id.starts_with(prefix) {
+                break;
+            }
+            if after.is_some_and(|a| k_id <= a) {
+                continue;
+            }
+            out.push((k_id.to_owned(), v.value().to_vec()));
+            if out.len() >= limit {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
+    /// Audit events are committed without fsync (`Durability::None`): redb makes them
+    /// durable with the next durable commit, and a pull must not wait for a disk flush.
+    async fn append_event(&self, id: &str, value: &[u8]) -> Result<(), StoreError> {
+        let (id, value) = (id.to_owned(), value.to_vec());
+        let db = self.db.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut tx = db.begin_write().map_err(err)?;
+            tx.set_durability(redb::Durability::None).map_err(err)?;
+            tx.open_table(DOCS)
+                .map_err(err)?
+                .insert(("audit", id.as_str()), value.as_slice())
+                .map_err(err)?;
+            tx.commit().map_err(err)
+        })
+        .await
+        .map_err(err)?
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -384,6 +464,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let m = EmbeddedMetadata::open(&dir.path().join("meta.redb")).expect("open");
         wharf_core::testing::metadata_conformance(&m).await;
+        wharf_core::testing::document_conformance(&m).await;
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

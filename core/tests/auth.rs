@@ -1,0 +1,382 @@
+//! Auth, end to end through the core's request handler (real ES256 tokens, real argon2
+//! hashes, in-memory stores): every role × every action, token attacks, throttling,
+//! refresh tokens, robots, key rotation.
+
+use base64::Engine as _;
+use bytes::Bytes;
+use futures_executor::block_on;
+use http::{Method, Request, StatusCode};
+use http_body_util::Full;
+use std::sync::atomic::Ordering;
+use wharf_core::auth::{Access, Claims, Keys, TokenService, TokenSettings};
+use wharf_core::gate::ClientAddr;
+use wharf_core::testing::{MemoryBlobs, MemoryMetadata, TestEnv};
+use wharf_core::{Config, Registry};
+
+type Reg = Registry<MemoryBlobs, MemoryMetadata, TestEnv>;
+
+const KEY1: &[u8] = include_bytes!("fixtures/key1.pem");
+const KEY2: &[u8] = include_bytes!("fixtures/key2.pem");
+const T0: u64 = 1_800_000_000_000;
+
+fn tokens(keys: &[&[u8]]) -> TokenService {
+    let keys = Keys::from_pems(&keys.iter().map(|k| k.to_vec()).collect::<Vec<_>>()).expect("keys");
+    TokenService::new(keys, TokenSettings::default())
+}
+
+fn registry() -> Reg {
+    let env = TestEnv::default();
+    env.now.store(T0, Ordering::SeqCst);
+    Registry::new(MemoryBlobs::default(), MemoryMetadata::default(), env, Config::default()).with_auth(tokens(&[KEY1]))
+}
+
+struct Resp {
+    status: StatusCode,
+    headers: http::HeaderMap,
+    body: serde_json::Value,
+}
+
+fn call(reg: &Reg, method: Method, uri: &str, auth: Option<&str>, body: &[u8]) -> Resp {
+    let mut b = Request::builder().method(method).uri(uri).header("host", "reg.test");
+    if let Some(a) = auth {
+        b = b.header("authorization", a);
+    }
+    let mut req = b.body(Full::new(Bytes::copy_from_slice(body))).expect("request");
+    req.extensions_mut().insert(ClientAddr("10.0.0.7".into()));
+    let resp = block_on(reg.handle(req));
+    let status = resp.status();
+    let headers = resp.headers().clone();
+    let bytes = block_on(async {
+        use http_body_util::BodyExt;
+        resp.into_body().collect().await.map(|c| c.to_bytes()).unwrap_or_default()
+    });
+    let body = serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null);
+    Resp { status, headers, body }
+}
+
+fn basic(user: &str, pass: &str) -> String {
+    format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(format!("{user}:{pass}")))
+}
+
+fn bearer(t: &str) -> String {
+    format!("Bearer {t}")
+}
+
+fn code(r: &Resp) -> &str {
+    r.body["errors"][0]["code"].as_str().unwrap_or("")
+}
+
+/// Creates the first admin directly in the store (as `wharf serve` does on first start).
+fn bootstrap_admin(reg: &Reg) {
+    let u = wharf_core::auth::User {
+        username: "admin".into(),
+        password_hash: wharf_core::auth::hash_password(&reg.env, "admin-pass-1").expect("hash"),
+        email: None,
+        admin: true,
+        created_ms: T0,
+    };
+    block_on(wharf_core::auth::Directory(&reg.meta).put("user", "admin", &u, true)).expect("admin");
+}
+
+fn admin(reg: &Reg, method: Method, path: &str, body: serde_json::Value) -> Resp {
+    let r = call(reg, method, path, Some(&basic("admin", "admin-pass-1")), body.to_string().as_bytes());
+    assert!(r.status.is_success(), "{path}: {} {}", r.status, r.body);
+    r
+}
+
+fn token(reg: &Reg, who: Option<(&str, &str)>, scope: &str) -> String {
+    let creds = who.map(|(u, p)| basic(u, p));
+    let r = call(reg, Method::GET, &format!("/token?service=wharf&scope={scope}"), creds.as_deref(), b"");
+    assert_eq!(r.status, StatusCode::OK, "token for {who:?}: {}", r.body);
+    r.body["token"].as_str().expect("token").to_owned()
+}
+
+/// Pushes a tiny image to `repo:tag` as admin.
+fn push_image(reg: &Reg, repo: &str, tag: &str) {
+    let t = token(reg, Some(("admin", "admin-pass-1")), &format!("repository:{repo}:pull,push"));
+    let blob = b"{}";
+    let d = wharf_core::Digest::sha256_of(blob);
+    let r = call(reg, Method::POST, &format!("/v2/{repo}/blobs/uploads/?digest={d}"), Some(&bearer(&t)), blob);
+    assert_eq!(r.status, StatusCode::CREATED);
+    let m = serde_json::json!({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": d, "size": 2}, "layers": []});
+    let r = call(reg, Method::PUT, &format!("/v2/{repo}/manifests/{tag}"), Some(&bearer(&t)), m.to_string().as_bytes());
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+}
+
+fn setup() -> Reg {
+    let reg = registry();
+    bootstrap_admin(&reg);
+    for u in ["alice", "mona", "dave", "gus", "lim", "otto", "extra"] {
+        admin(&reg, Method::POST, "/api/v1/users", serde_json::json!({"username": u, "password": format!("{u}-password")}));
+    }
+    admin(&reg, Method::POST, "/api/v1/projects", serde_json::json!({"name": "team"}));
+    admin(&reg, Method::POST, "/api/v1/projects", serde_json::json!({"name": "pub", "public": true}));
+    for (u, role) in [("alice", "projectAdmin"), ("mona", "maintainer"), ("dave", "developer"), ("gus", "guest"), ("lim", "limitedGuest")] {
+        admin(&reg, Method::POST, "/api/v1/projects/team/members", serde_json::json!({"username": u, "role": role}));
+    }
+    push_image(&reg, "team/app", "v1");
+    push_image(&reg, "pub/app", "v1");
+    reg
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Outcome {
+    Allowed,
+    Unauthorized,
+    Denied,
+}
+
+/// Performs `action` on project `team` as `who` and classifies the answer.
+fn attempt(reg: &Reg, who: Option<(&str, &str)>, action: &str) -> Outcome {
+    let creds = who.map(|(u, p)| basic(u, p));
+    let r = match action {
+        "pull" | "push" | "delete" => {
+            let scope = "repository:team/app:pull,push,delete";
+            let t = token(reg, who, scope);
+            let a = bearer(&t);
+            match action {
+                "pull" => call(reg, Method::GET, "/v2/team/app/manifests/v1", Some(&a), b""),
+                "push" => call(reg, Method::POST, "/v2/team/app/blobs/uploads/", Some(&a), b""),
+                _ => {
+                    push_image(reg, "team/app", "doomed");
+                    call(reg, Method::DELETE, "/v2/team/app/manifests/doomed", Some(&a), b"")
+                }
+            }
+        }
+        "members" => call(
+            reg,
+            Method::POST,
+            "/api/v1/projects/team/members",
+            creds.as_deref(),
+            br#"{"username":"extra","role":"guest"}"#,
+        ),
+        "audit" => call(reg, Method::GET, "/api/v1/audit?project=team", creds.as_deref(), b""),
+        _ => unreachable!(),
+    };
+    match r.status {
+        s if s.is_success() => Outcome::Allowed,
+        StatusCode::UNAUTHORIZED => {
+            assert_eq!(code(&r), "UNAUTHORIZED", "{action}: {}", r.body);
+            Outcome::Unauthorized
+        }
+        StatusCode::FORBIDDEN => {
+            assert_eq!(code(&r), "DENIED", "{action}: {}", r.body);
+            Outcome::Denied
+        }
+        s => panic!("{who:?} {action}: unexpected {s} {}", r.body),
+    }
+}
+
+#[test]
+fn every_role_and_action() {
+    use Outcome::*;
+    let reg = setup();
+    let robot = admin(
+        &reg,
+        Method::POST,
+        "/api/v1/robots",
+        serde_json::json!({"name": "ci", "permissions": [{"project": "team", "actions": ["pull", "push"]}], "expires_in_days": 30}),
+    );
+    let robot_name = robot.body["name"].as_str().expect("name").to_owned();
+    assert_eq!(robot_name, "robot$team+ci");
+    let robot_secret = robot.body["secret"].as_str().expect("secret").to_owned();
+    let actions = ["pull", "push", "delete", "members", "audit"];
+    let table: Vec<(&str, Option<(&str, &str)>, [Outcome; 5])> = vec![
+        ("system admin", Some(("admin", "admin-pass-1")), [Allowed, Allowed, Allowed, Allowed, Allowed]),
+        ("project admin", Some(("alice", "alice-password")), [Allowed, Allowed, Allowed, Allowed, Allowed]),
+        ("maintainer", Some(("mona", "mona-password")), [Allowed, Allowed, Allowed, Denied, Allowed]),
+        ("developer", Some(("dave", "dave-password")), [Allowed, Allowed, Denied, Denied, Allowed]),
+        ("guest", Some(("gus", "gus-password")), [Allowed, Denied, Denied, Denied, Allowed]),
+        ("limited guest", Some(("lim", "lim-password")), [Allowed, Denied, Denied, Denied, Denied]),
+        ("non-member", Some(("otto", "otto-password")), [Denied, Denied, Denied, Denied, Denied]),
+        ("robot pull+push", Some((robot_name.as_str(), robot_secret.as_str())), [Allowed, Allowed, Denied, Denied, Denied]),
+        ("anonymous", None, [Denied, Denied, Denied, Unauthorized, Unauthorized]),
+    ];
+    for (who, creds, want) in table {
+        for (action, want) in actions.iter().zip(want) {
+            let got = attempt(&reg, creds, action);
+            assert_eq!(got, want, "{who} / {action}");
+        }
+    }
+    // No token at all on the registry API: 401 with a challenge naming the scope.
+    let r = call(&reg, Method::GET, "/v2/team/app/manifests/v1", None, b"");
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    let challenge = r.headers["www-authenticate"].to_str().expect("challenge");
+    assert_eq!(
+        challenge,
+        "Bearer realm=\"http://reg.test/token\",service=\"wharf\",scope=\"repository:team/app:pull\""
+    );
+    // Public project: anonymous pull is allowed, push is not.
+    let t = token(&reg, None, "repository:pub/app:pull,push");
+    assert_eq!(call(&reg, Method::GET, "/v2/pub/app/manifests/v1", Some(&bearer(&t)), b"").status, StatusCode::OK);
+    let r = call(&reg, Method::POST, "/v2/pub/app/blobs/uploads/", Some(&bearer(&t)), b"");
+    assert_eq!((r.status, code(&r)), (StatusCode::FORBIDDEN, "DENIED"));
+    // Audit: pushes, pulls, deletes and logins are recorded with who and from where.
+    let a = admin(&reg, Method::GET, "/api/v1/audit?project=team&limit=1000", serde_json::Value::Null);
+    let events = a.body.as_array().expect("events");
+    for (actor, action) in [("admin", "push"), ("alice", "pull"), ("mona", "delete"), ("robot$team+ci", "pull")] {
+        assert!(
+            events.iter().any(|e| e["actor"] == actor && e["action"] == action && e["client"] == "10.0.0.7"),
+            "audit lacks {actor} {action}"
+        );
+    }
+    let logins = admin(&reg, Method::GET, "/api/v1/audit?action=login&actor=gus", serde_json::Value::Null);
+    assert!(!logins.body.as_array().expect("events").is_empty());
+}
+
+/// Signs arbitrary claims with a key, as an attacker holding that key would.
+fn forge(keys: &[&[u8]], claims: &Claims) -> String {
+    tokens(keys).sign(claims).expect("sign")
+}
+
+fn claims(sub: &str, repo: &str, actions: &[&str], now_s: u64) -> Claims {
+    Claims {
+        iss: "wharf".into(),
+        sub: sub.into(),
+        aud: "wharf".into(),
+        exp: now_s + 300,
+        nbf: now_s,
+        iat: now_s,
+        jti: "x".into(),
+        access: vec![Access {
+            kind: "repository".into(),
+            name: repo.into(),
+            actions: actions.iter().map(|s| s.to_string()).collect(),
+        }],
+        kind: "user".into(),
+    }
+}
+
+fn b64(v: &[u8]) -> String {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v)
+}
+
+#[test]
+fn token_attacks_are_refused() {
+    let reg = setup();
+    let now = T0 / 1000;
+    let get = |t: &str| call(&reg, Method::GET, "/v2/team/app/manifests/v1", Some(&bearer(t)), b"");
+    let good = forge(&[KEY1], &claims("alice", "team/app", &["pull"], now));
+    assert_eq!(get(&good).status, StatusCode::OK, "the control token works");
+    let parts: Vec<&str> = good.split('.').collect();
+    let kid = tokens(&[KEY1]).jwks().keys[0].common.key_id.clone().expect("kid");
+
+    let mut attacks: Vec<(&str, String)> = Vec::new();
+    let none_header = b64(format!(r#"{{"alg":"none","typ":"JWT","kid":"{kid}"}}"#).as_bytes());
+    attacks.push(("alg none", format!("{none_header}.{}.", parts[1])));
+    // HS256 with the public key as the HMAC secret (the classic algorithm confusion).
+    let jwks = serde_json::to_vec(&tokens(&[KEY1]).jwks()).expect("jwks");
+    let mut h = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256);
+    h.kid = Some(kid.clone());
+    let hs = jsonwebtoken::encode(&h, &claims("alice", "team/app", &["pull"], now), &jsonwebtoken::EncodingKey::from_secret(&jwks))
+        .expect("hs256");
+    attacks.push(("HS256 with the public key", hs));
+    attacks.push(("unknown kid (another key)", forge(&[KEY2], &claims("alice", "team/app", &["pull"], now))));
+    let mut c = claims("alice", "team/app", &["pull"], now);
+    c.exp = now - 60;
+    attacks.push(("expired", forge(&[KEY1], &c)));
+    let mut c = claims("alice", "team/app", &["pull"], now);
+    c.nbf = now + 600;
+    attacks.push(("not yet valid", forge(&[KEY1], &c)));
+    let mut c = claims("alice", "team/app", &["pull"], now);
+    c.aud = "other-registry".into();
+    attacks.push(("wrong aud", forge(&[KEY1], &c)));
+    let mut c = claims("alice", "team/app", &["pull"], now);
+    c.iss = "evil".into();
+    attacks.push(("wrong iss", forge(&[KEY1], &c)));
+    let mut c = claims("alice", "team/app", &["pull"], now);
+    c.aud = "wharf/refresh".into();
+    attacks.push(("refresh token as access token", forge(&[KEY1], &c)));
+    // Tampered payload: grant push and re-encode, keeping the signature.
+    let payload = String::from_utf8(base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(parts[1]).expect("b64"))
+        .expect("utf8")
+        .replace("\"pull\"", "\"pull\",\"push\"");
+    attacks.push(("tampered payload", format!("{}.{}.{}", parts[0], b64(payload.as_bytes()), parts[2])));
+    attacks.push(("garbage", "not.a.token".into()));
+    for (name, t) in &attacks {
+        let r = get(t);
+        assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{name}: {}", r.body);
+        assert_eq!(code(&r), "UNAUTHORIZED", "{name}");
+        let ch = r.headers["www-authenticate"].to_str().expect("challenge");
+        assert!(ch.contains("error=\"invalid_token\""), "{name}: {ch}");
+    }
+    // Valid tokens used beyond their grant: 403 DENIED.
+    let for_a = forge(&[KEY1], &claims("alice", "team/other", &["pull", "push"], now));
+    let r = get(&for_a);
+    assert_eq!((r.status, code(&r)), (StatusCode::FORBIDDEN, "DENIED"), "token for repo A on repo B");
+    let r = call(&reg, Method::POST, "/v2/team/app/blobs/uploads/", Some(&bearer(&good)), b"");
+    assert_eq!((r.status, code(&r)), (StatusCode::FORBIDDEN, "DENIED"), "pull token used to push");
+}
+
+#[test]
+fn robots_expire_and_deleted_users_lose_access() {
+    let reg = setup();
+    let robot = admin(
+        &reg,
+        Method::POST,
+        "/api/v1/robots",
+        serde_json::json!({"name": "short", "permissions": [{"project": "team", "actions": ["pull"]}], "expires_in_days": 1}),
+    );
+    let (name, secret) = (robot.body["name"].as_str().expect("n").to_owned(), robot.body["secret"].as_str().expect("s").to_owned());
+    let t = token(&reg, Some((&name, &secret)), "repository:team/app:pull");
+    assert_eq!(call(&reg, Method::GET, "/v2/team/app/manifests/v1", Some(&bearer(&t)), b"").status, StatusCode::OK);
+    // Past the robot's expiry: no new token, and the old one is dead too.
+    reg.env.now.store(T0 + 2 * 86_400_000, Ordering::SeqCst);
+    let r = call(&reg, Method::GET, "/token?scope=repository:team/app:pull", Some(&basic(&name, &secret)), b"");
+    assert_eq!((r.status, code(&r)), (StatusCode::UNAUTHORIZED, "UNAUTHORIZED"));
+    assert_eq!(call(&reg, Method::GET, "/v2/team/app/manifests/v1", Some(&bearer(&t)), b"").status, StatusCode::UNAUTHORIZED);
+
+    // A deleted user: no new tokens and no refresh at once; an access token already issued
+    // lives out its lifetime (300 s, the documented window), then is refused.
+    let r = call(&reg, Method::POST, "/token", None, b"grant_type=password&username=dave&password=dave-password&service=wharf&access_type=offline&scope=repository:team/app:pull");
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let access = r.body["access_token"].as_str().expect("access").to_owned();
+    let refresh = r.body["refresh_token"].as_str().expect("refresh").to_owned();
+    let r = call(&reg, Method::POST, "/token", None, format!("grant_type=refresh_token&refresh_token={refresh}&service=wharf&scope=repository:team/app:pull").as_bytes());
+    assert_eq!(r.status, StatusCode::OK, "refresh works while the user exists");
+    admin(&reg, Method::DELETE, "/api/v1/users/dave", serde_json::Value::Null);
+    let r = call(&reg, Method::POST, "/token", None, format!("grant_type=refresh_token&refresh_token={refresh}&service=wharf").as_bytes());
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED, "refresh after deletion");
+    let r = call(&reg, Method::GET, "/token?scope=repository:team/app:pull", Some(&basic("dave", "dave-password")), b"");
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED, "login after deletion");
+    assert_eq!(call(&reg, Method::GET, "/v2/team/app/manifests/v1", Some(&bearer(&access)), b"").status, StatusCode::OK);
+    reg.env.now.fetch_add(301_000 + 5_000, Ordering::SeqCst);
+    assert_eq!(call(&reg, Method::GET, "/v2/team/app/manifests/v1", Some(&bearer(&access)), b"").status, StatusCode::UNAUTHORIZED);
+}
+
+#[test]
+fn brute_force_is_throttled() {
+    let reg = setup();
+    for i in 0..5 {
+        let r = call(&reg, Method::GET, "/token", Some(&basic("gus", "wrong")), b"");
+        assert_eq!(r.status, StatusCode::UNAUTHORIZED, "attempt {i}");
+    }
+    let r = call(&reg, Method::GET, "/token", Some(&basic("gus", "gus-password")), b"");
+    assert_eq!((r.status, code(&r)), (StatusCode::TOO_MANY_REQUESTS, "TOOMANYREQUESTS"));
+    let retry: u64 = r.headers["retry-after"].to_str().expect("retry").parse().expect("secs");
+    assert!(retry > 0 && retry <= 900, "{retry}");
+    // The same address is throttled for other users too.
+    let r = call(&reg, Method::GET, "/token", Some(&basic("alice", "alice-password")), b"");
+    assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS);
+    reg.env.now.fetch_add(retry * 1000, Ordering::SeqCst);
+    let r = call(&reg, Method::GET, "/token", Some(&basic("gus", "gus-password")), b"");
+    assert_eq!(r.status, StatusCode::OK, "after the window");
+}
+
+#[test]
+fn keys_rotate_and_are_published() {
+    let reg = setup();
+    let old = token(&reg, Some(("alice", "alice-password")), "repository:team/app:pull");
+    // Rotation: the new key signs, the old one still verifies.
+    let env = TestEnv::default();
+    env.now.store(T0, Ordering::SeqCst);
+    let rotated = Registry::new(reg.blobs.clone(), MemoryMetadata::default(), env, Config::default()).with_auth(tokens(&[KEY2, KEY1]));
+    let jwks = call(&rotated, Method::GET, "/.well-known/jwks.json", None, b"");
+    let keys = jwks.body["keys"].as_array().expect("keys");
+    assert_eq!(keys.len(), 2);
+    assert!(keys.iter().all(|k| k["kty"] == "EC" && k["kid"].is_string() && k.get("d").is_none()), "public parts only: {keys:?}");
+    assert_eq!(call(&rotated, Method::GET, "/v2/", Some(&bearer(&old)), b"").status, StatusCode::OK);
+    let unrotated = Registry::new(reg.blobs.clone(), MemoryMetadata::default(), TestEnv::default(), Config::default()).with_auth(tokens(&[KEY2]));
+    assert_eq!(call(&unrotated, Method::GET, "/v2/", Some(&bearer(&old)), b"").status, StatusCode::UNAUTHORIZED);
+}
