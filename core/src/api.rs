@@ -2,8 +2,8 @@
 //! projects, members, repositories, tags and the audit log. Same rules in every runtime.
 
 use crate::auth::{
-    Action, Directory, Member, Principal, Project, Right, Robot, RobotPermission, Role, User, hash_password,
-    random_secret,
+    Action, Directory, Member, Principal, Project, Right, Robot, RobotPermission, Role, User,
+    hash_password, random_secret,
 };
 use crate::error::{ErrorCode, RegistryError, Result};
 use crate::gate::AuditEvent;
@@ -34,12 +34,17 @@ fn ok_json<B: BlobStore>(status: StatusCode, v: serde_json::Value) -> ApiRespons
 fn validate_simple(kind: &str, s: &str) -> Result<()> {
     let ok = !s.is_empty()
         && s.len() <= 64
-        && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'.' | b'_' | b'-'))
+        && s.bytes().all(|b| {
+            b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'.' | b'_' | b'-')
+        })
         && s.as_bytes()[0].is_ascii_alphanumeric();
     if ok {
         Ok(())
     } else {
-        Err(RegistryError::new(ErrorCode::NameInvalid, format!("invalid {kind} name {s:?}")))
+        Err(RegistryError::new(
+            ErrorCode::NameInvalid,
+            format!("invalid {kind} name {s:?}"),
+        ))
     }
 }
 
@@ -118,12 +123,19 @@ impl<B: BlobStore, M: MetadataStore + DocumentStore, E: Env> Registry<B, M, E> {
         let who = match self.login(&parts.headers, &parts.extensions, None).await? {
             Some(p) => p,
             None => {
-                return Err(RegistryError::new(ErrorCode::Unauthorized, "credentials required")
-                    .with_header(header::WWW_AUTHENTICATE, "Basic realm=\"wharf\""));
+                return Err(
+                    RegistryError::new(ErrorCode::Unauthorized, "credentials required")
+                        .with_header(header::WWW_AUTHENTICATE, "Basic realm=\"wharf\""),
+                );
             }
         };
         let body = read_limited(body, 1 << 20).await?;
-        let path = parts.uri.path().trim_start_matches("/api/v1").trim_matches('/').to_owned();
+        let path = parts
+            .uri
+            .path()
+            .trim_start_matches("/api/v1")
+            .trim_matches('/')
+            .to_owned();
         let query: Vec<(String, String)> = parts
             .uri
             .query()
@@ -138,27 +150,60 @@ impl<B: BlobStore, M: MetadataStore + DocumentStore, E: Env> Registry<B, M, E> {
             (Method::POST, ["users"]) => self.create_user(&who, parse(&body)?, ext).await,
             (Method::GET, ["users", name]) => self.get_user(&who, name).await,
             (Method::DELETE, ["users", name]) => self.delete_user(&who, name, ext).await,
-            (Method::PUT, ["users", name, "password"]) => self.set_password(&who, name, parse(&body)?).await,
+            (Method::PUT, ["users", name, "password"]) => {
+                self.set_password(&who, name, parse(&body)?).await
+            }
             (Method::GET, ["projects"]) => self.list_projects(&who).await,
             (Method::POST, ["projects"]) => self.create_project(&who, parse(&body)?, ext).await,
             (Method::GET, ["projects", p]) => self.get_project(&who, p).await,
             (Method::PUT, ["projects", p]) => self.update_project(&who, p, parse(&body)?).await,
             (Method::DELETE, ["projects", p]) => self.delete_project(&who, p, ext).await,
             (Method::GET, ["projects", p, "members"]) => self.list_members(&who, p).await,
-            (Method::POST, ["projects", p, "members"]) => self.add_member(&who, p, parse(&body)?, ext).await,
+            (Method::POST, ["projects", p, "members"]) => {
+                self.add_member(&who, p, parse(&body)?, ext).await
+            }
             (Method::PUT, ["projects", p, "members", u]) => {
                 let r: RoleUpdate = parse(&body)?;
-                self.add_member(&who, p, NewMember { username: (*u).to_owned(), role: r.role }, ext).await
+                self.add_member(
+                    &who,
+                    p,
+                    NewMember {
+                        username: (*u).to_owned(),
+                        role: r.role,
+                    },
+                    ext,
+                )
+                .await
             }
-            (Method::DELETE, ["projects", p, "members", u]) => self.remove_member(&who, p, u, ext).await,
-            (Method::GET, ["projects", p, "repositories"]) => self.project_repositories(&who, p).await,
+            (Method::DELETE, ["projects", p, "members", u]) => {
+                self.remove_member(&who, p, u, ext).await
+            }
+            (Method::GET, ["projects", p, "repositories"]) => {
+                self.project_repositories(&who, p).await
+            }
             (Method::GET, ["robots"]) => self.list_robots(&who).await,
             (Method::POST, ["robots"]) => self.create_robot(&who, parse(&body)?, ext).await,
             (Method::DELETE, ["robots", name]) => self.delete_robot(&who, name, ext).await,
-            (Method::GET, ["audit"]) => self.read_audit(&who, q("project"), q("actor"), q("action"), q("since_ms"), q("limit")).await,
-            (_, ["repositories", ..]) => self.repository_api(&who, m, &path["repositories/".len().min(path.len())..], ext).await,
-            _ => Err(RegistryError::new(ErrorCode::Unsupported, format!("no such endpoint: {m} /api/v1/{path}"))
-                .with_status(StatusCode::NOT_FOUND)),
+            (Method::GET, ["audit"]) => {
+                self.read_audit(
+                    &who,
+                    q("project"),
+                    q("actor"),
+                    q("action"),
+                    q("since_ms"),
+                    q("limit"),
+                )
+                .await
+            }
+            (_, ["repositories", ..]) => {
+                self.repository_api(&who, m, &path["repositories/".len().min(path.len())..], ext)
+                    .await
+            }
+            _ => Err(RegistryError::new(
+                ErrorCode::Unsupported,
+                format!("no such endpoint: {m} /api/v1/{path}"),
+            )
+            .with_status(StatusCode::NOT_FOUND)),
         }
     }
 
@@ -167,7 +212,11 @@ impl<B: BlobStore, M: MetadataStore + DocumentStore, E: Env> Registry<B, M, E> {
     }
 
     async fn may(&self, who: &Principal, project: &str, right: Right) -> Result<()> {
-        if self.dir().allowed(who, project, right).await? { Ok(()) } else { Err(denied()) }
+        if self.dir().allowed(who, project, right).await? {
+            Ok(())
+        } else {
+            Err(denied())
+        }
     }
 
     async fn list_users(&self, who: &Principal) -> Result<ApiResponse<B>> {
@@ -175,10 +224,18 @@ impl<B: BlobStore, M: MetadataStore + DocumentStore, E: Env> Registry<B, M, E> {
             return Err(denied());
         }
         let users: Vec<User> = self.dir().list("user", "").await?;
-        Ok(ok_json::<B>(StatusCode::OK, users.iter().map(user_view).collect()))
+        Ok(ok_json::<B>(
+            StatusCode::OK,
+            users.iter().map(user_view).collect(),
+        ))
     }
 
-    async fn create_user(&self, who: &Principal, n: NewUser, ext: &http::Extensions) -> Result<ApiResponse<B>> {
+    async fn create_user(
+        &self,
+        who: &Principal,
+        n: NewUser,
+        ext: &http::Extensions,
+    ) -> Result<ApiResponse<B>> {
         if !who.is_admin() {
             return Err(denied());
         }
@@ -193,10 +250,18 @@ impl<B: BlobStore, M: MetadataStore + DocumentStore, E: Env> Registry<B, M, E> {
             admin: n.admin,
             created_ms: self.env.now_ms(),
         };
-        self.dir().put("user", &u.username, &u, true).await.map_err(|e| {
-            if e.code == ErrorCode::Unknown { e } else { RegistryError::new(ErrorCode::Denied, "user exists") }
-        })?;
-        self.audit(ext, who.name(), "user_create", &u.username, None).await;
+        self.dir()
+            .put("user", &u.username, &u, true)
+            .await
+            .map_err(|e| {
+                if e.code == ErrorCode::Unknown {
+                    e
+                } else {
+                    RegistryError::new(ErrorCode::Denied, "user exists")
+                }
+            })?;
+        self.audit(ext, who.name(), "user_create", &u.username, None)
+            .await;
         Ok(ok_json::<B>(StatusCode::CREATED, user_view(&u)))
     }
 
@@ -204,11 +269,20 @@ impl<B: BlobStore, M: MetadataStore + DocumentStore, E: Env> Registry<B, M, E> {
         if !who.is_admin() && who.name() != name {
             return Err(denied());
         }
-        let u = self.dir().user(name).await?.ok_or_else(|| not_found("user"))?;
+        let u = self
+            .dir()
+            .user(name)
+            .await?
+            .ok_or_else(|| not_found("user"))?;
         Ok(ok_json::<B>(StatusCode::OK, user_view(&u)))
     }
 
-    async fn delete_user(&self, who: &Principal, name: &str, ext: &http::Extensions) -> Result<ApiResponse<B>> {
+    async fn delete_user(
+        &self,
+        who: &Principal,
+        name: &str,
+        ext: &http::Extensions,
+    ) -> Result<ApiResponse<B>> {
         if !who.is_admin() {
             return Err(denied());
         }
@@ -220,27 +294,45 @@ impl<B: BlobStore, M: MetadataStore + DocumentStore, E: Env> Registry<B, M, E> {
         }
         let members: Vec<Member> = self.dir().list("member", "").await?;
         for m in members.iter().filter(|m| m.username == name) {
-            self.meta.delete_doc("member", &format!("{}/{}", m.project, m.username)).await?;
+            self.meta
+                .delete_doc("member", &format!("{}/{}", m.project, m.username))
+                .await?;
         }
         self.audit(ext, who.name(), "user_delete", name, None).await;
-        Ok(ok_json::<B>(StatusCode::OK, serde_json::json!({"deleted": name})))
+        Ok(ok_json::<B>(
+            StatusCode::OK,
+            serde_json::json!({"deleted": name}),
+        ))
     }
 
-    async fn set_password(&self, who: &Principal, name: &str, n: NewPassword) -> Result<ApiResponse<B>> {
+    async fn set_password(
+        &self,
+        who: &Principal,
+        name: &str,
+        n: NewPassword,
+    ) -> Result<ApiResponse<B>> {
         if !who.is_admin() && who.name() != name {
             return Err(denied());
         }
         if n.password.len() < 8 {
             return Err(bad("passwords have at least 8 characters"));
         }
-        let mut u = self.dir().user(name).await?.ok_or_else(|| not_found("user"))?;
+        let mut u = self
+            .dir()
+            .user(name)
+            .await?
+            .ok_or_else(|| not_found("user"))?;
         u.password_hash = hash_password(&self.env, &n.password)?;
         self.dir().put("user", name, &u, false).await?;
         Ok(ok_json::<B>(StatusCode::OK, user_view(&u)))
     }
 
     async fn visible(&self, who: &Principal, p: &Project) -> Result<bool> {
-        Ok(p.public || self.dir().allowed(who, &p.name, Right::Repo(Action::Pull)).await?)
+        Ok(p.public
+            || self
+                .dir()
+                .allowed(who, &p.name, Right::Repo(Action::Pull))
+                .await?)
     }
 
     async fn list_projects(&self, who: &Principal) -> Result<ApiResponse<B>> {
@@ -254,79 +346,198 @@ impl<B: BlobStore, M: MetadataStore + DocumentStore, E: Env> Registry<B, M, E> {
         Ok(ok_json::<B>(StatusCode::OK, out.into()))
     }
 
-    async fn create_project(&self, who: &Principal, n: NewProject, ext: &http::Extensions) -> Result<ApiResponse<B>> {
-        let Principal::User(u) = who else { return Err(denied()) };
+    async fn create_project(
+        &self,
+        who: &Principal,
+        n: NewProject,
+        ext: &http::Extensions,
+    ) -> Result<ApiResponse<B>> {
+        let Principal::User(u) = who else {
+            return Err(denied());
+        };
         validate_name(&n.name)?;
         if n.name.contains('/') {
-            return Err(RegistryError::new(ErrorCode::NameInvalid, "a project name is one path segment"));
+            return Err(RegistryError::new(
+                ErrorCode::NameInvalid,
+                "a project name is one path segment",
+            ));
         }
-        let p = Project { name: n.name.clone(), public: n.public, created_ms: self.env.now_ms() };
-        self.dir().put("project", &p.name, &p, true).await.map_err(|e| {
-            if e.code == ErrorCode::Unknown { e } else { RegistryError::new(ErrorCode::Denied, "project exists") }
-        })?;
+        let p = Project {
+            name: n.name.clone(),
+            public: n.public,
+            created_ms: self.env.now_ms(),
+        };
+        self.dir()
+            .put("project", &p.name, &p, true)
+            .await
+            .map_err(|e| {
+                if e.code == ErrorCode::Unknown {
+                    e
+                } else {
+                    RegistryError::new(ErrorCode::Denied, "project exists")
+                }
+            })?;
         // The creator administers the project, as in Harbor.
-        let m = Member { project: p.name.clone(), username: u.username.clone(), role: Role::ProjectAdmin };
-        self.dir().put("member", &format!("{}/{}", p.name, u.username), &m, false).await?;
-        self.audit(ext, who.name(), "project_create", &p.name, None).await;
-        Ok(ok_json::<B>(StatusCode::CREATED, serde_json::to_value(&p).unwrap_or_default()))
+        let m = Member {
+            project: p.name.clone(),
+            username: u.username.clone(),
+            role: Role::ProjectAdmin,
+        };
+        self.dir()
+            .put("member", &format!("{}/{}", p.name, u.username), &m, false)
+            .await?;
+        self.audit(ext, who.name(), "project_create", &p.name, None)
+            .await;
+        Ok(ok_json::<B>(
+            StatusCode::CREATED,
+            serde_json::to_value(&p).unwrap_or_default(),
+        ))
     }
 
     async fn get_project(&self, who: &Principal, name: &str) -> Result<ApiResponse<B>> {
-        let p = self.dir().project(name).await?.ok_or_else(|| not_found("project"))?;
+        let p = self
+            .dir()
+            .project(name)
+            .await?
+            .ok_or_else(|| not_found("project"))?;
         if !self.visible(who, &p).await? {
             return Err(not_found("project"));
         }
-        Ok(ok_json::<B>(StatusCode::OK, serde_json::to_value(&p).unwrap_or_default()))
+        Ok(ok_json::<B>(
+            StatusCode::OK,
+            serde_json::to_value(&p).unwrap_or_default(),
+        ))
     }
 
-    async fn update_project(&self, who: &Principal, name: &str, u: ProjectUpdate) -> Result<ApiResponse<B>> {
+    async fn update_project(
+        &self,
+        who: &Principal,
+        name: &str,
+        u: ProjectUpdate,
+    ) -> Result<ApiResponse<B>> {
         self.may(who, name, Right::ManageMembers).await?;
-        let mut p = self.dir().project(name).await?.ok_or_else(|| not_found("project"))?;
+        let mut p = self
+            .dir()
+            .project(name)
+            .await?
+            .ok_or_else(|| not_found("project"))?;
         p.public = u.public;
         self.dir().put("project", name, &p, false).await?;
-        Ok(ok_json::<B>(StatusCode::OK, serde_json::to_value(&p).unwrap_or_default()))
+        Ok(ok_json::<B>(
+            StatusCode::OK,
+            serde_json::to_value(&p).unwrap_or_default(),
+        ))
     }
 
-    async fn delete_project(&self, who: &Principal, name: &str, ext: &http::Extensions) -> Result<ApiResponse<B>> {
+    async fn delete_project(
+        &self,
+        who: &Principal,
+        name: &str,
+        ext: &http::Extensions,
+    ) -> Result<ApiResponse<B>> {
         self.may(who, name, Right::ManageMembers).await?;
         let repos = self.meta.list_repositories(Some(name), 1).await?;
-        if repos.items.first().is_some_and(|r| r.starts_with(&format!("{name}/"))) {
-            return Err(RegistryError::new(ErrorCode::Denied, "the project still has repositories"));
+        if repos
+            .items
+            .first()
+            .is_some_and(|r| r.starts_with(&format!("{name}/")))
+        {
+            return Err(RegistryError::new(
+                ErrorCode::Denied,
+                "the project still has repositories",
+            ));
         }
         if !self.meta.delete_doc("project", name).await? {
             return Err(not_found("project"));
         }
         let members: Vec<Member> = self.dir().list("member", &format!("{name}/")).await?;
         for m in members {
-            self.meta.delete_doc("member", &format!("{name}/{}", m.username)).await?;
+            self.meta
+                .delete_doc("member", &format!("{name}/{}", m.username))
+                .await?;
         }
-        self.audit(ext, who.name(), "project_delete", name, None).await;
-        Ok(ok_json::<B>(StatusCode::OK, serde_json::json!({"deleted": name})))
+        self.audit(ext, who.name(), "project_delete", name, None)
+            .await;
+        Ok(ok_json::<B>(
+            StatusCode::OK,
+            serde_json::json!({"deleted": name}),
+        ))
     }
 
     async fn list_members(&self, who: &Principal, project: &str) -> Result<ApiResponse<B>> {
         self.may(who, project, Right::ReadAudit).await?;
         let members: Vec<Member> = self.dir().list("member", &format!("{project}/")).await?;
-        Ok(ok_json::<B>(StatusCode::OK, serde_json::to_value(&members).unwrap_or_default()))
+        Ok(ok_json::<B>(
+            StatusCode::OK,
+            serde_json::to_value(&members).unwrap_or_default(),
+        ))
     }
 
-    async fn add_member(&self, who: &Principal, project: &str, n: NewMember, ext: &http::Extensions) -> Result<ApiResponse<B>> {
+    async fn add_member(
+        &self,
+        who: &Principal,
+        project: &str,
+        n: NewMember,
+        ext: &http::Extensions,
+    ) -> Result<ApiResponse<B>> {
         self.may(who, project, Right::ManageMembers).await?;
-        self.dir().project(project).await?.ok_or_else(|| not_found("project"))?;
-        self.dir().user(&n.username).await?.ok_or_else(|| not_found("user"))?;
-        let m = Member { project: project.to_owned(), username: n.username.clone(), role: n.role };
-        self.dir().put("member", &format!("{project}/{}", n.username), &m, false).await?;
-        self.audit(ext, who.name(), "member_set", project, Some(format!("{}={:?}", n.username, n.role))).await;
-        Ok(ok_json::<B>(StatusCode::OK, serde_json::to_value(&m).unwrap_or_default()))
+        self.dir()
+            .project(project)
+            .await?
+            .ok_or_else(|| not_found("project"))?;
+        self.dir()
+            .user(&n.username)
+            .await?
+            .ok_or_else(|| not_found("user"))?;
+        let m = Member {
+            project: project.to_owned(),
+            username: n.username.clone(),
+            role: n.role,
+        };
+        self.dir()
+            .put("member", &format!("{project}/{}", n.username), &m, false)
+            .await?;
+        self.audit(
+            ext,
+            who.name(),
+            "member_set",
+            project,
+            Some(format!("{}={:?}", n.username, n.role)),
+        )
+        .await;
+        Ok(ok_json::<B>(
+            StatusCode::OK,
+            serde_json::to_value(&m).unwrap_or_default(),
+        ))
     }
 
-    async fn remove_member(&self, who: &Principal, project: &str, user: &str, ext: &http::Extensions) -> Result<ApiResponse<B>> {
+    async fn remove_member(
+        &self,
+        who: &Principal,
+        project: &str,
+        user: &str,
+        ext: &http::Extensions,
+    ) -> Result<ApiResponse<B>> {
         self.may(who, project, Right::ManageMembers).await?;
-        if !self.meta.delete_doc("member", &format!("{project}/{user}")).await? {
+        if !self
+            .meta
+            .delete_doc("member", &format!("{project}/{user}"))
+            .await?
+        {
             return Err(not_found("member"));
         }
-        self.audit(ext, who.name(), "member_remove", project, Some(user.to_owned())).await;
-        Ok(ok_json::<B>(StatusCode::OK, serde_json::json!({"removed": user})))
+        self.audit(
+            ext,
+            who.name(),
+            "member_remove",
+            project,
+            Some(user.to_owned()),
+        )
+        .await;
+        Ok(ok_json::<B>(
+            StatusCode::OK,
+            serde_json::json!({"removed": user}),
+        ))
     }
 
     async fn project_repositories(&self, who: &Principal, project: &str) -> Result<ApiResponse<B>> {
@@ -356,28 +567,58 @@ impl<B: BlobStore, M: MetadataStore + DocumentStore, E: Env> Registry<B, M, E> {
     }
 
     /// `GET repositories/<name>/tags`, `DELETE repositories/<name>/tags/<tag>`.
-    async fn repository_api(&self, who: &Principal, m: &Method, rest: &str, ext: &http::Extensions) -> Result<ApiResponse<B>> {
-        let not_found = || RegistryError::new(ErrorCode::Unsupported, "no such endpoint").with_status(StatusCode::NOT_FOUND);
+    async fn repository_api(
+        &self,
+        who: &Principal,
+        m: &Method,
+        rest: &str,
+        ext: &http::Extensions,
+    ) -> Result<ApiResponse<B>> {
+        let not_found = || {
+            RegistryError::new(ErrorCode::Unsupported, "no such endpoint")
+                .with_status(StatusCode::NOT_FOUND)
+        };
         if let Some(name) = rest.strip_suffix("/tags") {
             if *m != Method::GET {
                 return Err(not_found());
             }
             validate_name(name)?;
-            self.may(who, crate::auth::project_of(name), Right::Repo(Action::Pull)).await?;
-            let page = self.meta.list_tags(name, None, 10_000).await?.ok_or_else(|| crate::api::not_found("repository"))?;
-            return Ok(ok_json::<B>(StatusCode::OK, serde_json::json!({"name": name, "tags": page.items})));
+            self.may(
+                who,
+                crate::auth::project_of(name),
+                Right::Repo(Action::Pull),
+            )
+            .await?;
+            let page = self
+                .meta
+                .list_tags(name, None, 10_000)
+                .await?
+                .ok_or_else(|| crate::api::not_found("repository"))?;
+            return Ok(ok_json::<B>(
+                StatusCode::OK,
+                serde_json::json!({"name": name, "tags": page.items}),
+            ));
         }
         if let Some((name, tag)) = rest.rsplit_once("/tags/")
             && *m == Method::DELETE
         {
             validate_name(name)?;
             validate_tag(tag)?;
-            self.may(who, crate::auth::project_of(name), Right::Repo(Action::Delete)).await?;
+            self.may(
+                who,
+                crate::auth::project_of(name),
+                Right::Repo(Action::Delete),
+            )
+            .await?;
             if !self.meta.delete_tag(name, tag).await? {
                 return Err(crate::api::not_found("tag"));
             }
-            self.audit(ext, who.name(), "delete", name, Some(tag.to_owned())).await;
-            return Ok(ok_json::<B>(StatusCode::OK, serde_json::json!({"deleted": tag})));
+            self.audit(ext, who.name(), "delete", name, Some(tag.to_owned()))
+                .await;
+            return Ok(ok_json::<B>(
+                StatusCode::OK,
+                serde_json::json!({"deleted": tag}),
+            ));
         }
         Err(not_found())
     }
@@ -390,7 +631,10 @@ impl<B: BlobStore, M: MetadataStore + DocumentStore, E: Env> Registry<B, M, E> {
             if !mine {
                 mine = true;
                 for p in &r.permissions {
-                    mine &= self.dir().allowed(who, &p.project, Right::ManageMembers).await?;
+                    mine &= self
+                        .dir()
+                        .allowed(who, &p.project, Right::ManageMembers)
+                        .await?;
                 }
             }
             if mine {
@@ -400,13 +644,21 @@ impl<B: BlobStore, M: MetadataStore + DocumentStore, E: Env> Registry<B, M, E> {
         Ok(ok_json::<B>(StatusCode::OK, out.into()))
     }
 
-    async fn create_robot(&self, who: &Principal, n: NewRobot, ext: &http::Extensions) -> Result<ApiResponse<B>> {
+    async fn create_robot(
+        &self,
+        who: &Principal,
+        n: NewRobot,
+        ext: &http::Extensions,
+    ) -> Result<ApiResponse<B>> {
         validate_simple("robot", &n.name)?;
         if n.permissions.is_empty() {
             return Err(bad("a robot needs at least one permission"));
         }
         for p in &n.permissions {
-            self.dir().project(&p.project).await?.ok_or_else(|| not_found("project"))?;
+            self.dir()
+                .project(&p.project)
+                .await?
+                .ok_or_else(|| not_found("project"))?;
             self.may(who, &p.project, Right::ManageMembers).await?;
         }
         let name = match n.permissions.as_slice() {
@@ -423,23 +675,44 @@ impl<B: BlobStore, M: MetadataStore + DocumentStore, E: Env> Registry<B, M, E> {
             description: n.description,
             created_ms: now,
         };
-        self.dir().put("robot", &name, &r, true).await.map_err(|e| {
-            if e.code == ErrorCode::Unknown { e } else { RegistryError::new(ErrorCode::Denied, "robot exists") }
-        })?;
-        self.audit(ext, who.name(), "robot_create", &name, None).await;
+        self.dir()
+            .put("robot", &name, &r, true)
+            .await
+            .map_err(|e| {
+                if e.code == ErrorCode::Unknown {
+                    e
+                } else {
+                    RegistryError::new(ErrorCode::Denied, "robot exists")
+                }
+            })?;
+        self.audit(ext, who.name(), "robot_create", &name, None)
+            .await;
         let mut v = robot_view(&r);
         v["secret"] = serde_json::json!(secret);
         Ok(ok_json::<B>(StatusCode::CREATED, v))
     }
 
-    async fn delete_robot(&self, who: &Principal, name: &str, ext: &http::Extensions) -> Result<ApiResponse<B>> {
-        let r = self.dir().robot(name).await?.ok_or_else(|| not_found("robot"))?;
+    async fn delete_robot(
+        &self,
+        who: &Principal,
+        name: &str,
+        ext: &http::Extensions,
+    ) -> Result<ApiResponse<B>> {
+        let r = self
+            .dir()
+            .robot(name)
+            .await?
+            .ok_or_else(|| not_found("robot"))?;
         for p in &r.permissions {
             self.may(who, &p.project, Right::ManageMembers).await?;
         }
         self.meta.delete_doc("robot", name).await?;
-        self.audit(ext, who.name(), "robot_delete", name, None).await;
-        Ok(ok_json::<B>(StatusCode::OK, serde_json::json!({"deleted": name})))
+        self.audit(ext, who.name(), "robot_delete", name, None)
+            .await;
+        Ok(ok_json::<B>(
+            StatusCode::OK,
+            serde_json::json!({"deleted": name}),
+        ))
     }
 
     async fn read_audit(
@@ -457,15 +730,24 @@ impl<B: BlobStore, M: MetadataStore + DocumentStore, E: Env> Registry<B, M, E> {
             None => return Err(denied()),
         }
         let limit: usize = limit.and_then(|l| l.parse().ok()).unwrap_or(100).min(1000);
-        let mut after = since_ms.and_then(|s| s.parse::<u64>().ok()).map(|s| format!("{s:016}"));
+        let mut after = since_ms
+            .and_then(|s| s.parse::<u64>().ok())
+            .map(|s| format!("{s:016}"));
         let mut out = Vec::new();
         loop {
-            let page = self.meta.list_docs("audit", "", after.as_deref(), 1000).await?;
+            let page = self
+                .meta
+                .list_docs("audit", "", after.as_deref(), 1000)
+                .await?;
             let Some((last, _)) = page.last() else { break };
             after = Some(last.clone());
             for (_, raw) in &page {
-                let Ok(e) = serde_json::from_slice::<AuditEvent>(raw) else { continue };
-                let keep = project.as_ref().is_none_or(|p| crate::auth::project_of(&e.resource) == p)
+                let Ok(e) = serde_json::from_slice::<AuditEvent>(raw) else {
+                    continue;
+                };
+                let keep = project
+                    .as_ref()
+                    .is_none_or(|p| crate::auth::project_of(&e.resource) == p)
                     && actor.as_ref().is_none_or(|a| &e.actor == a)
                     && action.as_ref().is_none_or(|a| &e.action == a);
                 if keep {
@@ -479,7 +761,10 @@ impl<B: BlobStore, M: MetadataStore + DocumentStore, E: Env> Registry<B, M, E> {
                 break;
             }
         }
-        Ok(ok_json::<B>(StatusCode::OK, serde_json::to_value(&out).unwrap_or_default()))
+        Ok(ok_json::<B>(
+            StatusCode::OK,
+            serde_json::to_value(&out).unwrap_or_default(),
+        ))
     }
 }
 

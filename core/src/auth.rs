@@ -202,26 +202,50 @@ fn store_err(e: crate::error::StoreError) -> RegistryError {
 }
 
 impl<D: DocumentStore> Directory<'_, D> {
-    async fn get<T: for<'de> Deserialize<'de>>(&self, kind: &str, id: &str) -> Result<Option<T>, RegistryError> {
+    async fn get<T: for<'de> Deserialize<'de>>(
+        &self,
+        kind: &str,
+        id: &str,
+    ) -> Result<Option<T>, RegistryError> {
         match self.0.get_doc(kind, id).await.map_err(store_err)? {
-            Some(raw) => serde_json::from_slice(&raw)
-                .map(Some)
-                .map_err(|e| RegistryError::new(ErrorCode::Unknown, format!("corrupt {kind} record: {e}"))),
+            Some(raw) => serde_json::from_slice(&raw).map(Some).map_err(|e| {
+                RegistryError::new(ErrorCode::Unknown, format!("corrupt {kind} record: {e}"))
+            }),
             None => Ok(None),
         }
     }
     /// Writes a record.
-    pub async fn put<T: Serialize>(&self, kind: &str, id: &str, v: &T, if_absent: bool) -> Result<(), RegistryError> {
-        let raw = serde_json::to_vec(v).map_err(|e| RegistryError::new(ErrorCode::Unknown, e.to_string()))?;
-        self.0.put_doc(kind, id, &raw, if_absent).await.map_err(store_err)
+    pub async fn put<T: Serialize>(
+        &self,
+        kind: &str,
+        id: &str,
+        v: &T,
+        if_absent: bool,
+    ) -> Result<(), RegistryError> {
+        let raw = serde_json::to_vec(v)
+            .map_err(|e| RegistryError::new(ErrorCode::Unknown, e.to_string()))?;
+        self.0
+            .put_doc(kind, id, &raw, if_absent)
+            .await
+            .map_err(store_err)
     }
     /// Lists records of a kind under a prefix.
-    pub async fn list<T: for<'de> Deserialize<'de>>(&self, kind: &str, prefix: &str) -> Result<Vec<T>, RegistryError> {
+    pub async fn list<T: for<'de> Deserialize<'de>>(
+        &self,
+        kind: &str,
+        prefix: &str,
+    ) -> Result<Vec<T>, RegistryError> {
         let mut out = Vec::new();
         let mut after: Option<String> = None;
         loop {
-            let page = self.0.list_docs(kind, prefix, after.as_deref(), 500).await.map_err(store_err)?;
-            let Some((last, _)) = page.last() else { return Ok(out) };
+            let page = self
+                .0
+                .list_docs(kind, prefix, after.as_deref(), 500)
+                .await
+                .map_err(store_err)?;
+            let Some((last, _)) = page.last() else {
+                return Ok(out);
+            };
             after = Some(last.clone());
             for (_, raw) in &page {
                 if let Ok(v) = serde_json::from_slice(raw) {
@@ -250,19 +274,32 @@ impl<D: DocumentStore> Directory<'_, D> {
         self.get("member", &format!("{project}/{user}")).await
     }
     /// The principal's rights in a project, in the terms of [`Right`].
-    pub async fn allowed(&self, who: &Principal, project: &str, right: Right) -> Result<bool, RegistryError> {
+    pub async fn allowed(
+        &self,
+        who: &Principal,
+        project: &str,
+        right: Right,
+    ) -> Result<bool, RegistryError> {
         if who.is_admin() {
             return Ok(true);
         }
-        let Some(p) = self.project(project).await? else { return Ok(false) };
+        let Some(p) = self.project(project).await? else {
+            return Ok(false);
+        };
         let public_pull = p.public && right == Right::Repo(Action::Pull);
         match who {
             Principal::Anonymous => Ok(public_pull),
             Principal::User(u) => Ok(public_pull
-                || self.member(project, &u.username).await?.is_some_and(|m| m.role.allows(right))),
+                || self
+                    .member(project, &u.username)
+                    .await?
+                    .is_some_and(|m| m.role.allows(right))),
             Principal::Robot(r) => Ok(match right {
                 Right::Repo(a) => {
-                    public_pull || r.permissions.iter().any(|perm| perm.project == project && perm.actions.contains(&a))
+                    public_pull
+                        || r.permissions
+                            .iter()
+                            .any(|perm| perm.project == project && perm.actions.contains(&a))
                 }
                 _ => false,
             }),
@@ -284,7 +321,9 @@ pub fn hash_password(env: &impl Env, password: &str) -> Result<String, RegistryE
 
 /// Checks a password against a stored hash.
 pub fn verify_password(password: &str, hash: &str) -> bool {
-    argon2::Argon2::default().verify_password(password.as_bytes(), hash).is_ok()
+    argon2::Argon2::default()
+        .verify_password(password.as_bytes(), hash)
+        .is_ok()
 }
 
 /// A fresh random secret (robot secrets, generated passwords).
@@ -344,9 +383,9 @@ impl Claims {
     }
     /// Whether the token grants the catalog.
     pub fn grants_catalog(&self) -> bool {
-        self.access
-            .iter()
-            .any(|a| a.kind == "registry" && a.name == "catalog" && a.actions.iter().any(|x| x == "*"))
+        self.access.iter().any(|a| {
+            a.kind == "registry" && a.name == "catalog" && a.actions.iter().any(|x| x == "*")
+        })
     }
 }
 
@@ -370,7 +409,11 @@ impl Scope {
         Some(Scope {
             kind: kind.to_owned(),
             name: name.to_owned(),
-            actions: actions.split(',').filter(|a| !a.is_empty()).map(str::to_owned).collect(),
+            actions: actions
+                .split(',')
+                .filter(|a| !a.is_empty())
+                .map(str::to_owned)
+                .collect(),
         })
     }
 }
@@ -394,18 +437,29 @@ impl Keys {
     pub fn from_pems(pems: &[Vec<u8>]) -> Result<Keys, String> {
         let mut keys = Vec::new();
         for pem in pems {
-            let encoding = EncodingKey::from_ec_pem(pem).map_err(|e| format!("not an EC P-256 private key: {e}"))?;
-            let mut jwk = Jwk::from_encoding_key(&encoding, Algorithm::ES256).map_err(|e| e.to_string())?;
+            let encoding = EncodingKey::from_ec_pem(pem)
+                .map_err(|e| format!("not an EC P-256 private key: {e}"))?;
+            let mut jwk =
+                Jwk::from_encoding_key(&encoding, Algorithm::ES256).map_err(|e| e.to_string())?;
             let AlgorithmParameters::EllipticCurve(ec) = &jwk.algorithm else {
                 return Err("not an EC key".into());
             };
-            let kid = to_hex(crate::digest::Digest::sha256_of(format!("{}.{}", ec.x, ec.y).as_bytes()).hex().as_bytes())
-                [..16]
+            let kid = to_hex(
+                crate::digest::Digest::sha256_of(format!("{}.{}", ec.x, ec.y).as_bytes())
+                    .hex()
+                    .as_bytes(),
+            )[..16]
                 .to_owned();
-            let decoding = DecodingKey::from_ec_components(&ec.x, &ec.y).map_err(|e| e.to_string())?;
+            let decoding =
+                DecodingKey::from_ec_components(&ec.x, &ec.y).map_err(|e| e.to_string())?;
             jwk.common.key_id = Some(kid.clone());
             jwk.common.public_key_use = Some(jsonwebtoken::jwk::PublicKeyUse::Signature);
-            keys.push(KeyPair { kid, encoding, decoding, jwk });
+            keys.push(KeyPair {
+                kid,
+                encoding,
+                decoding,
+                jwk,
+            });
         }
         if keys.is_empty() {
             return Err("at least one signing key is needed".into());
@@ -414,7 +468,9 @@ impl Keys {
     }
     /// The JWKS document of all verification keys (public parts only).
     pub fn jwks(&self) -> JwkSet {
-        JwkSet { keys: self.keys.iter().map(|k| k.jwk.clone()).collect() }
+        JwkSet {
+            keys: self.keys.iter().map(|k| k.jwk.clone()).collect(),
+        }
     }
     /// The signing key's id.
     pub fn signing_kid(&self) -> &str {
@@ -473,7 +529,11 @@ const CACHE_MAX: usize = 4096;
 impl TokenService {
     /// A service with `keys`.
     pub fn new(keys: Keys, settings: TokenSettings) -> Self {
-        Self { keys, settings, cache: Mutex::new(HashMap::new()) }
+        Self {
+            keys,
+            settings,
+            cache: Mutex::new(HashMap::new()),
+        }
     }
 
     /// The JWKS document.
@@ -491,9 +551,19 @@ impl TokenService {
 
     /// Builds and signs a token for `who` with `access`, valid from now for `ttl_secs`
     /// (capped by a robot's expiry).
-    pub fn issue(&self, env: &impl Env, who: &Principal, access: Vec<Access>, refresh: bool) -> Result<(String, Claims), RegistryError> {
+    pub fn issue(
+        &self,
+        env: &impl Env,
+        who: &Principal,
+        access: Vec<Access>,
+        refresh: bool,
+    ) -> Result<(String, Claims), RegistryError> {
         let now = env.now_ms() / 1000;
-        let ttl = if refresh { self.settings.refresh_ttl_secs } else { self.settings.ttl_secs };
+        let ttl = if refresh {
+            self.settings.refresh_ttl_secs
+        } else {
+            self.settings.ttl_secs
+        };
         let mut exp = now + ttl;
         if let Principal::Robot(r) = who
             && let Some(e) = r.expires_ms
@@ -505,13 +575,21 @@ impl TokenService {
         let claims = Claims {
             iss: self.settings.issuer.clone(),
             sub: who.name().to_owned(),
-            aud: if refresh { format!("{}/refresh", self.settings.service) } else { self.settings.service.clone() },
+            aud: if refresh {
+                format!("{}/refresh", self.settings.service)
+            } else {
+                self.settings.service.clone()
+            },
             exp,
             nbf: now,
             iat: now,
             jti: to_hex(&jti),
             access,
-            kind: if refresh { "refresh".into() } else { who.kind().into() },
+            kind: if refresh {
+                "refresh".into()
+            } else {
+                who.kind().into()
+            },
         };
         Ok((self.sign(&claims)?, claims))
     }
@@ -529,9 +607,19 @@ impl TokenService {
         self.verify_for(token, now_ms, &aud, false)
     }
 
-    fn verify_for(&self, token: &str, now_ms: u64, aud: &str, cache: bool) -> Result<Claims, TokenError> {
+    fn verify_for(
+        &self,
+        token: &str,
+        now_ms: u64,
+        aud: &str,
+        cache: bool,
+    ) -> Result<Claims, TokenError> {
         let cached = if cache {
-            self.cache.lock().unwrap_or_else(|p| p.into_inner()).get(token).cloned()
+            self.cache
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .get(token)
+                .cloned()
         } else {
             None
         };
@@ -561,11 +649,17 @@ impl TokenService {
 
     fn verify_signature(&self, token: &str, aud: &str) -> Result<Claims, TokenError> {
         let invalid = |m: String| TokenError::Invalid(m);
-        let header = jsonwebtoken::decode_header(token).map_err(|e| invalid(format!("malformed token: {e}")))?;
+        let header = jsonwebtoken::decode_header(token)
+            .map_err(|e| invalid(format!("malformed token: {e}")))?;
         if header.alg != Algorithm::ES256 {
-            return Err(invalid(format!("algorithm {:?} is not accepted", header.alg)));
+            return Err(invalid(format!(
+                "algorithm {:?} is not accepted",
+                header.alg
+            )));
         }
-        let kid = header.kid.ok_or_else(|| invalid("token has no kid".into()))?;
+        let kid = header
+            .kid
+            .ok_or_else(|| invalid("token has no kid".into()))?;
         let key = self
             .keys
             .keys
@@ -576,7 +670,10 @@ impl TokenService {
         v.algorithms = vec![Algorithm::ES256];
         v.validate_exp = false;
         v.validate_nbf = false;
-        v.required_spec_claims = ["exp", "nbf", "iss", "aud", "sub"].iter().map(|s| s.to_string()).collect();
+        v.required_spec_claims = ["exp", "nbf", "iss", "aud", "sub"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
         v.set_audience(&[aud]);
         v.set_issuer(&[&self.settings.issuer]);
         jsonwebtoken::decode::<Claims>(token, &key.decoding, &v)
@@ -600,7 +697,11 @@ struct Throttle {
 
 /// Refuses with 429 and `Retry-After` if `keys` (e.g. `user:alice`, `ip:1.2.3.4`) failed too
 /// often in the current window.
-pub async fn check_throttle<D: DocumentStore>(docs: &D, keys: &[String], now_ms: u64) -> Result<(), RegistryError> {
+pub async fn check_throttle<D: DocumentStore>(
+    docs: &D,
+    keys: &[String],
+    now_ms: u64,
+) -> Result<(), RegistryError> {
     let dir = Directory(docs);
     for k in keys {
         if let Some(t) = dir.get::<Throttle>("throttle", k).await?
@@ -619,12 +720,22 @@ pub async fn check_throttle<D: DocumentStore>(docs: &D, keys: &[String], now_ms:
 }
 
 /// Counts a failed login against each key.
-pub async fn record_failure<D: DocumentStore>(docs: &D, keys: &[String], now_ms: u64) -> Result<(), RegistryError> {
+pub async fn record_failure<D: DocumentStore>(
+    docs: &D,
+    keys: &[String],
+    now_ms: u64,
+) -> Result<(), RegistryError> {
     let dir = Directory(docs);
     for k in keys {
-        let mut t = dir.get::<Throttle>("throttle", k).await?.unwrap_or_default();
+        let mut t = dir
+            .get::<Throttle>("throttle", k)
+            .await?
+            .unwrap_or_default();
         if now_ms >= t.since_ms + THROTTLE_WINDOW_MS {
-            t = Throttle { failures: 0, since_ms: now_ms };
+            t = Throttle {
+                failures: 0,
+                since_ms: now_ms,
+            };
         }
         t.failures += 1;
         dir.put("throttle", k, &t, false).await?;
@@ -633,7 +744,10 @@ pub async fn record_failure<D: DocumentStore>(docs: &D, keys: &[String], now_ms:
 }
 
 /// Clears the counters after a successful login.
-pub async fn clear_failures<D: DocumentStore>(docs: &D, keys: &[String]) -> Result<(), RegistryError> {
+pub async fn clear_failures<D: DocumentStore>(
+    docs: &D,
+    keys: &[String],
+) -> Result<(), RegistryError> {
     for k in keys {
         docs.delete_doc("throttle", k).await.map_err(store_err)?;
     }
@@ -642,8 +756,12 @@ pub async fn clear_failures<D: DocumentStore>(docs: &D, keys: &[String]) -> Resu
 
 /// Parses `Authorization: Basic …` into user and password.
 pub fn parse_basic(value: &str) -> Option<(String, String)> {
-    let b64 = value.strip_prefix("Basic ").or_else(|| value.strip_prefix("basic "))?;
-    let raw = base64::engine::general_purpose::STANDARD.decode(b64.trim()).ok()?;
+    let b64 = value
+        .strip_prefix("Basic ")
+        .or_else(|| value.strip_prefix("basic "))?;
+    let raw = base64::engine::general_purpose::STANDARD
+        .decode(b64.trim())
+        .ok()?;
     let s = String::from_utf8(raw).ok()?;
     let (u, p) = s.split_once(':')?;
     Some((u.to_owned(), p.to_owned()))
@@ -663,7 +781,12 @@ pub fn rfc3339(secs: u64) -> String {
     let d = doy - (153 * mp + 2) / 5 + 1;
     let m = if mp < 10 { mp + 3 } else { mp - 9 };
     let y = yoe + era * 400 + i64::from(m <= 2);
-    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z", rem / 3600, rem % 3600 / 60, rem % 60)
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
 }
 
 #[cfg(test)]
@@ -681,9 +804,16 @@ mod tests {
     fn scopes() {
         assert_eq!(
             Scope::parse("repository:team/app:pull,push"),
-            Some(Scope { kind: "repository".into(), name: "team/app".into(), actions: vec!["pull".into(), "push".into()] })
+            Some(Scope {
+                kind: "repository".into(),
+                name: "team/app".into(),
+                actions: vec!["pull".into(), "push".into()]
+            })
         );
-        assert_eq!(Scope::parse("registry:catalog:*").map(|s| s.name), Some("catalog".into()));
+        assert_eq!(
+            Scope::parse("registry:catalog:*").map(|s| s.name),
+            Some("catalog".into())
+        );
         assert_eq!(Scope::parse("nonsense"), None);
     }
 
@@ -711,7 +841,10 @@ mod tests {
 
     #[test]
     fn basic() {
-        assert_eq!(parse_basic("Basic YWxpY2U6czNjcjN0OjE="), Some(("alice".into(), "s3cr3t:1".into())));
+        assert_eq!(
+            parse_basic("Basic YWxpY2U6czNjcjN0OjE="),
+            Some(("alice".into(), "s3cr3t:1".into()))
+        );
         assert_eq!(parse_basic("Bearer x"), None);
     }
 }

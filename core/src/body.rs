@@ -38,7 +38,9 @@ where
         match self.get_mut() {
             Body::Empty => Poll::Ready(None),
             Body::Full(b) => Poll::Ready(b.take().map(|b| Ok(Frame::data(b)))),
-            Body::Stream(s) => Pin::new(s).poll_next(cx).map(|o| o.map(|r| r.map(Frame::data))),
+            Body::Stream(s) => Pin::new(s)
+                .poll_next(cx)
+                .map(|o| o.map(|r| r.map(Frame::data))),
         }
     }
 

@@ -2,8 +2,9 @@
 //! document, per-request authorization of `/v2/` routes, and the audit trail.
 
 use crate::auth::{
-    Access, Action, Claims, Directory, Principal, Project, Right, Scope, TokenError, check_throttle,
-    clear_failures, parse_basic, project_of, record_failure, rfc3339, verify_password,
+    Access, Action, Claims, Directory, Principal, Project, Right, Scope, TokenError,
+    check_throttle, clear_failures, parse_basic, project_of, record_failure, rfc3339,
+    verify_password,
 };
 use crate::digest::to_hex;
 use crate::error::{ErrorCode, RegistryError, Result};
@@ -76,7 +77,10 @@ impl<B: BlobStore, M: MetadataStore + DocumentStore, E: Env> Registry<B, M, E> {
         if let Some(o) = ext.get::<PublicOrigin>() {
             return format!("{}/token", o.0);
         }
-        let host = headers.get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("localhost");
+        let host = headers
+            .get(header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .unwrap_or("localhost");
         format!("http://{host}/token")
     }
 
@@ -90,7 +94,10 @@ impl<B: BlobStore, M: MetadataStore + DocumentStore, E: Env> Registry<B, M, E> {
         catalog: bool,
     ) -> Result<Caller> {
         let Some(tokens) = &self.auth else {
-            return Ok(Caller { name: "anonymous".into(), claims: None });
+            return Ok(Caller {
+                name: "anonymous".into(),
+                claims: None,
+            });
         };
         let realm = self.realm(headers, ext);
         let service = &tokens.settings.service;
@@ -100,20 +107,29 @@ impl<B: BlobStore, M: MetadataStore + DocumentStore, E: Env> Registry<B, M, E> {
             need.map(|(repo, a)| format!("repository:{repo}:{}", scope_actions(a)))
         };
         let unauthorized = |msg: &str, error: Option<&str>| {
-            RegistryError::new(ErrorCode::Unauthorized, msg)
-                .with_header(header::WWW_AUTHENTICATE, challenge(&realm, service, scope.as_deref(), error))
+            RegistryError::new(ErrorCode::Unauthorized, msg).with_header(
+                header::WWW_AUTHENTICATE,
+                challenge(&realm, service, scope.as_deref(), error),
+            )
         };
         let bearer = headers
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")));
+            .and_then(|v| {
+                v.strip_prefix("Bearer ")
+                    .or_else(|| v.strip_prefix("bearer "))
+            });
         let Some(token) = bearer else {
             return Err(unauthorized("authentication required", None));
         };
         let claims = match tokens.verify(token.trim(), self.env.now_ms()) {
             Ok(c) => c,
-            Err(TokenError::Expired) => return Err(unauthorized("token expired", Some("invalid_token"))),
-            Err(TokenError::NotYetValid) => return Err(unauthorized("token not yet valid", Some("invalid_token"))),
+            Err(TokenError::Expired) => {
+                return Err(unauthorized("token expired", Some("invalid_token")));
+            }
+            Err(TokenError::NotYetValid) => {
+                return Err(unauthorized("token not yet valid", Some("invalid_token")));
+            }
             Err(TokenError::Invalid(m)) => return Err(unauthorized(&m, Some("invalid_token"))),
         };
         let ok = if catalog {
@@ -128,11 +144,21 @@ impl<B: BlobStore, M: MetadataStore + DocumentStore, E: Env> Registry<B, M, E> {
             )
             .with_detail(serde_json::json!({ "scope": scope })));
         }
-        Ok(Caller { name: claims.sub.clone(), claims: Some(claims) })
+        Ok(Caller {
+            name: claims.sub.clone(),
+            claims: Some(claims),
+        })
     }
 
     /// Records an audit event; failures are logged, never fail the request.
-    pub(crate) async fn audit(&self, ext: &http::Extensions, actor: &str, action: &str, resource: &str, reference: Option<String>) {
+    pub(crate) async fn audit(
+        &self,
+        ext: &http::Extensions,
+        actor: &str,
+        action: &str,
+        resource: &str,
+        reference: Option<String>,
+    ) {
         if self.auth.is_none() {
             return;
         }
@@ -143,12 +169,17 @@ impl<B: BlobStore, M: MetadataStore + DocumentStore, E: Env> Registry<B, M, E> {
             action: action.to_owned(),
             resource: resource.to_owned(),
             reference,
-            client: ext.get::<ClientAddr>().map(|c| c.0.clone()).unwrap_or_default(),
+            client: ext
+                .get::<ClientAddr>()
+                .map(|c| c.0.clone())
+                .unwrap_or_default(),
         };
         let mut r = [0u8; 4];
         self.env.fill_random(&mut r);
         let id = format!("{now:016}-{}", to_hex(&r));
-        let Ok(raw) = serde_json::to_vec(&event) else { return };
+        let Ok(raw) = serde_json::to_vec(&event) else {
+            return;
+        };
         if let Err(e) = self.meta.append_event(&id, &raw).await {
             tracing::warn!(error = %e, "could not record audit event");
         }
@@ -156,13 +187,21 @@ impl<B: BlobStore, M: MetadataStore + DocumentStore, E: Env> Registry<B, M, E> {
 
     /// Identifies the caller of the token endpoint or the management API from Basic
     /// credentials (throttled) or a bearer token. `Ok(None)`: no credentials.
-    pub(crate) async fn login(&self, headers: &HeaderMap, ext: &http::Extensions, basic: Option<(String, String)>) -> Result<Option<Principal>> {
-        let auth = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
+    pub(crate) async fn login(
+        &self,
+        headers: &HeaderMap,
+        ext: &http::Extensions,
+        basic: Option<(String, String)>,
+    ) -> Result<Option<Principal>> {
+        let auth = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok());
         let basic = basic.or_else(|| auth.and_then(parse_basic));
         if let Some((user, password)) = basic {
             return self.password_login(ext, &user, &password).await.map(Some);
         }
-        if let (Some(tokens), Some(t)) = (&self.auth, auth.and_then(|a| a.strip_prefix("Bearer "))) {
+        if let (Some(tokens), Some(t)) = (&self.auth, auth.and_then(|a| a.strip_prefix("Bearer ")))
+        {
             let claims = tokens.verify(t.trim(), self.env.now_ms()).map_err(|e| {
                 RegistryError::new(ErrorCode::Unauthorized, format!("invalid token: {e:?}"))
             })?;
@@ -178,7 +217,10 @@ impl<B: BlobStore, M: MetadataStore + DocumentStore, E: Env> Registry<B, M, E> {
         if name.starts_with("robot$") {
             let r = dir.robot(name).await?.ok_or_else(gone)?;
             if r.expires_ms.is_some_and(|e| e <= self.env.now_ms()) {
-                return Err(RegistryError::new(ErrorCode::Unauthorized, "robot account has expired"));
+                return Err(RegistryError::new(
+                    ErrorCode::Unauthorized,
+                    "robot account has expired",
+                ));
             }
             Ok(Principal::Robot(r))
         } else {
@@ -186,8 +228,16 @@ impl<B: BlobStore, M: MetadataStore + DocumentStore, E: Env> Registry<B, M, E> {
         }
     }
 
-    async fn password_login(&self, ext: &http::Extensions, user: &str, password: &str) -> Result<Principal> {
-        let client = ext.get::<ClientAddr>().map(|c| c.0.clone()).unwrap_or_default();
+    async fn password_login(
+        &self,
+        ext: &http::Extensions,
+        user: &str,
+        password: &str,
+    ) -> Result<Principal> {
+        let client = ext
+            .get::<ClientAddr>()
+            .map(|c| c.0.clone())
+            .unwrap_or_default();
         let keys = [format!("user:{user}"), format!("ip:{client}")];
         let now = self.env.now_ms();
         check_throttle(&self.meta, &keys, now).await?;
@@ -203,20 +253,31 @@ impl<B: BlobStore, M: MetadataStore + DocumentStore, E: Env> Registry<B, M, E> {
                 None => (None, None),
             }
         };
-        let ok = hash.as_deref().is_some_and(|h| verify_password(password, h));
+        let ok = hash
+            .as_deref()
+            .is_some_and(|h| verify_password(password, h));
         if !ok {
             record_failure(&self.meta, &keys, now).await?;
             self.audit(ext, user, "login_failed", user, None).await;
-            return Err(RegistryError::new(ErrorCode::Unauthorized, "invalid username or password"));
+            return Err(RegistryError::new(
+                ErrorCode::Unauthorized,
+                "invalid username or password",
+            ));
         }
         clear_failures(&self.meta, &keys).await?;
         let Some(p) = principal else {
-            return Err(RegistryError::new(ErrorCode::Unauthorized, "invalid username or password"));
+            return Err(RegistryError::new(
+                ErrorCode::Unauthorized,
+                "invalid username or password",
+            ));
         };
         if let Principal::Robot(r) = &p
             && r.expires_ms.is_some_and(|e| e <= now)
         {
-            return Err(RegistryError::new(ErrorCode::Unauthorized, "robot account has expired"));
+            return Err(RegistryError::new(
+                ErrorCode::Unauthorized,
+                "robot account has expired",
+            ));
         }
         Ok(p)
     }
@@ -229,7 +290,11 @@ impl<B: BlobStore, M: MetadataStore + DocumentStore, E: Env> Registry<B, M, E> {
         for s in scopes {
             if s.kind == "registry" && s.name == "catalog" {
                 if who.is_admin() {
-                    out.push(Access { kind: "registry".into(), name: "catalog".into(), actions: vec!["*".into()] });
+                    out.push(Access {
+                        kind: "registry".into(),
+                        name: "catalog".into(),
+                        actions: vec!["*".into()],
+                    });
                 }
                 continue;
             }
@@ -242,8 +307,15 @@ impl<B: BlobStore, M: MetadataStore + DocumentStore, E: Env> Registry<B, M, E> {
             } else {
                 s.actions.iter().filter_map(|a| Action::parse(a)).collect()
             };
-            if who.is_admin() && wanted.contains(&Action::Push) && dir.project(project).await?.is_none() {
-                let p = Project { name: project.to_owned(), public: false, created_ms: self.env.now_ms() };
+            if who.is_admin()
+                && wanted.contains(&Action::Push)
+                && dir.project(project).await?.is_none()
+            {
+                let p = Project {
+                    name: project.to_owned(),
+                    public: false,
+                    created_ms: self.env.now_ms(),
+                };
                 // Losing a creation race to another push is fine.
                 let _ = dir.put("project", project, &p, true).await;
                 tracing::info!(project, by = who.name(), "project created on first push");
@@ -255,7 +327,11 @@ impl<B: BlobStore, M: MetadataStore + DocumentStore, E: Env> Registry<B, M, E> {
                 }
             }
             if !actions.is_empty() {
-                out.push(Access { kind: "repository".into(), name: s.name.clone(), actions });
+                out.push(Access {
+                    kind: "repository".into(),
+                    name: s.name.clone(),
+                    actions,
+                });
             }
         }
         Ok(out)
@@ -263,10 +339,17 @@ impl<B: BlobStore, M: MetadataStore + DocumentStore, E: Env> Registry<B, M, E> {
 
     /// `GET /token` (Basic auth or anonymous) and `POST /token` (OAuth2 password and
     /// refresh_token grants, as `docker login` sends).
-    pub(crate) async fn token_endpoint(&self, parts: &http::request::Parts, form: Option<Vec<(String, String)>>) -> Result<ApiResponse<B>> {
+    pub(crate) async fn token_endpoint(
+        &self,
+        parts: &http::request::Parts,
+        form: Option<Vec<(String, String)>>,
+    ) -> Result<ApiResponse<B>> {
         let Some(tokens) = &self.auth else {
-            return Err(RegistryError::new(ErrorCode::Unsupported, "authentication is disabled on this registry")
-                .with_status(StatusCode::NOT_FOUND));
+            return Err(RegistryError::new(
+                ErrorCode::Unsupported,
+                "authentication is disabled on this registry",
+            )
+            .with_status(StatusCode::NOT_FOUND));
         };
         let query: Vec<(String, String)> = parts
             .uri
@@ -288,20 +371,30 @@ impl<B: BlobStore, M: MetadataStore + DocumentStore, E: Env> Registry<B, M, E> {
         let principal = match (post, get("grant_type")) {
             (true, Some("password")) => {
                 let (u, p) = (get("username").unwrap_or(""), get("password").unwrap_or(""));
-                self.login(&parts.headers, &parts.extensions, Some((u.to_owned(), p.to_owned()))).await?
+                self.login(
+                    &parts.headers,
+                    &parts.extensions,
+                    Some((u.to_owned(), p.to_owned())),
+                )
+                .await?
             }
             (true, Some("refresh_token")) => {
                 let t = get("refresh_token").unwrap_or("");
-                let claims = tokens
-                    .verify_refresh(t, now)
-                    .map_err(|e| RegistryError::new(ErrorCode::Unauthorized, format!("invalid refresh token: {e:?}")))?;
+                let claims = tokens.verify_refresh(t, now).map_err(|e| {
+                    RegistryError::new(
+                        ErrorCode::Unauthorized,
+                        format!("invalid refresh token: {e:?}"),
+                    )
+                })?;
                 refresh_in = Some(t.to_owned());
                 Some(self.principal(&claims.sub).await?)
             }
             (true, other) => {
                 return Err(RegistryError::new(
                     ErrorCode::Unsupported,
-                    format!("grant_type {other:?} is not supported (use password or refresh_token)"),
+                    format!(
+                        "grant_type {other:?} is not supported (use password or refresh_token)"
+                    ),
                 )
                 .with_status(StatusCode::BAD_REQUEST));
             }
@@ -314,11 +407,14 @@ impl<B: BlobStore, M: MetadataStore + DocumentStore, E: Env> Registry<B, M, E> {
         let refresh = match (&who, refresh_in) {
             (_, Some(t)) => Some(t),
             (Principal::Anonymous, None) => None,
-            (_, None) if offline || post => Some(tokens.issue(&self.env, &who, Vec::new(), true)?.0),
+            (_, None) if offline || post => {
+                Some(tokens.issue(&self.env, &who, Vec::new(), true)?.0)
+            }
             _ => None,
         };
         if !matches!(who, Principal::Anonymous) && get("grant_type") != Some("refresh_token") {
-            self.audit(&parts.extensions, who.name(), "login", who.name(), None).await;
+            self.audit(&parts.extensions, who.name(), "login", who.name(), None)
+                .await;
         }
         let mut body = serde_json::json!({
             "token": token,
@@ -330,22 +426,28 @@ impl<B: BlobStore, M: MetadataStore + DocumentStore, E: Env> Registry<B, M, E> {
             body["refresh_token"] = serde_json::json!(r);
         }
         if post {
-            body["scope"] = serde_json::json!(scopes
-                .iter()
-                .map(|s| format!("{}:{}:{}", s.kind, s.name, s.actions.join(",")))
-                .collect::<Vec<_>>()
-                .join(" "));
+            body["scope"] = serde_json::json!(
+                scopes
+                    .iter()
+                    .map(|s| format!("{}:{}:{}", s.kind, s.name, s.actions.join(",")))
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            );
         }
         let mut resp = json_response::<B>(StatusCode::OK, body.to_string().into_bytes());
-        resp.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        resp.headers_mut()
+            .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
         Ok(resp)
     }
 
     /// `GET /.well-known/jwks.json`: the token verification keys.
     pub(crate) fn jwks(&self) -> Result<ApiResponse<B>> {
         let Some(tokens) = &self.auth else {
-            return Err(RegistryError::new(ErrorCode::Unsupported, "authentication is disabled on this registry")
-                .with_status(StatusCode::NOT_FOUND));
+            return Err(RegistryError::new(
+                ErrorCode::Unsupported,
+                "authentication is disabled on this registry",
+            )
+            .with_status(StatusCode::NOT_FOUND));
         };
         let body = serde_json::to_vec(&tokens.jwks())
             .map_err(|e| RegistryError::new(ErrorCode::Unknown, e.to_string()))?;
@@ -367,7 +469,12 @@ impl<B: BlobStore, M: MetadataStore + DocumentStore, E: Env> Registry<B, M, E> {
                 let raw = crate::registry::read_limited(body, 64 * 1024).await?;
                 Some(form_urlencoded::parse(&raw).into_owned().collect())
             }
-            _ => return Err(RegistryError::new(ErrorCode::Unsupported, "use GET or POST")),
+            _ => {
+                return Err(RegistryError::new(
+                    ErrorCode::Unsupported,
+                    "use GET or POST",
+                ));
+            }
         };
         self.token_endpoint(&parts, form).await
     }

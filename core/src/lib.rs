@@ -21,5 +21,7 @@ pub mod testing;
 pub use body::Body;
 pub use digest::{Algorithm, Digest, Hasher};
 pub use error::{ErrorCode, RegistryError, StoreError};
-pub use ports::{BlobStore, BlobWriter, Env, MetadataStore, Reference, StoredManifest, UploadRecord};
+pub use ports::{
+    BlobStore, BlobWriter, Env, MetadataStore, Reference, StoredManifest, UploadRecord,
+};
 pub use registry::{Config, Registry};

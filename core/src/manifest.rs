@@ -100,7 +100,11 @@ impl ManifestInfo {
 }
 
 /// Parses and validates a manifest. `content_type` is the request's `Content-Type`.
-pub fn parse(bytes: &[u8], content_type: Option<&str>, digest: Digest) -> Result<ManifestInfo, RegistryError> {
+pub fn parse(
+    bytes: &[u8],
+    content_type: Option<&str>,
+    digest: Digest,
+) -> Result<ManifestInfo, RegistryError> {
     let invalid = |m: String| RegistryError::new(ErrorCode::ManifestInvalid, m);
     if bytes.len() > MAX_MANIFEST_BYTES {
         return Err(invalid(format!(
@@ -126,10 +130,16 @@ pub fn parse(bytes: &[u8], content_type: Option<&str>, digest: Digest) -> Result
         // No declared type: infer from shape, as the OCI image spec allows.
         None if raw.manifests.is_some() => OCI_INDEX.to_owned(),
         None if raw.config.is_some() => OCI_MANIFEST.to_owned(),
-        None => return Err(invalid("manifest has no mediaType and no Content-Type".into())),
+        None => {
+            return Err(invalid(
+                "manifest has no mediaType and no Content-Type".into(),
+            ));
+        }
     };
     if !MANIFEST_TYPES.contains(&media_type.as_str()) {
-        return Err(invalid(format!("unsupported manifest media type {media_type:?}")));
+        return Err(invalid(format!(
+            "unsupported manifest media type {media_type:?}"
+        )));
     }
     if raw.schema_version != Some(2) {
         return Err(invalid("schemaVersion must be 2".into()));
@@ -157,7 +167,9 @@ pub fn parse(bytes: &[u8], content_type: Option<&str>, digest: Digest) -> Result
         if raw.manifests.is_some() {
             return Err(invalid("an image manifest has no \"manifests\"".into()));
         }
-        artifact_type = raw.artifact_type.or_else(|| Some(config.media_type.clone()));
+        artifact_type = raw
+            .artifact_type
+            .or_else(|| Some(config.media_type.clone()));
         blobs.push(config.digest);
         for layer in layers {
             // Foreign (non-distributable) layers are fetched from their URLs, not from us.
@@ -196,8 +208,12 @@ mod tests {
             d(3),
             d(4)
         );
-        let info = parse(m.as_bytes(), Some(OCI_MANIFEST), Digest::sha256_of(m.as_bytes()))
-            .expect("valid");
+        let info = parse(
+            m.as_bytes(),
+            Some(OCI_MANIFEST),
+            Digest::sha256_of(m.as_bytes()),
+        )
+        .expect("valid");
         assert_eq!(info.blobs.len(), 2);
         assert_eq!(info.subject.expect("subject").to_string(), d(4));
         assert_eq!(
@@ -212,10 +228,19 @@ mod tests {
         for (body, ct) in [
             ("{", None),
             ("[]", None),
-            (r#"{"schemaVersion":1,"config":{"mediaType":"a","digest":"sha256:00","size":1},"layers":[]}"#, None),
-            (r#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[]}"#, Some(OCI_MANIFEST)),
+            (
+                r#"{"schemaVersion":1,"config":{"mediaType":"a","digest":"sha256:00","size":1},"layers":[]}"#,
+                None,
+            ),
+            (
+                r#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[]}"#,
+                Some(OCI_MANIFEST),
+            ),
             (r#"{"schemaVersion":2,"mediaType":"text/plain"}"#, None),
-            (r#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","layers":[]}"#, None),
+            (
+                r#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","layers":[]}"#,
+                None,
+            ),
         ] {
             let e = parse(body.as_bytes(), ct, dg.clone()).expect_err(body);
             assert_eq!(e.code, ErrorCode::ManifestInvalid, "{body}");

@@ -96,7 +96,14 @@ mod tests {
 
     #[test]
     fn names() {
-        for ok in ["a", "library/ubuntu", "a-b/c__d/e.f", "x--y", "0/1/2", "a_b"] {
+        for ok in [
+            "a",
+            "library/ubuntu",
+            "a-b/c__d/e.f",
+            "x--y",
+            "0/1/2",
+            "a_b",
+        ] {
             validate_name(ok).expect(ok);
         }
         let long = "a".repeat(256);
@@ -104,7 +111,10 @@ mod tests {
             "", "../x", "x/..", "A", "a//b", "/a", "a/", "a..b", "a___b", "-a", "a-", "a b",
             "a%2fb", &long,
         ] {
-            assert_eq!(validate_name(bad).expect_err(bad).code, ErrorCode::NameInvalid);
+            assert_eq!(
+                validate_name(bad).expect_err(bad).code,
+                ErrorCode::NameInvalid
+            );
         }
     }
 
@@ -113,8 +123,19 @@ mod tests {
         for ok in ["latest", "v1.0.0", "_x", "A-b.C_d", &"a".repeat(128)] {
             validate_tag(ok).expect(ok);
         }
-        for bad in ["", ".x", "-x", "a/b", "a:b", &"a".repeat(129), &"t".repeat(300)] {
-            assert_eq!(validate_tag(bad).expect_err(bad).code, ErrorCode::TagInvalid);
+        for bad in [
+            "",
+            ".x",
+            "-x",
+            "a/b",
+            "a:b",
+            &"a".repeat(129),
+            &"t".repeat(300),
+        ] {
+            assert_eq!(
+                validate_tag(bad).expect_err(bad).code,
+                ErrorCode::TagInvalid
+            );
         }
     }
 }

@@ -79,7 +79,11 @@ pub trait BlobStore {
     /// Size of a committed blob, or `None`.
     async fn stat(&self, digest: &Digest) -> Result<Option<u64>, StoreError>;
     /// Reads a committed blob, whole or a range of it.
-    async fn get(&self, digest: &Digest, range: Option<ByteRange>) -> Result<Self::Reader, StoreError>;
+    async fn get(
+        &self,
+        digest: &Digest,
+        range: Option<ByteRange>,
+    ) -> Result<Self::Reader, StoreError>;
     /// A URL the client can fetch the blob from directly, computed without I/O,
     /// or `None` when this store serves blobs itself.
     fn presign_get(&self, _digest: &Digest, _now_ms: u64, _ttl_secs: u64) -> Option<String> {
@@ -149,19 +153,41 @@ pub trait MetadataStore {
     /// Removes the link; false if there was none.
     async fn unlink_blob(&self, repo: &str, digest: &Digest) -> Result<bool, StoreError>;
     /// Of `digests`, those not linked into `repo`.
-    async fn missing_blobs(&self, repo: &str, digests: &[Digest]) -> Result<Vec<Digest>, StoreError>;
+    async fn missing_blobs(
+        &self,
+        repo: &str,
+        digests: &[Digest],
+    ) -> Result<Vec<Digest>, StoreError>;
     /// Of `digests`, those that are not manifests of `repo`.
-    async fn missing_manifests(&self, repo: &str, digests: &[Digest]) -> Result<Vec<Digest>, StoreError>;
+    async fn missing_manifests(
+        &self,
+        repo: &str,
+        digests: &[Digest],
+    ) -> Result<Vec<Digest>, StoreError>;
     /// Looks a manifest up by tag or digest.
-    async fn manifest(&self, repo: &str, reference: &Reference) -> Result<Option<StoredManifest>, StoreError>;
+    async fn manifest(
+        &self,
+        repo: &str,
+        reference: &Reference,
+    ) -> Result<Option<StoredManifest>, StoreError>;
     /// Stores a manifest (and its referrer entry), and points `tag` at it, atomically.
-    async fn put_manifest(&self, repo: &str, manifest: &StoredManifest, tag: Option<&str>) -> Result<(), StoreError>;
+    async fn put_manifest(
+        &self,
+        repo: &str,
+        manifest: &StoredManifest,
+        tag: Option<&str>,
+    ) -> Result<(), StoreError>;
     /// Deletes a manifest, the tags that point at it and its referrer entry.
     async fn delete_manifest(&self, repo: &str, digest: &Digest) -> Result<bool, StoreError>;
     /// Deletes a tag only.
     async fn delete_tag(&self, repo: &str, tag: &str) -> Result<bool, StoreError>;
     /// Tags of `repo` after `last`, at most `n`; `None` if the repository is unknown.
-    async fn list_tags(&self, repo: &str, last: Option<&str>, n: usize) -> Result<Option<Page>, StoreError>;
+    async fn list_tags(
+        &self,
+        repo: &str,
+        last: Option<&str>,
+        n: usize,
+    ) -> Result<Option<Page>, StoreError>;
     /// Repositories after `last`, at most `n`.
     async fn list_repositories(&self, last: Option<&str>, n: usize) -> Result<Page, StoreError>;
     /// Manifests in `repo` whose subject is `subject`.
@@ -172,11 +198,19 @@ pub trait MetadataStore {
     async fn upload(&self, id: &str) -> Result<Option<UploadRecord>, StoreError>;
     /// Replaces an upload record if its stored offset is still `expected_offset`
     /// (else `Precondition`), so two racing PATCHes cannot both advance it.
-    async fn update_upload(&self, upload: &UploadRecord, expected_offset: u64) -> Result<(), StoreError>;
+    async fn update_upload(
+        &self,
+        upload: &UploadRecord,
+        expected_offset: u64,
+    ) -> Result<(), StoreError>;
     /// Forgets an upload.
     async fn delete_upload(&self, id: &str) -> Result<(), StoreError>;
     /// Uploads last updated before `before_ms` (for the cleanup job).
-    async fn stale_uploads(&self, before_ms: u64, limit: usize) -> Result<Vec<UploadRecord>, StoreError>;
+    async fn stale_uploads(
+        &self,
+        before_ms: u64,
+        limit: usize,
+    ) -> Result<Vec<UploadRecord>, StoreError>;
 }
 
 /// The hash algorithm to use for a new upload when the client did not name one.
@@ -190,7 +224,13 @@ pub trait DocumentStore {
     /// Reads a document.
     async fn get_doc(&self, kind: &str, id: &str) -> Result<Option<Vec<u8>>, StoreError>;
     /// Writes a document; with `if_absent`, fails with `Precondition` if it exists.
-    async fn put_doc(&self, kind: &str, id: &str, value: &[u8], if_absent: bool) -> Result<(), StoreError>;
+    async fn put_doc(
+        &self,
+        kind: &str,
+        id: &str,
+        value: &[u8],
+        if_absent: bool,
+    ) -> Result<(), StoreError>;
     /// Deletes a document; false if there was none.
     async fn delete_doc(&self, kind: &str, id: &str) -> Result<bool, StoreError>;
     /// Documents of `kind` whose id starts with `prefix`, after `after`, in id order.

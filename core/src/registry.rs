@@ -3,16 +3,16 @@
 
 use crate::auth::{Action, TokenService};
 use crate::body::Body;
-use crate::gate::Caller;
 use crate::digest::{Algorithm, Digest, Hasher, to_hex};
 use crate::error::{ErrorCode, RegistryError, Result, StoreError};
+use crate::gate::Caller;
 use crate::manifest::{self, Descriptor, MAX_MANIFEST_BYTES, OCI_INDEX};
 use crate::name::{validate_name, validate_tag};
+use crate::ports::DocumentStore;
 use crate::ports::{
     BlobStore, BlobWriter, ByteRange, DEFAULT_ALGORITHM, Env, MetadataStore, Reference,
     StoredManifest, UploadRecord,
 };
-use crate::ports::DocumentStore;
 use crate::route::{Route, route};
 use bytes::{Buf, Bytes};
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
@@ -139,8 +139,11 @@ impl<B: BlobStore, M: MetadataStore + DocumentStore, E: Env> Registry<B, M, E> {
         let query = Query::parse(parts.uri.query());
         let m = &parts.method;
         let Some(r) = route(path) else {
-            return Err(RegistryError::new(ErrorCode::NameUnknown, format!("no such endpoint {path}"))
-                .with_status(StatusCode::NOT_FOUND));
+            return Err(RegistryError::new(
+                ErrorCode::NameUnknown,
+                format!("no such endpoint {path}"),
+            )
+            .with_status(StatusCode::NOT_FOUND));
         };
         let name = match &r {
             Route::Base | Route::Catalog => None,
@@ -158,11 +161,20 @@ impl<B: BlobStore, M: MetadataStore + DocumentStore, E: Env> Registry<B, M, E> {
         let mut query = query;
         let caller = self.authorize_route(&r, m, &mut query, &parts.headers, &parts.extensions)?;
         let audit = audit_action(&r, m);
-        let result = self.route_request(r.clone(), m, head, &query, &parts.headers, body).await;
+        let result = self
+            .route_request(r.clone(), m, head, &query, &parts.headers, body)
+            .await;
         if let (Ok(resp), Some((action, repo, reference))) = (&result, audit)
             && resp.status().is_success()
         {
-            self.audit(&parts.extensions, &caller.name, action, repo, Some(reference.to_owned())).await;
+            self.audit(
+                &parts.extensions,
+                &caller.name,
+                action,
+                repo,
+                Some(reference.to_owned()),
+            )
+            .await;
         }
         result
     }
@@ -190,7 +202,9 @@ impl<B: BlobStore, M: MetadataStore + DocumentStore, E: Env> Registry<B, M, E> {
             | Route::Blob { name, .. }
             | Route::UploadStart { name }
             | Route::Upload { name, .. }
-            | Route::Referrers { name, .. } => self.authorize(headers, ext, Some((name, action)), false)?,
+            | Route::Referrers { name, .. } => {
+                self.authorize(headers, ext, Some((name, action)), false)?
+            }
         };
         if let (Some(claims), Some(from)) = (&caller.claims, query.get("from"))
             && !claims.grants(from, Action::Pull)
@@ -215,14 +229,18 @@ impl<B: BlobStore, M: MetadataStore + DocumentStore, E: Env> Registry<B, M, E> {
     {
         let parts_headers = headers;
         match (r, m.clone()) {
-            (Route::Base, Method::GET | Method::HEAD) => Ok(json::<B>(StatusCode::OK, b"{}".to_vec(), head)),
+            (Route::Base, Method::GET | Method::HEAD) => {
+                Ok(json::<B>(StatusCode::OK, b"{}".to_vec(), head))
+            }
             (Route::Catalog, Method::GET) => self.catalog(query).await,
             (Route::Tags { name }, Method::GET) => self.tags(name, query).await,
             (Route::Manifest { name, reference }, Method::GET | Method::HEAD) => {
-                self.get_manifest(name, reference, parts_headers, head).await
+                self.get_manifest(name, reference, parts_headers, head)
+                    .await
             }
             (Route::Manifest { name, reference }, Method::PUT) => {
-                self.put_manifest(name, reference, parts_headers, body).await
+                self.put_manifest(name, reference, parts_headers, body)
+                    .await
             }
             (Route::Manifest { name, reference }, Method::DELETE) => {
                 self.delete_manifest(name, reference).await
@@ -239,7 +257,8 @@ impl<B: BlobStore, M: MetadataStore + DocumentStore, E: Env> Registry<B, M, E> {
                 self.patch_upload(name, id, parts_headers, body).await
             }
             (Route::Upload { name, id }, Method::PUT) => {
-                self.finish_upload(name, id, query, parts_headers, body).await
+                self.finish_upload(name, id, query, parts_headers, body)
+                    .await
             }
             (Route::Upload { name, id }, Method::DELETE) => self.cancel_upload(name, id).await,
             (Route::Referrers { name, digest }, Method::GET) => {
@@ -277,14 +296,23 @@ impl<B: BlobStore, M: MetadataStore + DocumentStore, E: Env> Registry<B, M, E> {
         if page.more
             && let Some(l) = page.items.last()
         {
-            set_link(&mut resp, &format!("/v2/{name}/tags/list?n={n}&last={}", enc(l)));
+            set_link(
+                &mut resp,
+                &format!("/v2/{name}/tags/list?n={n}&last={}", enc(l)),
+            );
         }
         Ok(resp)
     }
 
     // ---- manifests --------------------------------------------------------------------
 
-    async fn get_manifest(&self, name: &str, reference: &str, headers: &HeaderMap, head: bool) -> Resp<B> {
+    async fn get_manifest(
+        &self,
+        name: &str,
+        reference: &str,
+        headers: &HeaderMap,
+        head: bool,
+    ) -> Resp<B> {
         let reference = parse_reference(reference)?;
         let Some(m) = self.meta.manifest(name, &reference).await? else {
             if !self.meta.repository_exists(name).await? {
@@ -314,11 +342,21 @@ impl<B: BlobStore, M: MetadataStore + DocumentStore, E: Env> Registry<B, M, E> {
         if let Some(s) = &m.info.subject {
             resp = resp.header(OCI_SUBJECT, s.to_string());
         }
-        let body = if head { Body::Empty } else { Body::full(m.bytes) };
+        let body = if head {
+            Body::Empty
+        } else {
+            Body::full(m.bytes)
+        };
         Ok(resp.body(body).map_err(internal)?)
     }
 
-    async fn put_manifest<In>(&self, name: &str, reference: &str, headers: &HeaderMap, body: In) -> Resp<B>
+    async fn put_manifest<In>(
+        &self,
+        name: &str,
+        reference: &str,
+        headers: &HeaderMap,
+        body: In,
+    ) -> Resp<B>
     where
         In: http_body::Body,
         In::Error: std::fmt::Display,
@@ -349,7 +387,9 @@ impl<B: BlobStore, M: MetadataStore + DocumentStore, E: Env> Registry<B, M, E> {
             }
             Reference::Tag(_) => Digest::sha256_of(&bytes),
         };
-        let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok());
+        let content_type = headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok());
         let info = manifest::parse(&bytes, content_type, digest.clone())?;
         let missing = self.meta.missing_blobs(name, &info.blobs).await?;
         if let Some(d) = missing.first() {
@@ -476,9 +516,14 @@ impl<B: BlobStore, M: MetadataStore + DocumentStore, E: Env> Registry<B, M, E> {
         let resp = match range {
             Some(r) => base
                 .status(StatusCode::PARTIAL_CONTENT)
-                .header(header::CONTENT_RANGE, format!("bytes {}-{}/{size}", r.start, r.end))
+                .header(
+                    header::CONTENT_RANGE,
+                    format!("bytes {}-{}/{size}", r.start, r.end),
+                )
                 .header(header::CONTENT_LENGTH, r.len()),
-            None => base.status(StatusCode::OK).header(header::CONTENT_LENGTH, size),
+            None => base
+                .status(StatusCode::OK)
+                .header(header::CONTENT_LENGTH, size),
         };
         Ok(resp
             .header(header::CONTENT_TYPE, "application/octet-stream")
@@ -497,7 +542,13 @@ impl<B: BlobStore, M: MetadataStore + DocumentStore, E: Env> Registry<B, M, E> {
 
     // ---- uploads ----------------------------------------------------------------------
 
-    async fn start_upload<In>(&self, name: &str, q: &Query, headers: &HeaderMap, body: In) -> Resp<B>
+    async fn start_upload<In>(
+        &self,
+        name: &str,
+        q: &Query,
+        headers: &HeaderMap,
+        body: In,
+    ) -> Resp<B>
     where
         In: http_body::Body,
         In::Error: std::fmt::Display,
@@ -532,7 +583,12 @@ impl<B: BlobStore, M: MetadataStore + DocumentStore, E: Env> Registry<B, M, E> {
         Ok(self.upload_accepted(&upload, StatusCode::ACCEPTED))
     }
 
-    async fn new_upload(&self, name: &str, algorithm: Algorithm, digest: Option<Digest>) -> Result<UploadRecord> {
+    async fn new_upload(
+        &self,
+        name: &str,
+        algorithm: Algorithm,
+        digest: Option<Digest>,
+    ) -> Result<UploadRecord> {
         let mut id = [0u8; 16];
         self.env.fill_random(&mut id);
         let now = self.env.now_ms();
@@ -552,7 +608,10 @@ impl<B: BlobStore, M: MetadataStore + DocumentStore, E: Env> Registry<B, M, E> {
 
     async fn find_upload(&self, name: &str, id: &str) -> Result<UploadRecord> {
         let unknown = || {
-            RegistryError::new(ErrorCode::BlobUploadUnknown, format!("upload {id:?} is unknown to {name}"))
+            RegistryError::new(
+                ErrorCode::BlobUploadUnknown,
+                format!("upload {id:?} is unknown to {name}"),
+            )
         };
         if id.len() > 128 {
             return Err(unknown());
@@ -579,7 +638,14 @@ impl<B: BlobStore, M: MetadataStore + DocumentStore, E: Env> Registry<B, M, E> {
         Ok(self.upload_accepted(&upload, StatusCode::ACCEPTED))
     }
 
-    async fn finish_upload<In>(&self, name: &str, id: &str, q: &Query, headers: &HeaderMap, body: In) -> Resp<B>
+    async fn finish_upload<In>(
+        &self,
+        name: &str,
+        id: &str,
+        q: &Query,
+        headers: &HeaderMap,
+        body: In,
+    ) -> Resp<B>
     where
         In: http_body::Body,
         In::Error: std::fmt::Display,
@@ -637,7 +703,10 @@ impl<B: BlobStore, M: MetadataStore + DocumentStore, E: Env> Registry<B, M, E> {
             {
                 return Err(RegistryError::new(
                     ErrorCode::SizeInvalid,
-                    format!("Content-Range covers {} bytes but Content-Length is {n}", r.len()),
+                    format!(
+                        "Content-Range covers {} bytes but Content-Length is {n}",
+                        r.len()
+                    ),
                 ));
             }
         }
@@ -650,7 +719,10 @@ impl<B: BlobStore, M: MetadataStore + DocumentStore, E: Env> Registry<B, M, E> {
             return Ok(());
         }
         let mut hasher = Hasher::restore(&upload.hash_state).ok_or_else(|| {
-            RegistryError::new(ErrorCode::BlobUploadInvalid, "upload hash state is corrupt; restart the upload")
+            RegistryError::new(
+                ErrorCode::BlobUploadInvalid,
+                "upload hash state is corrupt; restart the upload",
+            )
         })?;
         let mut writer = self.blobs.writer(upload).await?;
         let mut received: u64 = 0;
@@ -662,7 +734,9 @@ impl<B: BlobStore, M: MetadataStore + DocumentStore, E: Env> Registry<B, M, E> {
                     format!("request body ended early after {received} bytes: {e}"),
                 )
             })?;
-            let Ok(mut data) = frame.into_data() else { continue };
+            let Ok(mut data) = frame.into_data() else {
+                continue;
+            };
             let chunk = data.copy_to_bytes(data.remaining());
             received += chunk.len() as u64;
             if let Some(max) = self.config.max_request_body
@@ -718,14 +792,18 @@ impl<B: BlobStore, M: MetadataStore + DocumentStore, E: Env> Registry<B, M, E> {
                     a.algorithm().as_str(),
                     a.algorithm().as_str()
                 ),
-                Some(a) => format!("uploaded content has digest {a}, not {digest}; the upload was discarded"),
+                Some(a) => format!(
+                    "uploaded content has digest {a}, not {digest}; the upload was discarded"
+                ),
                 None => "upload hash state is corrupt; the upload was discarded".to_owned(),
             };
             return Err(RegistryError::new(ErrorCode::DigestInvalid, msg)
                 .with_detail(serde_json::json!({ "digest": digest.to_string() })));
         }
         self.blobs.commit(upload, digest).await?;
-        self.meta.link_blob(&upload.repo, digest, upload.offset).await?;
+        self.meta
+            .link_blob(&upload.repo, digest, upload.offset)
+            .await?;
         self.meta.delete_upload(&upload.id).await?;
         tracing::info!(repo = %upload.repo, %digest, size = upload.offset, "blob pushed");
         Ok(blob_created::<B>(&upload.repo, digest))
@@ -751,14 +829,18 @@ impl<B: BlobStore, M: MetadataStore + DocumentStore, E: Env> Registry<B, M, E> {
         if let Some(min) = self.blobs.min_chunk() {
             resp = resp.header(OCI_CHUNK_MIN_LENGTH, min);
         }
-        resp.body(Body::Empty).unwrap_or_else(|_| empty::<B>(status))
+        resp.body(Body::Empty)
+            .unwrap_or_else(|_| empty::<B>(status))
     }
 
     fn check_delete(&self) -> Result<()> {
         if self.config.delete_enabled {
             Ok(())
         } else {
-            Err(RegistryError::new(ErrorCode::Unsupported, "deletes are disabled on this registry"))
+            Err(RegistryError::new(
+                ErrorCode::Unsupported,
+                "deletes are disabled on this registry",
+            ))
         }
     }
 
@@ -787,8 +869,11 @@ fn internal(e: impl std::fmt::Display) -> RegistryError {
 }
 
 fn name_unknown(name: &str) -> RegistryError {
-    RegistryError::new(ErrorCode::NameUnknown, format!("repository {name:?} is not known to this registry"))
-        .with_detail(serde_json::json!({ "name": name }))
+    RegistryError::new(
+        ErrorCode::NameUnknown,
+        format!("repository {name:?} is not known to this registry"),
+    )
+    .with_detail(serde_json::json!({ "name": name }))
 }
 
 fn manifest_unknown(r: &Reference) -> RegistryError {
@@ -796,12 +881,18 @@ fn manifest_unknown(r: &Reference) -> RegistryError {
         Reference::Tag(t) => format!("tag {t:?}"),
         Reference::Digest(d) => format!("manifest {d}"),
     };
-    RegistryError::new(ErrorCode::ManifestUnknown, format!("{what} is not in this repository"))
+    RegistryError::new(
+        ErrorCode::ManifestUnknown,
+        format!("{what} is not in this repository"),
+    )
 }
 
 fn blob_unknown(d: &Digest) -> RegistryError {
-    RegistryError::new(ErrorCode::BlobUnknown, format!("blob {d} is not in this repository"))
-        .with_detail(serde_json::json!({ "digest": d.to_string() }))
+    RegistryError::new(
+        ErrorCode::BlobUnknown,
+        format!("blob {d} is not in this repository"),
+    )
+    .with_detail(serde_json::json!({ "digest": d.to_string() }))
 }
 
 fn body_too_large(max: u64) -> RegistryError {
@@ -848,13 +939,20 @@ fn content_length(h: &HeaderMap) -> Result<Option<u64>> {
 /// `Content-Range: <start>-<end>` on a PATCH (also accepting a `bytes ` or `bytes=` prefix,
 /// which some clients send).
 fn parse_content_range(h: &HeaderMap) -> Result<Option<ByteRange>> {
-    let Some(v) = h.get(header::CONTENT_RANGE) else { return Ok(None) };
+    let Some(v) = h.get(header::CONTENT_RANGE) else {
+        return Ok(None);
+    };
     let bad = || {
-        RegistryError::new(ErrorCode::BlobUploadInvalid, "Content-Range must be <start>-<end>")
-            .with_status(StatusCode::RANGE_NOT_SATISFIABLE)
+        RegistryError::new(
+            ErrorCode::BlobUploadInvalid,
+            "Content-Range must be <start>-<end>",
+        )
+        .with_status(StatusCode::RANGE_NOT_SATISFIABLE)
     };
     let s = v.to_str().map_err(|_| bad())?.trim();
-    let s = s.strip_prefix("bytes").map_or(s, |r| r.trim_start_matches([' ', '=']));
+    let s = s
+        .strip_prefix("bytes")
+        .map_or(s, |r| r.trim_start_matches([' ', '=']));
     let s = s.split('/').next().unwrap_or(s);
     let (a, b) = s.split_once('-').ok_or_else(bad)?;
     let start: u64 = a.trim().parse().map_err(|_| bad())?;
@@ -868,31 +966,50 @@ fn parse_content_range(h: &HeaderMap) -> Result<Option<ByteRange>> {
 /// A single `Range: bytes=…` against a blob of `size`; multi-range requests get the whole blob.
 fn parse_range(v: &HeaderValue, size: u64) -> Result<Option<ByteRange>> {
     let unsatisfiable = || {
-        RegistryError::new(ErrorCode::SizeInvalid, format!("requested range is not satisfiable (blob has {size} bytes)"))
-            .with_status(StatusCode::RANGE_NOT_SATISFIABLE)
-            .with_header(header::CONTENT_RANGE, format!("bytes */{size}"))
+        RegistryError::new(
+            ErrorCode::SizeInvalid,
+            format!("requested range is not satisfiable (blob has {size} bytes)"),
+        )
+        .with_status(StatusCode::RANGE_NOT_SATISFIABLE)
+        .with_header(header::CONTENT_RANGE, format!("bytes */{size}"))
     };
-    let Some(spec) = v.to_str().ok().and_then(|s| s.trim().strip_prefix("bytes=")) else {
+    let Some(spec) = v
+        .to_str()
+        .ok()
+        .and_then(|s| s.trim().strip_prefix("bytes="))
+    else {
         return Ok(None);
     };
     if spec.contains(',') {
         return Ok(None);
     }
-    let Some((a, b)) = spec.split_once('-') else { return Err(unsatisfiable()) };
+    let Some((a, b)) = spec.split_once('-') else {
+        return Err(unsatisfiable());
+    };
     let (a, b) = (a.trim(), b.trim());
     let range = if a.is_empty() {
         let n: u64 = b.parse().map_err(|_| unsatisfiable())?;
         if n == 0 || size == 0 {
             return Err(unsatisfiable());
         }
-        ByteRange { start: size.saturating_sub(n), end: size - 1 }
+        ByteRange {
+            start: size.saturating_sub(n),
+            end: size - 1,
+        }
     } else {
         let start: u64 = a.parse().map_err(|_| unsatisfiable())?;
-        let end: u64 = if b.is_empty() { size.saturating_sub(1) } else { b.parse().map_err(|_| unsatisfiable())? };
+        let end: u64 = if b.is_empty() {
+            size.saturating_sub(1)
+        } else {
+            b.parse().map_err(|_| unsatisfiable())?
+        };
         if start >= size || end < start {
             return Err(unsatisfiable());
         }
-        ByteRange { start, end: end.min(size - 1) }
+        ByteRange {
+            start,
+            end: end.min(size - 1),
+        }
     };
     Ok(Some(range))
 }
@@ -925,7 +1042,10 @@ where
     let mut out = bytes::BytesMut::new();
     while let Some(frame) = std::future::poll_fn(|cx| body.as_mut().poll_frame(cx)).await {
         let frame = frame.map_err(|e| {
-            RegistryError::new(ErrorCode::ManifestInvalid, format!("request body ended early: {e}"))
+            RegistryError::new(
+                ErrorCode::ManifestInvalid,
+                format!("request body ended early: {e}"),
+            )
         })?;
         if let Ok(mut data) = frame.into_data() {
             if out.len() + data.remaining() > limit {
@@ -945,7 +1065,8 @@ where
 fn empty<B: BlobStore>(status: StatusCode) -> ApiResponse<B> {
     let mut r = Response::new(Body::Empty);
     *r.status_mut() = status;
-    r.headers_mut().insert(header::CONTENT_LENGTH, HeaderValue::from_static("0"));
+    r.headers_mut()
+        .insert(header::CONTENT_LENGTH, HeaderValue::from_static("0"));
     r
 }
 
@@ -969,9 +1090,12 @@ fn json<B: BlobStore>(status: StatusCode, body: Vec<u8>, head: bool) -> ApiRespo
     let len = body.len();
     let mut r = Response::new(if head { Body::Empty } else { Body::full(body) });
     *r.status_mut() = status;
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
     r.headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    r.headers_mut().insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+        .insert(header::CONTENT_LENGTH, HeaderValue::from(len));
     r
 }
 
@@ -1027,8 +1151,11 @@ impl Query {
             Some(s) => s
                 .parse::<usize>()
                 .map_err(|_| {
-                    RegistryError::new(ErrorCode::Unsupported, format!("n must be a number, got {s:?}"))
-                        .with_status(StatusCode::BAD_REQUEST)
+                    RegistryError::new(
+                        ErrorCode::Unsupported,
+                        format!("n must be a number, got {s:?}"),
+                    )
+                    .with_status(StatusCode::BAD_REQUEST)
                 })?
                 .min(MAX_PAGE),
         };

@@ -95,24 +95,45 @@ mod tests {
         assert_eq!(route("/v2/"), Some(Route::Base));
         assert_eq!(route("/v2"), Some(Route::Base));
         assert_eq!(route("/v2/_catalog"), Some(Route::Catalog));
-        assert_eq!(route("/v2/a/b/tags/list"), Some(Route::Tags { name: "a/b" }));
+        assert_eq!(
+            route("/v2/a/b/tags/list"),
+            Some(Route::Tags { name: "a/b" })
+        );
         assert_eq!(
             route("/v2/a/manifests/b/manifests/latest"),
-            Some(Route::Manifest { name: "a/manifests/b", reference: "latest" })
+            Some(Route::Manifest {
+                name: "a/manifests/b",
+                reference: "latest"
+            })
         );
-        assert_eq!(route("/v2/a/blobs/uploads/"), Some(Route::UploadStart { name: "a" }));
-        assert_eq!(route("/v2/a/blobs/uploads"), Some(Route::UploadStart { name: "a" }));
+        assert_eq!(
+            route("/v2/a/blobs/uploads/"),
+            Some(Route::UploadStart { name: "a" })
+        );
+        assert_eq!(
+            route("/v2/a/blobs/uploads"),
+            Some(Route::UploadStart { name: "a" })
+        );
         assert_eq!(
             route("/v2/x/blobs/uploads/blobs/uploads/u1"),
-            Some(Route::Upload { name: "x/blobs/uploads", id: "u1" })
+            Some(Route::Upload {
+                name: "x/blobs/uploads",
+                id: "u1"
+            })
         );
         assert_eq!(
             route("/v2/a/blobs/sha256:00"),
-            Some(Route::Blob { name: "a", digest: "sha256:00" })
+            Some(Route::Blob {
+                name: "a",
+                digest: "sha256:00"
+            })
         );
         assert_eq!(
             route("/v2/a/referrers/sha256:00"),
-            Some(Route::Referrers { name: "a", digest: "sha256:00" })
+            Some(Route::Referrers {
+                name: "a",
+                digest: "sha256:00"
+            })
         );
         assert_eq!(route("/v2/a/other/x"), None);
         assert_eq!(route("/v3/a/blobs/x"), None);

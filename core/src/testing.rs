@@ -10,8 +10,8 @@ use crate::manifest::{self, Descriptor};
 use crate::ports::*;
 use bytes::Bytes;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::sync::{Arc, Mutex};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 /// A deterministic clock and random source.
 #[derive(Default)]
@@ -62,8 +62,15 @@ impl BlobStore for MemoryBlobs {
     async fn stat(&self, digest: &Digest) -> Result<Option<u64>, StoreError> {
         Ok(lock(&self.0.blobs).get(digest).map(|b| b.len() as u64))
     }
-    async fn get(&self, digest: &Digest, range: Option<ByteRange>) -> Result<Self::Reader, StoreError> {
-        let b = lock(&self.0.blobs).get(digest).cloned().ok_or(StoreError::NotFound)?;
+    async fn get(
+        &self,
+        digest: &Digest,
+        range: Option<ByteRange>,
+    ) -> Result<Self::Reader, StoreError> {
+        let b = lock(&self.0.blobs)
+            .get(digest)
+            .cloned()
+            .ok_or(StoreError::NotFound)?;
         let b = match range {
             Some(r) => b.slice(r.start as usize..=r.end as usize),
             None => b,
@@ -116,13 +123,25 @@ impl DocumentStore for MemoryMetadata {
     async fn get_doc(&self, kind: &str, id: &str) -> Result<Option<Vec<u8>>, StoreError> {
         self.1.get_doc(kind, id).await
     }
-    async fn put_doc(&self, kind: &str, id: &str, value: &[u8], if_absent: bool) -> Result<(), StoreError> {
+    async fn put_doc(
+        &self,
+        kind: &str,
+        id: &str,
+        value: &[u8],
+        if_absent: bool,
+    ) -> Result<(), StoreError> {
         self.1.put_doc(kind, id, value, if_absent).await
     }
     async fn delete_doc(&self, kind: &str, id: &str) -> Result<bool, StoreError> {
         self.1.delete_doc(kind, id).await
     }
-    async fn list_docs(&self, kind: &str, prefix: &str, after: Option<&str>, limit: usize) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+    async fn list_docs(
+        &self,
+        kind: &str,
+        prefix: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
         self.1.list_docs(kind, prefix, after, limit).await
     }
 }
@@ -149,7 +168,10 @@ impl MetadataStore for MemoryMetadata {
         Ok(lock(&self.0).repos.contains(repo))
     }
     async fn blob_link(&self, repo: &str, digest: &Digest) -> Result<Option<u64>, StoreError> {
-        Ok(lock(&self.0).links.get(&(repo.to_owned(), digest.clone())).copied())
+        Ok(lock(&self.0)
+            .links
+            .get(&(repo.to_owned(), digest.clone()))
+            .copied())
     }
     async fn link_blob(&self, repo: &str, digest: &Digest, size: u64) -> Result<(), StoreError> {
         let mut s = lock(&self.0);
@@ -158,9 +180,16 @@ impl MetadataStore for MemoryMetadata {
         Ok(())
     }
     async fn unlink_blob(&self, repo: &str, digest: &Digest) -> Result<bool, StoreError> {
-        Ok(lock(&self.0).links.remove(&(repo.to_owned(), digest.clone())).is_some())
+        Ok(lock(&self.0)
+            .links
+            .remove(&(repo.to_owned(), digest.clone()))
+            .is_some())
     }
-    async fn missing_blobs(&self, repo: &str, digests: &[Digest]) -> Result<Vec<Digest>, StoreError> {
+    async fn missing_blobs(
+        &self,
+        repo: &str,
+        digests: &[Digest],
+    ) -> Result<Vec<Digest>, StoreError> {
         let s = lock(&self.0);
         Ok(digests
             .iter()
@@ -168,7 +197,11 @@ impl MetadataStore for MemoryMetadata {
             .cloned()
             .collect())
     }
-    async fn missing_manifests(&self, repo: &str, digests: &[Digest]) -> Result<Vec<Digest>, StoreError> {
+    async fn missing_manifests(
+        &self,
+        repo: &str,
+        digests: &[Digest],
+    ) -> Result<Vec<Digest>, StoreError> {
         let s = lock(&self.0);
         Ok(digests
             .iter()
@@ -176,7 +209,11 @@ impl MetadataStore for MemoryMetadata {
             .cloned()
             .collect())
     }
-    async fn manifest(&self, repo: &str, reference: &Reference) -> Result<Option<StoredManifest>, StoreError> {
+    async fn manifest(
+        &self,
+        repo: &str,
+        reference: &Reference,
+    ) -> Result<Option<StoredManifest>, StoreError> {
         let s = lock(&self.0);
         let digest = match reference {
             Reference::Digest(d) => d.clone(),
@@ -187,13 +224,20 @@ impl MetadataStore for MemoryMetadata {
         };
         Ok(s.manifests.get(&(repo.to_owned(), digest)).cloned())
     }
-    async fn put_manifest(&self, repo: &str, m: &StoredManifest, tag: Option<&str>) -> Result<(), StoreError> {
+    async fn put_manifest(
+        &self,
+        repo: &str,
+        m: &StoredManifest,
+        tag: Option<&str>,
+    ) -> Result<(), StoreError> {
         let mut s = lock(&self.0);
         let r = repo.to_owned();
         s.repos.insert(r.clone());
-        s.manifests.insert((r.clone(), m.info.digest.clone()), m.clone());
+        s.manifests
+            .insert((r.clone(), m.info.digest.clone()), m.clone());
         if let Some(t) = tag {
-            s.tags.insert((r.clone(), t.to_owned()), m.info.digest.clone());
+            s.tags
+                .insert((r.clone(), t.to_owned()), m.info.digest.clone());
         }
         if let Some(subject) = &m.info.subject {
             s.referrers
@@ -218,9 +262,17 @@ impl MetadataStore for MemoryMetadata {
         Ok(true)
     }
     async fn delete_tag(&self, repo: &str, tag: &str) -> Result<bool, StoreError> {
-        Ok(lock(&self.0).tags.remove(&(repo.to_owned(), tag.to_owned())).is_some())
+        Ok(lock(&self.0)
+            .tags
+            .remove(&(repo.to_owned(), tag.to_owned()))
+            .is_some())
     }
-    async fn list_tags(&self, repo: &str, last: Option<&str>, n: usize) -> Result<Option<Page>, StoreError> {
+    async fn list_tags(
+        &self,
+        repo: &str,
+        last: Option<&str>,
+        n: usize,
+    ) -> Result<Option<Page>, StoreError> {
         let s = lock(&self.0);
         if !s.repos.contains(repo) {
             return Ok(None);
@@ -261,7 +313,11 @@ impl MetadataStore for MemoryMetadata {
     async fn upload(&self, id: &str) -> Result<Option<UploadRecord>, StoreError> {
         Ok(lock(&self.0).uploads.get(id).cloned())
     }
-    async fn update_upload(&self, upload: &UploadRecord, expected_offset: u64) -> Result<(), StoreError> {
+    async fn update_upload(
+        &self,
+        upload: &UploadRecord,
+        expected_offset: u64,
+    ) -> Result<(), StoreError> {
         let mut s = lock(&self.0);
         match s.uploads.get_mut(&upload.id) {
             Some(u) if u.offset == expected_offset => {
@@ -276,7 +332,11 @@ impl MetadataStore for MemoryMetadata {
         lock(&self.0).uploads.remove(id);
         Ok(())
     }
-    async fn stale_uploads(&self, before_ms: u64, limit: usize) -> Result<Vec<UploadRecord>, StoreError> {
+    async fn stale_uploads(
+        &self,
+        before_ms: u64,
+        limit: usize,
+    ) -> Result<Vec<UploadRecord>, StoreError> {
         Ok(lock(&self.0)
             .uploads
             .values()
@@ -293,9 +353,17 @@ pub struct MemoryDocs(Mutex<BTreeMap<(String, String), Vec<u8>>>);
 
 impl DocumentStore for MemoryDocs {
     async fn get_doc(&self, kind: &str, id: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        Ok(lock(&self.0).get(&(kind.to_owned(), id.to_owned())).cloned())
+        Ok(lock(&self.0)
+            .get(&(kind.to_owned(), id.to_owned()))
+            .cloned())
     }
-    async fn put_doc(&self, kind: &str, id: &str, value: &[u8], if_absent: bool) -> Result<(), StoreError> {
+    async fn put_doc(
+        &self,
+        kind: &str,
+        id: &str,
+        value: &[u8],
+        if_absent: bool,
+    ) -> Result<(), StoreError> {
         let mut m = lock(&self.0);
         let k = (kind.to_owned(), id.to_owned());
         if if_absent && m.contains_key(&k) {
@@ -305,9 +373,17 @@ impl DocumentStore for MemoryDocs {
         Ok(())
     }
     async fn delete_doc(&self, kind: &str, id: &str) -> Result<bool, StoreError> {
-        Ok(lock(&self.0).remove(&(kind.to_owned(), id.to_owned())).is_some())
+        Ok(lock(&self.0)
+            .remove(&(kind.to_owned(), id.to_owned()))
+            .is_some())
     }
-    async fn list_docs(&self, kind: &str, prefix: &str, after: Option<&str>, limit: usize) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+    async fn list_docs(
+        &self,
+        kind: &str,
+        prefix: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
         let m = lock(&self.0);
         Ok(m.range((kind.to_owned(), prefix.to_owned())..)
             .take_while(|((k, id), _)| k == kind && id.starts_with(prefix))
@@ -321,27 +397,64 @@ impl DocumentStore for MemoryDocs {
 /// The conformance suite for a [`DocumentStore`].
 pub async fn document_conformance<D: DocumentStore>(d: &D) {
     assert_eq!(d.get_doc("user", "alice").await.expect("get"), None);
-    d.put_doc("user", "alice", b"1", true).await.expect("create");
+    d.put_doc("user", "alice", b"1", true)
+        .await
+        .expect("create");
     let again = d.put_doc("user", "alice", b"2", true).await;
-    assert!(matches!(again, Err(StoreError::Precondition(_))), "{again:?}");
-    d.put_doc("user", "alice", b"3", false).await.expect("overwrite");
-    assert_eq!(d.get_doc("user", "alice").await.expect("get"), Some(b"3".to_vec()));
-    assert_eq!(d.get_doc("robot", "alice").await.expect("get"), None, "kinds are separate");
+    assert!(
+        matches!(again, Err(StoreError::Precondition(_))),
+        "{again:?}"
+    );
+    d.put_doc("user", "alice", b"3", false)
+        .await
+        .expect("overwrite");
+    assert_eq!(
+        d.get_doc("user", "alice").await.expect("get"),
+        Some(b"3".to_vec())
+    );
+    assert_eq!(
+        d.get_doc("robot", "alice").await.expect("get"),
+        None,
+        "kinds are separate"
+    );
     for id in ["p/a", "p/b", "p/c", "q/a", "pp/a"] {
-        d.put_doc("member", id, id.as_bytes(), false).await.expect("put");
+        d.put_doc("member", id, id.as_bytes(), false)
+            .await
+            .expect("put");
     }
     let ids = |v: Vec<(String, Vec<u8>)>| v.into_iter().map(|(k, _)| k).collect::<Vec<_>>();
-    assert_eq!(ids(d.list_docs("member", "p/", None, 10).await.expect("list")), ["p/a", "p/b", "p/c"]);
-    assert_eq!(ids(d.list_docs("member", "p/", Some("p/a"), 1).await.expect("list")), ["p/b"]);
-    assert_eq!(ids(d.list_docs("member", "", None, 10).await.expect("list")).len(), 5);
+    assert_eq!(
+        ids(d.list_docs("member", "p/", None, 10).await.expect("list")),
+        ["p/a", "p/b", "p/c"]
+    );
+    assert_eq!(
+        ids(d
+            .list_docs("member", "p/", Some("p/a"), 1)
+            .await
+            .expect("list")),
+        ["p/b"]
+    );
+    assert_eq!(
+        ids(d.list_docs("member", "", None, 10).await.expect("list")).len(),
+        5
+    );
     assert!(d.delete_doc("member", "p/b").await.expect("delete"));
     assert!(!d.delete_doc("member", "p/b").await.expect("delete"));
-    d.append_event("0000000000001-a", b"{}").await.expect("event");
-    assert_eq!(ids(d.list_docs("audit", "", None, 10).await.expect("list")), ["0000000000001-a"]);
+    d.append_event("0000000000001-a", b"{}")
+        .await
+        .expect("event");
+    assert_eq!(
+        ids(d.list_docs("audit", "", None, 10).await.expect("list")),
+        ["0000000000001-a"]
+    );
 }
 
 /// A stored manifest for tests: an OCI image manifest over `blobs`, with an optional subject.
-pub fn test_manifest(blobs: &[Digest], subject: Option<&Digest>, artifact_type: Option<&str>) -> StoredManifest {
+pub fn test_manifest(
+    blobs: &[Digest],
+    subject: Option<&Digest>,
+    artifact_type: Option<&str>,
+) -> StoredManifest {
     let desc = |d: &Digest| serde_json::json!({"mediaType": "application/octet-stream", "digest": d, "size": 1});
     let mut doc = serde_json::json!({
         "schemaVersion": 2,
@@ -371,17 +484,34 @@ pub async fn metadata_conformance<M: MetadataStore>(m: &M) {
     m.link_blob("c/one", &d(2), 22).await.expect("link");
     assert!(m.repository_exists("c/one").await.expect("exists"));
     assert_eq!(m.blob_link("c/one", &d(1)).await.expect("link"), Some(11));
-    assert_eq!(m.blob_link("c/two", &d(1)).await.expect("link"), None, "links are per repository");
-    assert_eq!(m.missing_blobs("c/one", &[d(1), d(3), d(2)]).await.expect("missing"), vec![d(3)]);
+    assert_eq!(
+        m.blob_link("c/two", &d(1)).await.expect("link"),
+        None,
+        "links are per repository"
+    );
+    assert_eq!(
+        m.missing_blobs("c/one", &[d(1), d(3), d(2)])
+            .await
+            .expect("missing"),
+        vec![d(3)]
+    );
     assert!(m.unlink_blob("c/one", &d(2)).await.expect("unlink"));
     assert!(!m.unlink_blob("c/one", &d(2)).await.expect("unlink"));
     m.link_blob("c/one", &d(2), 22).await.expect("link");
 
     // Manifests, tags, referrers.
     let base = test_manifest(&[d(1), d(2)], None, None);
-    m.put_manifest("c/one", &base, Some("v1")).await.expect("put");
-    m.put_manifest("c/one", &base, Some("latest")).await.expect("put");
-    let by_tag = m.manifest("c/one", &Reference::Tag("v1".into())).await.expect("get").expect("found");
+    m.put_manifest("c/one", &base, Some("v1"))
+        .await
+        .expect("put");
+    m.put_manifest("c/one", &base, Some("latest"))
+        .await
+        .expect("put");
+    let by_tag = m
+        .manifest("c/one", &Reference::Tag("v1".into()))
+        .await
+        .expect("get")
+        .expect("found");
     assert_eq!(by_tag.bytes, base.bytes);
     assert_eq!(by_tag.info, base.info);
     let by_digest = m
@@ -390,52 +520,161 @@ pub async fn metadata_conformance<M: MetadataStore>(m: &M) {
         .expect("get")
         .expect("found");
     assert_eq!(by_digest.bytes, base.bytes);
-    assert!(m.manifest("c/two", &Reference::Tag("v1".into())).await.expect("get").is_none());
+    assert!(
+        m.manifest("c/two", &Reference::Tag("v1".into()))
+            .await
+            .expect("get")
+            .is_none()
+    );
     assert_eq!(
-        m.missing_manifests("c/one", &[base.info.digest.clone(), d(9)]).await.expect("missing"),
+        m.missing_manifests("c/one", &[base.info.digest.clone(), d(9)])
+            .await
+            .expect("missing"),
         vec![d(9)]
     );
-    let sig = test_manifest(&[d(1)], Some(&base.info.digest), Some("application/vnd.example.sig"));
-    let sbom = test_manifest(&[d(2)], Some(&base.info.digest), Some("application/vnd.example.sbom"));
+    let sig = test_manifest(
+        &[d(1)],
+        Some(&base.info.digest),
+        Some("application/vnd.example.sig"),
+    );
+    let sbom = test_manifest(
+        &[d(2)],
+        Some(&base.info.digest),
+        Some("application/vnd.example.sbom"),
+    );
     m.put_manifest("c/one", &sig, None).await.expect("put");
     m.put_manifest("c/one", &sbom, None).await.expect("put");
-    let mut refs = m.referrers("c/one", &base.info.digest).await.expect("referrers");
+    let mut refs = m
+        .referrers("c/one", &base.info.digest)
+        .await
+        .expect("referrers");
     refs.sort_by(|a, b| a.digest.cmp(&b.digest));
-    let mut want = vec![sig.info.referrer_descriptor(), sbom.info.referrer_descriptor()];
+    let mut want = vec![
+        sig.info.referrer_descriptor(),
+        sbom.info.referrer_descriptor(),
+    ];
     want.sort_by(|a, b| a.digest.cmp(&b.digest));
     assert_eq!(refs, want);
-    assert!(m.referrers("c/two", &base.info.digest).await.expect("referrers").is_empty());
+    assert!(
+        m.referrers("c/two", &base.info.digest)
+            .await
+            .expect("referrers")
+            .is_empty()
+    );
 
     // Tag pages.
     for t in ["a", "b", "c", "d"] {
         m.put_manifest("c/one", &base, Some(t)).await.expect("put");
     }
-    let p = m.list_tags("c/one", None, 3).await.expect("tags").expect("repo");
-    assert_eq!(p, Page { items: vec!["a".into(), "b".into(), "c".into()], more: true });
-    let p = m.list_tags("c/one", Some("c"), 10).await.expect("tags").expect("repo");
-    assert_eq!(p, Page { items: vec!["d".into(), "latest".into(), "v1".into()], more: false });
-    assert_eq!(m.list_tags("c/one", Some("v1"), 10).await.expect("tags").expect("repo").items.len(), 0);
-    assert!(m.list_tags("c/none", None, 10).await.expect("tags").is_none());
+    let p = m
+        .list_tags("c/one", None, 3)
+        .await
+        .expect("tags")
+        .expect("repo");
+    assert_eq!(
+        p,
+        Page {
+            items: vec!["a".into(), "b".into(), "c".into()],
+            more: true
+        }
+    );
+    let p = m
+        .list_tags("c/one", Some("c"), 10)
+        .await
+        .expect("tags")
+        .expect("repo");
+    assert_eq!(
+        p,
+        Page {
+            items: vec!["d".into(), "latest".into(), "v1".into()],
+            more: false
+        }
+    );
+    assert_eq!(
+        m.list_tags("c/one", Some("v1"), 10)
+            .await
+            .expect("tags")
+            .expect("repo")
+            .items
+            .len(),
+        0
+    );
+    assert!(
+        m.list_tags("c/none", None, 10)
+            .await
+            .expect("tags")
+            .is_none()
+    );
 
     // Deletes: a tag alone; a manifest with its tags and referrer entry.
     assert!(m.delete_tag("c/one", "a").await.expect("delete"));
     assert!(!m.delete_tag("c/one", "a").await.expect("delete"));
-    assert!(m.manifest("c/one", &Reference::Tag("b".into())).await.expect("get").is_some());
-    assert!(m.delete_manifest("c/one", &sig.info.digest).await.expect("delete"));
-    assert_eq!(m.referrers("c/one", &base.info.digest).await.expect("referrers").len(), 1);
-    assert!(m.delete_manifest("c/one", &base.info.digest).await.expect("delete"));
-    assert!(!m.delete_manifest("c/one", &base.info.digest).await.expect("delete"));
-    assert!(m.manifest("c/one", &Reference::Tag("b".into())).await.expect("get").is_none());
-    let p = m.list_tags("c/one", None, 100).await.expect("tags").expect("repo still known");
-    assert!(p.items.is_empty(), "tags of a deleted manifest are gone: {p:?}");
+    assert!(
+        m.manifest("c/one", &Reference::Tag("b".into()))
+            .await
+            .expect("get")
+            .is_some()
+    );
+    assert!(
+        m.delete_manifest("c/one", &sig.info.digest)
+            .await
+            .expect("delete")
+    );
+    assert_eq!(
+        m.referrers("c/one", &base.info.digest)
+            .await
+            .expect("referrers")
+            .len(),
+        1
+    );
+    assert!(
+        m.delete_manifest("c/one", &base.info.digest)
+            .await
+            .expect("delete")
+    );
+    assert!(
+        !m.delete_manifest("c/one", &base.info.digest)
+            .await
+            .expect("delete")
+    );
+    assert!(
+        m.manifest("c/one", &Reference::Tag("b".into()))
+            .await
+            .expect("get")
+            .is_none()
+    );
+    let p = m
+        .list_tags("c/one", None, 100)
+        .await
+        .expect("tags")
+        .expect("repo still known");
+    assert!(
+        p.items.is_empty(),
+        "tags of a deleted manifest are gone: {p:?}"
+    );
 
     // Catalog.
     m.link_blob("c/two", &d(1), 11).await.expect("link");
     m.link_blob("a/zero", &d(1), 11).await.expect("link");
     let p = m.list_repositories(None, 2).await.expect("catalog");
-    assert_eq!(p, Page { items: vec!["a/zero".into(), "c/one".into()], more: true });
-    let p = m.list_repositories(Some("c/one"), 2).await.expect("catalog");
-    assert_eq!(p, Page { items: vec!["c/two".into()], more: false });
+    assert_eq!(
+        p,
+        Page {
+            items: vec!["a/zero".into(), "c/one".into()],
+            more: true
+        }
+    );
+    let p = m
+        .list_repositories(Some("c/one"), 2)
+        .await
+        .expect("catalog");
+    assert_eq!(
+        p,
+        Page {
+            items: vec!["c/two".into()],
+            more: false
+        }
+    );
 
     // Uploads: conditional update on the offset.
     let up = UploadRecord {
@@ -451,9 +690,22 @@ pub async fn metadata_conformance<M: MetadataStore>(m: &M) {
     m.create_upload(&up).await.expect("create");
     assert_eq!(m.upload("u1").await.expect("get"), Some(up.clone()));
     assert!(m.upload("u2").await.expect("get").is_none());
-    let next = UploadRecord { offset: 5, updated_ms: 2000, store_state: "t".into(), ..up.clone() };
+    let next = UploadRecord {
+        offset: 5,
+        updated_ms: 2000,
+        store_state: "t".into(),
+        ..up.clone()
+    };
     m.update_upload(&next, 0).await.expect("update");
-    let lost = m.update_upload(&UploadRecord { offset: 9, ..up.clone() }, 0).await;
+    let lost = m
+        .update_upload(
+            &UploadRecord {
+                offset: 9,
+                ..up.clone()
+            },
+            0,
+        )
+        .await;
     assert!(matches!(lost, Err(StoreError::Precondition(_))), "{lost:?}");
     assert_eq!(m.upload("u1").await.expect("get"), Some(next.clone()));
     let stale = m.stale_uploads(1500, 10).await.expect("stale");
@@ -468,7 +720,9 @@ pub async fn metadata_conformance<M: MetadataStore>(m: &M) {
 mod tests {
     #[test]
     fn memory_metadata_conforms() {
-        futures_executor::block_on(super::metadata_conformance(&super::MemoryMetadata::default()));
+        futures_executor::block_on(super::metadata_conformance(
+            &super::MemoryMetadata::default(),
+        ));
         futures_executor::block_on(super::document_conformance(&super::MemoryDocs::default()));
     }
 }

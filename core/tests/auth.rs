@@ -27,7 +27,13 @@ fn tokens(keys: &[&[u8]]) -> TokenService {
 fn registry() -> Reg {
     let env = TestEnv::default();
     env.now.store(T0, Ordering::SeqCst);
-    Registry::new(MemoryBlobs::default(), MemoryMetadata::default(), env, Config::default()).with_auth(tokens(&[KEY1]))
+    Registry::new(
+        MemoryBlobs::default(),
+        MemoryMetadata::default(),
+        env,
+        Config::default(),
+    )
+    .with_auth(tokens(&[KEY1]))
 }
 
 struct Resp {
@@ -37,25 +43,41 @@ struct Resp {
 }
 
 fn call(reg: &Reg, method: Method, uri: &str, auth: Option<&str>, body: &[u8]) -> Resp {
-    let mut b = Request::builder().method(method).uri(uri).header("host", "reg.test");
+    let mut b = Request::builder()
+        .method(method)
+        .uri(uri)
+        .header("host", "reg.test");
     if let Some(a) = auth {
         b = b.header("authorization", a);
     }
-    let mut req = b.body(Full::new(Bytes::copy_from_slice(body))).expect("request");
+    let mut req = b
+        .body(Full::new(Bytes::copy_from_slice(body)))
+        .expect("request");
     req.extensions_mut().insert(ClientAddr("10.0.0.7".into()));
     let resp = block_on(reg.handle(req));
     let status = resp.status();
     let headers = resp.headers().clone();
     let bytes = block_on(async {
         use http_body_util::BodyExt;
-        resp.into_body().collect().await.map(|c| c.to_bytes()).unwrap_or_default()
+        resp.into_body()
+            .collect()
+            .await
+            .map(|c| c.to_bytes())
+            .unwrap_or_default()
     });
     let body = serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null);
-    Resp { status, headers, body }
+    Resp {
+        status,
+        headers,
+        body,
+    }
 }
 
 fn basic(user: &str, pass: &str) -> String {
-    format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(format!("{user}:{pass}")))
+    format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(format!("{user}:{pass}"))
+    )
 }
 
 fn bearer(t: &str) -> String {
@@ -79,28 +101,56 @@ fn bootstrap_admin(reg: &Reg) {
 }
 
 fn admin(reg: &Reg, method: Method, path: &str, body: serde_json::Value) -> Resp {
-    let r = call(reg, method, path, Some(&basic("admin", "admin-pass-1")), body.to_string().as_bytes());
+    let r = call(
+        reg,
+        method,
+        path,
+        Some(&basic("admin", "admin-pass-1")),
+        body.to_string().as_bytes(),
+    );
     assert!(r.status.is_success(), "{path}: {} {}", r.status, r.body);
     r
 }
 
 fn token(reg: &Reg, who: Option<(&str, &str)>, scope: &str) -> String {
     let creds = who.map(|(u, p)| basic(u, p));
-    let r = call(reg, Method::GET, &format!("/token?service=wharf&scope={scope}"), creds.as_deref(), b"");
+    let r = call(
+        reg,
+        Method::GET,
+        &format!("/token?service=wharf&scope={scope}"),
+        creds.as_deref(),
+        b"",
+    );
     assert_eq!(r.status, StatusCode::OK, "token for {who:?}: {}", r.body);
     r.body["token"].as_str().expect("token").to_owned()
 }
 
 /// Pushes a tiny image to `repo:tag` as admin.
 fn push_image(reg: &Reg, repo: &str, tag: &str) {
-    let t = token(reg, Some(("admin", "admin-pass-1")), &format!("repository:{repo}:pull,push"));
+    let t = token(
+        reg,
+        Some(("admin", "admin-pass-1")),
+        &format!("repository:{repo}:pull,push"),
+    );
     let blob = b"{}";
     let d = wharf_core::Digest::sha256_of(blob);
-    let r = call(reg, Method::POST, &format!("/v2/{repo}/blobs/uploads/?digest={d}"), Some(&bearer(&t)), blob);
+    let r = call(
+        reg,
+        Method::POST,
+        &format!("/v2/{repo}/blobs/uploads/?digest={d}"),
+        Some(&bearer(&t)),
+        blob,
+    );
     assert_eq!(r.status, StatusCode::CREATED);
     let m = serde_json::json!({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
         "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": d, "size": 2}, "layers": []});
-    let r = call(reg, Method::PUT, &format!("/v2/{repo}/manifests/{tag}"), Some(&bearer(&t)), m.to_string().as_bytes());
+    let r = call(
+        reg,
+        Method::PUT,
+        &format!("/v2/{repo}/manifests/{tag}"),
+        Some(&bearer(&t)),
+        m.to_string().as_bytes(),
+    );
     assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
 }
 
@@ -108,12 +158,38 @@ fn setup() -> Reg {
     let reg = registry();
     bootstrap_admin(&reg);
     for u in ["alice", "mona", "dave", "gus", "lim", "otto", "extra"] {
-        admin(&reg, Method::POST, "/api/v1/users", serde_json::json!({"username": u, "password": format!("{u}-password")}));
+        admin(
+            &reg,
+            Method::POST,
+            "/api/v1/users",
+            serde_json::json!({"username": u, "password": format!("{u}-password")}),
+        );
     }
-    admin(&reg, Method::POST, "/api/v1/projects", serde_json::json!({"name": "team"}));
-    admin(&reg, Method::POST, "/api/v1/projects", serde_json::json!({"name": "pub", "public": true}));
-    for (u, role) in [("alice", "projectAdmin"), ("mona", "maintainer"), ("dave", "developer"), ("gus", "guest"), ("lim", "limitedGuest")] {
-        admin(&reg, Method::POST, "/api/v1/projects/team/members", serde_json::json!({"username": u, "role": role}));
+    admin(
+        &reg,
+        Method::POST,
+        "/api/v1/projects",
+        serde_json::json!({"name": "team"}),
+    );
+    admin(
+        &reg,
+        Method::POST,
+        "/api/v1/projects",
+        serde_json::json!({"name": "pub", "public": true}),
+    );
+    for (u, role) in [
+        ("alice", "projectAdmin"),
+        ("mona", "maintainer"),
+        ("dave", "developer"),
+        ("gus", "guest"),
+        ("lim", "limitedGuest"),
+    ] {
+        admin(
+            &reg,
+            Method::POST,
+            "/api/v1/projects/team/members",
+            serde_json::json!({"username": u, "role": role}),
+        );
     }
     push_image(&reg, "team/app", "v1");
     push_image(&reg, "pub/app", "v1");
@@ -137,10 +213,22 @@ fn attempt(reg: &Reg, who: Option<(&str, &str)>, action: &str) -> Outcome {
             let a = bearer(&t);
             match action {
                 "pull" => call(reg, Method::GET, "/v2/team/app/manifests/v1", Some(&a), b""),
-                "push" => call(reg, Method::POST, "/v2/team/app/blobs/uploads/", Some(&a), b""),
+                "push" => call(
+                    reg,
+                    Method::POST,
+                    "/v2/team/app/blobs/uploads/",
+                    Some(&a),
+                    b"",
+                ),
                 _ => {
                     push_image(reg, "team/app", "doomed");
-                    call(reg, Method::DELETE, "/v2/team/app/manifests/doomed", Some(&a), b"")
+                    call(
+                        reg,
+                        Method::DELETE,
+                        "/v2/team/app/manifests/doomed",
+                        Some(&a),
+                        b"",
+                    )
                 }
             }
         }
@@ -151,7 +239,13 @@ fn attempt(reg: &Reg, who: Option<(&str, &str)>, action: &str) -> Outcome {
             creds.as_deref(),
             br#"{"username":"extra","role":"guest"}"#,
         ),
-        "audit" => call(reg, Method::GET, "/api/v1/audit?project=team", creds.as_deref(), b""),
+        "audit" => call(
+            reg,
+            Method::GET,
+            "/api/v1/audit?project=team",
+            creds.as_deref(),
+            b"",
+        ),
         _ => unreachable!(),
     };
     match r.status {
@@ -183,15 +277,51 @@ fn every_role_and_action() {
     let robot_secret = robot.body["secret"].as_str().expect("secret").to_owned();
     let actions = ["pull", "push", "delete", "members", "audit"];
     let table: Vec<(&str, Option<(&str, &str)>, [Outcome; 5])> = vec![
-        ("system admin", Some(("admin", "admin-pass-1")), [Allowed, Allowed, Allowed, Allowed, Allowed]),
-        ("project admin", Some(("alice", "alice-password")), [Allowed, Allowed, Allowed, Allowed, Allowed]),
-        ("maintainer", Some(("mona", "mona-password")), [Allowed, Allowed, Allowed, Denied, Allowed]),
-        ("developer", Some(("dave", "dave-password")), [Allowed, Allowed, Denied, Denied, Allowed]),
-        ("guest", Some(("gus", "gus-password")), [Allowed, Denied, Denied, Denied, Allowed]),
-        ("limited guest", Some(("lim", "lim-password")), [Allowed, Denied, Denied, Denied, Denied]),
-        ("non-member", Some(("otto", "otto-password")), [Denied, Denied, Denied, Denied, Denied]),
-        ("robot pull+push", Some((robot_name.as_str(), robot_secret.as_str())), [Allowed, Allowed, Denied, Denied, Denied]),
-        ("anonymous", None, [Denied, Denied, Denied, Unauthorized, Unauthorized]),
+        (
+            "system admin",
+            Some(("admin", "admin-pass-1")),
+            [Allowed, Allowed, Allowed, Allowed, Allowed],
+        ),
+        (
+            "project admin",
+            Some(("alice", "alice-password")),
+            [Allowed, Allowed, Allowed, Allowed, Allowed],
+        ),
+        (
+            "maintainer",
+            Some(("mona", "mona-password")),
+            [Allowed, Allowed, Allowed, Denied, Allowed],
+        ),
+        (
+            "developer",
+            Some(("dave", "dave-password")),
+            [Allowed, Allowed, Denied, Denied, Allowed],
+        ),
+        (
+            "guest",
+            Some(("gus", "gus-password")),
+            [Allowed, Denied, Denied, Denied, Allowed],
+        ),
+        (
+            "limited guest",
+            Some(("lim", "lim-password")),
+            [Allowed, Denied, Denied, Denied, Denied],
+        ),
+        (
+            "non-member",
+            Some(("otto", "otto-password")),
+            [Denied, Denied, Denied, Denied, Denied],
+        ),
+        (
+            "robot pull+push",
+            Some((robot_name.as_str(), robot_secret.as_str())),
+            [Allowed, Allowed, Denied, Denied, Denied],
+        ),
+        (
+            "anonymous",
+            None,
+            [Denied, Denied, Denied, Unauthorized, Unauthorized],
+        ),
     ];
     for (who, creds, want) in table {
         for (action, want) in actions.iter().zip(want) {
@@ -209,19 +339,52 @@ fn every_role_and_action() {
     );
     // Public project: anonymous pull is allowed, push is not.
     let t = token(&reg, None, "repository:pub/app:pull,push");
-    assert_eq!(call(&reg, Method::GET, "/v2/pub/app/manifests/v1", Some(&bearer(&t)), b"").status, StatusCode::OK);
-    let r = call(&reg, Method::POST, "/v2/pub/app/blobs/uploads/", Some(&bearer(&t)), b"");
+    assert_eq!(
+        call(
+            &reg,
+            Method::GET,
+            "/v2/pub/app/manifests/v1",
+            Some(&bearer(&t)),
+            b""
+        )
+        .status,
+        StatusCode::OK
+    );
+    let r = call(
+        &reg,
+        Method::POST,
+        "/v2/pub/app/blobs/uploads/",
+        Some(&bearer(&t)),
+        b"",
+    );
     assert_eq!((r.status, code(&r)), (StatusCode::FORBIDDEN, "DENIED"));
     // Audit: pushes, pulls, deletes and logins are recorded with who and from where.
-    let a = admin(&reg, Method::GET, "/api/v1/audit?project=team&limit=1000", serde_json::Value::Null);
+    let a = admin(
+        &reg,
+        Method::GET,
+        "/api/v1/audit?project=team&limit=1000",
+        serde_json::Value::Null,
+    );
     let events = a.body.as_array().expect("events");
-    for (actor, action) in [("admin", "push"), ("alice", "pull"), ("mona", "delete"), ("robot$team+ci", "pull")] {
+    for (actor, action) in [
+        ("admin", "push"),
+        ("alice", "pull"),
+        ("mona", "delete"),
+        ("robot$team+ci", "pull"),
+    ] {
         assert!(
-            events.iter().any(|e| e["actor"] == actor && e["action"] == action && e["client"] == "10.0.0.7"),
+            events
+                .iter()
+                .any(|e| e["actor"] == actor && e["action"] == action && e["client"] == "10.0.0.7"),
             "audit lacks {actor} {action}"
         );
     }
-    let logins = admin(&reg, Method::GET, "/api/v1/audit?action=login&actor=gus", serde_json::Value::Null);
+    let logins = admin(
+        &reg,
+        Method::GET,
+        "/api/v1/audit?action=login&actor=gus",
+        serde_json::Value::Null,
+    );
     assert!(!logins.body.as_array().expect("events").is_empty());
 }
 
@@ -256,11 +419,23 @@ fn b64(v: &[u8]) -> String {
 fn token_attacks_are_refused() {
     let reg = setup();
     let now = T0 / 1000;
-    let get = |t: &str| call(&reg, Method::GET, "/v2/team/app/manifests/v1", Some(&bearer(t)), b"");
+    let get = |t: &str| {
+        call(
+            &reg,
+            Method::GET,
+            "/v2/team/app/manifests/v1",
+            Some(&bearer(t)),
+            b"",
+        )
+    };
     let good = forge(&[KEY1], &claims("alice", "team/app", &["pull"], now));
     assert_eq!(get(&good).status, StatusCode::OK, "the control token works");
     let parts: Vec<&str> = good.split('.').collect();
-    let kid = tokens(&[KEY1]).jwks().keys[0].common.key_id.clone().expect("kid");
+    let kid = tokens(&[KEY1]).jwks().keys[0]
+        .common
+        .key_id
+        .clone()
+        .expect("kid");
 
     let mut attacks: Vec<(&str, String)> = Vec::new();
     let none_header = b64(format!(r#"{{"alg":"none","typ":"JWT","kid":"{kid}"}}"#).as_bytes());
@@ -269,10 +444,17 @@ fn token_attacks_are_refused() {
     let jwks = serde_json::to_vec(&tokens(&[KEY1]).jwks()).expect("jwks");
     let mut h = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256);
     h.kid = Some(kid.clone());
-    let hs = jsonwebtoken::encode(&h, &claims("alice", "team/app", &["pull"], now), &jsonwebtoken::EncodingKey::from_secret(&jwks))
-        .expect("hs256");
+    let hs = jsonwebtoken::encode(
+        &h,
+        &claims("alice", "team/app", &["pull"], now),
+        &jsonwebtoken::EncodingKey::from_secret(&jwks),
+    )
+    .expect("hs256");
     attacks.push(("HS256 with the public key", hs));
-    attacks.push(("unknown kid (another key)", forge(&[KEY2], &claims("alice", "team/app", &["pull"], now))));
+    attacks.push((
+        "unknown kid (another key)",
+        forge(&[KEY2], &claims("alice", "team/app", &["pull"], now)),
+    ));
     let mut c = claims("alice", "team/app", &["pull"], now);
     c.exp = now - 60;
     attacks.push(("expired", forge(&[KEY1], &c)));
@@ -289,10 +471,17 @@ fn token_attacks_are_refused() {
     c.aud = "wharf/refresh".into();
     attacks.push(("refresh token as access token", forge(&[KEY1], &c)));
     // Tampered payload: grant push and re-encode, keeping the signature.
-    let payload = String::from_utf8(base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(parts[1]).expect("b64"))
-        .expect("utf8")
-        .replace("\"pull\"", "\"pull\",\"push\"");
-    attacks.push(("tampered payload", format!("{}.{}.{}", parts[0], b64(payload.as_bytes()), parts[2])));
+    let payload = String::from_utf8(
+        base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(parts[1])
+            .expect("b64"),
+    )
+    .expect("utf8")
+    .replace("\"pull\"", "\"pull\",\"push\"");
+    attacks.push((
+        "tampered payload",
+        format!("{}.{}.{}", parts[0], b64(payload.as_bytes()), parts[2]),
+    ));
     attacks.push(("garbage", "not.a.token".into()));
     for (name, t) in &attacks {
         let r = get(t);
@@ -302,11 +491,28 @@ fn token_attacks_are_refused() {
         assert!(ch.contains("error=\"invalid_token\""), "{name}: {ch}");
     }
     // Valid tokens used beyond their grant: 403 DENIED.
-    let for_a = forge(&[KEY1], &claims("alice", "team/other", &["pull", "push"], now));
+    let for_a = forge(
+        &[KEY1],
+        &claims("alice", "team/other", &["pull", "push"], now),
+    );
     let r = get(&for_a);
-    assert_eq!((r.status, code(&r)), (StatusCode::FORBIDDEN, "DENIED"), "token for repo A on repo B");
-    let r = call(&reg, Method::POST, "/v2/team/app/blobs/uploads/", Some(&bearer(&good)), b"");
-    assert_eq!((r.status, code(&r)), (StatusCode::FORBIDDEN, "DENIED"), "pull token used to push");
+    assert_eq!(
+        (r.status, code(&r)),
+        (StatusCode::FORBIDDEN, "DENIED"),
+        "token for repo A on repo B"
+    );
+    let r = call(
+        &reg,
+        Method::POST,
+        "/v2/team/app/blobs/uploads/",
+        Some(&bearer(&good)),
+        b"",
+    );
+    assert_eq!(
+        (r.status, code(&r)),
+        (StatusCode::FORBIDDEN, "DENIED"),
+        "pull token used to push"
+    );
 }
 
 #[test]
@@ -318,65 +524,198 @@ fn robots_expire_and_deleted_users_lose_access() {
         "/api/v1/robots",
         serde_json::json!({"name": "short", "permissions": [{"project": "team", "actions": ["pull"]}], "expires_in_days": 1}),
     );
-    let (name, secret) = (robot.body["name"].as_str().expect("n").to_owned(), robot.body["secret"].as_str().expect("s").to_owned());
+    let (name, secret) = (
+        robot.body["name"].as_str().expect("n").to_owned(),
+        robot.body["secret"].as_str().expect("s").to_owned(),
+    );
     let t = token(&reg, Some((&name, &secret)), "repository:team/app:pull");
-    assert_eq!(call(&reg, Method::GET, "/v2/team/app/manifests/v1", Some(&bearer(&t)), b"").status, StatusCode::OK);
+    assert_eq!(
+        call(
+            &reg,
+            Method::GET,
+            "/v2/team/app/manifests/v1",
+            Some(&bearer(&t)),
+            b""
+        )
+        .status,
+        StatusCode::OK
+    );
     // Past the robot's expiry: no new token, and the old one is dead too.
     reg.env.now.store(T0 + 2 * 86_400_000, Ordering::SeqCst);
-    let r = call(&reg, Method::GET, "/token?scope=repository:team/app:pull", Some(&basic(&name, &secret)), b"");
-    assert_eq!((r.status, code(&r)), (StatusCode::UNAUTHORIZED, "UNAUTHORIZED"));
-    assert_eq!(call(&reg, Method::GET, "/v2/team/app/manifests/v1", Some(&bearer(&t)), b"").status, StatusCode::UNAUTHORIZED);
+    let r = call(
+        &reg,
+        Method::GET,
+        "/token?scope=repository:team/app:pull",
+        Some(&basic(&name, &secret)),
+        b"",
+    );
+    assert_eq!(
+        (r.status, code(&r)),
+        (StatusCode::UNAUTHORIZED, "UNAUTHORIZED")
+    );
+    assert_eq!(
+        call(
+            &reg,
+            Method::GET,
+            "/v2/team/app/manifests/v1",
+            Some(&bearer(&t)),
+            b""
+        )
+        .status,
+        StatusCode::UNAUTHORIZED
+    );
 
     // A deleted user: no new tokens and no refresh at once; an access token already issued
     // lives out its lifetime (300 s, the documented window), then is refused.
     let r = call(&reg, Method::POST, "/token", None, b"grant_type=password&username=dave&password=dave-password&service=wharf&access_type=offline&scope=repository:team/app:pull");
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
     let access = r.body["access_token"].as_str().expect("access").to_owned();
-    let refresh = r.body["refresh_token"].as_str().expect("refresh").to_owned();
+    let refresh = r.body["refresh_token"]
+        .as_str()
+        .expect("refresh")
+        .to_owned();
     let r = call(&reg, Method::POST, "/token", None, format!("grant_type=refresh_token&refresh_token={refresh}&service=wharf&scope=repository:team/app:pull").as_bytes());
-    assert_eq!(r.status, StatusCode::OK, "refresh works while the user exists");
-    admin(&reg, Method::DELETE, "/api/v1/users/dave", serde_json::Value::Null);
-    let r = call(&reg, Method::POST, "/token", None, format!("grant_type=refresh_token&refresh_token={refresh}&service=wharf").as_bytes());
+    assert_eq!(
+        r.status,
+        StatusCode::OK,
+        "refresh works while the user exists"
+    );
+    admin(
+        &reg,
+        Method::DELETE,
+        "/api/v1/users/dave",
+        serde_json::Value::Null,
+    );
+    let r = call(
+        &reg,
+        Method::POST,
+        "/token",
+        None,
+        format!("grant_type=refresh_token&refresh_token={refresh}&service=wharf").as_bytes(),
+    );
     assert_eq!(r.status, StatusCode::UNAUTHORIZED, "refresh after deletion");
-    let r = call(&reg, Method::GET, "/token?scope=repository:team/app:pull", Some(&basic("dave", "dave-password")), b"");
+    let r = call(
+        &reg,
+        Method::GET,
+        "/token?scope=repository:team/app:pull",
+        Some(&basic("dave", "dave-password")),
+        b"",
+    );
     assert_eq!(r.status, StatusCode::UNAUTHORIZED, "login after deletion");
-    assert_eq!(call(&reg, Method::GET, "/v2/team/app/manifests/v1", Some(&bearer(&access)), b"").status, StatusCode::OK);
+    assert_eq!(
+        call(
+            &reg,
+            Method::GET,
+            "/v2/team/app/manifests/v1",
+            Some(&bearer(&access)),
+            b""
+        )
+        .status,
+        StatusCode::OK
+    );
     reg.env.now.fetch_add(301_000 + 5_000, Ordering::SeqCst);
-    assert_eq!(call(&reg, Method::GET, "/v2/team/app/manifests/v1", Some(&bearer(&access)), b"").status, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        call(
+            &reg,
+            Method::GET,
+            "/v2/team/app/manifests/v1",
+            Some(&bearer(&access)),
+            b""
+        )
+        .status,
+        StatusCode::UNAUTHORIZED
+    );
 }
 
 #[test]
 fn brute_force_is_throttled() {
     let reg = setup();
     for i in 0..5 {
-        let r = call(&reg, Method::GET, "/token", Some(&basic("gus", "wrong")), b"");
+        let r = call(
+            &reg,
+            Method::GET,
+            "/token",
+            Some(&basic("gus", "wrong")),
+            b"",
+        );
         assert_eq!(r.status, StatusCode::UNAUTHORIZED, "attempt {i}");
     }
-    let r = call(&reg, Method::GET, "/token", Some(&basic("gus", "gus-password")), b"");
-    assert_eq!((r.status, code(&r)), (StatusCode::TOO_MANY_REQUESTS, "TOOMANYREQUESTS"));
-    let retry: u64 = r.headers["retry-after"].to_str().expect("retry").parse().expect("secs");
+    let r = call(
+        &reg,
+        Method::GET,
+        "/token",
+        Some(&basic("gus", "gus-password")),
+        b"",
+    );
+    assert_eq!(
+        (r.status, code(&r)),
+        (StatusCode::TOO_MANY_REQUESTS, "TOOMANYREQUESTS")
+    );
+    let retry: u64 = r.headers["retry-after"]
+        .to_str()
+        .expect("retry")
+        .parse()
+        .expect("secs");
     assert!(retry > 0 && retry <= 900, "{retry}");
     // The same address is throttled for other users too.
-    let r = call(&reg, Method::GET, "/token", Some(&basic("alice", "alice-password")), b"");
+    let r = call(
+        &reg,
+        Method::GET,
+        "/token",
+        Some(&basic("alice", "alice-password")),
+        b"",
+    );
     assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS);
     reg.env.now.fetch_add(retry * 1000, Ordering::SeqCst);
-    let r = call(&reg, Method::GET, "/token", Some(&basic("gus", "gus-password")), b"");
+    let r = call(
+        &reg,
+        Method::GET,
+        "/token",
+        Some(&basic("gus", "gus-password")),
+        b"",
+    );
     assert_eq!(r.status, StatusCode::OK, "after the window");
 }
 
 #[test]
 fn keys_rotate_and_are_published() {
     let reg = setup();
-    let old = token(&reg, Some(("alice", "alice-password")), "repository:team/app:pull");
+    let old = token(
+        &reg,
+        Some(("alice", "alice-password")),
+        "repository:team/app:pull",
+    );
     // Rotation: the new key signs, the old one still verifies.
     let env = TestEnv::default();
     env.now.store(T0, Ordering::SeqCst);
-    let rotated = Registry::new(reg.blobs.clone(), MemoryMetadata::default(), env, Config::default()).with_auth(tokens(&[KEY2, KEY1]));
+    let rotated = Registry::new(
+        reg.blobs.clone(),
+        MemoryMetadata::default(),
+        env,
+        Config::default(),
+    )
+    .with_auth(tokens(&[KEY2, KEY1]));
     let jwks = call(&rotated, Method::GET, "/.well-known/jwks.json", None, b"");
     let keys = jwks.body["keys"].as_array().expect("keys");
     assert_eq!(keys.len(), 2);
-    assert!(keys.iter().all(|k| k["kty"] == "EC" && k["kid"].is_string() && k.get("d").is_none()), "public parts only: {keys:?}");
-    assert_eq!(call(&rotated, Method::GET, "/v2/", Some(&bearer(&old)), b"").status, StatusCode::OK);
-    let unrotated = Registry::new(reg.blobs.clone(), MemoryMetadata::default(), TestEnv::default(), Config::default()).with_auth(tokens(&[KEY2]));
-    assert_eq!(call(&unrotated, Method::GET, "/v2/", Some(&bearer(&old)), b"").status, StatusCode::UNAUTHORIZED);
+    assert!(
+        keys.iter()
+            .all(|k| k["kty"] == "EC" && k["kid"].is_string() && k.get("d").is_none()),
+        "public parts only: {keys:?}"
+    );
+    assert_eq!(
+        call(&rotated, Method::GET, "/v2/", Some(&bearer(&old)), b"").status,
+        StatusCode::OK
+    );
+    let unrotated = Registry::new(
+        reg.blobs.clone(),
+        MemoryMetadata::default(),
+        TestEnv::default(),
+        Config::default(),
+    )
+    .with_auth(tokens(&[KEY2]));
+    assert_eq!(
+        call(&unrotated, Method::GET, "/v2/", Some(&bearer(&old)), b"").status,
+        StatusCode::UNAUTHORIZED
+    );
 }

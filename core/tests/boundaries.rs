@@ -7,15 +7,42 @@ use std::process::Command;
 fn core_has_no_runtime_dependencies() {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let out = Command::new(cargo)
-        .args(["tree", "-p", "wharf-core", "-e", "normal", "--prefix", "none", "--format", "{p}"])
+        .args([
+            "tree",
+            "-p",
+            "wharf-core",
+            "-e",
+            "normal",
+            "--prefix",
+            "none",
+            "--format",
+            "{p}",
+        ])
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .output()
         .expect("cargo tree runs");
-    assert!(out.status.success(), "cargo tree failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "cargo tree failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let tree = String::from_utf8_lossy(&out.stdout);
-    let crates: Vec<&str> = tree.lines().filter_map(|l| l.split_whitespace().next()).collect();
+    let crates: Vec<&str> = tree
+        .lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .collect();
     assert!(crates.contains(&"sha2"), "the tree was read: {crates:?}");
-    let forbidden = ["tokio", "axum", "hyper", "mio", "worker", "wasm-bindgen", "lambda_http", "lambda_runtime", "redb"];
+    let forbidden = [
+        "tokio",
+        "axum",
+        "hyper",
+        "mio",
+        "worker",
+        "wasm-bindgen",
+        "lambda_http",
+        "lambda_runtime",
+        "redb",
+    ];
     for c in &crates {
         assert!(
             !forbidden.contains(c) && !c.starts_with("aws-"),

@@ -51,7 +51,10 @@ impl BlobStore for Flaky {
         self.inner.delete(d).await
     }
     async fn writer(&self, u: &UploadRecord) -> Result<FlakyWriter, StoreError> {
-        Ok(FlakyWriter { inner: self.inner.writer(u).await?, store: self.clone() })
+        Ok(FlakyWriter {
+            inner: self.inner.writer(u).await?,
+            store: self.clone(),
+        })
     }
     async fn commit(&self, u: &UploadRecord, d: &Digest) -> Result<(), StoreError> {
         if self.fail_commit.swap(0, Ordering::SeqCst) == 1 {
@@ -67,22 +70,43 @@ impl BlobStore for Flaky {
 type Reg = Registry<Flaky, MemoryMetadata, TestEnv>;
 
 /// A request body delivered in several frames.
-fn chunks(parts: Vec<Vec<u8>>) -> http_body_util::StreamBody<
-    futures_util::stream::Iter<std::vec::IntoIter<Result<http_body::Frame<Bytes>, std::convert::Infallible>>>,
+fn chunks(
+    parts: Vec<Vec<u8>>,
+) -> http_body_util::StreamBody<
+    futures_util::stream::Iter<
+        std::vec::IntoIter<Result<http_body::Frame<Bytes>, std::convert::Infallible>>,
+    >,
 > {
-    let frames: Vec<_> = parts.into_iter().map(|p| Ok(http_body::Frame::data(Bytes::from(p)))).collect();
+    let frames: Vec<_> = parts
+        .into_iter()
+        .map(|p| Ok(http_body::Frame::data(Bytes::from(p))))
+        .collect();
     http_body_util::StreamBody::new(futures_util::stream::iter(frames))
 }
 
-fn send(reg: &Reg, method: Method, uri: &str, parts: Vec<Vec<u8>>) -> http::Response<wharf_core::Body<<Flaky as BlobStore>::Reader>> {
-    let req = Request::builder().method(method).uri(uri).body(chunks(parts)).expect("request");
+fn send(
+    reg: &Reg,
+    method: Method,
+    uri: &str,
+    parts: Vec<Vec<u8>>,
+) -> http::Response<wharf_core::Body<<Flaky as BlobStore>::Reader>> {
+    let req = Request::builder()
+        .method(method)
+        .uri(uri)
+        .body(chunks(parts))
+        .expect("request");
     block_on(reg.handle(req))
 }
 
 #[test]
 fn failed_write_leaves_no_blob_and_retry_succeeds() {
     let store = Flaky::default();
-    let reg = Registry::new(store.clone(), MemoryMetadata::default(), TestEnv::default(), Config::default());
+    let reg = Registry::new(
+        store.clone(),
+        MemoryMetadata::default(),
+        TestEnv::default(),
+        Config::default(),
+    );
     let data: Vec<Vec<u8>> = (0..4u8).map(|i| vec![i; 1000]).collect();
     let all: Vec<u8> = data.concat();
     let digest = Digest::sha256_of(&all);
@@ -92,7 +116,11 @@ fn failed_write_leaves_no_blob_and_retry_succeeds() {
     let resp = send(&reg, Method::POST, &uri, data.clone());
     assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
     let head = send(&reg, Method::HEAD, &format!("/v2/r/blobs/{digest}"), vec![]);
-    assert_eq!(head.status(), StatusCode::NOT_FOUND, "a failed upload must not be visible");
+    assert_eq!(
+        head.status(),
+        StatusCode::NOT_FOUND,
+        "a failed upload must not be visible"
+    );
     assert!(block_on(store.inner.stat(&digest)).expect("stat").is_none());
 
     let resp = send(&reg, Method::POST, &uri, data.clone());
@@ -104,14 +132,24 @@ fn failed_write_leaves_no_blob_and_retry_succeeds() {
 #[test]
 fn failed_commit_leaves_no_link_and_chunk_failure_keeps_offset() {
     let store = Flaky::default();
-    let reg = Registry::new(store.clone(), MemoryMetadata::default(), TestEnv::default(), Config::default());
+    let reg = Registry::new(
+        store.clone(),
+        MemoryMetadata::default(),
+        TestEnv::default(),
+        Config::default(),
+    );
     let resp = send(&reg, Method::POST, "/v2/r/blobs/uploads/", vec![]);
     assert_eq!(resp.status(), StatusCode::ACCEPTED);
-    let loc = resp.headers()["location"].to_str().expect("location").to_owned();
+    let loc = resp.headers()["location"]
+        .to_str()
+        .expect("location")
+        .to_owned();
 
     send(&reg, Method::PATCH, &loc, vec![vec![1; 10]]);
     // The second PATCH fails mid-way: the upload must still be at 10 bytes.
-    store.fail_write.store(store.writes.load(Ordering::SeqCst) + 2, Ordering::SeqCst);
+    store
+        .fail_write
+        .store(store.writes.load(Ordering::SeqCst) + 2, Ordering::SeqCst);
     let resp = send(&reg, Method::PATCH, &loc, vec![vec![2; 10], vec![3; 10]]);
     assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
     let status = send(&reg, Method::GET, &loc, vec![]);

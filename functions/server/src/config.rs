@@ -39,6 +39,19 @@ pub struct ServeArgs {
     /// Seconds to let in-flight requests finish on shutdown [default: 30].
     #[arg(long, env = "WHARF_SHUTDOWN_GRACE_SECS")]
     pub shutdown_grace_secs: Option<u64>,
+    /// Token auth: on or off [default: on]. Off serves everyone: trusted networks only.
+    #[arg(long, env = "WHARF_AUTH")]
+    pub auth: Option<String>,
+    /// PEM P-256 private keys for tokens, comma-separated; the first signs, all verify
+    /// [default: DATA_DIR/keys/token-signing.pem, generated on first start].
+    #[arg(long, env = "WHARF_TOKEN_KEYS", value_delimiter = ',')]
+    pub token_keys: Option<Vec<PathBuf>>,
+    /// Access token lifetime in seconds [default: 300].
+    #[arg(long, env = "WHARF_TOKEN_TTL_SECS")]
+    pub token_ttl_secs: Option<u64>,
+    /// Token service name (`service` in challenges, `aud` of tokens) [default: wharf].
+    #[arg(long, env = "WHARF_SERVICE")]
+    pub service: Option<String>,
 }
 
 /// The config file's shape.
@@ -54,6 +67,10 @@ struct FileConfig {
     disable_delete: Option<bool>,
     upload_max_age_hours: Option<u64>,
     shutdown_grace_secs: Option<u64>,
+    auth: Option<String>,
+    token_keys: Option<Vec<PathBuf>>,
+    token_ttl_secs: Option<u64>,
+    service: Option<String>,
 }
 
 /// Resolved settings.
@@ -67,6 +84,10 @@ pub struct Settings {
     pub delete_enabled: bool,
     pub upload_max_age_hours: u64,
     pub shutdown_grace_secs: u64,
+    pub auth: bool,
+    pub token_keys: Vec<PathBuf>,
+    pub token_ttl_secs: u64,
+    pub service: String,
 }
 
 impl ServeArgs {
@@ -74,34 +95,65 @@ impl ServeArgs {
     pub fn resolve(self) -> Result<Settings, String> {
         let file: FileConfig = match &self.config {
             Some(p) => {
-                let text = std::fs::read_to_string(p).map_err(|e| format!("reading {}: {e}", p.display()))?;
+                let text = std::fs::read_to_string(p)
+                    .map_err(|e| format!("reading {}: {e}", p.display()))?;
                 toml::from_str(&text).map_err(|e| format!("parsing {}: {e}", p.display()))?
             }
             None => FileConfig::default(),
         };
-        let tls = match (self.tls_cert.or(file.tls_cert), self.tls_key.or(file.tls_key)) {
+        let tls = match (
+            self.tls_cert.or(file.tls_cert),
+            self.tls_key.or(file.tls_key),
+        ) {
             (Some(c), Some(k)) => Some((c, k)),
             (None, None) => None,
             _ => return Err("--tls-cert and --tls-key go together".into()),
         };
-        let log_format = self.log_format.or(file.log_format).unwrap_or_else(|| "text".into());
+        let log_format = self
+            .log_format
+            .or(file.log_format)
+            .unwrap_or_else(|| "text".into());
         let json_logs = match log_format.as_str() {
             "json" => true,
             "text" => false,
             other => return Err(format!("log format must be text or json, not {other:?}")),
         };
+        let auth = match self.auth.or(file.auth).as_deref().unwrap_or("on") {
+            "on" | "true" => true,
+            "off" | "false" => false,
+            other => return Err(format!("auth must be on or off, not {other:?}")),
+        };
         Ok(Settings {
+            auth,
+            token_keys: self.token_keys.or(file.token_keys).unwrap_or_default(),
+            token_ttl_secs: self.token_ttl_secs.or(file.token_ttl_secs).unwrap_or(300),
+            service: self
+                .service
+                .or(file.service)
+                .unwrap_or_else(|| "wharf".into()),
             listen: self
                 .listen
                 .or(file.listen)
                 .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 5000))),
-            data_dir: self.data_dir.or(file.data_dir).unwrap_or_else(|| "wharf-data".into()),
+            data_dir: self
+                .data_dir
+                .or(file.data_dir)
+                .unwrap_or_else(|| "wharf-data".into()),
             tls,
-            base_url: self.base_url.or(file.base_url).map(|u| u.trim_end_matches('/').to_owned()),
+            base_url: self
+                .base_url
+                .or(file.base_url)
+                .map(|u| u.trim_end_matches('/').to_owned()),
             json_logs,
             delete_enabled: !self.disable_delete.or(file.disable_delete).unwrap_or(false),
-            upload_max_age_hours: self.upload_max_age_hours.or(file.upload_max_age_hours).unwrap_or(24),
-            shutdown_grace_secs: self.shutdown_grace_secs.or(file.shutdown_grace_secs).unwrap_or(30),
+            upload_max_age_hours: self
+                .upload_max_age_hours
+                .or(file.upload_max_age_hours)
+                .unwrap_or(24),
+            shutdown_grace_secs: self
+                .shutdown_grace_secs
+                .or(file.shutdown_grace_secs)
+                .unwrap_or(30),
         })
     }
 }
@@ -115,8 +167,11 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("wharf-cfg-{}", std::process::id()));
         std::fs::create_dir_all(&dir).expect("dir");
         let file = dir.join("wharf.toml");
-        std::fs::write(&file, "listen = \"127.0.0.1:7000\"\ndata_dir = \"/srv/x\"\nlog_format = \"json\"\n")
-            .expect("write");
+        std::fs::write(
+            &file,
+            "listen = \"127.0.0.1:7000\"\ndata_dir = \"/srv/x\"\nlog_format = \"json\"\n",
+        )
+        .expect("write");
         let s = ServeArgs {
             config: Some(file.clone()),
             listen: Some("127.0.0.1:8000".parse().expect("addr")),
@@ -129,9 +184,17 @@ mod tests {
         assert!(s.json_logs);
         assert_eq!(s.upload_max_age_hours, 24);
         std::fs::write(&file, "nonsense = 1\n").expect("write");
-        let e = ServeArgs { config: Some(file), ..Default::default() }.resolve();
+        let e = ServeArgs {
+            config: Some(file),
+            ..Default::default()
+        }
+        .resolve();
         assert!(e.is_err());
-        let e = ServeArgs { tls_cert: Some("c".into()), ..Default::default() }.resolve();
+        let e = ServeArgs {
+            tls_cert: Some("c".into()),
+            ..Default::default()
+        }
+        .resolve();
         assert!(e.is_err());
     }
 }

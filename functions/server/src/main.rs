@@ -2,29 +2,43 @@
 //! admin CLI. A thin shell: it builds adapters from configuration and hands every request
 //! to `wharf_core::Registry`.
 
+mod cli;
 mod config;
+mod keys;
 
-use axum::extract::{Request, State};
+use axum::extract::{ConnectInfo, Request, State};
 use axum::response::Response;
 use clap::{Parser, Subcommand};
 use config::{ServeArgs, Settings};
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use wharf_core::auth::{TokenService, TokenSettings};
+use wharf_core::gate::{ClientAddr, PublicOrigin};
 use wharf_core::{Config, Env, Registry};
 use wharf_embedded::EmbeddedMetadata;
 use wharf_fs::FsBlobStore;
 
 #[derive(Parser)]
-#[command(name = "wharf", version, about = "A container registry for people who would rather not run servers")]
+#[command(
+    name = "wharf",
+    version,
+    about = "A container registry for people who would rather not run servers"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    #[command(flatten)]
+    conn: cli::Conn,
 }
 
 #[derive(Subcommand)]
 enum Command {
     /// Run the registry on local disk and an embedded database.
     Serve(ServeArgs),
+    /// Manage users, projects, members, robots and read the audit log of a running registry.
+    #[command(flatten)]
+    Admin(cli::AdminCommand),
 }
 
 /// Time and randomness from the operating system.
@@ -50,12 +64,14 @@ type LocalRegistry = Registry<FsBlobStore, EmbeddedMetadata, SystemEnv>;
 struct AppState {
     registry: LocalRegistry,
     base_url: Option<String>,
+    scheme: &'static str,
 }
 
 fn main() {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Serve(args) => args.resolve().and_then(serve),
+        Command::Admin(cmd) => cli::run(cli.conn, cmd),
     };
     if let Err(e) = result {
         eprintln!("wharf: {e}");
@@ -66,7 +82,9 @@ fn main() {
 fn init_logging(json: bool) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("RUST_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr)
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
     if json {
         builder.json().init();
@@ -85,7 +103,8 @@ fn serve(s: Settings) -> Result<(), String> {
 }
 
 async fn run(s: Settings) -> Result<(), String> {
-    std::fs::create_dir_all(&s.data_dir).map_err(|e| format!("creating {}: {e}", s.data_dir.display()))?;
+    std::fs::create_dir_all(&s.data_dir)
+        .map_err(|e| format!("creating {}: {e}", s.data_dir.display()))?;
     let blobs = FsBlobStore::open(&s.data_dir).map_err(|e| format!("opening blob store: {e}"))?;
     let meta = EmbeddedMetadata::open(&s.data_dir.join("meta.redb"))
         .map_err(|e| format!("opening metadata database: {e}"))?;
@@ -93,15 +112,32 @@ async fn run(s: Settings) -> Result<(), String> {
         delete_enabled: s.delete_enabled,
         ..Config::default()
     };
+    let mut registry = Registry::new(blobs, meta, SystemEnv, config);
+    if s.auth {
+        let keys = keys::load_keys(&s.token_keys, &s.data_dir)?;
+        let settings = TokenSettings {
+            service: s.service.clone(),
+            ttl_secs: s.token_ttl_secs,
+            ..TokenSettings::default()
+        };
+        keys::ensure_admin(&registry.meta, &registry.env).await?;
+        registry = registry.with_auth(TokenService::new(keys, settings));
+    } else {
+        tracing::warn!("auth is off: anyone who can reach this address can push, pull and delete");
+    }
     let state = Arc::new(AppState {
-        registry: Registry::new(blobs, meta, SystemEnv, config),
+        registry,
         base_url: s.base_url.clone(),
+        scheme: if s.tls.is_some() { "https" } else { "http" },
     });
     tokio::spawn(upload_cleanup(state.clone(), s.upload_max_age_hours));
 
     let app = axum::Router::new().fallback(handle).with_state(state);
     let handle = axum_server::Handle::new();
-    tokio::spawn(shutdown_on_signal(handle.clone(), Duration::from_secs(s.shutdown_grace_secs)));
+    tokio::spawn(shutdown_on_signal(
+        handle.clone(),
+        Duration::from_secs(s.shutdown_grace_secs),
+    ));
     let scheme = if s.tls.is_some() { "https" } else { "http" };
     tracing::info!(listen = %s.listen, data_dir = %s.data_dir.display(), %scheme, "wharf serving");
     let served = match &s.tls {
@@ -112,25 +148,49 @@ async fn run(s: Settings) -> Result<(), String> {
                 .map_err(|e| format!("loading TLS certificate/key: {e}"))?;
             axum_server::bind_rustls(s.listen, tls)
                 .handle(handle)
-                .serve(app.into_make_service())
+                .serve(app.into_make_service_with_connect_info::<SocketAddr>())
                 .await
         }
-        None => axum_server::bind(s.listen).handle(handle).serve(app.into_make_service()).await,
+        None => {
+            axum_server::bind(s.listen)
+                .handle(handle)
+                .serve(app.into_make_service_with_connect_info::<SocketAddr>())
+                .await
+        }
     };
     served.map_err(|e| format!("serving on {}: {e}", s.listen))?;
     tracing::info!("wharf stopped");
     Ok(())
 }
 
-async fn handle(State(state): State<Arc<AppState>>, req: Request) -> Response {
+async fn handle(
+    State(state): State<Arc<AppState>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    mut req: Request,
+) -> Response {
     let started = Instant::now();
+    let origin = match &state.base_url {
+        Some(b) => b.clone(),
+        None => {
+            let host = req
+                .headers()
+                .get(http::header::HOST)
+                .and_then(|h| h.to_str().ok())
+                .unwrap_or("localhost");
+            format!("{}://{host}", state.scheme)
+        }
+    };
+    req.extensions_mut().insert(PublicOrigin(origin));
+    req.extensions_mut()
+        .insert(ClientAddr(peer.ip().to_string()));
     let method = req.method().clone();
     let path = req.uri().path().to_owned();
     let mut resp = state.registry.handle(req).await.map(axum::body::Body::new);
     if let Some(base) = &state.base_url
         && let Some(loc) = resp.headers().get(http::header::LOCATION)
         && loc.as_bytes().starts_with(b"/")
-        && let Ok(v) = http::HeaderValue::from_str(&format!("{base}{}", loc.to_str().unwrap_or_default()))
+        && let Ok(v) =
+            http::HeaderValue::from_str(&format!("{base}{}", loc.to_str().unwrap_or_default()))
     {
         resp.headers_mut().insert(http::header::LOCATION, v);
     }
@@ -138,7 +198,7 @@ async fn handle(State(state): State<Arc<AppState>>, req: Request) -> Response {
     resp
 }
 
-async fn shutdown_on_signal(handle: axum_server::Handle<std::net::SocketAddr>, grace: Duration) {
+async fn shutdown_on_signal(handle: axum_server::Handle<SocketAddr>, grace: Duration) {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     let term = async {
@@ -155,7 +215,10 @@ async fn shutdown_on_signal(handle: axum_server::Handle<std::net::SocketAddr>, g
         _ = ctrl_c => {},
         _ = term => {},
     }
-    tracing::info!(grace_secs = grace.as_secs(), "shutting down: finishing in-flight requests");
+    tracing::info!(
+        grace_secs = grace.as_secs(),
+        "shutting down: finishing in-flight requests"
+    );
     handle.graceful_shutdown(Some(grace));
 }
 
@@ -164,7 +227,11 @@ async fn upload_cleanup(state: Arc<AppState>, max_age_hours: u64) {
     let mut tick = tokio::time::interval(Duration::from_secs(600));
     loop {
         tick.tick().await;
-        match state.registry.cleanup_uploads(max_age_hours * 3_600_000).await {
+        match state
+            .registry
+            .cleanup_uploads(max_age_hours * 3_600_000)
+            .await
+        {
             Ok(0) => {}
             Ok(n) => tracing::info!(removed = n, "stale uploads removed"),
             Err(e) => tracing::warn!(error = %e, "upload cleanup failed"),

@@ -11,7 +11,9 @@ use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use std::path::Path;
 use std::sync::Arc;
 use wharf_core::manifest::{Descriptor, ManifestInfo};
-use wharf_core::ports::{DocumentStore, MetadataStore, Page, Reference, StoredManifest, UploadRecord};
+use wharf_core::ports::{
+    DocumentStore, MetadataStore, Page, Reference, StoredManifest, UploadRecord,
+};
 use wharf_core::{Digest, StoreError};
 
 /// Repositories ever written to.
@@ -51,8 +53,14 @@ fn encode_manifest(m: &StoredManifest) -> Result<Vec<u8>, StoreError> {
 
 fn decode_manifest(raw: &[u8]) -> Result<StoredManifest, StoreError> {
     let bad = || StoreError::Other("corrupt manifest record".into());
-    let len = u32::from_be_bytes(raw.get(..4).ok_or_else(bad)?.try_into().map_err(|_| bad())?) as usize;
-    let info: ManifestInfo = serde_json::from_slice(raw.get(4..4 + len).ok_or_else(bad)?).map_err(err)?;
+    let len = u32::from_be_bytes(
+        raw.get(..4)
+            .ok_or_else(bad)?
+            .try_into()
+            .map_err(|_| bad())?,
+    ) as usize;
+    let info: ManifestInfo =
+        serde_json::from_slice(raw.get(4..4 + len).ok_or_else(bad)?).map_err(err)?;
     Ok(StoredManifest {
         info,
         bytes: Bytes::copy_from_slice(&raw[4 + len..]),
@@ -100,7 +108,10 @@ impl EmbeddedMetadata {
 }
 
 fn touch_repo(tx: &redb::WriteTransaction, repo: &str) -> Result<(), StoreError> {
-    tx.open_table(REPOS).map_err(err)?.insert(repo, ()).map_err(err)?;
+    tx.open_table(REPOS)
+        .map_err(err)?
+        .insert(repo, ())
+        .map_err(err)?;
     Ok(())
 }
 
@@ -120,7 +131,10 @@ impl MetadataStore for EmbeddedMetadata {
         let (repo, d) = (repo.to_owned(), digest.to_string());
         self.write(move |tx| {
             touch_repo(tx, &repo)?;
-            tx.open_table(LINKS).map_err(err)?.insert((repo.as_str(), d.as_str()), size).map_err(err)?;
+            tx.open_table(LINKS)
+                .map_err(err)?
+                .insert((repo.as_str(), d.as_str()), size)
+                .map_err(err)?;
             Ok(())
         })
         .await
@@ -130,34 +144,54 @@ impl MetadataStore for EmbeddedMetadata {
         let (repo, d) = (repo.to_owned(), digest.to_string());
         self.write(move |tx| {
             let mut t = tx.open_table(LINKS).map_err(err)?;
-            Ok(t.remove((repo.as_str(), d.as_str())).map_err(err)?.is_some())
+            Ok(t.remove((repo.as_str(), d.as_str()))
+                .map_err(err)?
+                .is_some())
         })
         .await
     }
 
-    async fn missing_blobs(&self, repo: &str, digests: &[Digest]) -> Result<Vec<Digest>, StoreError> {
+    async fn missing_blobs(
+        &self,
+        repo: &str,
+        digests: &[Digest],
+    ) -> Result<Vec<Digest>, StoreError> {
         let t = self.read()?.open_table(LINKS).map_err(err)?;
         let mut out = Vec::new();
         for d in digests {
-            if t.get((repo, d.to_string().as_str())).map_err(err)?.is_none() {
+            if t.get((repo, d.to_string().as_str()))
+                .map_err(err)?
+                .is_none()
+            {
                 out.push(d.clone());
             }
         }
         Ok(out)
     }
 
-    async fn missing_manifests(&self, repo: &str, digests: &[Digest]) -> Result<Vec<Digest>, StoreError> {
+    async fn missing_manifests(
+        &self,
+        repo: &str,
+        digests: &[Digest],
+    ) -> Result<Vec<Digest>, StoreError> {
         let t = self.read()?.open_table(MANIFESTS).map_err(err)?;
         let mut out = Vec::new();
         for d in digests {
-            if t.get((repo, d.to_string().as_str())).map_err(err)?.is_none() {
+            if t.get((repo, d.to_string().as_str()))
+                .map_err(err)?
+                .is_none()
+            {
                 out.push(d.clone());
             }
         }
         Ok(out)
     }
 
-    async fn manifest(&self, repo: &str, reference: &Reference) -> Result<Option<StoredManifest>, StoreError> {
+    async fn manifest(
+        &self,
+        repo: &str,
+        reference: &Reference,
+    ) -> Result<Option<StoredManifest>, StoreError> {
         let tx = self.read()?;
         let digest = match reference {
             Reference::Digest(d) => d.to_string(),
@@ -176,13 +210,25 @@ impl MetadataStore for EmbeddedMetadata {
         }
     }
 
-    async fn put_manifest(&self, repo: &str, m: &StoredManifest, tag: Option<&str>) -> Result<(), StoreError> {
+    async fn put_manifest(
+        &self,
+        repo: &str,
+        m: &StoredManifest,
+        tag: Option<&str>,
+    ) -> Result<(), StoreError> {
         let record = encode_manifest(m)?;
         let referrer = match &m.info.subject {
-            Some(s) => Some((s.to_string(), serde_json::to_vec(&m.info.referrer_descriptor()).map_err(err)?)),
+            Some(s) => Some((
+                s.to_string(),
+                serde_json::to_vec(&m.info.referrer_descriptor()).map_err(err)?,
+            )),
             None => None,
         };
-        let (repo, d, tag) = (repo.to_owned(), m.info.digest.to_string(), tag.map(str::to_owned));
+        let (repo, d, tag) = (
+            repo.to_owned(),
+            m.info.digest.to_string(),
+            tag.map(str::to_owned),
+        );
         self.write(move |tx| {
             touch_repo(tx, &repo)?;
             tx.open_table(MANIFESTS)
@@ -198,7 +244,10 @@ impl MetadataStore for EmbeddedMetadata {
             if let Some((subject, desc)) = &referrer {
                 tx.open_table(REFERRERS)
                     .map_err(err)?
-                    .insert((repo.as_str(), subject.as_str(), d.as_str()), desc.as_slice())
+                    .insert(
+                        (repo.as_str(), subject.as_str(), d.as_str()),
+                        desc.as_slice(),
+                    )
                     .map_err(err)?;
             }
             Ok(())
@@ -245,14 +294,27 @@ impl MetadataStore for EmbeddedMetadata {
         let (repo, tag) = (repo.to_owned(), tag.to_owned());
         self.write(move |tx| {
             let mut t = tx.open_table(TAGS).map_err(err)?;
-            Ok(t.remove((repo.as_str(), tag.as_str())).map_err(err)?.is_some())
+            Ok(t.remove((repo.as_str(), tag.as_str()))
+                .map_err(err)?
+                .is_some())
         })
         .await
     }
 
-    async fn list_tags(&self, repo: &str, last: Option<&str>, n: usize) -> Result<Option<Page>, StoreError> {
+    async fn list_tags(
+        &self,
+        repo: &str,
+        last: Option<&str>,
+        n: usize,
+    ) -> Result<Option<Page>, StoreError> {
         let tx = self.read()?;
-        if tx.open_table(REPOS).map_err(err)?.get(repo).map_err(err)?.is_none() {
+        if tx
+            .open_table(REPOS)
+            .map_err(err)?
+            .get(repo)
+            .map_err(err)?
+            .is_none()
+        {
             return Ok(None);
         }
         let t = tx.open_table(TAGS).map_err(err)?;
@@ -331,7 +393,11 @@ impl MetadataStore for EmbeddedMetadata {
         }
     }
 
-    async fn update_upload(&self, upload: &UploadRecord, expected_offset: u64) -> Result<(), StoreError> {
+    async fn update_upload(
+        &self,
+        upload: &UploadRecord,
+        expected_offset: u64,
+    ) -> Result<(), StoreError> {
         let rec = serde_json::to_vec(upload).map_err(err)?;
         let id = upload.id.clone();
         self.write(move |tx| {
@@ -355,13 +421,20 @@ impl MetadataStore for EmbeddedMetadata {
     async fn delete_upload(&self, id: &str) -> Result<(), StoreError> {
         let id = id.to_owned();
         self.write(move |tx| {
-            tx.open_table(UPLOADS).map_err(err)?.remove(id.as_str()).map_err(err)?;
+            tx.open_table(UPLOADS)
+                .map_err(err)?
+                .remove(id.as_str())
+                .map_err(err)?;
             Ok(())
         })
         .await
     }
 
-    async fn stale_uploads(&self, before_ms: u64, limit: usize) -> Result<Vec<UploadRecord>, StoreError> {
+    async fn stale_uploads(
+        &self,
+        before_ms: u64,
+        limit: usize,
+    ) -> Result<Vec<UploadRecord>, StoreError> {
         let t = self.read()?.open_table(UPLOADS).map_err(err)?;
         let mut out = Vec::new();
         for e in t.iter().map_err(err)? {
@@ -384,14 +457,21 @@ impl DocumentStore for EmbeddedMetadata {
         Ok(t.get((kind, id)).map_err(err)?.map(|v| v.value().to_vec()))
     }
 
-    async fn put_doc(&self, kind: &str, id: &str, value: &[u8], if_absent: bool) -> Result<(), StoreError> {
+    async fn put_doc(
+        &self,
+        kind: &str,
+        id: &str,
+        value: &[u8],
+        if_absent: bool,
+    ) -> Result<(), StoreError> {
         let (kind, id, value) = (kind.to_owned(), id.to_owned(), value.to_vec());
         self.write(move |tx| {
             let mut t = tx.open_table(DOCS).map_err(err)?;
             if if_absent && t.get((kind.as_str(), id.as_str())).map_err(err)?.is_some() {
                 return Err(StoreError::Precondition(format!("{kind}/{id} exists")));
             }
-            t.insert((kind.as_str(), id.as_str()), value.as_slice()).map_err(err)?;
+            t.insert((kind.as_str(), id.as_str()), value.as_slice())
+                .map_err(err)?;
             Ok(())
         })
         .await
@@ -401,7 +481,9 @@ impl DocumentStore for EmbeddedMetadata {
         let (kind, id) = (kind.to_owned(), id.to_owned());
         self.write(move |tx| {
             let mut t = tx.open_table(DOCS).map_err(err)?;
-            Ok(t.remove((kind.as_str(), id.as_str())).map_err(err)?.is_some())
+            Ok(t.remove((kind.as_str(), id.as_str()))
+                .map_err(err)?
+                .is_some())
         })
         .await
     }

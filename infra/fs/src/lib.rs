@@ -55,7 +55,10 @@ impl FsBlobStore {
     }
 
     fn upload_path(&self, id: &str) -> Result<PathBuf, StoreError> {
-        if id.is_empty() || id.len() > 128 || !id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') {
+        if id.is_empty()
+            || id.len() > 128
+            || !id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        {
             return Err(StoreError::Other(format!("invalid upload id {id:?}")));
         }
         Ok(self.root.join("uploads").join(id))
@@ -78,7 +81,9 @@ impl BlobStore for FsBlobStore {
     }
 
     async fn get(&self, digest: &Digest, range: Option<ByteRange>) -> Result<FsReader, StoreError> {
-        let mut f = tokio::fs::File::open(self.blob_path(digest)).await.map_err(io_err)?;
+        let mut f = tokio::fs::File::open(self.blob_path(digest))
+            .await
+            .map_err(io_err)?;
         let reader = match range {
             Some(r) => {
                 f.seek(SeekFrom::Start(r.start)).await.map_err(io_err)?;
@@ -107,7 +112,9 @@ impl BlobStore for FsBlobStore {
             .map_err(io_err)?;
         // Forget whatever an earlier, unrecorded request left past the offset.
         file.set_len(upload.offset).await.map_err(io_err)?;
-        file.seek(SeekFrom::Start(upload.offset)).await.map_err(io_err)?;
+        file.seek(SeekFrom::Start(upload.offset))
+            .await
+            .map_err(io_err)?;
         Ok(FsWriter {
             file,
             buf: BytesMut::with_capacity(WRITE_BATCH),
@@ -126,7 +133,11 @@ impl BlobStore for FsBlobStore {
             tokio::fs::create_dir_all(p).await.map_err(io_err)?;
         }
         // The file may hold bytes past the recorded offset from a failed final request.
-        let f = tokio::fs::OpenOptions::new().write(true).open(&from).await.map_err(io_err)?;
+        let f = tokio::fs::OpenOptions::new()
+            .write(true)
+            .open(&from)
+            .await
+            .map_err(io_err)?;
         if f.metadata().await.map_err(io_err)?.len() != upload.offset {
             f.set_len(upload.offset).await.map_err(io_err)?;
             f.sync_all().await.map_err(io_err)?;
@@ -231,10 +242,14 @@ mod tests {
         w.finish().await.expect("finish");
         // A request that wrote but was never recorded (offset stays 6).
         let mut w = s.writer(&upload("u1", 6)).await.expect("writer");
-        w.write(Bytes::from_static(b"GARBAGE")).await.expect("write");
+        w.write(Bytes::from_static(b"GARBAGE"))
+            .await
+            .expect("write");
         drop(w);
         let mut w = s.writer(&upload("u1", 6)).await.expect("writer");
-        w.write(Bytes::from(vec![b'w'; WRITE_BATCH + 5])).await.expect("write");
+        w.write(Bytes::from(vec![b'w'; WRITE_BATCH + 5]))
+            .await
+            .expect("write");
         w.finish().await.expect("finish");
         let total = 6 + WRITE_BATCH as u64 + 5;
         let d = Digest::sha256_of(b"x");
@@ -249,6 +264,9 @@ mod tests {
         assert!(!dir.path().join("uploads/u1").exists());
         s.delete(&d).await.expect("delete");
         assert_eq!(s.stat(&d).await.expect("stat"), None);
-        assert!(matches!(s.writer(&upload("../x", 0)).await, Err(StoreError::Other(_))));
+        assert!(matches!(
+            s.writer(&upload("../x", 0)).await,
+            Err(StoreError::Other(_))
+        ));
     }
 }
