@@ -1,0 +1,121 @@
+# Shared helpers for the end-to-end suites: servers on ports picked at run time, bounded
+# waits, cleanup by PID, and pass/fail counting. Source it; call `finish` at the end.
+set -u
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+WHARF_BIN=${WHARF_BIN:-$ROOT/target/release/wharf}
+WORK=$(mktemp -d /tmp/wharf-e2e.XXXXXX)
+PASSED=0
+FAILED=0
+PIDS=()
+SUITE=$(basename "$0" .sh)
+LOGDIR=${E2E_LOGDIR:-$ROOT/target/e2e-logs}
+mkdir -p "$LOGDIR"
+
+cleanup() {
+  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; done
+  for p in "${PIDS[@]}"; do
+    for _ in $(seq 1 50); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
+    kill -9 "$p" 2>/dev/null
+  done
+  [ -n "${KEEP_WORK:-}" ] || rm -rf "$WORK" 2>/dev/null
+}
+trap cleanup EXIT
+
+random_word() { head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n'; }
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+# wait_http URL [SECONDS]: until the URL answers at all (any status), bounded.
+wait_http() {
+  local url=$1 limit=${2:-20} i
+  for i in $(seq 1 $((limit * 10))); do
+    curl -sk -o /dev/null "$url" && return 0
+    sleep 0.1
+  done
+  echo "timed out waiting for $url" >&2
+  return 1
+}
+
+# start_wharf [extra serve args…]: WHARF_PORT, WHARF_PID, WHARF_LOG, WHARF_DATA.
+start_wharf() {
+  WHARF_PORT=$(free_port)
+  WHARF_DATA=${WHARF_DATA:-$WORK/wharf-data}
+  WHARF_LOG="$LOGDIR/$SUITE-wharf.log"
+  RUST_LOG=${RUST_LOG:-debug} "$WHARF_BIN" serve --listen "127.0.0.1:$WHARF_PORT" --data-dir "$WHARF_DATA" "$@" \
+    >>"$WHARF_LOG" 2>&1 &
+  WHARF_PID=$!
+  PIDS+=("$WHARF_PID")
+  local scheme=http
+  case " $* " in *" --tls-cert "*) scheme=https ;; esac
+  wait_http "$scheme://127.0.0.1:$WHARF_PORT/v2/" 20
+}
+
+stop_wharf() {
+  kill "$WHARF_PID" 2>/dev/null
+  for _ in $(seq 1 100); do kill -0 "$WHARF_PID" 2>/dev/null || return 0; sleep 0.1; done
+  kill -9 "$WHARF_PID" 2>/dev/null
+}
+
+# start_dockerd: a private daemon; exports DOCKER_HOST.
+start_dockerd() {
+  local d
+  d=$(mktemp -d /tmp/dk.XXXX)
+  dockerd --storage-driver=vfs --iptables=false --ip6tables=false --bridge=none \
+    --data-root="$d/data" --exec-root="$d/exec" --pidfile="$d/docker.pid" \
+    --host="unix://$d/docker.sock" >"$LOGDIR/$SUITE-dockerd.log" 2>&1 &
+  PIDS+=("$!")
+  export DOCKER_HOST="unix://$d/docker.sock"
+  DOCKERD_DIR=$d
+  for _ in $(seq 1 300); do docker info >/dev/null 2>&1 && return 0; sleep 0.1; done
+  echo "dockerd did not start" >&2
+  tail -20 "$LOGDIR/$SUITE-dockerd.log" >&2
+  return 1
+}
+
+# make_image NAME SIZE_MB: a one-layer image of random bytes, made without the internet.
+make_image() {
+  local name=$1 mb=$2 dir
+  dir=$(mktemp -d "$WORK/img.XXXX")
+  mkdir -p "$dir/rootfs/data"
+  head -c $((mb * 1024 * 1024)) /dev/urandom >"$dir/rootfs/data/blob.bin"
+  echo "$name" >"$dir/rootfs/data/name.txt"
+  tar -C "$dir/rootfs" -cf "$dir/layer.tar" .
+  docker import "$dir/layer.tar" "$name" >/dev/null
+  rm -rf "$dir"
+}
+
+_record() {
+  if [ "$1" = 0 ]; then
+    PASSED=$((PASSED + 1)); echo "  ok   $2"
+  else
+    FAILED=$((FAILED + 1)); echo "  FAIL $2"; [ -s "$3" ] && tail -15 "$3" | sed 's/^/       /'
+  fi
+}
+
+# check NAME CMD…: passes if CMD succeeds.
+check() {
+  local name=$1; shift
+  local out="$WORK/out.$PASSED.$FAILED"
+  "$@" >"$out" 2>&1
+  _record $? "$name" "$out"
+}
+
+# check_fails NAME CMD…: passes if CMD fails.
+check_fails() {
+  local name=$1; shift
+  local out="$WORK/out.$PASSED.$FAILED"
+  if "$@" >"$out" 2>&1; then _record 1 "$name (unexpectedly succeeded)" "$out"; else _record 0 "$name" "$out"; fi
+}
+
+# check_output NAME TEXT CMD…: passes if CMD's output contains TEXT (exit status ignored).
+check_output() {
+  local name=$1 text=$2; shift 2
+  local out="$WORK/out.$PASSED.$FAILED"
+  "$@" >"$out" 2>&1
+  if grep -qF -- "$text" "$out"; then _record 0 "$name" "$out"; else _record 1 "$name (no \"$text\")" "$out"; fi
+}
+
+finish() {
+  echo "$SUITE: $PASSED passed, $FAILED failed"
+  [ "$FAILED" = 0 ]
+}
