@@ -138,11 +138,22 @@ impl<B: BlobStore, M: MetadataStore + DocumentStore, E: Env> Registry<B, M, E> {
             need.is_none_or(|(repo, a)| claims.grants(repo, a))
         };
         if !ok {
+            // RFC 6750 §3.1: insufficient scope is a 403 whose challenge names the scope,
+            // so a client holding a narrower token (oras asks pull first) can ask again.
             return Err(RegistryError::new(
                 ErrorCode::Denied,
                 "requested access to the resource is denied",
             )
-            .with_detail(serde_json::json!({ "scope": scope })));
+            .with_detail(serde_json::json!({ "scope": scope }))
+            .with_header(
+                header::WWW_AUTHENTICATE,
+                challenge(
+                    &realm,
+                    service,
+                    scope.as_deref(),
+                    Some("insufficient_scope"),
+                ),
+            ));
         }
         Ok(Caller {
             name: claims.sub.clone(),

@@ -513,6 +513,11 @@ fn token_attacks_are_refused() {
         (StatusCode::FORBIDDEN, "DENIED"),
         "pull token used to push"
     );
+    assert_eq!(
+        r.headers["www-authenticate"],
+        "Bearer realm=\"http://reg.test/token\",service=\"wharf\",scope=\"repository:team/app:pull,push\",error=\"insufficient_scope\"",
+        "the 403 names the scope to ask for (RFC 6750)"
+    );
 }
 
 #[test]

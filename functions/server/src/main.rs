@@ -172,11 +172,16 @@ async fn handle(
     let origin = match &state.base_url {
         Some(b) => b.clone(),
         None => {
+            // HTTP/2 carries the host in the URI's authority, HTTP/1.1 in the Host header.
             let host = req
-                .headers()
-                .get(http::header::HOST)
-                .and_then(|h| h.to_str().ok())
-                .unwrap_or("localhost");
+                .uri()
+                .authority()
+                .map(|a| a.as_str().to_owned())
+                .or_else(|| {
+                    let h = req.headers().get(http::header::HOST)?;
+                    h.to_str().ok().map(str::to_owned)
+                })
+                .unwrap_or_else(|| "localhost".into());
             format!("{}://{host}", state.scheme)
         }
     };

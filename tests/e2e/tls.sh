@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# HTTPS: wharf serving TLS with a certificate from a test CA; docker trusts the CA through
+# /etc/docker/certs.d/HOST:PORT/ca.crt, skopeo through --cert-dir.
+set -u
+here=$(cd "$(dirname "$0")" && pwd)
+source "$here/lib.sh"
+
+pki="$WORK/pki"
+mkdir -p "$pki"
+openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj "/CN=wharf test CA" \
+  -keyout "$pki/ca.key" -out "$pki/ca.crt" >/dev/null 2>&1
+openssl req -newkey rsa:2048 -nodes -subj "/CN=127.0.0.1" -keyout "$pki/server.key" -out "$pki/server.csr" >/dev/null 2>&1
+printf 'subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n' >"$pki/ext.cnf"
+openssl x509 -req -in "$pki/server.csr" -CA "$pki/ca.crt" -CAkey "$pki/ca.key" -CAcreateserial -days 2 \
+  -extfile "$pki/ext.cnf" -out "$pki/server.crt" >/dev/null 2>&1
+check "test CA and server certificate made" openssl verify -CAfile "$pki/ca.crt" "$pki/server.crt"
+
+WHARF_ADMIN_PASSWORD="adm-$(random_word)"
+export WHARF_ADMIN_PASSWORD
+start_wharf --tls-cert "$pki/server.crt" --tls-key "$pki/server.key"
+R="127.0.0.1:$WHARF_PORT"
+check_output "wharf answers over HTTPS" "registry/2.0" curl -si --cacert "$pki/ca.crt" "https://$R/v2/"
+check_fails "plain HTTP is refused on the TLS port" curl -sf "http://$R/v2/"
+check_output "the token realm is https" "realm=\"https://$R/token\"" curl -si --cacert "$pki/ca.crt" "https://$R/v2/"
+
+certs="/etc/docker/certs.d/$R"
+mkdir -p "$certs"
+cp "$pki/ca.crt" "$certs/ca.crt"
+trap 'rm -rf "$certs"; cleanup' EXIT
+start_dockerd
+export DOCKER_CONFIG="$WORK/docker-config"
+mkdir -p "$DOCKER_CONFIG"
+make_image e2e-tls:1 3
+docker tag e2e-tls:1 "$R/tls/app:v1"
+check "docker login over HTTPS" sh -c "echo '$WHARF_ADMIN_PASSWORD' | docker login -u admin --password-stdin $R"
+check "docker push over HTTPS" docker push "$R/tls/app:v1"
+docker rmi -f "$R/tls/app:v1" e2e-tls:1 >/dev/null 2>&1
+check "docker pull over HTTPS" docker pull "$R/tls/app:v1"
+
+rm -f /var/lib/containers/cache/blob-info-cache-v1.boltdb
+mkdir -p "$WORK/skopeo-certs"
+cp "$pki/ca.crt" "$WORK/skopeo-certs/ca.crt"
+check "skopeo copy out over HTTPS (--src-cert-dir)" skopeo copy --src-cert-dir "$WORK/skopeo-certs" \
+  --src-creds "admin:$WHARF_ADMIN_PASSWORD" "docker://$R/tls/app:v1" "oci:$WORK/out:v1"
+check "skopeo copy in over HTTPS (--dest-cert-dir)" skopeo copy --dest-cert-dir "$WORK/skopeo-certs" \
+  --dest-creds "admin:$WHARF_ADMIN_PASSWORD" "oci:$WORK/out:v1" "docker://$R/tls/copy:v1"
+rm -rf "$certs"   # containers/image also reads /etc/docker/certs.d
+check_fails "skopeo without the CA refuses the certificate" skopeo inspect \
+  --creds "admin:$WHARF_ADMIN_PASSWORD" "docker://$R/tls/app:v1"
+finish

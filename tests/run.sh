@@ -1,0 +1,64 @@
+#!/usr/bin/env bash
+# The whole test suite: installs what is missing, builds, runs the Rust tests (unit,
+# conformance, fault injection, auth, protocol), builds the core for wasm32, runs every
+# end-to-end suite with real clients, and ends with one line: `N passed, N failed`.
+set -u
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+LOGS=$ROOT/target/test-logs
+mkdir -p "$LOGS"
+export E2E_LOGDIR=$LOGS
+PASS=0
+FAIL=0
+SUMMARY=()
+
+note() { SUMMARY+=("$(printf '%-28s %s' "$1" "$2")"); }
+add() { PASS=$((PASS + $2)); FAIL=$((FAIL + $3)); note "$1" "$2 passed, $3 failed"; }
+
+step() { echo; echo "=== $*"; }
+
+step "dependencies"
+if ! bash tests/install-deps.sh; then
+  echo "0 passed, 1 failed"
+  exit 1
+fi
+
+step "build (release)"
+if ! cargo build --release -p wharf >"$LOGS/build.log" 2>&1; then
+  tail -40 "$LOGS/build.log"
+  echo "0 passed, 1 failed"
+  exit 1
+fi
+export WHARF_BIN=$ROOT/target/release/wharf
+
+step "cargo test --workspace"
+cargo test --workspace --no-fail-fast >"$LOGS/cargo-test.log" 2>&1
+rc=$?
+p=$(awk '/^test result:/ { for (i = 1; i <= NF; i++) if ($(i+1) ~ /^passed/) s += $i } END { print s + 0 }' "$LOGS/cargo-test.log")
+f=$(awk '/^test result:/ { for (i = 1; i <= NF; i++) if ($(i+1) ~ /^failed/) s += $i } END { print s + 0 }' "$LOGS/cargo-test.log")
+p=${p:-0}; f=${f:-0}
+if [ "$rc" != 0 ] && [ "$f" = 0 ]; then f=1; tail -40 "$LOGS/cargo-test.log"; fi
+grep -E '^test .* FAILED$|panicked' "$LOGS/cargo-test.log" | head -20
+add "cargo test" "$p" "$f"
+
+step "core for wasm32-unknown-unknown"
+if bash tests/wasm-check.sh >"$LOGS/wasm.log" 2>&1; then add "wasm32 build of the core" 1 0; else tail -20 "$LOGS/wasm.log"; add "wasm32 build of the core" 0 1; fi
+
+for suite in docker skopeo podman oras tls auth; do
+  step "e2e: $suite"
+  out="$LOGS/e2e-$suite.out"
+  timeout 900 bash "tests/e2e/$suite.sh" >"$out" 2>&1
+  rc=$?
+  grep -E '^  FAIL' -A12 "$out" | head -60
+  line=$(grep -E '^[a-z]+: [0-9]+ passed, [0-9]+ failed' "$out" | tail -1)
+  p=$(echo "$line" | sed -E 's/.*: ([0-9]+) passed.*/\1/'); p=${p:-0}
+  f=$(echo "$line" | sed -E 's/.* ([0-9]+) failed.*/\1/'); f=${f:-0}
+  if [ "$rc" != 0 ] && [ "$f" = 0 ]; then f=1; tail -30 "$out"; fi
+  add "e2e $suite" "$p" "$f"
+done
+
+echo
+echo "=== summary"
+printf '%s\n' "${SUMMARY[@]}"
+echo "$PASS passed, $FAIL failed"
+[ "$FAIL" = 0 ]
