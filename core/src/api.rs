@@ -729,6 +729,7 @@ impl<B: BlobStore, M: MetadataStore + DocumentStore, E: Env> Registry<B, M, E> {
             None if who.is_admin() => {}
             None => return Err(denied()),
         }
+        self.meta.flush_events().await?;
         let limit: usize = limit.and_then(|l| l.parse().ok()).unwrap_or(100).min(1000);
         let mut after = since_ms
             .and_then(|s| s.parse::<u64>().ok())

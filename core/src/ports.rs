@@ -246,4 +246,9 @@ pub trait DocumentStore {
     async fn append_event(&self, id: &str, value: &[u8]) -> Result<(), StoreError> {
         self.put_doc("audit", id, value, false).await
     }
+    /// Makes every event appended so far visible to `list_docs` (stores that batch events
+    /// wait for the batch here; the audit API calls it before reading).
+    async fn flush_events(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
 }

@@ -443,6 +443,7 @@ pub async fn document_conformance<D: DocumentStore>(d: &D) {
     d.append_event("0000000000001-a", b"{}")
         .await
         .expect("event");
+    d.flush_events().await.expect("flush");
     assert_eq!(
         ids(d.list_docs("audit", "", None, 10).await.expect("list")),
         ["0000000000001-a"]

@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use wharf_core::auth::{TokenService, TokenSettings};
 use wharf_core::gate::{ClientAddr, PublicOrigin};
-use wharf_core::{Config, Env, Registry};
+use wharf_core::{Config, Env, Registry, ports::DocumentStore};
 use wharf_embedded::EmbeddedMetadata;
 use wharf_fs::FsBlobStore;
 
@@ -132,7 +132,9 @@ async fn run(s: Settings) -> Result<(), String> {
     });
     tokio::spawn(upload_cleanup(state.clone(), s.upload_max_age_hours));
 
-    let app = axum::Router::new().fallback(handle).with_state(state);
+    let app = axum::Router::new()
+        .fallback(handle)
+        .with_state(state.clone());
     let handle = axum_server::Handle::new();
     tokio::spawn(shutdown_on_signal(
         handle.clone(),
@@ -159,6 +161,9 @@ async fn run(s: Settings) -> Result<(), String> {
         }
     };
     served.map_err(|e| format!("serving on {}: {e}", s.listen))?;
+    if let Err(e) = state.registry.meta.flush_events().await {
+        tracing::warn!(error = %e, "could not flush audit events");
+    }
     tracing::info!("wharf stopped");
     Ok(())
 }

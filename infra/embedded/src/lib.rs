@@ -35,6 +35,63 @@ const DOCS: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("docs");
 #[derive(Clone)]
 pub struct EmbeddedMetadata {
     db: Arc<Database>,
+    audit: Arc<std::sync::mpsc::SyncSender<AuditMsg>>,
+}
+
+/// What the audit writer thread receives.
+enum AuditMsg {
+    /// An event: id and JSON.
+    Event(String, Vec<u8>),
+    /// Answer once everything queued before has been written.
+    Flush(std::sync::mpsc::SyncSender<()>),
+}
+
+/// Audit events waiting for the writer thread, at most.
+const AUDIT_QUEUE: usize = 16_384;
+/// Audit events written in one transaction, at most.
+const AUDIT_BATCH: usize = 2_048;
+
+/// Writes queued audit events in batches, one durable transaction each, until the store is
+/// dropped. A pull costs a channel send, not a write transaction; a crash loses at most the
+/// batch being collected (milliseconds); a clean shutdown calls `flush_events` first.
+fn audit_writer(db: std::sync::Weak<Database>, rx: std::sync::mpsc::Receiver<AuditMsg>) {
+    while let Ok(first) = rx.recv() {
+        let mut batch = Vec::new();
+        let mut waiters = Vec::new();
+        let mut next = Some(first);
+        while let Some(msg) = next.take() {
+            match msg {
+                AuditMsg::Event(id, v) => batch.push((id, v)),
+                AuditMsg::Flush(w) => waiters.push(w),
+            }
+            if batch.len() < AUDIT_BATCH {
+                next = rx.try_recv().ok();
+            }
+        }
+        let write = || -> Result<(), StoreError> {
+            // The store owns the database; once it is dropped there is nothing to write to.
+            let db = db
+                .upgrade()
+                .ok_or_else(|| StoreError::Other("database closed".into()))?;
+            let tx = db.begin_write().map_err(err)?;
+            {
+                let mut t = tx.open_table(DOCS).map_err(err)?;
+                for (id, v) in &batch {
+                    t.insert(("audit", id.as_str()), v.as_slice())
+                        .map_err(err)?;
+                }
+            }
+            tx.commit().map_err(err)
+        };
+        if !batch.is_empty()
+            && let Err(e) = write()
+        {
+            tracing::warn!(error = %e, events = batch.len(), "could not write audit events");
+        }
+        for w in waiters {
+            let _ = w.send(());
+        }
+    }
 }
 
 fn err(e: impl std::fmt::Display) -> StoreError {
@@ -82,7 +139,17 @@ impl EmbeddedMetadata {
             tx.open_table(DOCS).map_err(err)?;
         }
         tx.commit().map_err(err)?;
-        Ok(Self { db: Arc::new(db) })
+        let db = Arc::new(db);
+        let (tx, rx) = std::sync::mpsc::sync_channel(AUDIT_QUEUE);
+        let writer_db = Arc::downgrade(&db);
+        std::thread::Builder::new()
+            .name("wharf-audit".into())
+            .spawn(move || audit_writer(writer_db, rx))
+            .map_err(err)?;
+        Ok(Self {
+            db,
+            audit: Arc::new(tx),
+        })
     }
 
     /// Runs a write transaction on the blocking pool and commits it durably.
@@ -518,19 +585,24 @@ impl DocumentStore for EmbeddedMetadata {
         Ok(out)
     }
 
-    /// Audit events are committed without fsync (`Durability::None`): redb makes them
-    /// durable with the next durable commit, and a pull must not wait for a disk flush.
+    /// Queues the event for the batching writer thread; if the queue is full, writes it
+    /// directly (back-pressure instead of loss).
     async fn append_event(&self, id: &str, value: &[u8]) -> Result<(), StoreError> {
-        let (id, value) = (id.to_owned(), value.to_vec());
-        let db = self.db.clone();
+        match self
+            .audit
+            .try_send(AuditMsg::Event(id.to_owned(), value.to_vec()))
+        {
+            Ok(()) => Ok(()),
+            Err(_) => self.put_doc("audit", id, value, false).await,
+        }
+    }
+
+    async fn flush_events(&self) -> Result<(), StoreError> {
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        let queue = self.audit.clone();
         tokio::task::spawn_blocking(move || {
-            let mut tx = db.begin_write().map_err(err)?;
-            tx.set_durability(redb::Durability::None).map_err(err)?;
-            tx.open_table(DOCS)
-                .map_err(err)?
-                .insert(("audit", id.as_str()), value.as_slice())
-                .map_err(err)?;
-            tx.commit().map_err(err)
+            queue.send(AuditMsg::Flush(tx)).map_err(err)?;
+            rx.recv().map_err(err)
         })
         .await
         .map_err(err)?
