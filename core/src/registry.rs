@@ -145,16 +145,7 @@ impl<B: BlobStore, M: MetadataStore + DocumentStore, E: Env> Registry<B, M, E> {
             )
             .with_status(StatusCode::NOT_FOUND));
         };
-        let name = match &r {
-            Route::Base | Route::Catalog => None,
-            Route::Tags { name }
-            | Route::Manifest { name, .. }
-            | Route::Blob { name, .. }
-            | Route::UploadStart { name }
-            | Route::Upload { name, .. }
-            | Route::Referrers { name, .. } => Some(*name),
-        };
-        if let Some(n) = name {
+        if let Some(n) = r.name() {
             validate_name(n)?;
         }
         let head = *m == Method::HEAD;
@@ -194,18 +185,8 @@ impl<B: BlobStore, M: MetadataStore + DocumentStore, E: Env> Registry<B, M, E> {
             &Method::DELETE if !matches!(r, Route::Upload { .. }) => Action::Delete,
             _ => Action::Push,
         };
-        let caller = match r {
-            Route::Base => self.authorize(headers, ext, None, false)?,
-            Route::Catalog => self.authorize(headers, ext, None, true)?,
-            Route::Tags { name }
-            | Route::Manifest { name, .. }
-            | Route::Blob { name, .. }
-            | Route::UploadStart { name }
-            | Route::Upload { name, .. }
-            | Route::Referrers { name, .. } => {
-                self.authorize(headers, ext, Some((name, action)), false)?
-            }
-        };
+        let catalog = matches!(r, Route::Catalog);
+        let caller = self.authorize(headers, ext, r.name().map(|n| (n, action)), catalog)?;
         if let (Some(claims), Some(from)) = (&caller.claims, query.get("from"))
             && !claims.grants(from, Action::Pull)
         {

@@ -48,6 +48,21 @@ pub enum Route<'a> {
     },
 }
 
+impl<'a> Route<'a> {
+    /// The repository the route addresses (`None` for `/v2/` and the catalog).
+    pub fn name(&self) -> Option<&'a str> {
+        match self {
+            Route::Base | Route::Catalog => None,
+            Route::Tags { name }
+            | Route::Manifest { name, .. }
+            | Route::Blob { name, .. }
+            | Route::UploadStart { name }
+            | Route::Upload { name, .. }
+            | Route::Referrers { name, .. } => Some(name),
+        }
+    }
+}
+
 /// Recognises `path`; `None` if it is not a registry API path.
 pub fn route(path: &str) -> Option<Route<'_>> {
     let rest = path.strip_prefix("/v2")?;

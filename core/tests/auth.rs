@@ -455,21 +455,20 @@ fn token_attacks_are_refused() {
         "unknown kid (another key)",
         forge(&[KEY2], &claims("alice", "team/app", &["pull"], now)),
     ));
-    let mut c = claims("alice", "team/app", &["pull"], now);
-    c.exp = now - 60;
-    attacks.push(("expired", forge(&[KEY1], &c)));
-    let mut c = claims("alice", "team/app", &["pull"], now);
-    c.nbf = now + 600;
-    attacks.push(("not yet valid", forge(&[KEY1], &c)));
-    let mut c = claims("alice", "team/app", &["pull"], now);
-    c.aud = "other-registry".into();
-    attacks.push(("wrong aud", forge(&[KEY1], &c)));
-    let mut c = claims("alice", "team/app", &["pull"], now);
-    c.iss = "evil".into();
-    attacks.push(("wrong iss", forge(&[KEY1], &c)));
-    let mut c = claims("alice", "team/app", &["pull"], now);
-    c.aud = "wharf/refresh".into();
-    attacks.push(("refresh token as access token", forge(&[KEY1], &c)));
+    // Claims signed with the registry's own key, each wrong in one way.
+    let signed = |change: &dyn Fn(&mut Claims)| {
+        let mut c = claims("alice", "team/app", &["pull"], now);
+        change(&mut c);
+        forge(&[KEY1], &c)
+    };
+    attacks.push(("expired", signed(&|c| c.exp = now - 60)));
+    attacks.push(("not yet valid", signed(&|c| c.nbf = now + 600)));
+    attacks.push(("wrong aud", signed(&|c| c.aud = "other-registry".into())));
+    attacks.push(("wrong iss", signed(&|c| c.iss = "evil".into())));
+    attacks.push((
+        "refresh token as access token",
+        signed(&|c| c.aud = "wharf/refresh".into()),
+    ));
     // Tampered payload: grant push and re-encode, keeping the signature.
     let payload = String::from_utf8(
         base64::engine::general_purpose::URL_SAFE_NO_PAD

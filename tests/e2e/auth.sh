@@ -4,14 +4,10 @@
 set -u
 here=$(cd "$(dirname "$0")" && pwd)
 source "$here/lib.sh"
-
-WHARF_ADMIN_PASSWORD="adm-$(random_word)"
-export WHARF_ADMIN_PASSWORD
 start_wharf --auth on
 start_dockerd
 export DOCKER_CONFIG="$WORK/docker-config"
 mkdir -p "$DOCKER_CONFIG"
-R="127.0.0.1:$WHARF_PORT"
 wharf_cli() { WHARF_URL="http://$R" WHARF_USERNAME=admin WHARF_PASSWORD="$WHARF_ADMIN_PASSWORD" "$WHARF_BIN" "$@"; }
 
 ALICE_PW="alice-$(random_word)"

@@ -4,14 +4,10 @@
 set -u
 here=$(cd "$(dirname "$0")" && pwd)
 source "$here/lib.sh"
-
-WHARF_ADMIN_PASSWORD="adm-$(random_word)"
-export WHARF_ADMIN_PASSWORD
 start_wharf
 start_dockerd
 export DOCKER_CONFIG="$WORK/docker-config"
 mkdir -p "$DOCKER_CONFIG"
-R="127.0.0.1:$WHARF_PORT"
 IMG="$R/e2e/app:v1"
 
 make_image e2e-docker-base:1 4

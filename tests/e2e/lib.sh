@@ -23,6 +23,10 @@ trap cleanup EXIT
 
 random_word() { head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n'; }
 
+# The first admin's password for the server a suite starts (auth is on by default).
+WHARF_ADMIN_PASSWORD=${WHARF_ADMIN_PASSWORD:-adm-$(random_word)}
+export WHARF_ADMIN_PASSWORD
+
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
 # wait_http URL [SECONDS]: until the URL answers at all (any status), bounded.
@@ -36,7 +40,8 @@ wait_http() {
   return 1
 }
 
-# start_wharf [extra serve args…]: WHARF_PORT, WHARF_PID, WHARF_LOG, WHARF_DATA.
+# start_wharf [extra serve args…]: sets WHARF_PORT, R (127.0.0.1:PORT), WHARF_PID,
+# WHARF_LOG, WHARF_DATA.
 start_wharf() {
   WHARF_PORT=$(free_port)
   WHARF_DATA=${WHARF_DATA:-$WORK/wharf-data}
@@ -45,6 +50,7 @@ start_wharf() {
     >>"$WHARF_LOG" 2>&1 &
   WHARF_PID=$!
   PIDS+=("$WHARF_PID")
+  R="127.0.0.1:$WHARF_PORT"
   local scheme=http
   case " $* " in *" --tls-cert "*) scheme=https ;; esac
   wait_http "$scheme://127.0.0.1:$WHARF_PORT/v2/" 20

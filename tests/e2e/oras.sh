@@ -3,7 +3,5 @@
 set -u
 here=$(cd "$(dirname "$0")" && pwd)
 source "$here/lib.sh"
-WHARF_ADMIN_PASSWORD="adm-$(random_word)"
-export WHARF_ADMIN_PASSWORD
 start_wharf
 python3 "$here/oras_referrers.py" "127.0.0.1:$WHARF_PORT" admin "$WHARF_ADMIN_PASSWORD"

@@ -3,11 +3,7 @@
 set -u
 here=$(cd "$(dirname "$0")" && pwd)
 source "$here/lib.sh"
-
-WHARF_ADMIN_PASSWORD="adm-$(random_word)"
-export WHARF_ADMIN_PASSWORD
 start_wharf
-R="127.0.0.1:$WHARF_PORT"
 CREDS="admin:$WHARF_ADMIN_PASSWORD"
 rm -f /var/lib/containers/cache/blob-info-cache-v1.boltdb
 sk() { skopeo "$@"; }

@@ -14,11 +14,7 @@ printf 'subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage
 openssl x509 -req -in "$pki/server.csr" -CA "$pki/ca.crt" -CAkey "$pki/ca.key" -CAcreateserial -days 2 \
   -extfile "$pki/ext.cnf" -out "$pki/server.crt" >/dev/null 2>&1
 check "test CA and server certificate made" openssl verify -CAfile "$pki/ca.crt" "$pki/server.crt"
-
-WHARF_ADMIN_PASSWORD="adm-$(random_word)"
-export WHARF_ADMIN_PASSWORD
 start_wharf --tls-cert "$pki/server.crt" --tls-key "$pki/server.key"
-R="127.0.0.1:$WHARF_PORT"
 check_output "wharf answers over HTTPS" "registry/2.0" curl -si --cacert "$pki/ca.crt" "https://$R/v2/"
 check_fails "plain HTTP is refused on the TLS port" curl -sf "http://$R/v2/"
 check_output "the token realm is https" "realm=\"https://$R/token\"" curl -si --cacert "$pki/ca.crt" "https://$R/v2/"
