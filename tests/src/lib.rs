@@ -133,6 +133,24 @@ impl Server {
         panic!("wharf did not start on port {port}");
     }
 
+    /// Sends a signal (`TERM`, `KILL`, …) without waiting.
+    pub fn signal(&mut self, sig: &str) {
+        let _ = Command::new("kill")
+            .args([&format!("-{sig}"), &self.child.id().to_string()])
+            .status();
+    }
+
+    /// Waits up to `tenths` tenths of a second for the process to exit.
+    pub fn wait_exit(&mut self, tenths: u32) -> bool {
+        for _ in 0..tenths {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        false
+    }
+
     /// Kills the process with SIGKILL (a crash), keeping the data directory.
     pub fn crash(mut self) -> PathBuf {
         let _ = Command::new("kill")

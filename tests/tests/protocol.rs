@@ -860,3 +860,68 @@ fn kill_9_mid_push_loses_nothing_committed() {
         bd
     );
 }
+
+#[test]
+fn graceful_shutdown_finishes_in_flight_requests() {
+    if !is_local() {
+        eprintln!("skipped: signals only make sense for the local runtime");
+        return;
+    }
+    let server = Server::start(temp_dir("graceful").join("data"), "graceful-pw-1");
+    let t = Target::local(server);
+    let repo = t.repo("graceful").repo;
+    let c = t.client(&repo);
+    let data = random_bytes(4 * 1024 * 1024);
+    let d = sha256(&data);
+    let head = format!(
+        "POST {} HTTP/1.1\r\nHost: {}\r\n{}Content-Length: {}\r\nConnection: close\r\n\r\n",
+        c.path(&format!("blobs/uploads/?digest={d}")),
+        t.authority,
+        t.token(&format!("repository:{repo}:pull,push"))
+            .map(|t| format!("Authorization: Bearer {t}\r\n"))
+            .unwrap_or_default(),
+        data.len()
+    );
+    let authority = t.authority.clone();
+    // Trickle the body over about a second; SIGTERM arrives in the middle.
+    let upload = std::thread::spawn(move || {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(&authority).expect("connect");
+        s.set_read_timeout(Some(std::time::Duration::from_secs(30)))
+            .expect("timeout");
+        s.write_all(head.as_bytes()).expect("head");
+        for chunk in data.chunks(256 * 1024) {
+            s.write_all(chunk).expect("body");
+            std::thread::sleep(std::time::Duration::from_millis(60));
+        }
+        let mut out = String::new();
+        let _ = s.read_to_string(&mut out);
+        out
+    });
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    drop(c);
+    let Target {
+        server, authority, ..
+    } = t;
+    let mut server = server.expect("local");
+    server.signal("TERM");
+    let answer = upload.join().expect("upload thread");
+    assert!(
+        answer.starts_with("HTTP/1.1 201"),
+        "the in-flight upload completed: {answer}"
+    );
+    assert!(
+        server.wait_exit(200),
+        "the server exits once in-flight requests are done"
+    );
+    assert!(
+        std::net::TcpStream::connect(&authority).is_err(),
+        "no longer listening"
+    );
+    // The blob is there after a restart.
+    let dir = server.data_dir.clone();
+    let t = Target::local(Server::start(dir, "graceful-pw-1"));
+    let c2 = t.client(&repo);
+    c2.req("HEAD", &c2.path(&format!("blobs/{d}")), &[], None)
+        .expect(200, None);
+}
