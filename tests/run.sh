@@ -57,6 +57,18 @@ for suite in docker skopeo podman oras tls auth; do
   add "e2e $suite" "$p" "$f"
 done
 
+step "no secrets in any server log of this run"
+# Every wharf log of the run (debug level in the e2e suites): no password hash, private key
+# or token may appear. The auth suite also greps for the exact passwords and secrets it used.
+leaks=$(grep -lE '\$argon2|BEGIN [A-Z ]*PRIVATE KEY|eyJ[A-Za-z0-9_-]{10,}\.eyJ' "$LOGS"/*wharf*.log 2>/dev/null)
+logs=$(ls "$LOGS"/*wharf*.log 2>/dev/null | wc -l)
+if [ -z "$leaks" ] && [ "$logs" -gt 0 ]; then
+  add "secrets absent from $logs logs" 1 0
+else
+  echo "secrets found in: ${leaks:-no logs were written}"
+  add "secrets absent from logs" 0 1
+fi
+
 echo
 echo "=== summary"
 printf '%s\n' "${SUMMARY[@]}"
