@@ -53,7 +53,7 @@ for suite in docker skopeo podman oras tls auth; do
   line=$(grep -E '^[a-z]+: [0-9]+ passed, [0-9]+ failed' "$out" | tail -1)
   p=$(echo "$line" | sed -E 's/.*: ([0-9]+) passed.*/\1/'); p=${p:-0}
   f=$(echo "$line" | sed -E 's/.* ([0-9]+) failed.*/\1/'); f=${f:-0}
-  if [ "$rc" != 0 ] && [ "$f" = 0 ]; then f=1; tail -30 "$out"; fi
+  if { [ "$rc" != 0 ] || [ -z "$line" ]; } && [ "$f" = 0 ]; then f=1; tail -30 "$out"; fi
   add "e2e $suite" "$p" "$f"
 done
 

@@ -28,6 +28,13 @@ check "skopeo copy the image out again (wharf → oci dir)" \
   sk copy --src-tls-verify=false --src-creds "$CREDS" "docker://$R/sk/single:v1" "oci:$WORK/single:v1"
 check "blob contents survive the round trip" \
   bash -c "cd $WORK && diff <(ls one/blobs/sha256 | sort) <(ls single/blobs/sha256 | sort)"
+check "skopeo writes a docker-archive tarball" \
+  sk copy "oci:$WORK/one:arm" "docker-archive:$WORK/archive.tar:sk/archive:v1"
+check "skopeo copy docker-archive → wharf" \
+  sk copy --dest-tls-verify=false --dest-creds "$CREDS" "docker-archive:$WORK/archive.tar" "docker://$R/sk/archive:v1"
+ARCHIVE_CONFIG=$(tar -xOf "$WORK/archive.tar" manifest.json | python3 -c 'import json,sys; print(json.load(sys.stdin)[0]["Config"].split("/")[-1].removesuffix(".json"))')
+check "the image config keeps its digest (docker-archive → wharf)" \
+  test "$(sk inspect --raw --tls-verify=false --creds "$CREDS" "docker://$R/sk/archive:v1" | python3 -c 'import json,sys; print(json.load(sys.stdin)["config"]["digest"])')" = "sha256:${ARCHIVE_CONFIG#sha256:}"
 check "skopeo copy as Docker schema 2" \
   sk copy --format v2s2 --dest-tls-verify=false --dest-creds "$CREDS" "oci:$WORK/one:arm" "docker://$R/sk/v2s2:v1"
 check_output "the stored manifest is Docker schema 2" "application/vnd.docker.distribution.manifest.v2+json" \

@@ -2,15 +2,21 @@
 //!
 //! With `WHARF_TEST_URL` set, the suite runs against that registry (credentials from
 //! `WHARF_TEST_USER`/`WHARF_TEST_PASSWORD`, if it has auth on). Otherwise it starts the
-//! local `wharf serve` (`WHARF_BIN`, default `target/release/wharf`, else `target/debug`)
-//! on a port picked at run time, with auth on, and stops it by PID when done.
+//! local `wharf serve` (`WHARF_BIN`, default the newer of `target/release/wharf` and
+//! `target/debug/wharf`) on a port picked at run time, with auth on, and stops it by PID when done.
+//!
+//! A server outlives nothing: besides `Drop`, a watchdog (`sh`, reading a pipe the
+//! test process holds) stops it when the test process exits, since the shared target
+//! lives in a `static`, which Rust never drops. Data directories live under
+//! `target/protocol-tests/` and are removed when their server stops, unless a test
+//! panicked; the server logs (`*.log` beside them) are kept.
 
 use base64::Engine as _;
 use sha2::{Digest as _, Sha256};
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::OnceLock;
 use std::time::Duration;
 
@@ -29,6 +35,8 @@ pub struct Target {
 /// A `wharf serve` process started by the suite.
 pub struct Server {
     child: Child,
+    /// `sh` reading a pipe we hold: stops the server if the test process dies first.
+    watchdog: Option<(Child, ChildStdin)>,
     /// Its data directory.
     pub data_dir: PathBuf,
     /// Its port.
@@ -39,8 +47,12 @@ pub struct Server {
 
 impl Drop for Server {
     fn drop(&mut self) {
+        self.disarm();
         let _ = self.child.kill();
         let _ = self.child.wait();
+        if !std::thread::panicking() {
+            let _ = std::fs::remove_dir_all(&self.data_dir);
+        }
     }
 }
 
@@ -72,18 +84,31 @@ fn workspace_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
-/// The wharf binary to test.
+/// The wharf binary to test: `WHARF_BIN`, else the newer of `target/release/wharf` and
+/// `target/debug/wharf` (an old release build must not shadow a fresh debug one).
 pub fn wharf_bin() -> PathBuf {
-    if let Ok(b) = std::env::var("WHARF_BIN") {
-        return PathBuf::from(b);
-    }
-    for profile in ["release", "debug"] {
-        let p = workspace_root().join("target").join(profile).join("wharf");
-        if p.exists() {
-            return p;
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        if let Ok(b) = std::env::var("WHARF_BIN") {
+            return PathBuf::from(b);
         }
-    }
-    panic!("no wharf binary: build it with `cargo build --release -p wharf` or set WHARF_BIN");
+        let newest = ["release", "debug"]
+            .iter()
+            .map(|p| workspace_root().join("target").join(p).join("wharf"))
+            .filter_map(|p| Some((std::fs::metadata(&p).ok()?.modified().ok()?, p)))
+            .max();
+        match newest {
+            Some((_, p)) => {
+                eprintln!("protocol suite: testing {}", p.display());
+                p
+            }
+            None => panic!(
+                "no wharf binary: build it with `cargo build -p wharf` (or --release), \
+                 or set WHARF_BIN, or point WHARF_TEST_URL at a running registry"
+            ),
+        }
+    })
+    .clone()
 }
 
 /// Whether the suite targets the local server it starts itself.
@@ -92,16 +117,18 @@ pub fn is_local() -> bool {
 }
 
 impl Server {
-    /// Starts `wharf serve` on a free port over `data_dir` (reused across restarts).
+    /// Starts `wharf serve` on a free port over `data_dir` (reused across restarts) and
+    /// waits (at most 10 s) until `GET /v2/` answers.
     pub fn start(data_dir: PathBuf, password: &str) -> Server {
         let port = {
             let l = TcpListener::bind("127.0.0.1:0").expect("bind");
             l.local_addr().expect("addr").port()
         };
+        let log_path = data_dir.with_extension("log");
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
-            .open(data_dir.with_extension("log"))
+            .open(&log_path)
             .expect("log file");
         let child = Command::new(wharf_bin())
             .args([
@@ -114,23 +141,53 @@ impl Server {
             .env("WHARF_ADMIN_PASSWORD", password)
             .env("WHARF_AUTH", "on")
             .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
-            .expect("start wharf");
-        let server = Server {
+            .unwrap_or_else(|e| panic!("start {}: {e}", wharf_bin().display()));
+        let mut server = Server {
+            watchdog: watchdog(child.id(), &data_dir),
             child,
             data_dir,
             port,
             password: password.to_owned(),
         };
+        let url = format!("http://127.0.0.1:{port}/v2/");
+        let probe = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_global(Some(Duration::from_secs(2)))
+            .build();
+        let probe: ureq::Agent = probe.into();
         for _ in 0..200 {
-            if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            if let Ok(Some(status)) = server.child.try_wait() {
+                panic!(
+                    "wharf exited ({status}) before serving; its log, {}:\n{}",
+                    log_path.display(),
+                    std::fs::read_to_string(&log_path).unwrap_or_default()
+                );
+            }
+            // 200 with auth off, 401 with auth on: either way the API is up.
+            if let Ok(r) = probe.get(&url).call()
+                && matches!(r.status().as_u16(), 200 | 401)
+            {
                 return server;
             }
             std::thread::sleep(Duration::from_millis(50));
         }
-        panic!("wharf did not start on port {port}");
+        panic!(
+            "wharf did not answer GET {url} within 10 s; see {}",
+            log_path.display()
+        );
+    }
+
+    /// Stops the watchdog (the process is being stopped, or restarted on the same data).
+    fn disarm(&mut self) {
+        if let Some((mut w, pipe)) = self.watchdog.take() {
+            let _ = w.kill();
+            let _ = w.wait();
+            drop(pipe);
+        }
     }
 
     /// Sends a signal (`TERM`, `KILL`, …) without waiting.
@@ -144,6 +201,8 @@ impl Server {
     pub fn wait_exit(&mut self, tenths: u32) -> bool {
         for _ in 0..tenths {
             if let Ok(Some(_)) = self.child.try_wait() {
+                // Reaped: its PID may be reused, so the watchdog must not signal it.
+                self.disarm();
                 return true;
             }
             std::thread::sleep(Duration::from_millis(100));
@@ -153,28 +212,49 @@ impl Server {
 
     /// Kills the process with SIGKILL (a crash), keeping the data directory.
     pub fn crash(mut self) -> PathBuf {
+        self.disarm();
         let _ = Command::new("kill")
             .args(["-9", &self.child.id().to_string()])
             .status();
         let _ = self.child.wait();
-        self.data_dir.clone()
+        std::mem::take(&mut self.data_dir)
     }
 
     /// Stops the process with SIGTERM (graceful), keeping the data directory.
     pub fn stop(mut self) -> PathBuf {
+        self.disarm();
         let _ = Command::new("kill")
             .args(["-TERM", &self.child.id().to_string()])
             .status();
         for _ in 0..200 {
             if let Ok(Some(_)) = self.child.try_wait() {
-                return self.data_dir.clone();
+                return std::mem::take(&mut self.data_dir);
             }
             std::thread::sleep(Duration::from_millis(50));
         }
         let _ = self.child.kill();
         let _ = self.child.wait();
-        self.data_dir.clone()
+        std::mem::take(&mut self.data_dir)
     }
+}
+
+/// A `sh` that waits for end-of-file on its stdin, a pipe only this process holds, then
+/// stops `pid` and removes its data directory: it fires when the test process exits
+/// without dropping the server (the shared one is in a `static`) or is killed.
+fn watchdog(pid: u32, data_dir: &std::path::Path) -> Option<(Child, ChildStdin)> {
+    let script = r#"read _ ; kill -TERM "$1" 2>/dev/null
+i=0; while kill -0 "$1" 2>/dev/null && [ $i -lt 100 ]; do sleep 0.1; i=$((i+1)); done
+kill -KILL "$1" 2>/dev/null; rm -rf "$2""#;
+    let mut w = Command::new("sh")
+        .args(["-c", script, "wharf-watchdog", &pid.to_string()])
+        .arg(data_dir)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .ok()?;
+    let pipe = w.stdin.take()?;
+    Some((w, pipe))
 }
 
 /// A fresh temporary directory under the target dir (kept for post-mortems).
@@ -256,11 +336,16 @@ impl Target {
             .header("Authorization", &basic(u, p))
             .call()
             .expect("token request");
-        assert_eq!(
-            resp.status(),
-            200,
-            "token endpoint refused the test credentials"
-        );
+        if resp.status() != 200 {
+            let hint = match &self.server {
+                Some(_) => format!(" (is {} an old build?)", wharf_bin().display()),
+                None => String::new(),
+            };
+            panic!(
+                "token endpoint refused the test credentials: {}{hint}",
+                resp.status()
+            );
+        }
         let v: serde_json::Value = resp.body_mut().read_json().expect("token json");
         v["token"].as_str().map(str::to_owned)
     }
@@ -461,45 +546,178 @@ impl Client<'_> {
         )
     }
 
-    /// Sends raw bytes on a new TCP connection and reads the status line (the connection
-    /// is closed after `body_part`, which may be shorter than its declared length).
+    /// Sends raw bytes on a new TCP connection: `head` (a request line and headers, to
+    /// which Host and Authorization are added) and `body_part`, which may be shorter than
+    /// the declared length. With `read`, returns the response (status line, headers and
+    /// body) as text; without, hangs up at once.
     pub fn raw(&self, head: &str, body_part: &[u8], read: bool) -> String {
-        let mut s = TcpStream::connect(&self.t.authority).expect("connect");
+        let mut conn = self.raw_conn();
+        let head = head.replacen("\r\n", &format!("\r\n{}", conn.extra_headers()), 1);
+        let _ = conn.send(head.as_bytes());
+        let _ = conn.send(body_part);
+        if !read {
+            conn.close();
+            return String::new();
+        }
+        match conn.response() {
+            Some(r) => format!("{}{}", r.head, String::from_utf8_lossy(&r.body)),
+            None => String::new(),
+        }
+    }
+
+    /// A hand-driven HTTP/1.1 connection carrying this client's credentials.
+    pub fn raw_conn(&self) -> RawConn {
+        RawConn::open(&self.t.authority, self.token.as_deref())
+    }
+}
+
+/// One HTTP/1.1 connection driven by hand, for what a client library will not do: send
+/// `..` segments as they are, cut a body short, or wait between the head and the body of
+/// a request (`Expect: 100-continue` tells when the server has started reading it).
+/// Reads are bounded by a 30 s socket timeout.
+pub struct RawConn {
+    s: TcpStream,
+    buf: Vec<u8>,
+    authority: String,
+    token: Option<String>,
+}
+
+/// A response read from a [`RawConn`].
+#[derive(Debug)]
+pub struct RawResp {
+    /// Status code (1xx for interim responses).
+    pub status: u16,
+    /// Status line and headers, as sent.
+    pub head: String,
+    /// Body (by Content-Length or chunked; empty for 1xx).
+    pub body: Vec<u8>,
+}
+
+impl RawResp {
+    /// A header's value ("" if absent).
+    pub fn header(&self, name: &str) -> String {
+        self.head
+            .lines()
+            .skip(1)
+            .filter_map(|l| l.split_once(':'))
+            .find(|(k, _)| k.trim().eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.trim().to_owned())
+            .unwrap_or_default()
+    }
+}
+
+impl RawConn {
+    /// Connects to `authority`.
+    pub fn open(authority: &str, token: Option<&str>) -> RawConn {
+        let s = TcpStream::connect(authority).expect("connect");
         s.set_read_timeout(Some(Duration::from_secs(30)))
             .expect("timeout");
+        RawConn {
+            s,
+            buf: Vec::new(),
+            authority: authority.to_owned(),
+            token: token.map(str::to_owned),
+        }
+    }
+
+    /// `Host` and (with a token) `Authorization` header lines.
+    pub fn extra_headers(&self) -> String {
         let auth = self
             .token
             .as_ref()
             .map(|t| format!("Authorization: Bearer {t}\r\n"))
             .unwrap_or_default();
-        let head = head.replacen(
-            "\r\n",
-            &format!("\r\nHost: {}\r\n{auth}", self.t.authority),
-            1,
-        );
-        s.write_all(head.as_bytes()).expect("write head");
-        let _ = s.write_all(body_part);
-        let _ = s.flush();
-        if !read {
-            let _ = s.shutdown(std::net::Shutdown::Both);
-            return String::new();
+        format!("Host: {}\r\n{auth}", self.authority)
+    }
+
+    /// Sends a request head: `METHOD target HTTP/1.1`, Host, Authorization, `headers`.
+    pub fn head(&mut self, method: &str, target: &str, headers: &[(&str, &str)]) {
+        let mut h = format!("{method} {target} HTTP/1.1\r\n{}", self.extra_headers());
+        for (k, v) in headers {
+            h.push_str(&format!("{k}: {v}\r\n"));
         }
-        let mut out = Vec::new();
-        let mut buf = [0u8; 4096];
-        while let Ok(n) = s.read(&mut buf) {
-            if n == 0 {
-                break;
+        h.push_str("\r\n");
+        self.send(h.as_bytes()).expect("send request head");
+    }
+
+    /// Sends bytes (the server may have closed the connection: the error is returned).
+    pub fn send(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        self.s.write_all(bytes)?;
+        self.s.flush()
+    }
+
+    /// Hangs up.
+    pub fn close(self) {
+        let _ = self.s.shutdown(std::net::Shutdown::Both);
+    }
+
+    fn fill(&mut self) -> bool {
+        let mut b = [0u8; 16 * 1024];
+        match self.s.read(&mut b) {
+            Ok(0) | Err(_) => false,
+            Ok(n) => {
+                self.buf.extend_from_slice(&b[..n]);
+                true
             }
-            out.extend_from_slice(&buf[..n]);
-            if out.windows(4).any(|w| w == b"\r\n\r\n") && out.len() > 12 {
-                // Enough for status line, headers and a small error body.
-                std::thread::sleep(Duration::from_millis(50));
-                if let Ok(n) = s.read(&mut buf) {
-                    out.extend_from_slice(&buf[..n]);
+        }
+    }
+
+    /// Reads the next response, interim (1xx) ones included; `None` if the connection
+    /// closed (or the read timed out) before a whole response arrived.
+    pub fn response(&mut self) -> Option<RawResp> {
+        let end = loop {
+            if let Some(i) = self.buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                break i + 4;
+            }
+            if !self.fill() {
+                return None;
+            }
+        };
+        let head = String::from_utf8_lossy(&self.buf[..end]).into_owned();
+        self.buf.drain(..end);
+        let status = head.split(' ').nth(1)?.parse().ok()?;
+        let mut r = RawResp {
+            status,
+            head,
+            body: Vec::new(),
+        };
+        if (100..200).contains(&status) {
+            return Some(r);
+        }
+        if r.header("transfer-encoding")
+            .eq_ignore_ascii_case("chunked")
+        {
+            loop {
+                let line_end = loop {
+                    if let Some(i) = self.buf.windows(2).position(|w| w == b"\r\n") {
+                        break i;
+                    }
+                    if !self.fill() {
+                        return None;
+                    }
+                };
+                let size_text = String::from_utf8_lossy(&self.buf[..line_end]).into_owned();
+                let size = usize::from_str_radix(size_text.split(';').next()?.trim(), 16).ok()?;
+                while self.buf.len() < line_end + 2 + size + 2 {
+                    if !self.fill() {
+                        return None;
+                    }
                 }
-                break;
+                r.body
+                    .extend_from_slice(&self.buf[line_end + 2..line_end + 2 + size]);
+                self.buf.drain(..line_end + 2 + size + 2);
+                if size == 0 {
+                    return Some(r);
+                }
             }
         }
-        String::from_utf8_lossy(&out).into_owned()
+        let len: usize = r.header("content-length").parse().unwrap_or(0);
+        while self.buf.len() < len {
+            if !self.fill() {
+                return None;
+            }
+        }
+        r.body = self.buf.drain(..len).collect();
+        Some(r)
     }
 }

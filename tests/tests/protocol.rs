@@ -314,6 +314,10 @@ fn cross_repository_mount_and_sha512() {
     let h = c.req("HEAD", &c.path(&format!("blobs/{d512}")), &[], None);
     h.expect(200, None);
     assert_eq!(h.header("docker-content-digest"), d512);
+    assert_eq!(h.header("content-length"), data.len().to_string());
+    let g = c.req("GET", &c.path(&format!("blobs/{d512}")), &[], None);
+    g.expect(200, None);
+    assert_eq!(g.body, data);
 }
 
 #[test]
@@ -341,6 +345,14 @@ fn manifests_by_tag_and_digest() {
         assert_eq!(h.header("content-length"), m.len().to_string());
         assert_eq!(h.header("docker-content-digest"), d);
     }
+    // PUT by tag answers with the digest and a Location by digest.
+    let r = c.put_manifest("v1", OCI_MANIFEST, &m);
+    r.expect(201, None);
+    assert_eq!(r.header("location"), c.path(&format!("manifests/{d}")));
+    assert_eq!(r.header("docker-content-digest"), d);
+    let h = c.req("HEAD", &c.path("manifests/v1"), &[], None);
+    assert_eq!(h.header("content-type"), OCI_MANIFEST);
+    assert!(h.body.is_empty());
     // PUT by digest: must match the body.
     let r = c.put_manifest(&d, OCI_MANIFEST, &m);
     r.expect(201, None);
@@ -660,6 +672,8 @@ fn names_and_methods() {
         ("/v2/a/../../etc/blobs/sha256:00", "NAME_INVALID"),
         ("/v2/UPPER/manifests/latest", "NAME_INVALID"),
         ("/v2/a//b/tags/list", "NAME_INVALID"),
+        ("/v2/%2e%2e/x/manifests/latest", "NAME_INVALID"),
+        ("/v2/a/%2E%2E/blobs/uploads/", "NAME_INVALID"),
     ] {
         let resp = c.raw(
             &format!("GET {path} HTTP/1.1\r\nConnection: close\r\n\r\n"),
@@ -844,6 +858,11 @@ fn kill_9_mid_push_loses_nothing_committed() {
     g.expect(200, None);
     assert_eq!(g.body, m, "committed manifest survived");
     assert_eq!(g.header("docker-content-digest"), d);
+    for blob in manifest_blobs(&m) {
+        let b = c.req("GET", &c.path(&format!("blobs/{blob}")), &[], None);
+        b.expect(200, None);
+        assert_eq!(sha256(&b.body), blob, "committed blob survived");
+    }
     // The retried push succeeds.
     c.req(
         "POST",
@@ -924,4 +943,377 @@ fn graceful_shutdown_finishes_in_flight_requests() {
     let c2 = t.client(&repo);
     c2.req("HEAD", &c2.path(&format!("blobs/{d}")), &[], None)
         .expect(200, None);
+}
+
+/// The config and layer digests of an image manifest.
+fn manifest_blobs(m: &[u8]) -> Vec<String> {
+    let v: serde_json::Value = serde_json::from_slice(m).expect("manifest json");
+    std::iter::once(&v["config"])
+        .chain(v["layers"].as_array().into_iter().flatten())
+        .map(|d| d["digest"].as_str().expect("digest").to_owned())
+        .collect()
+}
+
+#[test]
+fn post_then_put_with_the_whole_body() {
+    let c = Target::shared().repo("postput");
+    let data = random_bytes(70_000);
+    let d = sha256(&data);
+    let loc = c.start_upload();
+    let r = c.req("PUT", &format!("{loc}?digest={d}"), &[], Some(&data));
+    r.expect(201, None);
+    assert_eq!(r.header("location"), c.path(&format!("blobs/{d}")));
+    assert_eq!(r.header("docker-content-digest"), d);
+    assert_eq!(
+        c.req("GET", &c.path(&format!("blobs/{d}")), &[], None).body,
+        data
+    );
+    // A closed upload is gone.
+    c.req("GET", &loc, &[], None)
+        .expect(404, Some("BLOB_UPLOAD_UNKNOWN"));
+    c.req("PATCH", &loc, &[], Some(b"more"))
+        .expect(404, Some("BLOB_UPLOAD_UNKNOWN"));
+    c.req("PUT", &format!("{loc}?digest={d}"), &[], None)
+        .expect(404, Some("BLOB_UPLOAD_UNKNOWN"));
+}
+
+#[test]
+fn empty_blob() {
+    let c = Target::shared().repo("empty");
+    let d = sha256(b"");
+    c.req(
+        "POST",
+        &c.path(&format!("blobs/uploads/?digest={d}")),
+        &[],
+        Some(b""),
+    )
+    .expect(201, None);
+    let h = c.req("HEAD", &c.path(&format!("blobs/{d}")), &[], None);
+    h.expect(200, None);
+    assert_eq!(h.header("content-length"), "0");
+    let g = c.req("GET", &c.path(&format!("blobs/{d}")), &[], None);
+    g.expect(200, None);
+    assert!(g.body.is_empty());
+    // Through an upload session with no PATCH at all.
+    let other = Target::shared().repo("empty2");
+    let loc = other.start_upload();
+    other
+        .req("PUT", &format!("{loc}?digest={d}"), &[], None)
+        .expect(201, None);
+    other
+        .req("HEAD", &other.path(&format!("blobs/{d}")), &[], None)
+        .expect(200, None);
+}
+
+#[test]
+fn chunked_transfer_encoding_patch() {
+    // Docker sends a layer as one PATCH with `Transfer-Encoding: chunked`.
+    let c = Target::shared().repo("te");
+    let data = random_bytes(300_000);
+    let loc = c.start_upload();
+    let mut conn = c.raw_conn();
+    conn.head(
+        "PATCH",
+        &loc,
+        &[
+            ("Transfer-Encoding", "chunked"),
+            ("Content-Type", "application/octet-stream"),
+        ],
+    );
+    for part in data.chunks(64 * 1024) {
+        conn.send(format!("{:x}\r\n", part.len()).as_bytes())
+            .expect("send");
+        conn.send(part).expect("send");
+        conn.send(b"\r\n").expect("send");
+    }
+    conn.send(b"0\r\n\r\n").expect("send");
+    let r = conn.response().expect("response");
+    assert_eq!(r.status, 202, "{}", r.head);
+    assert_eq!(r.header("range"), format!("0-{}", data.len() - 1));
+    let d = sha256(&data);
+    c.req(
+        "PUT",
+        &format!("{}?digest={d}", r.header("location")),
+        &[],
+        None,
+    )
+    .expect(201, None);
+    assert_eq!(
+        sha256(&c.req("GET", &c.path(&format!("blobs/{d}")), &[], None).body),
+        d
+    );
+}
+
+#[test]
+fn truncated_chunk_mid_upload_then_retry() {
+    let c = Target::shared().repo("trunc2");
+    let data = random_bytes(600_000);
+    let loc = c.start_upload();
+    c.req(
+        "PATCH",
+        &loc,
+        &[("Content-Range", "0-99999")],
+        Some(&data[..100_000]),
+    )
+    .expect(202, None);
+    // The second chunk declares 500,000 bytes, sends 100 KiB and hangs up.
+    c.raw(
+        &format!(
+            "PATCH {loc} HTTP/1.1\r\nContent-Range: 100000-599999\r\nContent-Length: 500000\r\n\r\n"
+        ),
+        &data[100_000..100_000 + 100 * 1024],
+        false,
+    );
+    assert_eq!(wait_range(&c, &loc, "0-99999"), "0-99999");
+    c.req(
+        "PATCH",
+        &loc,
+        &[("Content-Range", "100000-599999")],
+        Some(&data[100_000..]),
+    )
+    .expect(202, None);
+    let d = sha256(&data);
+    c.req("PUT", &format!("{loc}?digest={d}"), &[], None)
+        .expect(201, None);
+    assert_eq!(
+        c.req("GET", &c.path(&format!("blobs/{d}")), &[], None).body,
+        data
+    );
+}
+
+#[test]
+fn repositories_are_isolated() {
+    let t = Target::shared();
+    let a = t.repo("iso-a");
+    let b = t.repo("iso-b");
+    let (md, m) = a.push_image("v1");
+    b.push_image("v1");
+    let blobs = manifest_blobs(&m);
+    for blob in &blobs {
+        b.req("GET", &b.path(&format!("blobs/{blob}")), &[], None)
+            .expect(404, Some("BLOB_UNKNOWN"));
+        b.req("HEAD", &b.path(&format!("blobs/{blob}")), &[], None)
+            .expect(404, None);
+    }
+    b.req("GET", &b.path(&format!("manifests/{md}")), &[], None)
+        .expect(404, Some("MANIFEST_UNKNOWN"));
+    // A manifest may only reference blobs of its own repository.
+    let r = b.put_manifest("copy", OCI_MANIFEST, &m);
+    r.expect(400, Some("MANIFEST_BLOB_UNKNOWN"));
+    // An upload session of A cannot be closed into B.
+    let loc = a.start_upload();
+    let id = loc.rsplit('/').next().expect("id");
+    let d = sha256(b"x");
+    b.req(
+        "PUT",
+        &b.path(&format!("blobs/uploads/{id}?digest={d}")),
+        &[],
+        Some(b"x"),
+    )
+    .expect(404, Some("BLOB_UPLOAD_UNKNOWN"));
+    b.req("DELETE", &b.path(&format!("blobs/uploads/{id}")), &[], None)
+        .expect(404, Some("BLOB_UPLOAD_UNKNOWN"));
+    a.req("GET", &loc, &[], None).expect(204, None);
+    // Deleting a blob in one repository leaves other repositories' links alone.
+    let shared = random_bytes(10_000);
+    let sd = a.push_blob(&shared);
+    b.push_blob(&shared);
+    a.req("DELETE", &a.path(&format!("blobs/{sd}")), &[], None)
+        .expect(202, None);
+    a.req("HEAD", &a.path(&format!("blobs/{sd}")), &[], None)
+        .expect(404, None);
+    assert_eq!(
+        b.req("GET", &b.path(&format!("blobs/{sd}")), &[], None)
+            .body,
+        shared
+    );
+}
+
+#[test]
+fn tags_move_and_follow_deletes() {
+    let c = Target::shared().repo("tagmove");
+    let (d1, _) = c.push_image("latest");
+    let (d2, m2) = c.push_image("other");
+    let r = c.put_manifest("latest", OCI_MANIFEST, &m2);
+    r.expect(201, None);
+    let g = c.req("GET", &c.path("manifests/latest"), &[], None);
+    assert_eq!(g.header("docker-content-digest"), d2);
+    assert_eq!(g.body, m2);
+    // The first manifest is untagged now, but still there by digest.
+    c.req("GET", &c.path(&format!("manifests/{d1}")), &[], None)
+        .expect(200, None);
+    c.req("DELETE", &c.path(&format!("manifests/{d2}")), &[], None)
+        .expect(202, None);
+    let tags = c.req("GET", &c.path("tags/list"), &[], None);
+    tags.expect(200, None);
+    assert_eq!(tags.json()["tags"], serde_json::json!([]));
+}
+
+#[test]
+fn referrers_without_subject_manifest_and_artifact_type_fallback() {
+    let c = Target::shared().repo("refs2");
+    let config = br#"{"kind":"attestation"}"#;
+    c.push_blob(config);
+    // The subject need not exist (yet): the spec lets referrers be pushed first.
+    let subject = sha256(b"an image pushed later");
+    let m = serde_json::to_vec(&serde_json::json!({
+        "schemaVersion": 2, "mediaType": OCI_MANIFEST,
+        "config": {"mediaType": "application/vnd.example.config.v1+json", "digest": sha256(config), "size": config.len()},
+        "layers": [],
+        "subject": {"mediaType": OCI_MANIFEST, "digest": subject, "size": 123},
+    }))
+    .expect("json");
+    let r = c.put_manifest(&sha256(&m), OCI_MANIFEST, &m);
+    r.expect(201, None);
+    assert_eq!(r.header("oci-subject"), subject);
+    let l = c.req("GET", &c.path(&format!("referrers/{subject}")), &[], None);
+    l.expect(200, None);
+    let list = l.json()["manifests"].as_array().expect("manifests").clone();
+    assert_eq!(list.len(), 1);
+    assert_eq!(list[0]["digest"], sha256(&m));
+    assert_eq!(list[0]["mediaType"], OCI_MANIFEST);
+    // Without artifactType, an image manifest is listed with its config's media type.
+    assert_eq!(
+        list[0]["artifactType"],
+        "application/vnd.example.config.v1+json"
+    );
+    // A filter that matches nothing still says it was applied.
+    let f = c.req(
+        "GET",
+        &c.path(&format!(
+            "referrers/{subject}?artifactType=application/none"
+        )),
+        &[],
+        None,
+    );
+    f.expect(200, None);
+    assert_eq!(f.header("oci-filters-applied"), "artifactType");
+    assert_eq!(f.json()["manifests"], serde_json::json!([]));
+}
+
+/// Runs `f` on another thread; returns its result once it ends, or after at most `secs`
+/// the handle to join later (for a server that makes `f` wait for another request).
+fn spawn_bounded<'s, T: Send + 's>(
+    scope: &'s std::thread::Scope<'s, '_>,
+    secs: u64,
+    f: impl FnOnce() -> T + Send + 's,
+) -> std::thread::ScopedJoinHandle<'s, T> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let h = scope.spawn(move || {
+        let out = f();
+        let _ = tx.send(());
+        out
+    });
+    let _ = rx.recv_timeout(std::time::Duration::from_secs(secs));
+    h
+}
+
+/// Opens a PATCH whose body is held back: returns once the server has started reading it
+/// (it answered `100 Continue`), i.e. once the upload record was read and storage opened.
+fn held_patch(c: &Client<'_>, loc: &str, headers: &[(&str, &str)]) -> RawConn {
+    let mut conn = c.raw_conn();
+    let mut h = headers.to_vec();
+    h.push(("Expect", "100-continue"));
+    conn.head("PATCH", loc, &h);
+    let interim = conn.response().expect("an answer to the PATCH head");
+    assert_eq!(
+        interim.status, 100,
+        "expected 100 Continue: {}",
+        interim.head
+    );
+    conn
+}
+
+#[test]
+fn concurrent_patches_of_one_range_cannot_mix_bytes() {
+    // A client retrying a PATCH while its first attempt is still in flight: at most one
+    // of them may count, and the blob committed afterwards must be exactly its bytes.
+    let c = Target::shared().repo("race");
+    let first = random_bytes(1000);
+    let loc = c.start_upload();
+    c.req("PATCH", &loc, &[("Content-Range", "0-999")], Some(&first))
+        .expect(202, None);
+    let len = 3 * 1024 * 1024;
+    let (a, b) = (random_bytes(len), random_bytes(len));
+    let cr = format!("1000-{}", 1000 + len - 1);
+    let n = len.to_string();
+    let mut held = held_patch(&c, &loc, &[("Content-Range", &cr), ("Content-Length", &n)]);
+    let (ra, rb) = std::thread::scope(|s| {
+        let other = spawn_bounded(s, 20, || {
+            c.req("PATCH", &loc, &[("Content-Range", &cr)], Some(&b))
+                .status
+        });
+        let _ = held.send(&a);
+        let ra = held.response().map_or(0, |r| r.status);
+        (ra, other.join().expect("second PATCH"))
+    });
+    assert!(
+        !(ra == 202 && rb == 202),
+        "both PATCHes of bytes {cr} were accepted"
+    );
+    let mut expected = first.clone();
+    if ra == 202 {
+        expected.extend_from_slice(&a);
+    } else if rb == 202 {
+        expected.extend_from_slice(&b);
+    }
+    let s = c.req("GET", &loc, &[], None);
+    s.expect(204, None);
+    assert_eq!(s.header("range"), format!("0-{}", expected.len() - 1));
+    let d = sha256(&expected);
+    c.req("PUT", &format!("{loc}?digest={d}"), &[], None)
+        .expect(201, None);
+    let g = c.req("GET", &c.path(&format!("blobs/{d}")), &[], None);
+    g.expect(200, None);
+    assert!(
+        sha256(&g.body) == d,
+        "the blob served as {d} has other bytes (sha256 {}; first PATCH {ra}, second {rb}): \
+         the losing PATCH wrote into the upload after the winner was recorded",
+        sha256(&g.body)
+    );
+}
+
+#[test]
+fn patch_in_flight_cannot_write_into_a_committed_blob() {
+    // A PATCH still streaming when its upload is closed must not reach the blob it became:
+    // blobs are shared by content, so that would rewrite every repository's copy.
+    let t = Target::shared();
+    let victim = t.repo("victim");
+    let x = random_bytes(200_000);
+    let d = victim.push_blob(&x);
+    let c = t.repo("inflight");
+    let loc = c.start_upload();
+    let n = x.len().to_string();
+    let mut held = held_patch(&c, &loc, &[("Content-Length", &n)]);
+    let (put, late) = std::thread::scope(|s| {
+        let other = spawn_bounded(s, 20, || {
+            let p = c.req("PATCH", &loc, &[], Some(&x));
+            if p.status != 202 {
+                return p.status;
+            }
+            c.req(
+                "PUT",
+                &format!("{}?digest={d}", p.header("location")),
+                &[],
+                None,
+            )
+            .status
+        });
+        let _ = held.send(&vec![b'Y'; x.len()]);
+        let late = held.response().map_or(0, |r| r.status);
+        (other.join().expect("second PATCH"), late)
+    });
+    let v = victim.req("GET", &victim.path(&format!("blobs/{d}")), &[], None);
+    v.expect(200, None);
+    assert!(
+        v.body == x,
+        "another repository's blob {d} was rewritten by a PATCH that was in flight when \
+         the upload closed (PUT {put}, late PATCH {late})"
+    );
+    if put == 201 {
+        assert_eq!(
+            c.req("GET", &c.path(&format!("blobs/{d}")), &[], None).body,
+            x
+        );
+    }
 }

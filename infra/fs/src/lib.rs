@@ -1,11 +1,14 @@
 //! Blobs on a local file system: `blobs/<alg>/<2 hex>/<hex>` for committed content,
-//! `uploads/<id>` for uploads in progress.
+//! `uploads/<id>/` for uploads in progress.
 //!
-//! A blob appears under its digest only by an atomic `rename` of a fully written and
-//! fsync'd upload file, after the core verified its digest; so a crash at any point
-//! leaves either no blob or a whole one. Bytes appended past an upload's recorded
-//! offset (a request that failed or a crash mid-request) are cut off when the next
-//! writer opens the file.
+//! Every request writes a chunk file of its own (`uploads/<id>/<offset>-<n>`); the upload's
+//! `store_state` lists the chunk files the metadata store has recorded, in order. A chunk
+//! file is never opened for writing again once its request ended, so a request that lost a
+//! race, failed, or is still sending can only ever touch a file nobody else uses: it cannot
+//! change recorded bytes, let alone a committed blob. A blob appears under its digest only
+//! by an atomic `rename` of one fully written, fsync'd file (the single recorded chunk, or
+//! the chunks joined into a new file), after the core verified its digest; so a crash at
+//! any point leaves either no blob or a whole one.
 #![deny(missing_docs)]
 
 use bytes::{Bytes, BytesMut};
@@ -13,6 +16,7 @@ use futures_util::{Stream, StreamExt};
 use std::io::{self, SeekFrom};
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
 use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
 use tokio_util::io::ReaderStream;
 use wharf_core::ports::{BlobStore, BlobWriter, ByteRange, UploadRecord};
@@ -54,7 +58,7 @@ impl FsBlobStore {
             .join(d.hex())
     }
 
-    fn upload_path(&self, id: &str) -> Result<PathBuf, StoreError> {
+    fn upload_dir(&self, id: &str) -> Result<PathBuf, StoreError> {
         if id.is_empty()
             || id.len() > 128
             || !id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
@@ -102,72 +106,94 @@ impl BlobStore for FsBlobStore {
     }
 
     async fn writer(&self, upload: &UploadRecord) -> Result<FsWriter, StoreError> {
-        let path = self.upload_path(&upload.id)?;
-        let mut file = tokio::fs::OpenOptions::new()
-            .create(true)
-            .write(true)
-            .truncate(false)
-            .open(&path)
-            .await
-            .map_err(io_err)?;
-        // Forget whatever an earlier, unrecorded request left past the offset.
-        file.set_len(upload.offset).await.map_err(io_err)?;
-        file.seek(SeekFrom::Start(upload.offset))
-            .await
-            .map_err(io_err)?;
+        let dir = self.upload_dir(&upload.id)?;
+        tokio::fs::create_dir_all(&dir).await.map_err(io_err)?;
+        // A fresh file per request: never one another request has written or will write.
+        let (name, file) = loop {
+            let n = CHUNK_SEQ.fetch_add(1, Ordering::Relaxed);
+            let name = format!("{:020}-{}-{n}", upload.offset, std::process::id());
+            match tokio::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(dir.join(&name))
+                .await
+            {
+                Ok(f) => break (name, f),
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
+                Err(e) => return Err(io_err(e)),
+            }
+        };
         Ok(FsWriter {
             file,
+            dir,
+            name,
+            recorded: upload.store_state.clone(),
             buf: BytesMut::with_capacity(WRITE_BATCH),
         })
     }
 
     async fn commit(&self, upload: &UploadRecord, digest: &Digest) -> Result<(), StoreError> {
-        let from = self.upload_path(&upload.id)?;
+        let dir = self.upload_dir(&upload.id)?;
         let to = self.blob_path(digest);
-        if upload.offset == 0 {
-            // An empty blob: no PATCH created the file.
-            create_if_missing(&from).await?;
-        }
         let parent = to.parent().map(Path::to_path_buf);
         if let Some(p) = &parent {
             tokio::fs::create_dir_all(p).await.map_err(io_err)?;
         }
-        // The file may hold bytes past the recorded offset from a failed final request.
-        let f = tokio::fs::OpenOptions::new()
-            .write(true)
-            .open(&from)
-            .await
-            .map_err(io_err)?;
-        if f.metadata().await.map_err(io_err)?.len() != upload.offset {
-            f.set_len(upload.offset).await.map_err(io_err)?;
-            f.sync_all().await.map_err(io_err)?;
+        if tokio::fs::metadata(&to).await.is_ok() {
+            // Content-addressed and verified: the existing blob is these very bytes.
+            return self.abort(upload).await;
         }
-        drop(f);
-        tokio::fs::rename(&from, &to).await.map_err(io_err)?;
+        let chunks = recorded_chunks(&upload.store_state)?;
+        let whole = match chunks.as_slice() {
+            [one] => dir.join(one),
+            _ => {
+                // No chunk (an empty blob) or several: join them into a new file.
+                tokio::fs::create_dir_all(&dir).await.map_err(io_err)?;
+                let joined = dir.join("joined");
+                let mut out = tokio::fs::File::create(&joined).await.map_err(io_err)?;
+                for c in &chunks {
+                    let mut f = tokio::fs::File::open(dir.join(c)).await.map_err(io_err)?;
+                    tokio::io::copy(&mut f, &mut out).await.map_err(io_err)?;
+                }
+                out.sync_all().await.map_err(io_err)?;
+                joined
+            }
+        };
+        let len = tokio::fs::metadata(&whole).await.map_err(io_err)?.len();
+        if len != upload.offset {
+            return Err(StoreError::Other(format!(
+                "upload {} holds {len} bytes, {} recorded",
+                upload.id, upload.offset
+            )));
+        }
+        tokio::fs::rename(&whole, &to).await.map_err(io_err)?;
         if let Some(p) = parent {
             sync_dir(p).await?;
         }
-        Ok(())
+        self.abort(upload).await
     }
 
     async fn abort(&self, upload: &UploadRecord) -> Result<(), StoreError> {
-        match tokio::fs::remove_file(self.upload_path(&upload.id)?).await {
+        match tokio::fs::remove_dir_all(self.upload_dir(&upload.id)?).await {
             Err(e) if e.kind() != io::ErrorKind::NotFound => Err(io_err(e)),
             _ => Ok(()),
         }
     }
 }
 
-async fn create_if_missing(p: &Path) -> Result<(), StoreError> {
-    tokio::fs::OpenOptions::new()
-        .create(true)
-        .write(true)
-        .truncate(false)
-        .open(p)
-        .await
-        .map(drop)
-        .map_err(io_err)
+/// Chunk file names of an upload, in order, from its `store_state` (`name,name,…`).
+fn recorded_chunks(state: &str) -> Result<Vec<&str>, StoreError> {
+    let names: Vec<&str> = state.split(',').filter(|n| !n.is_empty()).collect();
+    for n in &names {
+        if !n.bytes().all(|b| b.is_ascii_digit() || b == b'-') {
+            return Err(StoreError::Other(format!("corrupt upload state {state:?}")));
+        }
+    }
+    Ok(names)
 }
+
+/// Distinguishes the chunk files of one process.
+static CHUNK_SEQ: AtomicU64 = AtomicU64::new(0);
 
 /// Makes a rename durable: fsync the directory that holds the new name.
 async fn sync_dir(dir: PathBuf) -> Result<(), StoreError> {
@@ -177,9 +203,12 @@ async fn sync_dir(dir: PathBuf) -> Result<(), StoreError> {
         .map_err(io_err)
 }
 
-/// Appends one request's bytes to an upload file, in batches of [`WRITE_BATCH`].
+/// Writes one request's bytes to a chunk file of its own, in batches of [`WRITE_BATCH`].
 pub struct FsWriter {
     file: tokio::fs::File,
+    dir: PathBuf,
+    name: String,
+    recorded: String,
     buf: BytesMut,
 }
 
@@ -196,13 +225,20 @@ impl BlobWriter for FsWriter {
         Ok(())
     }
 
+    /// Makes the chunk durable (data and directory entry) and returns the recorded chunk
+    /// list with this one appended.
     async fn finish(mut self) -> Result<String, StoreError> {
         if !self.buf.is_empty() {
             self.file.write_all(&self.buf).await.map_err(io_err)?;
         }
         self.file.flush().await.map_err(io_err)?;
         self.file.sync_data().await.map_err(io_err)?;
-        Ok(String::new())
+        sync_dir(self.dir).await?;
+        Ok(if self.recorded.is_empty() {
+            self.name
+        } else {
+            format!("{},{}", self.recorded, self.name)
+        })
     }
 }
 
@@ -233,39 +269,93 @@ mod tests {
         out
     }
 
+    fn at(id: &str, offset: u64, state: &str) -> UploadRecord {
+        UploadRecord {
+            store_state: state.into(),
+            ..upload(id, offset)
+        }
+    }
+
     #[tokio::test]
-    async fn unrecorded_bytes_are_cut_and_commit_is_whole() {
+    async fn only_recorded_chunks_count_and_late_writers_cannot_touch_blobs() {
         let dir = tempfile::tempdir().expect("tempdir");
         let s = FsBlobStore::open(dir.path()).expect("open");
         let mut w = s.writer(&upload("u1", 0)).await.expect("writer");
         w.write(Bytes::from_static(b"hello ")).await.expect("write");
-        w.finish().await.expect("finish");
-        // A request that wrote but was never recorded (offset stays 6).
-        let mut w = s.writer(&upload("u1", 6)).await.expect("writer");
-        w.write(Bytes::from_static(b"GARBAGE"))
+        let s1 = w.finish().await.expect("finish");
+        // A request that wrote but was never recorded (it failed, or lost a race).
+        let mut lost = s.writer(&at("u1", 6, &s1)).await.expect("writer");
+        lost.write(Bytes::from_static(b"GARBAGE"))
             .await
             .expect("write");
-        drop(w);
-        let mut w = s.writer(&upload("u1", 6)).await.expect("writer");
+        let _ = lost.finish().await.expect("finish");
+        // A request still sending while the upload is committed.
+        let mut late = s.writer(&at("u1", 6, &s1)).await.expect("writer");
+        let mut w = s.writer(&at("u1", 6, &s1)).await.expect("writer");
         w.write(Bytes::from(vec![b'w'; WRITE_BATCH + 5]))
             .await
             .expect("write");
-        w.finish().await.expect("finish");
+        let s3 = w.finish().await.expect("finish");
         let total = 6 + WRITE_BATCH as u64 + 5;
         let d = Digest::sha256_of(b"x");
         assert_eq!(s.stat(&d).await.expect("stat"), None);
-        s.commit(&upload("u1", total), &d).await.expect("commit");
+        s.commit(&at("u1", total, &s3), &d).await.expect("commit");
+        late.write(Bytes::from(vec![b'Y'; WRITE_BATCH * 2]))
+            .await
+            .ok();
+        let _ = late.finish().await;
         assert_eq!(s.stat(&d).await.expect("stat"), Some(total));
         let all = read_all(&s, &d, None).await;
         assert_eq!(&all[..6], b"hello ");
-        assert!(all[6..].iter().all(|b| *b == b'w'));
+        assert!(
+            all[6..].iter().all(|b| *b == b'w'),
+            "only recorded bytes, untouched by late writers"
+        );
         let part = read_all(&s, &d, Some(ByteRange { start: 2, end: 7 })).await;
         assert_eq!(part, b"llo ww");
-        assert!(!dir.path().join("uploads/u1").exists());
+
+        // One recorded chunk is renamed, not copied; an empty blob needs no chunk.
+        let mut w = s.writer(&upload("u2", 0)).await.expect("writer");
+        w.write(Bytes::from_static(b"single")).await.expect("write");
+        let st = w.finish().await.expect("finish");
+        let d2 = Digest::sha256_of(b"single");
+        s.commit(&at("u2", 6, &st), &d2).await.expect("commit");
+        assert_eq!(read_all(&s, &d2, None).await, b"single");
+        let empty = Digest::sha256_of(b"");
+        s.commit(&upload("u3", 0), &empty)
+            .await
+            .expect("commit empty");
+        assert_eq!(s.stat(&empty).await.expect("stat"), Some(0));
+        // Committing a digest that exists leaves the blob as it is.
+        let mut w = s.writer(&upload("u4", 0)).await.expect("writer");
+        w.write(Bytes::from_static(b"single")).await.expect("write");
+        let st = w.finish().await.expect("finish");
+        s.commit(&at("u4", 6, &st), &d2)
+            .await
+            .expect("commit again");
+        assert_eq!(read_all(&s, &d2, None).await, b"single");
+        // A state that disagrees with the recorded length is refused, not committed.
+        let mut w = s.writer(&upload("u5", 0)).await.expect("writer");
+        w.write(Bytes::from_static(b"abc")).await.expect("write");
+        let st = w.finish().await.expect("finish");
+        let d5 = Digest::sha256_of(b"abcd");
+        assert!(s.commit(&at("u5", 4, &st), &d5).await.is_err());
+        assert_eq!(s.stat(&d5).await.expect("stat"), None);
+
+        for id in ["u1", "u2", "u3", "u4"] {
+            assert!(
+                !dir.path().join("uploads").join(id).exists(),
+                "{id} cleaned up"
+            );
+        }
         s.delete(&d).await.expect("delete");
         assert_eq!(s.stat(&d).await.expect("stat"), None);
         assert!(matches!(
             s.writer(&upload("../x", 0)).await,
+            Err(StoreError::Other(_))
+        ));
+        assert!(matches!(
+            s.commit(&at("u9", 0, "../../x"), &d).await,
             Err(StoreError::Other(_))
         ));
     }
