@@ -328,7 +328,7 @@ impl<B: BlobStore, M: MetadataStore + DocumentStore, E: Env> Registry<B, M, E> {
         } else {
             Body::full(m.bytes)
         };
-        Ok(resp.body(body).map_err(internal)?)
+        resp.body(body).map_err(internal)
     }
 
     async fn put_manifest<In>(
@@ -404,7 +404,7 @@ impl<B: BlobStore, M: MetadataStore + DocumentStore, E: Env> Registry<B, M, E> {
         if let Some(s) = subject {
             resp = resp.header(OCI_SUBJECT, s.to_string());
         }
-        Ok(resp.body(Body::Empty).map_err(internal)?)
+        resp.body(Body::Empty).map_err(internal)
     }
 
     async fn delete_manifest(&self, name: &str, reference: &str) -> Resp<B> {
@@ -449,7 +449,7 @@ impl<B: BlobStore, M: MetadataStore + DocumentStore, E: Env> Registry<B, M, E> {
         if filter.is_some() {
             resp = resp.header(OCI_FILTERS_APPLIED, "artifactType");
         }
-        Ok(resp.body(Body::full(body)).map_err(internal)?)
+        resp.body(Body::full(body)).map_err(internal)
     }
 
     // ---- blobs ------------------------------------------------------------------------
@@ -464,24 +464,24 @@ impl<B: BlobStore, M: MetadataStore + DocumentStore, E: Env> Registry<B, M, E> {
             .header(header::ACCEPT_RANGES, "bytes")
             .header(header::ETAG, format!("\"{digest}\""));
         if head {
-            return Ok(base
+            return base
                 .status(StatusCode::OK)
                 .header(header::CONTENT_LENGTH, size)
                 .header(header::CONTENT_TYPE, "application/octet-stream")
                 .body(Body::Empty)
-                .map_err(internal)?);
+                .map_err(internal);
         }
         if self.config.redirect_blobs
             && let Some(url) =
                 self.blobs
                     .presign_get(&digest, self.env.now_ms(), self.config.presign_ttl_secs)
         {
-            return Ok(base
+            return base
                 .status(StatusCode::TEMPORARY_REDIRECT)
                 .header(header::LOCATION, url)
                 .header(header::CONTENT_LENGTH, 0)
                 .body(Body::Empty)
-                .map_err(internal)?);
+                .map_err(internal);
         }
         let range = match headers.get(header::RANGE) {
             Some(v) => parse_range(v, size)?,
@@ -506,10 +506,9 @@ impl<B: BlobStore, M: MetadataStore + DocumentStore, E: Env> Registry<B, M, E> {
                 .status(StatusCode::OK)
                 .header(header::CONTENT_LENGTH, size),
         };
-        Ok(resp
-            .header(header::CONTENT_TYPE, "application/octet-stream")
+        resp.header(header::CONTENT_TYPE, "application/octet-stream")
             .body(Body::Stream(reader))
-            .map_err(internal)?)
+            .map_err(internal)
     }
 
     async fn delete_blob(&self, name: &str, digest: &str) -> Resp<B> {

@@ -80,8 +80,7 @@ pub fn route(path: &str) -> Option<Route<'_>> {
     {
         return Some(Route::Tags { name });
     }
-    if head1.ends_with("/blobs/uploads") {
-        let name = &head1[..head1.len() - "/blobs/uploads".len()];
+    if let Some(name) = head1.strip_suffix("/blobs/uploads") {
         return Some(if last.is_empty() {
             Route::UploadStart { name }
         } else {
