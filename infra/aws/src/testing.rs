@@ -1,0 +1,211 @@
+//! Local AWS stand-ins for tests, each started on a port picked at run time and killed
+//! (by its PID) when the handle drops.
+//!
+//! - [`moto`]: DynamoDB (and a lenient S3) from `moto_server` (`pip install 'moto[server]'`).
+//! - [`s3s_fs`]: a strict S3 from `s3s-fs` (`cargo install s3s-fs@0.14.1 --features binary`),
+//!   which checks SigV4 signatures, presigned URLs and their expiry.
+//!
+//! A missing tool is installed once with its ordinary client; if that fails the starter
+//! returns `None` after printing why, and the caller skips its test with that message.
+
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+/// Access key the stand-ins accept.
+pub const ACCESS_KEY: &str = "wharftestkey";
+/// Secret key the stand-ins accept.
+pub const SECRET_KEY: &str = "wharftestsecret";
+/// Region the tests use.
+pub const REGION: &str = "us-east-1";
+
+/// A local server process, killed by its PID when dropped.
+pub struct LocalServer {
+    child: Child,
+    /// Its port on 127.0.0.1.
+    pub port: u16,
+    /// `http://127.0.0.1:<port>`.
+    pub endpoint: String,
+    /// Data directory, removed on drop.
+    dir: Option<PathBuf>,
+}
+
+impl LocalServer {
+    /// The PID of the server process.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+    /// The server's data directory, if it has one.
+    pub fn dir(&self) -> Option<&std::path::Path> {
+        self.dir.as_deref()
+    }
+    /// A config for this server with the test credentials.
+    pub fn sdk_config(&self) -> aws_types::SdkConfig {
+        crate::static_config(Some(&self.endpoint), REGION, ACCESS_KEY, SECRET_KEY)
+    }
+}
+
+impl Drop for LocalServer {
+    fn drop(&mut self) {
+        // Child::kill sends SIGKILL to this PID only.
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if let Some(d) = &self.dir {
+            let _ = std::fs::remove_dir_all(d);
+        }
+    }
+}
+
+/// A port that was free a moment ago on 127.0.0.1.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap_or(0)
+}
+
+fn which(name: &str) -> Option<PathBuf> {
+    let mut dirs: Vec<PathBuf> = std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).collect())
+        .unwrap_or_default();
+    if let Some(home) = std::env::var_os("HOME") {
+        dirs.push(PathBuf::from(home).join(".cargo/bin"));
+    }
+    if let Some(ch) = std::env::var_os("CARGO_HOME") {
+        dirs.push(PathBuf::from(ch).join("bin"));
+    }
+    dirs.into_iter().map(|d| d.join(name)).find(|p| p.is_file())
+}
+
+/// Finds `name`, or runs `install` once (per process) and looks again.
+fn tool(name: &str, install: &[&str]) -> Option<PathBuf> {
+    static INSTALLS: OnceLock<Mutex<()>> = OnceLock::new();
+    if let Some(p) = which(name) {
+        return Some(p);
+    }
+    let _guard = INSTALLS
+        .get_or_init(|| Mutex::new(()))
+        .lock()
+        .unwrap_or_else(|p| p.into_inner());
+    if let Some(p) = which(name) {
+        return Some(p);
+    }
+    eprintln!(
+        "{name} not found; installing it with: {}",
+        install.join(" ")
+    );
+    let ok = Command::new(install[0])
+        .args(&install[1..])
+        .stdout(Stdio::null())
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false);
+    if !ok {
+        eprintln!("SKIP: could not install {name} ({})", install.join(" "));
+        return None;
+    }
+    which(name)
+}
+
+fn wait_listening(child: &mut Child, port: u16, timeout: Duration) -> bool {
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    let start = Instant::now();
+    while start.elapsed() < timeout {
+        if let Ok(Some(_)) = child.try_wait() {
+            return false; // exited: the port was taken, or a bad argument
+        }
+        if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    false
+}
+
+fn start(
+    name: &str,
+    bin: &PathBuf,
+    args: impl Fn(u16) -> Vec<String>,
+    dir: Option<PathBuf>,
+) -> Option<LocalServer> {
+    for _ in 0..3 {
+        let port = free_port();
+        let mut child = match Command::new(bin)
+            .args(args(port))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+        {
+            Ok(c) => c,
+            Err(e) => {
+                eprintln!("SKIP: cannot start {name}: {e}");
+                return None;
+            }
+        };
+        if wait_listening(&mut child, port, Duration::from_secs(30)) {
+            return Some(LocalServer {
+                child,
+                port,
+                endpoint: format!("http://127.0.0.1:{port}"),
+                dir,
+            });
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    eprintln!("SKIP: {name} did not start listening");
+    None
+}
+
+/// Starts `moto_server` (DynamoDB, S3, … on one port); `None` (after saying why) if it
+/// cannot be installed or started.
+pub fn moto() -> Option<LocalServer> {
+    let bin = tool("moto_server", &["pip", "install", "-q", "moto[server]"])?;
+    start(
+        "moto_server",
+        &bin,
+        |p| vec!["-H".into(), "127.0.0.1".into(), "-p".into(), p.to_string()],
+        None,
+    )
+}
+
+/// Starts `s3s-fs` over a fresh temporary directory, accepting [`ACCESS_KEY`]/[`SECRET_KEY`];
+/// `None` (after saying why) if it cannot be installed or started.
+pub fn s3s_fs() -> Option<LocalServer> {
+    let bin = tool(
+        "s3s-fs",
+        &[
+            "cargo",
+            "install",
+            "--locked",
+            "s3s-fs@0.14.1",
+            "--features",
+            "binary",
+        ],
+    )?;
+    let dir =
+        std::env::temp_dir().join(format!("wharf-s3s-{}-{}", std::process::id(), free_port()));
+    std::fs::create_dir_all(&dir).ok()?;
+    let d = dir.clone();
+    start(
+        "s3s-fs",
+        &bin,
+        move |p| {
+            vec![
+                "--host".into(),
+                "127.0.0.1".into(),
+                "--port".into(),
+                p.to_string(),
+                "--access-key".into(),
+                ACCESS_KEY.into(),
+                "--secret-key".into(),
+                SECRET_KEY.into(),
+                d.display().to_string(),
+            ]
+        },
+        Some(dir),
+    )
+}

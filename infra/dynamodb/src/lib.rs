@@ -1,0 +1,1298 @@
+//! Registry metadata in one DynamoDB table, for stateless runtimes (Lambda).
+//!
+//! # Key design
+//!
+//! One table, string keys `pk` (partition) and `sk` (sort), on-demand capacity, and one
+//! sparse global secondary index `gsi1` (`gsi1pk`, `gsi1sk`) that only upload items carry.
+//! [`DynamoMetadata::create_table`] makes it (tests, local setups); Terraform makes the
+//! same in production.
+//!
+//! | item | `pk` | `sk` | attributes |
+//! |---|---|---|---|
+//! | repository (catalog entry) | `CATALOG` | `<name>` | — |
+//! | blob link | `REPO#<name>` | `BLOB#<digest>` | `size` |
+//! | manifest | `REPO#<name>` | `MANIFEST#<digest>` | `info` (JSON), `body` (bytes) *or* `s3` (key), `subject`, `rev` |
+//! | tag | `REPO#<name>` | `TAG#<tag>` | `digest`, and a copy of the manifest's `info` + `body`/`s3` |
+//! | referrer | `REPO#<name>` | `REFERRER#<subject>#<digest>` | `desc` (the descriptor, JSON) |
+//! | upload | `UPLOAD#<id>` | `UPLOAD` | `repo`, `off`, `hash`, `state`, `digest`, `created`, `updated`, `gsi1pk` = `UPLOADS#<0-f>`, `gsi1sk` = `<updated, 15 digits>#<id>` |
+//! | document | `DOC#<kind>` | `<id>` | `v` (bytes): users, robots, projects, members, audit events, throttles |
+//!
+//! Prefixes reserved for later: `USER#`, `POLICY#`, `AUDIT#`, `REPL#` (replication).
+//!
+//! # Costs and choices
+//!
+//! - **A manifest GET is one read**, by digest or by tag: a tag item carries a copy of its
+//!   manifest (manifests are immutable, so the copy never goes stale). Tags and manifests
+//!   are written together in one `TransactWriteItems` (with the referrer entry), so a tag
+//!   never points at a manifest that is not there. The price: a tag write costs the
+//!   manifest's size again, and `list_tags` reads whole tag items (a page of 100 tags of
+//!   4 KB manifests is ~50 read units).
+//! - **Large manifests** (info + bytes over [`DynamoOptions::inline_limit`], 350 KB by
+//!   default; items stop at 400 KB, manifests may be 4 MiB) go to S3 at
+//!   `manifests/<name>/<alg>/<hex>` with their key in the item; reading one is then one
+//!   DynamoDB read and one S3 GET.
+//! - **Blob links and the catalog:** a repository is listed once (a `CATALOG` item); the
+//!   store remembers in memory which repositories it has listed, so a warm function writes
+//!   one item per blob link. The catalog is one partition, read by `Query` with
+//!   `ExclusiveStartKey = last`: `_catalog` paging never scans. (One partition takes ~1,000
+//!   writes/s, and it is written only when a repository is first seen.)
+//! - **Conditional writes:** `create_upload` puts only if absent; `update_upload` puts only
+//!   if `off` still equals the expected offset (else `Precondition`, or `NotFound` if the
+//!   upload is gone); `delete_tag` and document writes are conditional; `delete_manifest`
+//!   deletes the manifest, every tag pointing at it and its referrer entry in one
+//!   transaction, conditioned on the manifest's revision (bumped by every `put_manifest`)
+//!   and on each tag still pointing at it, and retries if a concurrent write won.
+//! - **Reads are strongly consistent** by default ([`DynamoOptions::consistent_reads`]):
+//!   a client that pushes and then pulls must see its push.
+//! - **No `Scan` anywhere.** `stale_uploads` (the scheduled cleanup job only) queries the
+//!   sparse index `gsi1`, spread over 16 partitions `UPLOADS#0`…`UPLOADS#f` so every
+//!   PATCH does not write one hot index partition; the index is eventually consistent,
+//!   which a job looking for uploads idle for hours does not notice.
+//! - Audit events are documents of kind `audit` in one partition (`DOC#audit`): fine for
+//!   moderate pull rates; a busy registry should batch them or shard by time (later).
+#![deny(missing_docs)]
+
+use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::error::SdkError;
+use aws_sdk_dynamodb::operation::put_item::PutItemError;
+use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
+use aws_sdk_dynamodb::types::{
+    AttributeDefinition, AttributeValue, BillingMode, Delete, GlobalSecondaryIndex,
+    KeySchemaElement, KeyType, KeysAndAttributes, Projection, ProjectionType, Put, ReturnValue,
+    ReturnValuesOnConditionCheckFailure, ScalarAttributeType, TransactWriteItem, Update,
+};
+use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
+use aws_types::SdkConfig;
+use bytes::Bytes;
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use wharf_aws::store_error;
+use wharf_core::manifest::{Descriptor, ManifestInfo};
+use wharf_core::ports::{
+    DocumentStore, MetadataStore, Page, Reference, StoredManifest, UploadRecord,
+};
+use wharf_core::{Digest, StoreError};
+
+/// Item attributes larger than this (manifest info + bytes) go to S3.
+pub const DEFAULT_INLINE_LIMIT: usize = 350_000;
+/// Partitions of the upload index.
+const UPLOAD_SHARDS: u32 = 16;
+/// Repositories remembered as listed in the catalog, at most (then forgotten and relearnt).
+const KNOWN_REPOS: usize = 10_000;
+/// Items per `TransactWriteItems`.
+const TX_MAX: usize = 100;
+/// Attempts for a write that lost a race (transaction conflict, moved tag).
+const ATTEMPTS: u32 = 5;
+
+/// The table, and where large manifests go.
+#[derive(Clone, Debug)]
+pub struct DynamoOptions {
+    /// Table name.
+    pub table: String,
+    /// Strongly consistent reads (twice the read cost; read-after-write for clients).
+    pub consistent_reads: bool,
+    /// Bucket for manifests too large for an item; without one they are refused.
+    pub manifest_bucket: Option<String>,
+    /// Key prefix in that bucket.
+    pub manifest_prefix: String,
+    /// Path-style S3 URLs (local stand-ins).
+    pub s3_force_path_style: bool,
+    /// Largest manifest (info JSON + bytes) kept inline.
+    pub inline_limit: usize,
+    /// Counts SDK calls per operation, if set.
+    pub call_counter: Option<wharf_aws::CallCounter>,
+}
+
+impl DynamoOptions {
+    /// Defaults for `table`.
+    pub fn new(table: impl Into<String>) -> Self {
+        Self {
+            table: table.into(),
+            consistent_reads: true,
+            manifest_bucket: None,
+            manifest_prefix: String::new(),
+            s3_force_path_style: false,
+            inline_limit: DEFAULT_INLINE_LIMIT,
+            call_counter: None,
+        }
+    }
+}
+
+/// The DynamoDB metadata store. Cheap to clone; `Send + Sync`, and so are its futures.
+#[derive(Clone)]
+pub struct DynamoMetadata(Arc<Inner>);
+
+struct Inner {
+    client: Client,
+    table: String,
+    consistent: bool,
+    s3: Option<(aws_sdk_s3::Client, String, String)>,
+    inline_limit: usize,
+    known_repos: Mutex<HashSet<String>>,
+}
+
+type Item = HashMap<String, AttributeValue>;
+
+fn other(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Other(e.to_string())
+}
+
+fn s(v: impl Into<String>) -> AttributeValue {
+    AttributeValue::S(v.into())
+}
+
+fn n(v: u64) -> AttributeValue {
+    AttributeValue::N(v.to_string())
+}
+
+fn b(v: impl Into<Vec<u8>>) -> AttributeValue {
+    AttributeValue::B(aws_smithy_types::Blob::new(v))
+}
+
+fn key(pk: impl Into<String>, sk: impl Into<String>) -> Item {
+    HashMap::from([("pk".to_owned(), s(pk)), ("sk".to_owned(), s(sk))])
+}
+
+fn get_s<'a>(item: &'a Item, name: &str) -> Option<&'a str> {
+    item.get(name)
+        .and_then(|v| v.as_s().ok())
+        .map(String::as_str)
+}
+
+fn get_n(item: &Item, name: &str) -> Result<u64, StoreError> {
+    item.get(name)
+        .and_then(|v| v.as_n().ok())
+        .and_then(|v| v.parse().ok())
+        .ok_or_else(|| other(format!("item lacks number {name}")))
+}
+
+fn get_b<'a>(item: &'a Item, name: &str) -> Option<&'a [u8]> {
+    item.get(name)
+        .and_then(|v| v.as_b().ok())
+        .map(|b| b.as_ref())
+}
+
+fn repo_pk(repo: &str) -> String {
+    format!("REPO#{repo}")
+}
+
+fn upload_pk(id: &str) -> String {
+    format!("UPLOAD#{id}")
+}
+
+/// Which of the 16 upload-index partitions an upload goes to (FNV-1a of its id).
+fn upload_shard(id: &str) -> u32 {
+    let mut h: u32 = 0x811c_9dc5;
+    for byte in id.bytes() {
+        h = (h ^ u32::from(byte)).wrapping_mul(0x0100_0193);
+    }
+    h % UPLOAD_SHARDS
+}
+
+fn upload_index_sk(updated_ms: u64, id: &str) -> String {
+    format!("{updated_ms:015}#{id}")
+}
+
+/// A manifest record for S3: 4-byte big-endian length of the info JSON, the JSON, the bytes
+/// (the embedded store's encoding).
+fn encode_record(info: &str, bytes: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(4 + info.len() + bytes.len());
+    out.extend_from_slice(&(info.len() as u32).to_be_bytes());
+    out.extend_from_slice(info.as_bytes());
+    out.extend_from_slice(bytes);
+    out
+}
+
+fn decode_record(raw: &[u8]) -> Result<StoredManifest, StoreError> {
+    let bad = || other("corrupt manifest record");
+    let len = u32::from_be_bytes(
+        raw.get(..4)
+            .ok_or_else(bad)?
+            .try_into()
+            .map_err(|_| bad())?,
+    ) as usize;
+    let info: ManifestInfo =
+        serde_json::from_slice(raw.get(4..4 + len).ok_or_else(bad)?).map_err(other)?;
+    Ok(StoredManifest {
+        info,
+        bytes: Bytes::copy_from_slice(&raw[4 + len..]),
+    })
+}
+
+/// Maps a failed transaction: a failed condition is `Precondition`, a conflict with a
+/// concurrent transaction `Unavailable` (retried by the callers).
+fn tx_error(e: SdkError<TransactWriteItemsError, HttpResponse>) -> StoreError {
+    if let SdkError::ServiceError(se) = &e
+        && let TransactWriteItemsError::TransactionCanceledException(c) = se.err()
+    {
+        let codes: Vec<&str> = c
+            .cancellation_reasons()
+            .iter()
+            .filter_map(|r| r.code())
+            .collect();
+        if codes.contains(&"ConditionalCheckFailed") {
+            return StoreError::Precondition(format!("transaction condition failed: {codes:?}"));
+        }
+        if codes
+            .iter()
+            .any(|c| *c == "TransactionConflict" || *c == "ThrottlingError")
+        {
+            return StoreError::Unavailable(format!("transaction conflict: {codes:?}"));
+        }
+        return StoreError::Other(format!("transaction cancelled: {codes:?}"));
+    }
+    store_error(e)
+}
+
+async fn backoff(attempt: u32) {
+    tokio::time::sleep(Duration::from_millis(20 << attempt.min(5))).await;
+}
+
+impl DynamoMetadata {
+    /// Builds the store from an SDK config (region, credentials) and options.
+    pub fn new(sdk: &SdkConfig, options: DynamoOptions) -> Self {
+        let mut conf = aws_sdk_dynamodb::config::Builder::from(sdk);
+        if let Some(c) = &options.call_counter {
+            conf = conf.interceptor(c.clone());
+        }
+        let s3 = options.manifest_bucket.map(|bucket| {
+            let mut conf = aws_sdk_s3::config::Builder::from(sdk)
+                .force_path_style(options.s3_force_path_style)
+                .request_checksum_calculation(
+                    aws_sdk_s3::config::RequestChecksumCalculation::WhenRequired,
+                );
+            if let Some(c) = &options.call_counter {
+                conf = conf.interceptor(c.clone());
+            }
+            (
+                aws_sdk_s3::Client::from_conf(conf.build()),
+                bucket,
+                options.manifest_prefix,
+            )
+        });
+        Self(Arc::new(Inner {
+            client: Client::from_conf(conf.build()),
+            table: options.table,
+            consistent: options.consistent_reads,
+            s3,
+            inline_limit: options.inline_limit,
+            known_repos: Mutex::new(HashSet::new()),
+        }))
+    }
+
+    /// The SDK client.
+    pub fn client(&self) -> &Client {
+        &self.0.client
+    }
+
+    /// Creates the table and its upload index (on-demand capacity), if it does not exist.
+    pub async fn create_table(&self) -> Result<(), StoreError> {
+        let attr = |name: &str| {
+            AttributeDefinition::builder()
+                .attribute_name(name)
+                .attribute_type(ScalarAttributeType::S)
+                .build()
+                .map_err(other)
+        };
+        let key_el = |name: &str, t: KeyType| {
+            KeySchemaElement::builder()
+                .attribute_name(name)
+                .key_type(t)
+                .build()
+                .map_err(other)
+        };
+        let out = self
+            .0
+            .client
+            .create_table()
+            .table_name(&self.0.table)
+            .billing_mode(BillingMode::PayPerRequest)
+            .attribute_definitions(attr("pk")?)
+            .attribute_definitions(attr("sk")?)
+            .attribute_definitions(attr("gsi1pk")?)
+            .attribute_definitions(attr("gsi1sk")?)
+            .key_schema(key_el("pk", KeyType::Hash)?)
+            .key_schema(key_el("sk", KeyType::Range)?)
+            .global_secondary_indexes(
+                GlobalSecondaryIndex::builder()
+                    .index_name("gsi1")
+                    .key_schema(key_el("gsi1pk", KeyType::Hash)?)
+                    .key_schema(key_el("gsi1sk", KeyType::Range)?)
+                    .projection(
+                        Projection::builder()
+                            .projection_type(ProjectionType::All)
+                            .build(),
+                    )
+                    .build()
+                    .map_err(other)?,
+            )
+            .send()
+            .await;
+        match out {
+            Ok(_) => Ok(()),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|e| e.is_resource_in_use_exception()) =>
+            {
+                Ok(())
+            }
+            Err(e) => Err(store_error(e)),
+        }
+    }
+
+    async fn get(
+        &self,
+        item_key: Item,
+        projection: Option<&str>,
+    ) -> Result<Option<Item>, StoreError> {
+        let out = self
+            .0
+            .client
+            .get_item()
+            .table_name(&self.0.table)
+            .set_key(Some(item_key))
+            .consistent_read(self.0.consistent)
+            .set_projection_expression(projection.map(str::to_owned))
+            .send()
+            .await
+            .map_err(store_error)?;
+        Ok(out.item)
+    }
+
+    /// Lists `repo` in the catalog unless this process already did.
+    async fn touch_repo(&self, repo: &str) -> Result<(), StoreError> {
+        let known = |r: &str| {
+            self.0
+                .known_repos
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .contains(r)
+        };
+        if known(repo) {
+            return Ok(());
+        }
+        self.0
+            .client
+            .put_item()
+            .table_name(&self.0.table)
+            .set_item(Some(key("CATALOG", repo)))
+            .send()
+            .await
+            .map_err(store_error)?;
+        let mut set = self.0.known_repos.lock().unwrap_or_else(|p| p.into_inner());
+        if set.len() >= KNOWN_REPOS {
+            set.clear();
+        }
+        set.insert(repo.to_owned());
+        Ok(())
+    }
+
+    /// Which of `sks` exist in `pk` (BatchGetItem, 100 keys a call).
+    async fn existing(&self, pk: &str, sks: &[String]) -> Result<HashSet<String>, StoreError> {
+        let mut found = HashSet::new();
+        let unique: Vec<&String> = {
+            let mut seen = HashSet::new();
+            sks.iter().filter(|k| seen.insert(*k)).collect()
+        };
+        for chunk in unique.chunks(100) {
+            let mut request = Some(
+                KeysAndAttributes::builder()
+                    .set_keys(Some(chunk.iter().map(|sk| key(pk, *sk)).collect()))
+                    .projection_expression("sk")
+                    .consistent_read(self.0.consistent)
+                    .build()
+                    .map_err(other)?,
+            );
+            let mut attempt = 0;
+            while let Some(req) = request.take() {
+                let out = self
+                    .0
+                    .client
+                    .batch_get_item()
+                    .request_items(&self.0.table, req)
+                    .send()
+                    .await
+                    .map_err(store_error)?;
+                for item in out
+                    .responses
+                    .unwrap_or_default()
+                    .remove(&self.0.table)
+                    .unwrap_or_default()
+                {
+                    if let Some(sk) = get_s(&item, "sk") {
+                        found.insert(sk.to_owned());
+                    }
+                }
+                request = out
+                    .unprocessed_keys
+                    .and_then(|mut u| u.remove(&self.0.table))
+                    .filter(|k| !k.keys().is_empty());
+                if request.is_some() {
+                    attempt += 1;
+                    if attempt > 8 {
+                        return Err(StoreError::Unavailable(
+                            "DynamoDB kept keys unprocessed".into(),
+                        ));
+                    }
+                    backoff(attempt).await;
+                }
+            }
+        }
+        Ok(found)
+    }
+
+    /// Queries `pk` for sort keys in `[lo, hi)`-style conditions; returns items after
+    /// `start` (exclusive), up to `limit`.
+    async fn query(
+        &self,
+        pk: &str,
+        cond: SortCond<'_>,
+        start: Option<String>,
+        limit: usize,
+        projection: Option<&str>,
+    ) -> Result<(Vec<Item>, bool), StoreError> {
+        let mut items = Vec::new();
+        let mut next = start.map(|sk| key(pk, sk));
+        loop {
+            let mut q = self
+                .0
+                .client
+                .query()
+                .table_name(&self.0.table)
+                .consistent_read(self.0.consistent)
+                .expression_attribute_values(":pk", s(pk))
+                .set_exclusive_start_key(next.take())
+                .set_projection_expression(projection.map(str::to_owned))
+                .limit((limit - items.len()).clamp(1, 1000) as i32);
+            q = match cond {
+                SortCond::Between(lo, hi) => q
+                    .key_condition_expression("pk = :pk AND sk BETWEEN :lo AND :hi")
+                    .expression_attribute_values(":lo", s(lo))
+                    .expression_attribute_values(":hi", s(hi)),
+                SortCond::Prefix("") => q.key_condition_expression("pk = :pk"),
+                SortCond::Prefix(p) => q
+                    .key_condition_expression("pk = :pk AND begins_with(sk, :p)")
+                    .expression_attribute_values(":p", s(p)),
+                SortCond::All => q.key_condition_expression("pk = :pk"),
+            };
+            let out = q.send().await.map_err(store_error)?;
+            items.extend(out.items.unwrap_or_default());
+            match out.last_evaluated_key {
+                Some(k) if items.len() < limit => next = Some(k),
+                Some(_) => return Ok((items, true)),
+                None => return Ok((items, false)),
+            }
+        }
+    }
+
+    fn manifest_object_key(&self, prefix: &str, repo: &str, d: &Digest) -> String {
+        format!(
+            "{prefix}manifests/{repo}/{}/{}",
+            d.algorithm().as_str(),
+            d.hex()
+        )
+    }
+
+    /// Reads a manifest from its item (inline) or from S3 (pointer).
+    async fn decode_manifest(&self, item: &Item) -> Result<StoredManifest, StoreError> {
+        if let Some(k) = get_s(item, "s3") {
+            let (client, bucket, _) = self
+                .0
+                .s3
+                .as_ref()
+                .ok_or_else(|| other("manifest is in S3 but no bucket is configured"))?;
+            let out = client
+                .get_object()
+                .bucket(bucket)
+                .key(k)
+                .send()
+                .await
+                .map_err(|e| match store_error(e) {
+                    StoreError::NotFound => other(format!("manifest object {k} is missing")),
+                    e => e,
+                })?;
+            let raw = out
+                .body
+                .collect()
+                .await
+                .map_err(|e| StoreError::Unavailable(format!("reading from S3: {e}")))?
+                .into_bytes();
+            return decode_record(&raw);
+        }
+        let info: ManifestInfo = serde_json::from_str(
+            get_s(item, "info").ok_or_else(|| other("manifest item lacks info"))?,
+        )
+        .map_err(other)?;
+        let bytes = get_b(item, "body").ok_or_else(|| other("manifest item lacks body"))?;
+        Ok(StoredManifest {
+            info,
+            bytes: Bytes::copy_from_slice(bytes),
+        })
+    }
+
+    /// Runs a transaction (or a single write), retrying conflicts with concurrent ones.
+    async fn transact(&self, items: Vec<TransactWriteItem>) -> Result<(), StoreError> {
+        let mut attempt = 0;
+        loop {
+            let out = self
+                .0
+                .client
+                .transact_write_items()
+                .set_transact_items(Some(items.clone()))
+                .send()
+                .await
+                .map_err(tx_error);
+            match out {
+                Err(StoreError::Unavailable(e)) if attempt + 1 < ATTEMPTS => {
+                    tracing::debug!(error = %e, attempt, "retrying a DynamoDB transaction");
+                    attempt += 1;
+                    backoff(attempt).await;
+                }
+                other => return other.map(drop),
+            }
+        }
+    }
+
+    fn decode_upload(item: &Item) -> Result<UploadRecord, StoreError> {
+        let digest = match get_s(item, "digest") {
+            Some(d) => Some(d.parse::<Digest>().map_err(|e| other(e.message))?),
+            None => None,
+        };
+        Ok(UploadRecord {
+            id: get_s(item, "pk")
+                .and_then(|pk| pk.strip_prefix("UPLOAD#"))
+                .ok_or_else(|| other("upload item lacks its id"))?
+                .to_owned(),
+            repo: get_s(item, "repo").unwrap_or_default().to_owned(),
+            offset: get_n(item, "off")?,
+            hash_state: get_b(item, "hash").unwrap_or_default().to_vec(),
+            store_state: get_s(item, "state").unwrap_or_default().to_owned(),
+            digest,
+            created_ms: get_n(item, "created")?,
+            updated_ms: get_n(item, "updated")?,
+        })
+    }
+
+    fn encode_upload(u: &UploadRecord) -> Item {
+        let mut item = key(upload_pk(&u.id), "UPLOAD");
+        item.insert("repo".into(), s(&u.repo));
+        item.insert("off".into(), n(u.offset));
+        item.insert("hash".into(), b(u.hash_state.clone()));
+        // DynamoDB refuses empty strings only in keys; keep the item small anyway.
+        if !u.store_state.is_empty() {
+            item.insert("state".into(), s(&u.store_state));
+        }
+        if let Some(d) = &u.digest {
+            item.insert("digest".into(), s(d.to_string()));
+        }
+        item.insert("created".into(), n(u.created_ms));
+        item.insert("updated".into(), n(u.updated_ms));
+        item.insert(
+            "gsi1pk".into(),
+            s(format!("UPLOADS#{:x}", upload_shard(&u.id))),
+        );
+        item.insert("gsi1sk".into(), s(upload_index_sk(u.updated_ms, &u.id)));
+        item
+    }
+}
+
+/// A condition on the sort key of a query.
+#[derive(Clone, Copy)]
+enum SortCond<'a> {
+    /// `sk BETWEEN lo AND hi`.
+    Between(&'a str, &'a str),
+    /// `begins_with(sk, p)` (everything if empty).
+    Prefix(&'a str),
+    /// Every item of the partition.
+    All,
+}
+
+impl MetadataStore for DynamoMetadata {
+    async fn repository_exists(&self, repo: &str) -> Result<bool, StoreError> {
+        Ok(self.get(key("CATALOG", repo), Some("pk")).await?.is_some())
+    }
+
+    async fn blob_link(&self, repo: &str, digest: &Digest) -> Result<Option<u64>, StoreError> {
+        match self
+            .get(key(repo_pk(repo), format!("BLOB#{digest}")), None)
+            .await?
+        {
+            Some(item) => get_n(&item, "size").map(Some),
+            None => Ok(None),
+        }
+    }
+
+    async fn link_blob(&self, repo: &str, digest: &Digest, size: u64) -> Result<(), StoreError> {
+        self.touch_repo(repo).await?;
+        let mut item = key(repo_pk(repo), format!("BLOB#{digest}"));
+        item.insert("size".into(), n(size));
+        self.0
+            .client
+            .put_item()
+            .table_name(&self.0.table)
+            .set_item(Some(item))
+            .send()
+            .await
+            .map_err(store_error)?;
+        Ok(())
+    }
+
+    async fn unlink_blob(&self, repo: &str, digest: &Digest) -> Result<bool, StoreError> {
+        let out = self
+            .0
+            .client
+            .delete_item()
+            .table_name(&self.0.table)
+            .set_key(Some(key(repo_pk(repo), format!("BLOB#{digest}"))))
+            .return_values(ReturnValue::AllOld)
+            .send()
+            .await
+            .map_err(store_error)?;
+        Ok(out.attributes.is_some_and(|a| !a.is_empty()))
+    }
+
+    async fn missing_blobs(
+        &self,
+        repo: &str,
+        digests: &[Digest],
+    ) -> Result<Vec<Digest>, StoreError> {
+        let sks: Vec<String> = digests.iter().map(|d| format!("BLOB#{d}")).collect();
+        let found = self.existing(&repo_pk(repo), &sks).await?;
+        Ok(digests
+            .iter()
+            .zip(&sks)
+            .filter(|(_, sk)| !found.contains(*sk))
+            .map(|(d, _)| d.clone())
+            .collect())
+    }
+
+    async fn missing_manifests(
+        &self,
+        repo: &str,
+        digests: &[Digest],
+    ) -> Result<Vec<Digest>, StoreError> {
+        let sks: Vec<String> = digests.iter().map(|d| format!("MANIFEST#{d}")).collect();
+        let found = self.existing(&repo_pk(repo), &sks).await?;
+        Ok(digests
+            .iter()
+            .zip(&sks)
+            .filter(|(_, sk)| !found.contains(*sk))
+            .map(|(d, _)| d.clone())
+            .collect())
+    }
+
+    async fn manifest(
+        &self,
+        repo: &str,
+        reference: &Reference,
+    ) -> Result<Option<StoredManifest>, StoreError> {
+        let sk = match reference {
+            Reference::Digest(d) => format!("MANIFEST#{d}"),
+            Reference::Tag(t) => format!("TAG#{t}"),
+        };
+        match self.get(key(repo_pk(repo), sk), None).await? {
+            Some(item) => self.decode_manifest(&item).await.map(Some),
+            None => Ok(None),
+        }
+    }
+
+    async fn put_manifest(
+        &self,
+        repo: &str,
+        m: &StoredManifest,
+        tag: Option<&str>,
+    ) -> Result<(), StoreError> {
+        self.touch_repo(repo).await?;
+        let t = &self.0.table;
+        let pk = repo_pk(repo);
+        let digest = &m.info.digest;
+        let info = serde_json::to_string(&m.info).map_err(other)?;
+        // The payload shared by the manifest item and its tag's copy.
+        let mut payload: Item = HashMap::new();
+        if info.len() + m.bytes.len() > self.0.inline_limit {
+            let Some((client, bucket, prefix)) = &self.0.s3 else {
+                return Err(other(format!(
+                    "manifest of {} bytes is too large for a DynamoDB item and no S3 bucket is configured",
+                    m.bytes.len()
+                )));
+            };
+            let k = self.manifest_object_key(prefix, repo, digest);
+            client
+                .put_object()
+                .bucket(bucket)
+                .key(&k)
+                .content_type("application/octet-stream")
+                .body(encode_record(&info, &m.bytes).into())
+                .send()
+                .await
+                .map_err(store_error)?;
+            payload.insert("s3".into(), s(k));
+        } else {
+            payload.insert("info".into(), s(info));
+            payload.insert("body".into(), b(m.bytes.to_vec()));
+        }
+        // The manifest: SET its payload, drop the other representation, bump its revision.
+        let mut names = HashMap::from([("#rev".to_owned(), "rev".to_owned())]);
+        let mut values = HashMap::from([(":one".to_owned(), n(1))]);
+        let mut sets = Vec::new();
+        for (i, (name, v)) in payload.iter().enumerate() {
+            names.insert(format!("#a{i}"), name.clone());
+            values.insert(format!(":a{i}"), v.clone());
+            sets.push(format!("#a{i} = :a{i}"));
+        }
+        if let Some(subject) = &m.info.subject {
+            names.insert("#subject".into(), "subject".into());
+            values.insert(":subject".into(), s(subject.to_string()));
+            sets.push("#subject = :subject".into());
+        }
+        let removes: Vec<&str> = if payload.contains_key("s3") {
+            vec!["info", "body"]
+        } else {
+            vec!["s3"]
+        };
+        for r in &removes {
+            names.insert(format!("#r_{r}"), (*r).to_owned());
+        }
+        let expr = format!(
+            "SET {} REMOVE {} ADD #rev :one",
+            sets.join(", "),
+            removes
+                .iter()
+                .map(|r| format!("#r_{r}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        let manifest_key = key(&pk, format!("MANIFEST#{digest}"));
+        let mut items = vec![
+            TransactWriteItem::builder()
+                .update(
+                    Update::builder()
+                        .table_name(t)
+                        .set_key(Some(manifest_key.clone()))
+                        .update_expression(&expr)
+                        .set_expression_attribute_names(Some(names.clone()))
+                        .set_expression_attribute_values(Some(values.clone()))
+                        .build()
+                        .map_err(other)?,
+                )
+                .build(),
+        ];
+        if let Some(tag) = tag {
+            let mut item = key(&pk, format!("TAG#{tag}"));
+            item.insert("digest".into(), s(digest.to_string()));
+            item.extend(payload.clone());
+            items.push(
+                TransactWriteItem::builder()
+                    .put(
+                        Put::builder()
+                            .table_name(t)
+                            .set_item(Some(item))
+                            .build()
+                            .map_err(other)?,
+                    )
+                    .build(),
+            );
+        }
+        if let Some(subject) = &m.info.subject {
+            let mut item = key(&pk, format!("REFERRER#{subject}#{digest}"));
+            let desc = serde_json::to_string(&m.info.referrer_descriptor()).map_err(other)?;
+            item.insert("desc".into(), s(desc));
+            items.push(
+                TransactWriteItem::builder()
+                    .put(
+                        Put::builder()
+                            .table_name(t)
+                            .set_item(Some(item))
+                            .build()
+                            .map_err(other)?,
+                    )
+                    .build(),
+            );
+        }
+        if items.len() == 1 {
+            // One item: a plain update costs half a transactional one.
+            self.0
+                .client
+                .update_item()
+                .table_name(t)
+                .set_key(Some(manifest_key))
+                .update_expression(expr)
+                .set_expression_attribute_names(Some(names))
+                .set_expression_attribute_values(Some(values))
+                .send()
+                .await
+                .map_err(store_error)?;
+            return Ok(());
+        }
+        self.transact(items).await
+    }
+
+    async fn delete_manifest(&self, repo: &str, digest: &Digest) -> Result<bool, StoreError> {
+        let t = &self.0.table;
+        let pk = repo_pk(repo);
+        let mkey = key(&pk, format!("MANIFEST#{digest}"));
+        let d = digest.to_string();
+        let tag_delete = |sk: &str| {
+            Delete::builder()
+                .table_name(t)
+                .set_key(Some(key(&pk, sk)))
+                .condition_expression("#d = :d")
+                .expression_attribute_names("#d", "digest")
+                .expression_attribute_values(":d", s(&d))
+                .build()
+                .map_err(other)
+        };
+        for attempt in 0..ATTEMPTS {
+            if attempt > 0 {
+                backoff(attempt).await;
+            }
+            let Some(item) = self.get(mkey.clone(), None).await? else {
+                return Ok(false);
+            };
+            let s3_key = get_s(&item, "s3").map(str::to_owned);
+            let mut doomed = vec![{
+                let b = Delete::builder()
+                    .table_name(t)
+                    .set_key(Some(mkey.clone()))
+                    .expression_attribute_names("#rev", "rev");
+                // Only the revision we read: a concurrent put may have added a tag.
+                let b = match item.get("rev") {
+                    Some(rev) => b
+                        .condition_expression("#rev = :rev")
+                        .expression_attribute_values(":rev", rev.clone()),
+                    None => b.condition_expression("attribute_not_exists(#rev)"),
+                };
+                TransactWriteItem::builder()
+                    .delete(b.build().map_err(other)?)
+                    .build()
+            }];
+            if let Some(subject) = get_s(&item, "subject") {
+                doomed.push(
+                    TransactWriteItem::builder()
+                        .delete(
+                            Delete::builder()
+                                .table_name(t)
+                                .set_key(Some(key(&pk, format!("REFERRER#{subject}#{d}"))))
+                                .build()
+                                .map_err(other)?,
+                        )
+                        .build(),
+                );
+            }
+            // The tags pointing at it.
+            let mut tags = Vec::new();
+            let mut next = None;
+            loop {
+                let page = self
+                    .0
+                    .client
+                    .query()
+                    .table_name(t)
+                    .consistent_read(self.0.consistent)
+                    .key_condition_expression("pk = :pk AND sk BETWEEN :lo AND :hi")
+                    .filter_expression("#d = :d")
+                    .expression_attribute_names("#d", "digest")
+                    .expression_attribute_values(":pk", s(&pk))
+                    .expression_attribute_values(":lo", s("TAG#"))
+                    .expression_attribute_values(":hi", s("TAG$"))
+                    .expression_attribute_values(":d", s(&d))
+                    .projection_expression("sk")
+                    .set_exclusive_start_key(next.take())
+                    .send()
+                    .await
+                    .map_err(store_error)?;
+                tags.extend(
+                    page.items()
+                        .iter()
+                        .filter_map(|i| get_s(i, "sk").map(str::to_owned)),
+                );
+                match page.last_evaluated_key {
+                    Some(k) => next = Some(k),
+                    None => break,
+                }
+            }
+            // Tags beyond one transaction's room go first, one by one (each still only if it
+            // points at this manifest).
+            let room = TX_MAX - doomed.len();
+            let extra = tags.len().saturating_sub(room);
+            for sk in tags.drain(..extra) {
+                let out = self
+                    .0
+                    .client
+                    .delete_item()
+                    .table_name(t)
+                    .set_key(Some(key(&pk, sk)))
+                    .condition_expression("#d = :d")
+                    .expression_attribute_names("#d", "digest")
+                    .expression_attribute_values(":d", s(&d))
+                    .send()
+                    .await
+                    .map_err(store_error);
+                match out {
+                    Ok(_) | Err(StoreError::Precondition(_)) => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            for sk in &tags {
+                doomed.push(TransactWriteItem::builder().delete(tag_delete(sk)?).build());
+            }
+            match self.transact(doomed).await {
+                Ok(()) => {
+                    if let (Some(k), Some((client, bucket, _))) = (s3_key, &self.0.s3)
+                        && let Err(e) = client
+                            .delete_object()
+                            .bucket(bucket)
+                            .key(&k)
+                            .send()
+                            .await
+                            .map_err(store_error)
+                    {
+                        tracing::warn!(key = %k, error = %e, "could not delete a manifest object");
+                    }
+                    return Ok(true);
+                }
+                // A concurrent write moved a tag or re-put the manifest: look again.
+                Err(StoreError::Precondition(e)) => {
+                    tracing::debug!(error = %e, attempt, "manifest delete raced; retrying");
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Err(StoreError::Precondition(format!(
+            "manifest {d} kept changing while being deleted"
+        )))
+    }
+
+    async fn delete_tag(&self, repo: &str, tag: &str) -> Result<bool, StoreError> {
+        let out = self
+            .0
+            .client
+            .delete_item()
+            .table_name(&self.0.table)
+            .set_key(Some(key(repo_pk(repo), format!("TAG#{tag}"))))
+            .condition_expression("attribute_exists(pk)")
+            .send()
+            .await
+            .map_err(store_error);
+        match out {
+            Ok(_) => Ok(true),
+            Err(StoreError::Precondition(_)) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn list_tags(
+        &self,
+        repo: &str,
+        last: Option<&str>,
+        n: usize,
+    ) -> Result<Option<Page>, StoreError> {
+        if !self.repository_exists(repo).await? {
+            return Ok(None);
+        }
+        let (items, _) = self
+            .query(
+                &repo_pk(repo),
+                SortCond::Between("TAG#", "TAG$"),
+                last.map(|l| format!("TAG#{l}")),
+                n.saturating_add(1),
+                Some("sk"),
+            )
+            .await?;
+        let mut tags: Vec<String> = items
+            .iter()
+            .filter_map(|i| get_s(i, "sk")?.strip_prefix("TAG#").map(str::to_owned))
+            .collect();
+        let more = tags.len() > n;
+        tags.truncate(n);
+        Ok(Some(Page { items: tags, more }))
+    }
+
+    async fn list_repositories(&self, last: Option<&str>, n: usize) -> Result<Page, StoreError> {
+        let (items, _) = self
+            .query(
+                "CATALOG",
+                SortCond::All,
+                last.map(str::to_owned),
+                n.saturating_add(1),
+                Some("sk"),
+            )
+            .await?;
+        let mut names: Vec<String> = items
+            .iter()
+            .filter_map(|i| get_s(i, "sk").map(str::to_owned))
+            .collect();
+        let more = names.len() > n;
+        names.truncate(n);
+        Ok(Page { items: names, more })
+    }
+
+    async fn referrers(&self, repo: &str, subject: &Digest) -> Result<Vec<Descriptor>, StoreError> {
+        let prefix = format!("REFERRER#{subject}#");
+        let (items, _) = self
+            .query(
+                &repo_pk(repo),
+                SortCond::Prefix(&prefix),
+                None,
+                usize::MAX,
+                None,
+            )
+            .await?;
+        items
+            .iter()
+            .map(|i| {
+                serde_json::from_str(get_s(i, "desc").ok_or_else(|| other("referrer lacks desc"))?)
+                    .map_err(other)
+            })
+            .collect()
+    }
+
+    async fn create_upload(&self, upload: &UploadRecord) -> Result<(), StoreError> {
+        self.0
+            .client
+            .put_item()
+            .table_name(&self.0.table)
+            .set_item(Some(Self::encode_upload(upload)))
+            .condition_expression("attribute_not_exists(pk)")
+            .send()
+            .await
+            .map_err(|e| match store_error(e) {
+                StoreError::Precondition(_) => {
+                    StoreError::Precondition(format!("upload {} exists", upload.id))
+                }
+                e => e,
+            })?;
+        Ok(())
+    }
+
+    async fn upload(&self, id: &str) -> Result<Option<UploadRecord>, StoreError> {
+        match self.get(key(upload_pk(id), "UPLOAD"), None).await? {
+            Some(item) => Self::decode_upload(&item).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    async fn update_upload(
+        &self,
+        upload: &UploadRecord,
+        expected_offset: u64,
+    ) -> Result<(), StoreError> {
+        let out = self
+            .0
+            .client
+            .put_item()
+            .table_name(&self.0.table)
+            .set_item(Some(Self::encode_upload(upload)))
+            .condition_expression("#off = :expected")
+            .expression_attribute_names("#off", "off")
+            .expression_attribute_values(":expected", n(expected_offset))
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .send()
+            .await;
+        let e = match out {
+            Ok(_) => return Ok(()),
+            Err(e) => e,
+        };
+        let current = match e.as_service_error() {
+            Some(PutItemError::ConditionalCheckFailedException(c)) => {
+                Some(c.item().map(|i| get_n(i, "off")))
+            }
+            _ => None,
+        };
+        match current {
+            // The upload exists at another offset.
+            Some(Some(Ok(at))) => Err(StoreError::Precondition(format!(
+                "upload {} is at {at}, not {expected_offset}",
+                upload.id
+            ))),
+            // The condition failed but the service did not say why: look.
+            Some(_) => match self.upload(&upload.id).await? {
+                Some(u) => Err(StoreError::Precondition(format!(
+                    "upload {} is at {}, not {expected_offset}",
+                    upload.id, u.offset
+                ))),
+                None => Err(StoreError::NotFound),
+            },
+            None => Err(store_error(e)),
+        }
+    }
+
+    async fn delete_upload(&self, id: &str) -> Result<(), StoreError> {
+        self.0
+            .client
+            .delete_item()
+            .table_name(&self.0.table)
+            .set_key(Some(key(upload_pk(id), "UPLOAD")))
+            .send()
+            .await
+            .map_err(store_error)?;
+        Ok(())
+    }
+
+    async fn stale_uploads(
+        &self,
+        before_ms: u64,
+        limit: usize,
+    ) -> Result<Vec<UploadRecord>, StoreError> {
+        let mut out = Vec::new();
+        let bound = format!("{before_ms:015}");
+        for shard in 0..UPLOAD_SHARDS {
+            let mut next = None;
+            loop {
+                if out.len() >= limit {
+                    return Ok(out);
+                }
+                let page = self
+                    .0
+                    .client
+                    .query()
+                    .table_name(&self.0.table)
+                    .index_name("gsi1")
+                    .key_condition_expression("gsi1pk = :p AND gsi1sk < :b")
+                    .expression_attribute_values(":p", s(format!("UPLOADS#{shard:x}")))
+                    .expression_attribute_values(":b", s(bound.clone()))
+                    .set_exclusive_start_key(next.take())
+                    .limit((limit - out.len()).clamp(1, 1000) as i32)
+                    .send()
+                    .await
+                    .map_err(store_error)?;
+                for item in page.items() {
+                    out.push(Self::decode_upload(item)?);
+                }
+                match page.last_evaluated_key {
+                    Some(k) => next = Some(k),
+                    None => break,
+                }
+            }
+        }
+        out.truncate(limit);
+        Ok(out)
+    }
+}
+
+impl DocumentStore for DynamoMetadata {
+    async fn get_doc(&self, kind: &str, id: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self
+            .get(key(format!("DOC#{kind}"), id), None)
+            .await?
+            .and_then(|i| get_b(&i, "v").map(<[u8]>::to_vec)))
+    }
+
+    async fn put_doc(
+        &self,
+        kind: &str,
+        id: &str,
+        value: &[u8],
+        if_absent: bool,
+    ) -> Result<(), StoreError> {
+        let mut item = key(format!("DOC#{kind}"), id);
+        item.insert("v".into(), b(value.to_vec()));
+        self.0
+            .client
+            .put_item()
+            .table_name(&self.0.table)
+            .set_item(Some(item))
+            .set_condition_expression(if_absent.then(|| "attribute_not_exists(pk)".to_owned()))
+            .send()
+            .await
+            .map_err(|e| match store_error(e) {
+                StoreError::Precondition(_) => {
+                    StoreError::Precondition(format!("{kind}/{id} exists"))
+                }
+                e => e,
+            })?;
+        Ok(())
+    }
+
+    async fn delete_doc(&self, kind: &str, id: &str) -> Result<bool, StoreError> {
+        let out = self
+            .0
+            .client
+            .delete_item()
+            .table_name(&self.0.table)
+            .set_key(Some(key(format!("DOC#{kind}"), id)))
+            .condition_expression("attribute_exists(pk)")
+            .send()
+            .await
+            .map_err(store_error);
+        match out {
+            Ok(_) => Ok(true),
+            Err(StoreError::Precondition(_)) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn list_docs(
+        &self,
+        kind: &str,
+        prefix: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+        let start = match after {
+            Some(a) if a.starts_with(prefix) && a > prefix => Some(a.to_owned()),
+            // Every id with the prefix sorts before `a`.
+            Some(a) if a > prefix => return Ok(Vec::new()),
+            _ => None,
+        };
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let (items, _) = self
+            .query(
+                &format!("DOC#{kind}"),
+                SortCond::Prefix(prefix),
+                start,
+                limit,
+                None,
+            )
+            .await?;
+        Ok(items
+            .iter()
+            .filter_map(|i| Some((get_s(i, "sk")?.to_owned(), get_b(i, "v")?.to_vec())))
+            .collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shards_and_index_keys() {
+        assert!(upload_shard("abc") < UPLOAD_SHARDS);
+        let spread: HashSet<u32> = (0..200)
+            .map(|i| upload_shard(&format!("{i:032x}")))
+            .collect();
+        assert_eq!(spread.len(), UPLOAD_SHARDS as usize);
+        // Stale means updated strictly before the bound.
+        let bound = format!("{:015}", 1500);
+        assert!(upload_index_sk(1499, "u") < bound);
+        assert!(upload_index_sk(1500, "u") > bound);
+        assert!(upload_index_sk(99, "u") < upload_index_sk(100, "u"));
+    }
+
+    #[test]
+    fn records_round_trip() {
+        let m = wharf_core::testing::test_manifest(&[Digest::sha256_of(b"a")], None, None);
+        let info = serde_json::to_string(&m.info).expect("json");
+        let back = decode_record(&encode_record(&info, &m.bytes)).expect("decode");
+        assert_eq!(back.info, m.info);
+        assert_eq!(back.bytes, m.bytes);
+    }
+
+    /// The server needs concrete, shareable adapters whose futures are `Send`.
+    #[allow(dead_code)]
+    fn adapters_are_send(m: &DynamoMetadata, u: &UploadRecord, d: &Digest, sm: &StoredManifest) {
+        fn send<T: Send>(_: T) {}
+        fn shared<T: Clone + Send + Sync + 'static>() {}
+        shared::<DynamoMetadata>();
+        send(m.manifest("r", &Reference::Digest(d.clone())));
+        send(m.put_manifest("r", sm, Some("t")));
+        send(m.delete_manifest("r", d));
+        send(m.update_upload(u, 0));
+        send(m.stale_uploads(0, 1));
+        send(m.list_docs("k", "", None, 1));
+    }
+}

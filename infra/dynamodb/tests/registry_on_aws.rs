@@ -1,0 +1,266 @@
+//! The core's registry over both AWS adapters, blobs in s3s-fs and metadata in moto: a
+//! chunked push, a monolithic push, a manifest by tag, and a blob GET answered with a
+//! presigned redirect that a plain HTTP client follows. Every request gets a fresh
+//! registry with fresh clients, as each Lambda invocation would; the handler future is
+//! checked to be `Send` (what tokio and lambda_http need).
+
+use bytes::Bytes;
+use http::{Method, Request, StatusCode, header};
+use http_body_util::{BodyExt, Full};
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
+use wharf_aws::CallCounter;
+use wharf_aws::testing::{self, LocalServer};
+use wharf_core::ports::Env;
+use wharf_core::{Config, Digest, Registry};
+use wharf_dynamodb::{DynamoMetadata, DynamoOptions};
+use wharf_s3::{S3BlobStore, S3Options};
+
+const MIB: usize = 1024 * 1024;
+
+struct RealEnv(AtomicU64);
+
+impl Env for RealEnv {
+    fn now_ms(&self) -> u64 {
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or(0)
+    }
+    fn fill_random(&self, buf: &mut [u8]) {
+        let n = self.0.fetch_add(1, Ordering::Relaxed) ^ self.now_ms().rotate_left(20);
+        for (i, b) in buf.iter_mut().enumerate() {
+            *b = (n >> ((i % 8) * 8)) as u8 ^ (i as u8).wrapping_mul(37);
+        }
+    }
+}
+
+struct Aws {
+    s3: LocalServer,
+    ddb: LocalServer,
+    counter: CallCounter,
+}
+
+type Reg = Registry<S3BlobStore, DynamoMetadata, RealEnv>;
+
+impl Aws {
+    /// A registry as a fresh invocation builds it.
+    async fn registry(&self) -> Reg {
+        let mut o = S3Options::new("blobs");
+        o.force_path_style = true;
+        o.call_counter = Some(self.counter.clone());
+        let blobs = S3BlobStore::new(&self.s3.sdk_config(), o)
+            .await
+            .expect("s3 store");
+        let mut o = DynamoOptions::new("wharf");
+        o.call_counter = Some(self.counter.clone());
+        let meta = DynamoMetadata::new(&self.ddb.sdk_config(), o);
+        Registry::new(blobs, meta, RealEnv(AtomicU64::new(1)), Config::default())
+    }
+
+    /// One request on a fresh registry; returns status, headers, body and AWS calls made.
+    async fn call(
+        &self,
+        method: Method,
+        uri: &str,
+        headers: &[(&str, String)],
+        body: Bytes,
+    ) -> (StatusCode, http::HeaderMap, Bytes, BTreeMap<String, u64>) {
+        let reg = self.registry().await;
+        self.counter.reset();
+        let mut req = Request::builder().method(method).uri(uri);
+        for (k, v) in headers {
+            req = req.header(*k, v);
+        }
+        let req = req.body(Full::new(body)).expect("request");
+        let resp = send(reg.handle(req)).await;
+        let calls = self.counter.snapshot();
+        let (parts, body) = resp.into_parts();
+        let body = body.collect().await.expect("body").to_bytes();
+        (parts.status, parts.headers, body, calls)
+    }
+}
+
+/// Compiles only if the handler future is `Send`.
+fn send<F: Future + Send>(f: F) -> F {
+    f
+}
+
+fn data(n: usize, seed: u8) -> Vec<u8> {
+    (0..n).map(|i| (i as u8).wrapping_mul(31) ^ seed).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn push_and_pull_through_the_core_on_s3_and_dynamodb() {
+    let Some(s3) = testing::s3s_fs() else {
+        eprintln!("SKIP: s3s-fs is not available; the registry-on-AWS test did not run");
+        return;
+    };
+    let Some(ddb) = testing::moto() else {
+        eprintln!("SKIP: moto_server is not available; the registry-on-AWS test did not run");
+        return;
+    };
+    let aws = Aws {
+        s3,
+        ddb,
+        counter: CallCounter::default(),
+    };
+    {
+        let reg = aws.registry().await;
+        reg.meta.create_table().await.expect("table");
+        reg.blobs
+            .client()
+            .create_bucket()
+            .bucket("blobs")
+            .send()
+            .await
+            .expect("bucket");
+    }
+    let mut report = Vec::new();
+
+    // A chunked push: POST, two PATCHes (6 MiB, 5.5 MiB), PUT with the last 1 MiB.
+    let layer = data(12 * MIB + 512 * 1024, 7);
+    let digest = Digest::sha256_of(&layer);
+    let (st, h, _, calls) = aws
+        .call(
+            Method::POST,
+            "/v2/e2e/app/blobs/uploads/",
+            &[],
+            Bytes::new(),
+        )
+        .await;
+    assert_eq!(st, StatusCode::ACCEPTED);
+    assert_eq!(h["oci-chunk-min-length"], "5242880");
+    report.push(("POST upload", calls));
+    let mut location = h[header::LOCATION].to_str().expect("location").to_owned();
+    let mut at = 0;
+    for (i, n) in [6 * MIB, 5 * MIB + 512 * 1024].into_iter().enumerate() {
+        let (st, h, body, calls) = aws
+            .call(
+                Method::PATCH,
+                &location,
+                &[
+                    ("content-range", format!("{at}-{}", at + n - 1)),
+                    ("content-length", n.to_string()),
+                ],
+                Bytes::copy_from_slice(&layer[at..at + n]),
+            )
+            .await;
+        assert_eq!(
+            st,
+            StatusCode::ACCEPTED,
+            "{}",
+            String::from_utf8_lossy(&body)
+        );
+        at += n;
+        assert_eq!(h[header::RANGE], format!("0-{}", at - 1));
+        location = h[header::LOCATION].to_str().expect("location").to_owned();
+        report.push((
+            if i == 0 {
+                "PATCH 6 MiB"
+            } else {
+                "PATCH 5.5 MiB"
+            },
+            calls,
+        ));
+    }
+    let sep = if location.contains('?') { '&' } else { '?' };
+    let (st, _, body, calls) = aws
+        .call(
+            Method::PUT,
+            &format!("{location}{sep}digest={digest}"),
+            &[("content-length", (layer.len() - at).to_string())],
+            Bytes::copy_from_slice(&layer[at..]),
+        )
+        .await;
+    assert_eq!(
+        st,
+        StatusCode::CREATED,
+        "{}",
+        String::from_utf8_lossy(&body)
+    );
+    report.push(("PUT last 1 MiB + commit (copy)", calls));
+
+    // A monolithic push with the digest up front: completes in place.
+    let config = Bytes::from_static(br#"{"architecture":"amd64","os":"linux"}"#);
+    let config_digest = Digest::sha256_of(&config);
+    let (st, _, _, calls) = aws
+        .call(
+            Method::POST,
+            &format!("/v2/e2e/app/blobs/uploads/?digest={config_digest}"),
+            &[("content-length", config.len().to_string())],
+            config.clone(),
+        )
+        .await;
+    assert_eq!(st, StatusCode::CREATED);
+    report.push(("POST ?digest= (small monolithic)", calls));
+
+    // The manifest, by tag.
+    let manifest = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": config_digest, "size": config.len()},
+        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": digest, "size": layer.len()}],
+    })
+    .to_string();
+    let (st, _, body, calls) = aws
+        .call(
+            Method::PUT,
+            "/v2/e2e/app/manifests/v1",
+            &[(
+                "content-type",
+                "application/vnd.oci.image.manifest.v1+json".into(),
+            )],
+            Bytes::from(manifest.clone()),
+        )
+        .await;
+    assert_eq!(
+        st,
+        StatusCode::CREATED,
+        "{}",
+        String::from_utf8_lossy(&body)
+    );
+    report.push(("PUT manifest by tag", calls));
+    let (st, _, body, calls) = aws
+        .call(Method::GET, "/v2/e2e/app/manifests/v1", &[], Bytes::new())
+        .await;
+    assert_eq!(st, StatusCode::OK);
+    assert_eq!(body, manifest.as_bytes());
+    assert_eq!(
+        calls.values().sum::<u64>(),
+        1,
+        "GET by tag is one read: {calls:?}"
+    );
+    report.push(("GET manifest by tag", calls));
+
+    // The blob: a 307 to a presigned URL, computed without calling S3.
+    let (st, h, _, calls) = aws
+        .call(
+            Method::GET,
+            &format!("/v2/e2e/app/blobs/{digest}"),
+            &[],
+            Bytes::new(),
+        )
+        .await;
+    assert_eq!(st, StatusCode::TEMPORARY_REDIRECT);
+    assert!(!calls.keys().any(|k| k.starts_with("S3.")), "{calls:?}");
+    report.push(("GET blob (307)", calls));
+    let url = h[header::LOCATION].to_str().expect("location");
+    let got = reqwest::get(url).await.expect("follow redirect");
+    assert_eq!(got.status(), 200);
+    assert!(
+        got.bytes().await.expect("bytes") == layer,
+        "the redirect serves the blob"
+    );
+
+    let (st, _, body, _) = aws
+        .call(Method::GET, "/v2/_catalog", &[], Bytes::new())
+        .await;
+    assert_eq!(st, StatusCode::OK);
+    assert!(String::from_utf8_lossy(&body).contains("e2e/app"));
+
+    for (what, calls) in report {
+        eprintln!("AWS calls, {what}: {calls:?}");
+    }
+}
