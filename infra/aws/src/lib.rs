@@ -2,7 +2,7 @@
 //!
 //! - [`http_client`]: the SDK's hyper client on rustls with *ring* (no aws-lc-rs, so no C or
 //!   CMake build), the same TLS stack the `wharf` server uses.
-//! - [`static_config`] (local stand-ins, tests) and, with the `env` feature, [`env_config`]
+//! - [`static_config`] (local stand-ins, tests) and, with the `env` feature, `env_config`
 //!   (Lambda, ECS, EC2, profiles): the [`SdkConfig`] both adapters are built from.
 //! - [`store_error`]: every SDK failure becomes a [`StoreError`] named by meaning, so no SDK
 //!   type ever reaches the core.

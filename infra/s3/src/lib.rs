@@ -75,6 +75,9 @@ pub const DEFAULT_PART: usize = 8 * 1024 * 1024;
 pub const MAX_SINGLE_COPY: u64 = 5 * 1024 * 1024 * 1024;
 /// The part size grows by one `part_size` every this many parts.
 const PARTS_PER_STEP: usize = 1000;
+/// Request objects one upload may have: its record must fit a DynamoDB item (400 KB), and
+/// commit assembles them as parts (at most 10,000).
+const MAX_OBJECTS: usize = 4000;
 /// S3's largest part number.
 const MAX_PARTS: i32 = 10_000;
 
@@ -403,7 +406,7 @@ impl S3BlobStore {
         Ok(out.e_tag().unwrap_or_default().to_owned())
     }
 
-    /// Deletes every object under an upload's prefix (data, tails, strays).
+    /// Deletes every object under an upload's prefix (request objects, strays).
     async fn delete_upload_objects(&self, prefix: &str) -> Result<(), StoreError> {
         let c = &self.0.client;
         let mut token = None;
@@ -492,8 +495,13 @@ impl S3BlobStore {
                 ..State::default()
             });
         }
-        let s: State = serde_json::from_str(&upload.store_state)
+        let mut s: State = serde_json::from_str(&upload.store_state)
             .map_err(|e| other(format!("corrupt upload state: {e}")))?;
+        // Object keys are kept relative to the upload's prefix (the record stays small).
+        let prefix = self.upload_prefix(&upload.id)?;
+        for o in &mut s.objects {
+            o.key.insert_str(0, &prefix);
+        }
         if s.len() != upload.offset {
             return Err(other(format!(
                 "upload state covers {} bytes, the record says {}",
@@ -527,6 +535,17 @@ fn copy_ranges(size: u64, part: u64, last_source: bool) -> Vec<(u64, u64)> {
         }
     }
     out
+}
+
+/// The state as recorded: object keys relative to the upload's prefix.
+fn record_state(state: &State, prefix: &str) -> Result<String, StoreError> {
+    let mut s = state.clone();
+    for o in &mut s.objects {
+        if let Some(rel) = o.key.strip_prefix(prefix) {
+            o.key = rel.to_owned();
+        }
+    }
+    serde_json::to_string(&s).map_err(other)
 }
 
 /// A fresh random number (a request's object key must be its own).
@@ -715,6 +734,12 @@ impl BlobStore for S3BlobStore {
                 "this upload was closed by a request that declared its digest",
             ));
         }
+        if state.objects.len() >= MAX_OBJECTS {
+            return Err(other(format!(
+                "upload {} has {MAX_OBJECTS} chunks already; send larger chunks",
+                upload.id
+            )));
+        }
         let multi = state.direct.clone();
         // A small last object is read back and replaced by this request's object.
         let tail = match &multi {
@@ -728,6 +753,7 @@ impl BlobStore for S3BlobStore {
         Ok(S3Writer {
             store: self.clone(),
             key: format!("{prefix}{start}-{:016x}", nonce()),
+            prefix,
             state,
             tail,
             multi,
@@ -861,6 +887,8 @@ pub struct S3Writer {
     store: S3BlobStore,
     /// This request's object.
     key: String,
+    /// `uploads/<id>/`.
+    prefix: String,
     /// The recorded state.
     state: State,
     /// The recorded small last object, read into `buf` before the first new byte.
@@ -1001,7 +1029,7 @@ impl BlobWriter for S3Writer {
     async fn finish(mut self) -> Result<String, StoreError> {
         if self.size == 0 {
             // Nothing new: the recorded state stands.
-            return serde_json::to_string(&self.state).map_err(other);
+            return record_state(&self.state, &self.prefix);
         }
         self.size += self.tail.as_ref().map_or(0, |t| t.size);
         let rest = self.buf.split().freeze();
@@ -1013,7 +1041,7 @@ impl BlobWriter for S3Writer {
             }
             self.state.sealed = rest_len < MIN_PART;
             self.state.direct = self.multi.take();
-            return serde_json::to_string(&self.state).map_err(other);
+            return record_state(&self.state, &self.prefix);
         }
         let s = self.store.0.clone();
         let obj = match self.multi.is_some() {
@@ -1059,7 +1087,7 @@ impl BlobWriter for S3Writer {
             self.state.objects.pop();
         }
         self.state.objects.push(obj);
-        serde_json::to_string(&self.state).map_err(other)
+        record_state(&self.state, &self.prefix)
     }
 }
 

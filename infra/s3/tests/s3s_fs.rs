@@ -183,6 +183,11 @@ async fn chunked_upload_across_invocations_with_a_failed_request() {
     session(&s, &mut up, &chunks(a, &[3 * MIB, MIB]), true).await;
     assert_eq!(up.offset, a.len() as u64);
     assert_eq!(objects(&up), vec![a.len() as u64]);
+    assert!(
+        !up.store_state.contains("uploads/"),
+        "keys are recorded relative: {}",
+        up.store_state
+    );
     drop(s);
 
     // Invocation 2: the tail is read back; 6 MiB + 123 then 2 MiB fill one part and leave
