@@ -30,6 +30,8 @@ if ! cargo build --release -p wharf >"$LOGS/build.log" 2>&1; then
   exit 1
 fi
 export WHARF_BIN=$ROOT/target/release/wharf
+# The AWS adapter tests need moto and s3s-fs (installed above): missing ones fail, not skip.
+export WHARF_REQUIRE_TOOLS=1
 
 step "cargo test --workspace"
 cargo test --workspace --no-fail-fast >"$LOGS/cargo-test.log" 2>&1

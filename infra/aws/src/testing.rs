@@ -103,10 +103,19 @@ fn tool(name: &str, install: &[&str]) -> Option<PathBuf> {
         .map(|s| s.success())
         .unwrap_or(false);
     if !ok {
-        eprintln!("SKIP: could not install {name} ({})", install.join(" "));
+        skip(&format!("could not install {name} ({})", install.join(" ")));
         return None;
     }
     which(name)
+}
+
+/// Reports why a test cannot run. With `WHARF_REQUIRE_TOOLS=1` (the test runner sets it)
+/// a missing tool is a failure, not a skip: a skipped test proves nothing.
+fn skip(why: &str) {
+    if std::env::var("WHARF_REQUIRE_TOOLS").is_ok_and(|v| v == "1") {
+        panic!("required test tool unavailable: {why}");
+    }
+    eprintln!("SKIP: {why}");
 }
 
 fn wait_listening(child: &mut Child, port: u16, timeout: Duration) -> bool {
@@ -141,7 +150,7 @@ fn start(
         {
             Ok(c) => c,
             Err(e) => {
-                eprintln!("SKIP: cannot start {name}: {e}");
+                skip(&format!("cannot start {name}: {e}"));
                 return None;
             }
         };
@@ -156,7 +165,7 @@ fn start(
         let _ = child.kill();
         let _ = child.wait();
     }
-    eprintln!("SKIP: {name} did not start listening");
+    skip(&format!("{name} did not start listening"));
     None
 }
 
