@@ -389,6 +389,23 @@ impl DynamoMetadata {
     }
 
     /// Which of `sks` exist in `pk` (BatchGetItem, 100 keys a call).
+    /// Of `digests`, those with no `<kind>#<digest>` item in the repository's partition.
+    async fn missing(
+        &self,
+        repo: &str,
+        kind: &str,
+        digests: &[Digest],
+    ) -> Result<Vec<Digest>, StoreError> {
+        let sks: Vec<String> = digests.iter().map(|d| format!("{kind}#{d}")).collect();
+        let found = self.existing(&repo_pk(repo), &sks).await?;
+        Ok(digests
+            .iter()
+            .zip(&sks)
+            .filter(|(_, sk)| !found.contains(*sk))
+            .map(|(d, _)| d.clone())
+            .collect())
+    }
+
     async fn existing(&self, pk: &str, sks: &[String]) -> Result<HashSet<String>, StoreError> {
         let mut found = HashSet::new();
         let unique: Vec<&String> = {
@@ -657,14 +674,7 @@ impl MetadataStore for DynamoMetadata {
         repo: &str,
         digests: &[Digest],
     ) -> Result<Vec<Digest>, StoreError> {
-        let sks: Vec<String> = digests.iter().map(|d| format!("BLOB#{d}")).collect();
-        let found = self.existing(&repo_pk(repo), &sks).await?;
-        Ok(digests
-            .iter()
-            .zip(&sks)
-            .filter(|(_, sk)| !found.contains(*sk))
-            .map(|(d, _)| d.clone())
-            .collect())
+        self.missing(repo, "BLOB", digests).await
     }
 
     async fn missing_manifests(
@@ -672,14 +682,7 @@ impl MetadataStore for DynamoMetadata {
         repo: &str,
         digests: &[Digest],
     ) -> Result<Vec<Digest>, StoreError> {
-        let sks: Vec<String> = digests.iter().map(|d| format!("MANIFEST#{d}")).collect();
-        let found = self.existing(&repo_pk(repo), &sks).await?;
-        Ok(digests
-            .iter()
-            .zip(&sks)
-            .filter(|(_, sk)| !found.contains(*sk))
-            .map(|(d, _)| d.clone())
-            .collect())
+        self.missing(repo, "MANIFEST", digests).await
     }
 
     async fn manifest(

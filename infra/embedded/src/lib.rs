@@ -169,6 +169,26 @@ impl EmbeddedMetadata {
         .map_err(err)?
     }
 
+    /// Of `digests`, those with no `(repo, digest)` key in `table`.
+    fn missing<V: redb::Value + 'static>(
+        &self,
+        table: TableDefinition<(&str, &str), V>,
+        repo: &str,
+        digests: &[Digest],
+    ) -> Result<Vec<Digest>, StoreError> {
+        let t = self.read()?.open_table(table).map_err(err)?;
+        let mut out = Vec::new();
+        for d in digests {
+            if t.get((repo, d.to_string().as_str()))
+                .map_err(err)?
+                .is_none()
+            {
+                out.push(d.clone());
+            }
+        }
+        Ok(out)
+    }
+
     fn read(&self) -> Result<redb::ReadTransaction, StoreError> {
         self.db.begin_read().map_err(err)
     }
@@ -223,17 +243,7 @@ impl MetadataStore for EmbeddedMetadata {
         repo: &str,
         digests: &[Digest],
     ) -> Result<Vec<Digest>, StoreError> {
-        let t = self.read()?.open_table(LINKS).map_err(err)?;
-        let mut out = Vec::new();
-        for d in digests {
-            if t.get((repo, d.to_string().as_str()))
-                .map_err(err)?
-                .is_none()
-            {
-                out.push(d.clone());
-            }
-        }
-        Ok(out)
+        self.missing(LINKS, repo, digests)
     }
 
     async fn missing_manifests(
@@ -241,17 +251,7 @@ impl MetadataStore for EmbeddedMetadata {
         repo: &str,
         digests: &[Digest],
     ) -> Result<Vec<Digest>, StoreError> {
-        let t = self.read()?.open_table(MANIFESTS).map_err(err)?;
-        let mut out = Vec::new();
-        for d in digests {
-            if t.get((repo, d.to_string().as_str()))
-                .map_err(err)?
-                .is_none()
-            {
-                out.push(d.clone());
-            }
-        }
-        Ok(out)
+        self.missing(MANIFESTS, repo, digests)
     }
 
     async fn manifest(
