@@ -8,6 +8,7 @@
 pub mod api;
 pub mod auth;
 pub mod body;
+pub mod capability;
 pub mod digest;
 pub mod error;
 pub mod gate;

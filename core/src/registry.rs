@@ -3,6 +3,7 @@
 
 use crate::auth::{Action, TokenService};
 use crate::body::Body;
+use crate::capability;
 use crate::digest::{Algorithm, Digest, Hasher, to_hex};
 use crate::error::{ErrorCode, RegistryError, Result, StoreError};
 use crate::gate::Caller;
@@ -46,6 +47,15 @@ pub struct Config {
     pub presign_ttl_secs: u64,
     /// Largest request body accepted in one request (`None`: no limit). Lambda sets 6 MB.
     pub max_request_body: Option<u64>,
+    /// Base URL of an upload front (`WHARF_UPLOAD_URL`): upload sessions started here send
+    /// their bytes there, with a capability in the URL (see [`crate::capability`]). Needs
+    /// `upload_secret`.
+    pub upload_front: Option<String>,
+    /// Secret that signs upload capabilities, shared by the API and its upload front. With
+    /// it, a request that carries a valid capability for its upload needs no token.
+    pub upload_secret: Option<Vec<u8>>,
+    /// Lifetime of an upload capability (checked when each request of the upload starts).
+    pub upload_capability_ttl_secs: u64,
 }
 
 impl Default for Config {
@@ -55,6 +65,9 @@ impl Default for Config {
             redirect_blobs: true,
             presign_ttl_secs: 900,
             max_request_body: None,
+            upload_front: None,
+            upload_secret: None,
+            upload_capability_ttl_secs: 3600,
         }
     }
 }
@@ -150,11 +163,41 @@ impl<B: BlobStore, M: MetadataStore + DocumentStore, E: Env> Registry<B, M, E> {
         }
         let head = *m == Method::HEAD;
         let mut query = query;
-        let caller = self.authorize_route(&r, m, &mut query, &parts.headers, &parts.extensions)?;
+        let cap = self.upload_capability(&r, &query)?;
+        let caller = match cap {
+            Some(_) => Caller {
+                name: "upload-capability".into(),
+                claims: None,
+            },
+            None => self.authorize_route(&r, m, &mut query, &parts.headers, &parts.extensions)?,
+        };
         let audit = audit_action(&r, m);
-        let result = self
+        let mut result = self
             .route_request(r.clone(), m, head, &query, &parts.headers, body)
             .await;
+        let cap = cap.as_deref();
+        match &mut result {
+            Ok(resp) => {
+                let new = resp
+                    .headers()
+                    .get(header::LOCATION)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|loc| self.upload_location_for(&r, cap, loc))
+                    .and_then(|l| HeaderValue::from_str(&l).ok());
+                if let Some(v) = new {
+                    resp.headers_mut().insert(header::LOCATION, v);
+                }
+            }
+            Err(e) => {
+                for (k, v) in e.headers.iter_mut() {
+                    if *k == header::LOCATION
+                        && let Some(new) = self.upload_location_for(&r, cap, v)
+                    {
+                        *v = new;
+                    }
+                }
+            }
+        }
         if let (Ok(resp), Some((action, repo, reference))) = (&result, audit)
             && resp.status().is_success()
         {
@@ -168,6 +211,58 @@ impl<B: BlobStore, M: MetadataStore + DocumentStore, E: Env> Registry<B, M, E> {
             .await;
         }
         result
+    }
+
+    /// The upload capability a request carries (`?cap=`), if it is valid for its upload.
+    /// A capability that is present but invalid is refused outright (401) rather than
+    /// ignored, so a forged or expired one never falls through to anonymous access.
+    fn upload_capability(&self, r: &Route<'_>, query: &Query) -> Result<Option<String>> {
+        let Some(cap) = query.get(capability::PARAM) else {
+            return Ok(None);
+        };
+        let refuse = |msg: String| RegistryError::new(ErrorCode::Unauthorized, msg);
+        let Route::Upload { name, id } = r else {
+            return Err(refuse(
+                "an upload capability is only valid on its upload's URL".into(),
+            ));
+        };
+        let Some(secret) = &self.config.upload_secret else {
+            return Err(refuse(
+                "this registry accepts no upload capabilities (no upload secret is configured)"
+                    .into(),
+            ));
+        };
+        capability::verify(secret, name, id, cap, self.env.now_ms() / 1000)
+            .map_err(|e| refuse(e.to_string()))?;
+        Ok(Some(cap.to_owned()))
+    }
+
+    /// Keeps an upload's `Location` on the path its bytes should take: a request that came
+    /// with a capability gets it back in the `Location`, and a session started here goes to
+    /// the upload front when one is configured.
+    fn upload_location_for(&self, r: &Route<'_>, cap: Option<&str>, loc: &str) -> Option<String> {
+        let (_, id) = loc.strip_prefix("/v2/")?.rsplit_once("/blobs/uploads/")?;
+        let new = match (
+            r,
+            cap,
+            &self.config.upload_front,
+            &self.config.upload_secret,
+        ) {
+            (Route::Upload { .. }, Some(cap), _, _) => {
+                format!("{loc}?{}={}", capability::PARAM, cap)
+            }
+            (Route::UploadStart { name }, None, Some(front), Some(secret)) => {
+                let expiry = self.env.now_ms() / 1000 + self.config.upload_capability_ttl_secs;
+                let cap = capability::mint(secret, name, id, expiry);
+                format!(
+                    "{}{loc}?{}={cap}",
+                    front.trim_end_matches('/'),
+                    capability::PARAM
+                )
+            }
+            _ => return None,
+        };
+        Some(new)
     }
 
     /// Checks the caller's token for what the route needs; drops a mount whose source the
@@ -879,8 +974,10 @@ fn body_too_large(max: u64) -> RegistryError {
     RegistryError::new(
         ErrorCode::SizeInvalid,
         format!(
-            "request body exceeds this runtime's {max}-byte limit; send the blob in chunks \
-             (PATCH with Content-Range, each at most {max} bytes) or push through an upload front"
+            "request body exceeds this runtime's limit of {max} bytes per request (AWS Lambda \
+             takes 6 MB); send the blob in chunks of at most {max} bytes (PATCH with \
+             Content-Range), or have the operator set WHARF_UPLOAD_URL so uploads go to an \
+             upload front that takes any size"
         ),
     )
     .with_status(StatusCode::PAYLOAD_TOO_LARGE)

@@ -116,8 +116,9 @@ impl BlobWriter for MemoryWriter {
 }
 
 /// Metadata in memory: the reference semantics of [`MetadataStore`] (and documents).
-#[derive(Default)]
-pub struct MemoryMetadata(Mutex<MemState>, MemoryDocs);
+/// Clones share their state, like two functions on one table.
+#[derive(Default, Clone)]
+pub struct MemoryMetadata(Arc<Mutex<MemState>>, Arc<MemoryDocs>);
 
 impl DocumentStore for MemoryMetadata {
     async fn get_doc(&self, kind: &str, id: &str) -> Result<Option<Vec<u8>>, StoreError> {
