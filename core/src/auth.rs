@@ -5,7 +5,7 @@
 //! A repository's project is its first path segment (`team/app` → `team`).
 
 use crate::digest::to_hex;
-use crate::error::{ErrorCode, RegistryError};
+use crate::error::{ErrorCode, RegistryError, StoreError};
 use crate::ports::{DocumentStore, Env};
 use argon2::password_hash::{PasswordHasher, PasswordVerifier};
 use base64::Engine as _;
@@ -476,6 +476,100 @@ impl Keys {
     pub fn signing_kid(&self) -> &str {
         &self.keys[0].kid
     }
+}
+
+/// A new P-256 private key as PKCS#8 PEM, from `env`'s randomness.
+pub fn generate_key_pem(env: &impl Env) -> Result<String, RegistryError> {
+    use p256::pkcs8::{EncodePrivateKey, LineEnding};
+    let key = loop {
+        let mut b = [0u8; 32];
+        env.fill_random(&mut b);
+        // All but a 2^-128 fraction of 32-byte strings are valid scalars.
+        if let Ok(k) = p256::SecretKey::from_slice(&b) {
+            break k;
+        }
+    };
+    key.to_pkcs8_pem(LineEnding::LF)
+        .map(|p| p.to_string())
+        .map_err(|e| RegistryError::new(ErrorCode::Unknown, format!("encoding key: {e}")))
+}
+
+/// Splits a text holding one or more PEM blocks (e.g. an environment variable or a secret
+/// with the signing key first, then keys still accepted for rotation).
+pub fn split_pems(text: &str) -> Vec<Vec<u8>> {
+    text.split_inclusive("-----END PRIVATE KEY-----")
+        .map(str::trim)
+        .filter(|b| b.starts_with("-----BEGIN"))
+        .map(|b| format!("{b}\n").into_bytes())
+        .collect()
+}
+
+/// Document kind and id under which a stateless deployment keeps its generated key.
+const KEY_DOC: (&str, &str) = ("config", "token-signing-key");
+
+/// The token keys of a deployment that has no configured key: one generated on first use
+/// and kept in the document store (a create-only write, so instances starting at once agree
+/// on a single key). For stateless runtimes (Lambda, Workers) whose instances must verify
+/// each other's tokens; the key is then as private as the table (encrypted at rest, IAM).
+pub async fn stored_keys<D: DocumentStore>(
+    docs: &D,
+    env: &impl Env,
+) -> Result<Keys, RegistryError> {
+    let invalid =
+        |e: String| RegistryError::new(ErrorCode::Unknown, format!("stored token key: {e}"));
+    for _ in 0..3 {
+        if let Some(pem) = docs.get_doc(KEY_DOC.0, KEY_DOC.1).await? {
+            return Keys::from_pems(&[pem]).map_err(invalid);
+        }
+        let pem = generate_key_pem(env)?;
+        match docs
+            .put_doc(KEY_DOC.0, KEY_DOC.1, pem.as_bytes(), true)
+            .await
+        {
+            Ok(()) => {
+                tracing::info!("generated the token signing key");
+                return Keys::from_pems(&[pem.into_bytes()]).map_err(invalid);
+            }
+            // Another instance won the race: use its key.
+            Err(StoreError::Precondition(_)) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Err(invalid("could not be read or created".into()))
+}
+
+/// Creates the system administrator `admin` if there is none, with `password` or a
+/// generated one; returns the password if it was generated (for the caller to show once).
+pub async fn ensure_admin<D: DocumentStore>(
+    docs: &D,
+    env: &impl Env,
+    password: Option<&str>,
+) -> Result<Option<String>, RegistryError> {
+    let dir = Directory(docs);
+    if dir.user("admin").await?.is_some() {
+        return Ok(None);
+    }
+    let (password, generated) = match password {
+        Some(p) if !p.is_empty() => (p.to_owned(), false),
+        _ => (random_secret(env), true),
+    };
+    let user = User {
+        username: "admin".into(),
+        password_hash: hash_password(env, &password)?,
+        email: None,
+        admin: true,
+        created_ms: env.now_ms(),
+    };
+    let raw = serde_json::to_vec(&user)
+        .map_err(|e| RegistryError::new(ErrorCode::Unknown, e.to_string()))?;
+    match docs.put_doc("user", "admin", &raw, true).await {
+        Ok(()) => {}
+        // Created meanwhile by another instance: theirs stands.
+        Err(StoreError::Precondition(_)) => return Ok(None),
+        Err(e) => return Err(e.into()),
+    }
+    tracing::info!("created the system administrator 'admin'");
+    Ok(generated.then_some(password))
 }
 
 /// Why a token was refused.

@@ -378,6 +378,8 @@ pub struct Resp {
     pub headers: ureq::http::HeaderMap,
     /// Body.
     pub body: Vec<u8>,
+    /// Whether a 307 was followed to get it (blob GETs on AWS).
+    pub redirected: bool,
 }
 
 impl Resp {
@@ -462,12 +464,43 @@ impl Client<'_> {
         for (k, v) in headers {
             b = b.header(*k, *v);
         }
+        // Blob bytes go as application/octet-stream, as docker, skopeo and oras send them
+        // (Lambda's function URLs, and so `cargo lambda watch`, need a type for binary).
+        if body.is_some()
+            && !headers
+                .iter()
+                .any(|(k, _)| k.eq_ignore_ascii_case("content-type"))
+        {
+            b = b.header("Content-Type", "application/octet-stream");
+        }
         let agent = agent();
         let resp = match body {
             Some(data) => agent.run(b.body(data.to_vec()).expect("request")),
             None => agent.run(b.body(()).expect("request")),
         };
         let mut resp = resp.unwrap_or_else(|e| panic!("{method} {url}: {e}"));
+        // A blob GET may be redirected to object storage (AWS: a presigned S3 URL). Follow
+        // it as clients do: once, without the registry's Authorization, other headers kept.
+        let redirected = resp.status().as_u16() == 307 && method == "GET";
+        if redirected {
+            let to = resp
+                .headers()
+                .get("location")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default()
+                .to_owned();
+            assert!(
+                to.starts_with("http"),
+                "307 without an absolute Location: {to:?}"
+            );
+            let mut b = ureq::http::Request::builder().method("GET").uri(&to);
+            for (k, v) in headers {
+                b = b.header(*k, *v);
+            }
+            resp = agent
+                .run(b.body(()).expect("request"))
+                .unwrap_or_else(|e| panic!("GET {to} (redirected from {url}): {e}"));
+        }
         let status = resp.status().as_u16();
         let headers = resp.headers().clone();
         let body = resp
@@ -480,6 +513,7 @@ impl Client<'_> {
             status,
             headers,
             body,
+            redirected,
         }
     }
 

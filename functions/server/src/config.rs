@@ -52,6 +52,21 @@ pub struct ServeArgs {
     /// Token service name (`service` in challenges, `aud` of tokens) [default: wharf].
     #[arg(long, env = "WHARF_SERVICE")]
     pub service: Option<String>,
+    /// Where blobs live: fs (DATA_DIR) or s3 (WHARF_S3_BUCKET, AWS environment) [default: fs].
+    #[arg(long, env = "WHARF_STORAGE")]
+    pub storage: Option<String>,
+    /// Where metadata lives: embedded (DATA_DIR/meta.redb) or dynamodb (WHARF_DYNAMODB_TABLE)
+    /// [default: embedded]. s3 goes with dynamodb: the pair is one AWS deployment.
+    #[arg(long, env = "WHARF_METADATA")]
+    pub metadata: Option<String>,
+    /// Base URL of an upload front: upload sessions send their bytes there, with a signed
+    /// capability in the URL (needs WHARF_UPLOAD_SECRET, shared with the front).
+    #[arg(long, env = "WHARF_UPLOAD_URL")]
+    pub upload_url: Option<String>,
+    /// Secret (at least 32 characters) that signs upload capabilities; a front needs it to
+    /// accept them. Prefer the variable to the flag: flags show in process lists.
+    #[arg(long, env = "WHARF_UPLOAD_SECRET", hide_env_values = true)]
+    pub upload_secret: Option<String>,
 }
 
 /// The config file's shape.
@@ -71,6 +86,10 @@ struct FileConfig {
     token_keys: Option<Vec<PathBuf>>,
     token_ttl_secs: Option<u64>,
     service: Option<String>,
+    storage: Option<String>,
+    metadata: Option<String>,
+    upload_url: Option<String>,
+    upload_secret: Option<String>,
 }
 
 /// Resolved settings.
@@ -88,6 +107,18 @@ pub struct Settings {
     pub token_keys: Vec<PathBuf>,
     pub token_ttl_secs: u64,
     pub service: String,
+    pub backend: Backend,
+    pub upload_front: Option<String>,
+    pub upload_secret: Option<String>,
+}
+
+/// Which stores the server runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// Files under the data directory and an embedded redb database.
+    Local,
+    /// S3 and DynamoDB (the AWS deployment's stores, shared with its Lambda function).
+    Aws,
 }
 
 impl ServeArgs {
@@ -123,7 +154,37 @@ impl ServeArgs {
             "off" | "false" => false,
             other => return Err(format!("auth must be on or off, not {other:?}")),
         };
+        let storage = self.storage.or(file.storage).unwrap_or_else(|| "fs".into());
+        let metadata = self
+            .metadata
+            .or(file.metadata)
+            .unwrap_or_else(|| "embedded".into());
+        let backend = match (storage.as_str(), metadata.as_str()) {
+            ("fs", "embedded") => Backend::Local,
+            ("s3", "dynamodb") => Backend::Aws,
+            (s, m) if !matches!(s, "fs" | "s3") || !matches!(m, "embedded" | "dynamodb") => {
+                return Err(format!(
+                    "storage must be fs or s3 and metadata embedded or dynamodb, not {s:?}/{m:?}"
+                ));
+            }
+            (s, m) => {
+                return Err(format!(
+                    "--storage {s} with --metadata {m} is not supported: use fs with embedded, or s3 with dynamodb"
+                ));
+            }
+        };
+        let upload_secret = self.upload_secret.or(file.upload_secret);
+        if upload_secret.as_ref().is_some_and(|s| s.len() < 32) {
+            return Err("the upload secret must be at least 32 characters".into());
+        }
+        let upload_front = self.upload_url.or(file.upload_url);
+        if upload_front.is_some() && upload_secret.is_none() {
+            return Err("an upload URL needs an upload secret (WHARF_UPLOAD_SECRET)".into());
+        }
         Ok(Settings {
+            backend,
+            upload_front,
+            upload_secret,
             auth,
             token_keys: self.token_keys.or(file.token_keys).unwrap_or_default(),
             token_ttl_secs: self.token_ttl_secs.or(file.token_ttl_secs).unwrap_or(300),

@@ -1,16 +1,15 @@
 //! Token signing keys and the first administrator: what `wharf serve` sets up on first start.
 
-use p256::pkcs8::{EncodePrivateKey, LineEnding};
 use std::path::{Path, PathBuf};
-use wharf_core::auth::{Directory, Keys, User, hash_password, random_secret};
+use wharf_core::auth::{Keys, generate_key_pem};
 use wharf_core::{Env, ports::DocumentStore};
 
 /// Loads the configured keys, or the generated default key (created on first start).
-pub fn load_keys(configured: &[PathBuf], data_dir: &Path) -> Result<Keys, String> {
+pub fn load_keys(configured: &[PathBuf], data_dir: &Path, env: &impl Env) -> Result<Keys, String> {
     let paths = if configured.is_empty() {
         let p = data_dir.join("keys").join("token-signing.pem");
         if !p.exists() {
-            generate_key(&p)?;
+            generate_key(&p, env)?;
             tracing::info!(path = %p.display(), "generated a token signing key");
         }
         vec![p]
@@ -25,17 +24,8 @@ pub fn load_keys(configured: &[PathBuf], data_dir: &Path) -> Result<Keys, String
 }
 
 /// Writes a new P-256 private key (PKCS#8 PEM), readable by the owner only.
-fn generate_key(path: &Path) -> Result<(), String> {
-    let key = loop {
-        let mut b = [0u8; 32];
-        getrandom::fill(&mut b).map_err(|e| format!("random source: {e}"))?;
-        if let Ok(k) = p256::SecretKey::from_slice(&b) {
-            break k;
-        }
-    };
-    let pem = key
-        .to_pkcs8_pem(LineEnding::LF)
-        .map_err(|e| format!("encoding key: {e}"))?;
+fn generate_key(path: &Path, env: &impl Env) -> Result<(), String> {
+    let pem = generate_key_pem(env).map_err(|e| e.to_string())?;
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
     }
@@ -53,31 +43,11 @@ fn generate_key(path: &Path) -> Result<(), String> {
 /// Creates the system administrator `admin` if it does not exist: its password from
 /// `WHARF_ADMIN_PASSWORD`, or generated and printed once on standard output (never logged).
 pub async fn ensure_admin<D: DocumentStore>(docs: &D, env: &impl Env) -> Result<(), String> {
-    let dir = Directory(docs);
-    if dir
-        .user("admin")
-        .await
-        .map_err(|e| e.to_string())?
-        .is_some()
-    {
-        return Ok(());
-    }
-    let (password, generated) = match std::env::var("WHARF_ADMIN_PASSWORD") {
-        Ok(p) if !p.is_empty() => (p, false),
-        _ => (random_secret(env), true),
-    };
-    let user = User {
-        username: "admin".into(),
-        password_hash: hash_password(env, &password).map_err(|e| e.to_string())?,
-        email: None,
-        admin: true,
-        created_ms: env.now_ms(),
-    };
-    dir.put("user", "admin", &user, true)
+    let from_env = std::env::var("WHARF_ADMIN_PASSWORD").ok();
+    let generated = wharf_core::auth::ensure_admin(docs, env, from_env.as_deref())
         .await
         .map_err(|e| e.to_string())?;
-    tracing::info!("created the system administrator 'admin'");
-    if generated {
+    if let Some(password) = generated {
         println!(
             "wharf: created user 'admin' with password {password} (shown once; change it with `wharf user passwd admin`)"
         );

@@ -1,6 +1,5 @@
-//! `wharf`: the registry server on the embedded default (files + redb) and, later, the
-//! admin CLI. A thin shell: it builds adapters from configuration and hands every request
-//! to `wharf_core::Registry`.
+//! `wharf`: the registry server and the admin CLI. A thin shell: it builds adapters from
+//! configuration and hands every request to `wharf_core::Registry`.
 
 mod cli;
 mod config;
@@ -9,15 +8,21 @@ mod keys;
 use axum::extract::{ConnectInfo, Request, State};
 use axum::response::Response;
 use clap::{Parser, Subcommand};
-use config::{ServeArgs, Settings};
+use config::{Backend, ServeArgs, Settings};
+use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
-use wharf_core::auth::{TokenService, TokenSettings};
+use std::time::{Duration, Instant};
+use wharf_aws_stack::{AwsSettings, AwsStores};
+use wharf_core::auth::{Keys, TokenService, TokenSettings};
 use wharf_core::gate::{ClientAddr, PublicOrigin};
-use wharf_core::{Config, Env, Registry, ports::DocumentStore};
+use wharf_core::{Config, Registry, ports::DocumentStore};
+use wharf_dynamodb::DynamoMetadata;
 use wharf_embedded::EmbeddedMetadata;
 use wharf_fs::FsBlobStore;
+use wharf_os::SystemEnv;
+use wharf_s3::S3BlobStore;
 
 #[derive(Parser)]
 #[command(
@@ -34,35 +39,66 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run the registry on local disk and an embedded database.
+    /// Run the registry (local disk and an embedded database, or S3 and DynamoDB).
     Serve(ServeArgs),
+    /// Set up an AWS deployment's stores.
+    #[command(subcommand)]
+    Aws(AwsCommand),
     /// Manage users, projects, members, robots and read the audit log of a running registry.
     #[command(flatten)]
     Admin(cli::AdminCommand),
 }
 
-/// Time and randomness from the operating system.
-struct SystemEnv;
-
-impl Env for SystemEnv {
-    fn now_ms(&self) -> u64 {
-        SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_millis() as u64)
-            .unwrap_or(0)
-    }
-    fn fill_random(&self, buf: &mut [u8]) {
-        if let Err(e) = getrandom::fill(buf) {
-            // No entropy means no safe ids: stop rather than hand out guessable ones.
-            panic!("operating system random source failed: {e}");
-        }
-    }
+#[derive(Subcommand)]
+enum AwsCommand {
+    /// Create the bucket and table named by WHARF_S3_BUCKET and WHARF_DYNAMODB_TABLE (if
+    /// missing), the token signing key and the user 'admin' (password from
+    /// WHARF_ADMIN_PASSWORD, or generated and printed once). For development and tests;
+    /// in the cloud, Terraform creates the bucket and table.
+    Bootstrap,
 }
 
-type LocalRegistry = Registry<FsBlobStore, EmbeddedMetadata, SystemEnv>;
+type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// What the HTTP front needs of a registry, object-safe and with `Send` futures.
+///
+/// The core is generic over its stores and its futures are `Send` only by inference on
+/// concrete types (its ports carry no `Send` bound, for Workers); implementing this for
+/// each concrete registry checks that once per backend and lets one server loop serve any.
+trait App: Send + Sync + 'static {
+    fn call(&self, req: Request) -> BoxFuture<'_, Response>;
+    fn cleanup_uploads(&self, max_age_ms: u64) -> BoxFuture<'_, Result<usize, String>>;
+    fn flush(&self) -> BoxFuture<'_, ()>;
+}
+
+macro_rules! app_for {
+    ($blobs:ty, $meta:ty) => {
+        impl App for Registry<$blobs, $meta, SystemEnv> {
+            fn call(&self, req: Request) -> BoxFuture<'_, Response> {
+                Box::pin(async move { self.handle(req).await.map(axum::body::Body::new) })
+            }
+            fn cleanup_uploads(&self, max_age_ms: u64) -> BoxFuture<'_, Result<usize, String>> {
+                Box::pin(async move {
+                    Registry::cleanup_uploads(self, max_age_ms)
+                        .await
+                        .map_err(|e| e.message)
+                })
+            }
+            fn flush(&self) -> BoxFuture<'_, ()> {
+                Box::pin(async move {
+                    if let Err(e) = self.meta.flush_events().await {
+                        tracing::warn!(error = %e, "could not flush audit events");
+                    }
+                })
+            }
+        }
+    };
+}
+app_for!(FsBlobStore, EmbeddedMetadata);
+app_for!(S3BlobStore, DynamoMetadata);
 
 struct AppState {
-    registry: LocalRegistry,
+    app: Box<dyn App>,
     base_url: Option<String>,
     scheme: &'static str,
 }
@@ -71,6 +107,7 @@ fn main() {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Serve(args) => args.resolve().and_then(serve),
+        Command::Aws(AwsCommand::Bootstrap) => aws_bootstrap(),
         Command::Admin(cmd) => cli::run(cli.conn, cmd),
     };
     if let Err(e) = result {
@@ -93,28 +130,56 @@ fn init_logging(json: bool) {
     }
 }
 
-fn serve(s: Settings) -> Result<(), String> {
-    init_logging(s.json_logs);
-    let rt = tokio::runtime::Builder::new_multi_thread()
+fn runtime() -> Result<tokio::runtime::Runtime, String> {
+    tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
-        .map_err(|e| format!("starting runtime: {e}"))?;
-    rt.block_on(run(s))
+        .map_err(|e| format!("starting runtime: {e}"))
 }
 
-async fn run(s: Settings) -> Result<(), String> {
-    std::fs::create_dir_all(&s.data_dir)
-        .map_err(|e| format!("creating {}: {e}", s.data_dir.display()))?;
-    let blobs = FsBlobStore::open(&s.data_dir).map_err(|e| format!("opening blob store: {e}"))?;
-    let meta = EmbeddedMetadata::open(&s.data_dir.join("meta.redb"))
-        .map_err(|e| format!("opening metadata database: {e}"))?;
-    let config = Config {
+fn serve(s: Settings) -> Result<(), String> {
+    init_logging(s.json_logs);
+    runtime()?.block_on(run(s))
+}
+
+fn aws_bootstrap() -> Result<(), String> {
+    init_logging(false);
+    runtime()?.block_on(async {
+        let stores = wharf_aws_stack::open(&AwsSettings::from_env()?).await?;
+        for line in wharf_aws_stack::bootstrap(&stores).await? {
+            println!("{line}");
+        }
+        let keys = wharf_aws_stack::token_keys(&stores, &SystemEnv).await?;
+        println!("token signing key {}", keys.signing_kid());
+        keys::ensure_admin(&stores.meta, &SystemEnv).await?;
+        println!("user admin ready");
+        Ok(())
+    })
+}
+
+fn core_config(s: &Settings) -> Config {
+    Config {
         delete_enabled: s.delete_enabled,
+        upload_front: s.upload_front.clone(),
+        upload_secret: s.upload_secret.clone().map(String::into_bytes),
         ..Config::default()
-    };
-    let mut registry = Registry::new(blobs, meta, SystemEnv, config);
+    }
+}
+
+/// Builds the registry on `blobs` and `meta`, with auth from `keys` when it is on.
+async fn registry<B, M>(
+    s: &Settings,
+    blobs: B,
+    meta: M,
+    keys: impl AsyncFnOnce(&M) -> Result<Keys, String>,
+) -> Result<Registry<B, M, SystemEnv>, String>
+where
+    B: wharf_core::BlobStore,
+    M: wharf_core::MetadataStore + DocumentStore,
+{
+    let mut registry = Registry::new(blobs, meta, SystemEnv, core_config(s));
     if s.auth {
-        let keys = keys::load_keys(&s.token_keys, &s.data_dir)?;
+        let keys = keys(&registry.meta).await?;
         let settings = TokenSettings {
             service: s.service.clone(),
             ttl_secs: s.token_ttl_secs,
@@ -125,8 +190,53 @@ async fn run(s: Settings) -> Result<(), String> {
     } else {
         tracing::warn!("auth is off: anyone who can reach this address can push, pull and delete");
     }
+    Ok(registry)
+}
+
+async fn build_app(s: &Settings) -> Result<(Box<dyn App>, Option<AwsStores>), String> {
+    match s.backend {
+        Backend::Local => {
+            std::fs::create_dir_all(&s.data_dir)
+                .map_err(|e| format!("creating {}: {e}", s.data_dir.display()))?;
+            let blobs =
+                FsBlobStore::open(&s.data_dir).map_err(|e| format!("opening blob store: {e}"))?;
+            let meta = EmbeddedMetadata::open(&s.data_dir.join("meta.redb"))
+                .map_err(|e| format!("opening metadata database: {e}"))?;
+            let r = registry(s, blobs, meta, async |_: &EmbeddedMetadata| {
+                keys::load_keys(&s.token_keys, &s.data_dir, &SystemEnv)
+            })
+            .await?;
+            Ok((Box::new(r), None))
+        }
+        Backend::Aws => {
+            let stores = wharf_aws_stack::open(&AwsSettings::from_env()?).await?;
+            let r = registry(
+                s,
+                stores.blobs.clone(),
+                stores.meta.clone(),
+                async |_: &DynamoMetadata| {
+                    if s.token_keys.is_empty() {
+                        wharf_aws_stack::token_keys(&stores, &SystemEnv).await
+                    } else {
+                        keys::load_keys(&s.token_keys, &s.data_dir, &SystemEnv)
+                    }
+                },
+            )
+            .await?;
+            Ok((Box::new(r), Some(stores)))
+        }
+    }
+}
+
+async fn run(s: Settings) -> Result<(), String> {
+    let (app, aws) = build_app(&s).await?;
+    // Counted calls start after set-up, so a benchmark sees only what requests cost.
+    let calls = aws.and_then(|a| a.calls);
+    if let Some(c) = &calls {
+        c.reset();
+    }
     let state = Arc::new(AppState {
-        registry,
+        app,
         base_url: s.base_url.clone(),
         scheme: if s.tls.is_some() { "https" } else { "http" },
     });
@@ -161,8 +271,11 @@ async fn run(s: Settings) -> Result<(), String> {
         }
     };
     served.map_err(|e| format!("serving on {}: {e}", s.listen))?;
-    if let Err(e) = state.registry.meta.flush_events().await {
-        tracing::warn!(error = %e, "could not flush audit events");
+    state.app.flush().await;
+    if let Some(c) = &calls {
+        // One line of JSON on standard error, for bench/aws-calls.sh.
+        let counts = c.snapshot();
+        eprintln!("wharf-aws-calls {}", serde_json::json!(counts));
     }
     tracing::info!("wharf stopped");
     Ok(())
@@ -195,7 +308,7 @@ async fn handle(
         .insert(ClientAddr(peer.ip().to_string()));
     let method = req.method().clone();
     let path = req.uri().path().to_owned();
-    let mut resp = state.registry.handle(req).await.map(axum::body::Body::new);
+    let mut resp = state.app.call(req).await;
     if let Some(base) = &state.base_url
         && let Some(loc) = resp.headers().get(http::header::LOCATION)
         && loc.as_bytes().starts_with(b"/")
@@ -237,11 +350,7 @@ async fn upload_cleanup(state: Arc<AppState>, max_age_hours: u64) {
     let mut tick = tokio::time::interval(Duration::from_secs(600));
     loop {
         tick.tick().await;
-        match state
-            .registry
-            .cleanup_uploads(max_age_hours * 3_600_000)
-            .await
-        {
+        match state.app.cleanup_uploads(max_age_hours * 3_600_000).await {
             Ok(0) => {}
             Ok(n) => tracing::info!(removed = n, "stale uploads removed"),
             Err(e) => tracing::warn!(error = %e, "upload cleanup failed"),

@@ -102,6 +102,10 @@ pub struct DynamoOptions {
     pub inline_limit: usize,
     /// Counts SDK calls per operation, if set.
     pub call_counter: Option<wharf_aws::CallCounter>,
+    /// Longest wait for one attempt of a call (the SDK retries after it). DynamoDB answers
+    /// in milliseconds; without a limit, a table endpoint that accepts connections but
+    /// never answers would hold the request until the function itself times out.
+    pub attempt_timeout: Option<std::time::Duration>,
 }
 
 impl DynamoOptions {
@@ -115,6 +119,7 @@ impl DynamoOptions {
             s3_force_path_style: false,
             inline_limit: DEFAULT_INLINE_LIMIT,
             call_counter: None,
+            attempt_timeout: Some(std::time::Duration::from_secs(5)),
         }
     }
 }
@@ -253,6 +258,14 @@ impl DynamoMetadata {
     /// Builds the store from an SDK config (region, credentials) and options.
     pub fn new(sdk: &SdkConfig, options: DynamoOptions) -> Self {
         let mut conf = aws_sdk_dynamodb::config::Builder::from(sdk);
+        if let Some(t) = options.attempt_timeout {
+            let mut timeouts = sdk
+                .timeout_config()
+                .map(|c| c.to_builder())
+                .unwrap_or_else(aws_smithy_types::timeout::TimeoutConfig::builder);
+            timeouts.set_operation_attempt_timeout(Some(t));
+            conf = conf.timeout_config(timeouts.build());
+        }
         if let Some(c) = &options.call_counter {
             conf = conf.interceptor(c.clone());
         }

@@ -1,0 +1,191 @@
+//! The registry on AWS Lambda: every request (the OCI API, `/token`, `/api/v1`) goes to
+//! the same `wharf_core::Registry` as `wharf serve`, on S3 and DynamoDB.
+//!
+//! Lambda takes at most 6 MB per request, so this function refuses larger bodies itself
+//! (413 with the way around it): the local emulator does not enforce the limit, and a
+//! truncated layer must never look like a short one. Layers bigger than that go through an
+//! upload front (`WHARF_UPLOAD_URL`, see `wharf_core::capability`) or in chunks.
+//!
+//! Configuration is the environment: the stores' variables (see `wharf_aws_stack`), and
+//!
+//! | variable | meaning |
+//! |---|---|
+//! | `WHARF_AUTH` | `on` (default) or `off` |
+//! | `WHARF_SERVICE` | token service name (default `wharf`) |
+//! | `WHARF_TOKEN_TTL_SECS` | access token lifetime (default 300) |
+//! | `WHARF_TOKEN_KEYS_PEM` | signing keys (PEM); default: the key kept in the table |
+//! | `WHARF_ADMIN_PASSWORD` | creates `admin` with it if missing (else `wharf aws bootstrap` does) |
+//! | `WHARF_UPLOAD_URL`, `WHARF_UPLOAD_SECRET` | the upload front, and the secret shared with it |
+//! | `WHARF_MAX_BODY_BYTES` | largest request body (default 6291456, Lambda's limit) |
+//! | `WHARF_PRESIGN_TTL_SECS` | lifetime of presigned blob URLs (default 900) |
+//! | `WHARF_DISABLE_DELETE` | `true` refuses DELETEs |
+//! | `WHARF_BASE_URL` | public URL, when the Host header is not it (custom domains) |
+
+use bytes::Bytes;
+use http_body_util::BodyExt;
+use lambda_http::request::RequestContext;
+use lambda_http::{Body, Error, Request, RequestExt, Response, service_fn};
+use wharf_core::auth::{TokenService, TokenSettings};
+use wharf_core::gate::{ClientAddr, PublicOrigin};
+use wharf_core::{Config, Registry};
+use wharf_dynamodb::DynamoMetadata;
+use wharf_os::SystemEnv;
+use wharf_s3::S3BlobStore;
+
+/// Lambda's limit on a synchronous request or response payload.
+const LAMBDA_PAYLOAD: u64 = 6 * 1024 * 1024;
+
+type ApiRegistry = Registry<S3BlobStore, DynamoMetadata, SystemEnv>;
+
+fn var(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.trim().is_empty())
+}
+
+fn number(name: &str, default: u64) -> Result<u64, String> {
+    var(name).map_or(Ok(default), |v| {
+        v.trim()
+            .parse()
+            .map_err(|_| format!("{name} must be a number, not {v:?}"))
+    })
+}
+
+fn switch(name: &str, default: bool) -> Result<bool, String> {
+    match var(name).as_deref().map(str::trim) {
+        None => Ok(default),
+        Some("on" | "true" | "1") => Ok(true),
+        Some("off" | "false" | "0") => Ok(false),
+        Some(v) => Err(format!("{name} must be on or off, not {v:?}")),
+    }
+}
+
+/// Builds the registry once per cold start.
+async fn build() -> Result<ApiRegistry, String> {
+    let stores = wharf_aws_stack::open(&wharf_aws_stack::AwsSettings::from_env()?).await?;
+    let upload_secret = var("WHARF_UPLOAD_SECRET");
+    if upload_secret.as_ref().is_some_and(|s| s.len() < 32) {
+        return Err("WHARF_UPLOAD_SECRET must be at least 32 characters".into());
+    }
+    let upload_front = var("WHARF_UPLOAD_URL");
+    if upload_front.is_some() && upload_secret.is_none() {
+        return Err("WHARF_UPLOAD_URL needs WHARF_UPLOAD_SECRET (shared with the front)".into());
+    }
+    let config = Config {
+        delete_enabled: !switch("WHARF_DISABLE_DELETE", false)?,
+        presign_ttl_secs: number("WHARF_PRESIGN_TTL_SECS", 900)?,
+        max_request_body: Some(number("WHARF_MAX_BODY_BYTES", LAMBDA_PAYLOAD)?),
+        upload_front,
+        upload_secret: upload_secret.map(String::into_bytes),
+        ..Config::default()
+    };
+    let mut registry = Registry::new(stores.blobs.clone(), stores.meta.clone(), SystemEnv, config);
+    if switch("WHARF_AUTH", true)? {
+        let keys = wharf_aws_stack::token_keys(&stores, &SystemEnv).await?;
+        if let Some(p) = var("WHARF_ADMIN_PASSWORD") {
+            wharf_core::auth::ensure_admin(&registry.meta, &SystemEnv, Some(&p))
+                .await
+                .map_err(|e| e.message)?;
+        }
+        let settings = TokenSettings {
+            service: var("WHARF_SERVICE").unwrap_or_else(|| "wharf".into()),
+            ttl_secs: number("WHARF_TOKEN_TTL_SECS", 300)?,
+            ..TokenSettings::default()
+        };
+        registry = registry.with_auth(TokenService::new(keys, settings));
+    } else {
+        tracing::warn!("auth is off: anyone who can reach this function can push, pull and delete");
+    }
+    Ok(registry)
+}
+
+/// The public origin: `WHARF_BASE_URL`, else the Host the client used.
+fn origin(req: &Request, base: Option<&str>) -> String {
+    if let Some(b) = base {
+        return b.trim_end_matches('/').to_owned();
+    }
+    let h = |n: &str| req.headers().get(n).and_then(|v| v.to_str().ok());
+    let host = h("host").unwrap_or("localhost");
+    let proto = h("x-forwarded-proto").unwrap_or("http");
+    format!("{proto}://{host}")
+}
+
+fn client_addr(req: &Request) -> String {
+    let from_context = match req.request_context_ref() {
+        Some(RequestContext::ApiGatewayV2(c)) => c.http.source_ip.clone(),
+        Some(RequestContext::ApiGatewayV1(c)) => c.identity.source_ip.clone(),
+        _ => None,
+    };
+    from_context
+        .or_else(|| {
+            let xff = req.headers().get("x-forwarded-for")?.to_str().ok()?;
+            xff.split(',').next().map(|s| s.trim().to_owned())
+        })
+        .unwrap_or_default()
+}
+
+async fn handle(registry: &ApiRegistry, base: Option<&str>, mut req: Request) -> Response<Body> {
+    let origin = origin(&req, base);
+    let client = client_addr(&req);
+    req.extensions_mut().insert(PublicOrigin(origin));
+    req.extensions_mut().insert(ClientAddr(client));
+    let resp = registry.handle(req).await;
+    let (parts, body) = resp.into_parts();
+    // Responses are small (manifests, JSON, redirects): blob GETs redirect to S3. A blob
+    // the store could not presign would be streamed by the core; Lambda cannot return it.
+    let too_big = parts
+        .headers
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
+        .is_some_and(|n| n > LAMBDA_PAYLOAD && parts.status.is_success());
+    if too_big {
+        tracing::error!("response over Lambda's payload limit (presigning unavailable?)");
+        return unavailable("this blob cannot be served right now; retry shortly");
+    }
+    let bytes: Bytes = match body.collect().await {
+        Ok(c) => c.to_bytes(),
+        Err(e) => {
+            tracing::error!(error = %e, "reading a response body failed");
+            return unavailable("storage failed while reading; retry shortly");
+        }
+    };
+    let body = if bytes.is_empty() {
+        Body::Empty
+    } else {
+        Body::Binary(bytes.into())
+    };
+    Response::from_parts(parts, body)
+}
+
+fn unavailable(msg: &str) -> Response<Body> {
+    let body = format!(r#"{{"errors":[{{"code":"UNAVAILABLE","message":"{msg}"}}]}}"#);
+    let mut r = Response::new(Body::Text(body));
+    *r.status_mut() = http::StatusCode::SERVICE_UNAVAILABLE;
+    r.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/json"),
+    );
+    r
+}
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> Result<(), Error> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_ansi(false)
+        .without_time() // CloudWatch stamps each line
+        .init();
+    let registry: &'static ApiRegistry = match build().await {
+        Ok(r) => Box::leak(Box::new(r)),
+        Err(e) => {
+            tracing::error!("cannot start: {e}");
+            return Err(e.into());
+        }
+    };
+    let base: &'static Option<String> = Box::leak(Box::new(var("WHARF_BASE_URL")));
+    lambda_http::run(service_fn(move |req: Request| async move {
+        Ok::<_, Error>(handle(registry, base.as_deref(), req).await)
+    }))
+    .await
+}
