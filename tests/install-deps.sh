@@ -24,6 +24,9 @@ if ! command -v s3s-fs >/dev/null && [ ! -x "$HOME/.cargo/bin/s3s-fs" ]; then
   echo "installing s3s-fs (cargo install, a few minutes)"
   cargo install -q s3s-fs@0.14.1 --features binary >>"$log" 2>&1 || { echo "cargo install s3s-fs failed"; tail -20 "$log"; exit 1; }
 fi
+# The Lambda emulator (Runtime API + function URLs) for the AWS suite; pip brings zig too.
+command -v cargo-lambda >/dev/null || python3 -m pip install -q 'cargo-lambda==1.9.2' >>"$log" 2>&1 \
+  || { echo "pip install cargo-lambda failed"; exit 1; }
 # The image's /usr/local/bin/docker CLI is newer than Debian's; either works with Debian's dockerd.
 command -v dockerd >/dev/null || { echo "dockerd missing after install"; exit 1; }
 exit 0

@@ -24,12 +24,12 @@ if ! bash tests/install-deps.sh; then
 fi
 
 step "build (release)"
-if ! cargo build --release -p wharf >"$LOGS/build.log" 2>&1; then
+if ! cargo build --release -p wharf -p wharf-lambda-api >"$LOGS/build.log" 2>&1; then
   tail -40 "$LOGS/build.log"
   echo "0 passed, 1 failed"
   exit 1
 fi
-export WHARF_BIN=$ROOT/target/release/wharf
+export WHARF_BIN=$ROOT/target/release/wharf LAMBDA_BIN=$ROOT/target/release/wharf-lambda-api
 # The AWS adapter tests need moto and s3s-fs (installed above): missing ones fail, not skip.
 export WHARF_REQUIRE_TOOLS=1
 
@@ -46,7 +46,7 @@ add "cargo test" "$p" "$f"
 step "core for wasm32-unknown-unknown"
 if bash tests/wasm-check.sh >"$LOGS/wasm.log" 2>&1; then add "wasm32 build of the core" 1 0; else tail -20 "$LOGS/wasm.log"; add "wasm32 build of the core" 0 1; fi
 
-for suite in docker skopeo podman oras tls auth; do
+for suite in docker skopeo podman oras tls auth aws; do
   step "e2e: $suite"
   out="$LOGS/e2e-$suite.out"
   timeout 900 bash "tests/e2e/$suite.sh" >"$out" 2>&1

@@ -723,3 +723,74 @@ fn keys_rotate_and_are_published() {
         StatusCode::UNAUTHORIZED
     );
 }
+
+#[test]
+fn a_stateless_deployment_generates_one_key_and_shares_it() {
+    let meta = MemoryMetadata::default();
+    let env = TestEnv::default();
+    let first = block_on(wharf_core::auth::stored_keys(&meta, &env)).expect("generated");
+    // Another instance on the same table gets the same key, not a new one.
+    let second = block_on(wharf_core::auth::stored_keys(&meta.clone(), &env)).expect("read");
+    assert_eq!(first.signing_kid(), second.signing_kid());
+    let a = TokenService::new(first, TokenSettings::default());
+    let b = TokenService::new(second, TokenSettings::default());
+    let claims = Claims {
+        iss: a.settings.issuer.clone(),
+        sub: "x".into(),
+        aud: a.settings.service.clone(),
+        exp: T0 / 1000 + 60,
+        nbf: T0 / 1000 - 1,
+        iat: T0 / 1000,
+        jti: "j".into(),
+        access: vec![],
+        kind: "user".into(),
+    };
+    let t = a.sign(&claims).expect("sign");
+    assert!(b.verify(&t, T0).is_ok());
+    // Several PEM blocks in one text (a secret holding the new and the old key).
+    let both = format!(
+        "{}\n{}",
+        String::from_utf8_lossy(KEY1),
+        String::from_utf8_lossy(KEY2)
+    );
+    let pems = wharf_core::auth::split_pems(&both);
+    assert_eq!(pems.len(), 2);
+    let keys = Keys::from_pems(&pems).expect("two keys");
+    assert_eq!(keys.jwks().keys.len(), 2);
+}
+
+#[test]
+fn the_first_admin_is_created_once() {
+    let meta = MemoryMetadata::default();
+    let env = TestEnv::default();
+    let generated = block_on(wharf_core::auth::ensure_admin(&meta, &env, None)).expect("create");
+    let password = generated.expect("a generated password is returned to be shown once");
+    assert!(password.len() >= 24);
+    let again = block_on(wharf_core::auth::ensure_admin(
+        &meta,
+        &env,
+        Some("other-password"),
+    ))
+    .expect("again");
+    assert_eq!(again, None, "an existing admin is left alone");
+    let user = block_on(wharf_core::auth::Directory(&meta).user("admin"))
+        .expect("read")
+        .expect("admin exists");
+    assert!(user.admin);
+    assert!(wharf_core::auth::verify_password(
+        &password,
+        &user.password_hash
+    ));
+    assert!(!wharf_core::auth::verify_password(
+        "other-password",
+        &user.password_hash
+    ));
+    let given = MemoryMetadata::default();
+    let none = block_on(wharf_core::auth::ensure_admin(
+        &given,
+        &env,
+        Some("given-pass-1"),
+    ))
+    .expect("create");
+    assert_eq!(none, None, "a given password is not echoed back");
+}
