@@ -127,15 +127,20 @@ async fn handle(registry: &ApiRegistry, base: Option<&str>, mut req: Request) ->
     let client = client_addr(&req);
     req.extensions_mut().insert(PublicOrigin(origin));
     req.extensions_mut().insert(ClientAddr(client));
+    let method = req.method().clone();
+    let path = req.uri().path().to_owned();
     let resp = registry.handle(req).await;
+    tracing::debug!(%method, %path, status = resp.status().as_u16(), "request");
     let (parts, body) = resp.into_parts();
     // Responses are small (manifests, JSON, redirects): blob GETs redirect to S3. A blob
     // the store could not presign would be streamed by the core; Lambda cannot return it.
-    let too_big = parts
-        .headers
-        .get(http::header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
-        .is_some_and(|n| n > LAMBDA_PAYLOAD && parts.status.is_success());
+    // (A HEAD states a blob's size with no body: that is fine.)
+    let too_big = !http_body::Body::is_end_stream(&body)
+        && parts
+            .headers
+            .get(http::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
+            .is_some_and(|n| n > LAMBDA_PAYLOAD);
     if too_big {
         tracing::error!("response over Lambda's payload limit (presigning unavailable?)");
         return unavailable("this blob cannot be served right now; retry shortly");

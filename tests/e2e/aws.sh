@@ -1,0 +1,253 @@
+#!/usr/bin/env bash
+# The AWS runtime end to end: the Lambda function (prebuilt, run against `cargo lambda
+# watch`'s Runtime API and function-URL emulator) on s3s-fs (S3, strict SigV4) and moto
+# (DynamoDB), with `wharf serve --storage s3 --metadata dynamodb` as the upload front.
+#   - docker push/pull of small layers through the Lambda, blobs served by 307 to
+#     presigned s3s-fs URLs; skopeo copy out of it
+#   - a 300 MB layer pushed by docker through a Lambda whose uploads go to the front
+#   - a 100 MB layer in 5 MiB chunks through the Lambda alone; a 7 MB PATCH refused (413)
+#   - the protocol suite against the Lambda
+#   - tampered presigned URLs and forged capabilities refused
+#   - S3 stopped in the middle of a PATCH, DynamoDB stopped during a manifest PUT: 5xx with
+#     an OCI error body, then the retry succeeds and nothing half-written is visible
+set -u
+here=$(cd "$(dirname "$0")" && pwd)
+source "$here/lib.sh"
+LAMBDA_BIN=${LAMBDA_BIN:-$ROOT/target/release/wharf-lambda-api}
+CARGO_LAMBDA=$(command -v cargo-lambda) || { echo "cargo-lambda is missing (pip install cargo-lambda)"; exit 1; }
+for t in s3s-fs moto_server; do
+  command -v "$t" >/dev/null || [ -x "$HOME/.cargo/bin/$t" ] || { echo "$t is missing"; exit 1; }
+done
+S3S=$(command -v s3s-fs || echo "$HOME/.cargo/bin/s3s-fs")
+
+# ---- the stand-ins ----------------------------------------------------------------------
+S3_PORT=$(free_port)
+mkdir -p "$WORK/s3"
+start_s3() {
+  "$S3S" --host 127.0.0.1 --port "$S3_PORT" --access-key wharftestkey --secret-key wharftestsecret \
+    "$WORK/s3" >>"$LOGDIR/$SUITE-s3s-fs.log" 2>&1 &
+  S3_PID=$!
+  PIDS+=("$S3_PID")
+  for _ in $(seq 1 100); do curl -s -o /dev/null "http://127.0.0.1:$S3_PORT/" && return 0; sleep 0.1; done
+  return 1
+}
+start_s3
+MOTO_PORT=$(free_port)
+moto_server -H 127.0.0.1 -p "$MOTO_PORT" >"$LOGDIR/$SUITE-moto.log" 2>&1 &
+MOTO_PID=$!
+PIDS+=("$MOTO_PID")
+wait_http "http://127.0.0.1:$MOTO_PORT/" 30
+
+export AWS_REGION=us-east-1 AWS_ACCESS_KEY_ID=wharftestkey AWS_SECRET_ACCESS_KEY=wharftestsecret
+export AWS_ENDPOINT_URL_S3=http://127.0.0.1:$S3_PORT AWS_ENDPOINT_URL_DYNAMODB=http://127.0.0.1:$MOTO_PORT
+export WHARF_S3_BUCKET=wharf-e2e WHARF_DYNAMODB_TABLE=wharf-e2e
+export WHARF_DYNAMODB_ATTEMPT_TIMEOUT_MS=1000
+UPLOAD_SECRET=$(random_word)$(random_word)$(random_word)
+
+check_output "wharf aws bootstrap creates bucket, table, key and admin" "user admin ready" \
+  "$WHARF_BIN" aws bootstrap
+
+# ---- the upload front and two Lambda deployments ----------------------------------------
+RUST_LOG=info,wharf=debug,wharf_core=debug WHARF_UPLOAD_SECRET=$UPLOAD_SECRET start_wharf --storage s3 --metadata dynamodb
+FRONT=$R
+FRONT_PID=$WHARF_PID
+
+# start_lambda NAME [VAR=VALUE…]: the emulator (Runtime API + function URL) and two
+# instances of the prebuilt function polling it (Lambda serves concurrent requests from
+# separate instances; two prove nothing is kept between requests). Sets NAME_PORT, NAME_PIDS.
+start_lambda() {
+  local name=$1 port log i
+  shift
+  port=$(free_port)
+  log="$LOGDIR/$SUITE-$name-emulator.log"
+  (cd "$ROOT" && exec "$CARGO_LAMBDA" lambda watch --only-lambda-apis -A 127.0.0.1 -P "$port" \
+    -p wharf-lambda-api --bin wharf-lambda-api) >"$log" 2>&1 &
+  PIDS+=("$!")
+  for i in $(seq 1 300); do grep -q "starting Runtime server" "$log" 2>/dev/null && break; sleep 0.1; done
+  local pids=()
+  for i in 1 2; do
+    env "$@" AWS_LAMBDA_FUNCTION_NAME=_ AWS_LAMBDA_FUNCTION_VERSION=1 AWS_LAMBDA_FUNCTION_MEMORY_SIZE=128 \
+      AWS_LAMBDA_RUNTIME_API="http://127.0.0.1:$port/.rt" RUST_LOG=info,wharf_core=debug \
+      "$LAMBDA_BIN" >>"$LOGDIR/$SUITE-$name-wharf-lambda.log" 2>&1 &
+    PIDS+=("$!")
+    pids+=("$!")
+  done
+  eval "${name}_PORT=$port; ${name}_PIDS=\"${pids[*]}\""
+  wait_http "http://127.0.0.1:$port/v2/" 30
+}
+start_lambda API
+start_lambda FRONTED WHARF_UPLOAD_URL="http://$FRONT" WHARF_UPLOAD_SECRET="$UPLOAD_SECRET"
+
+# url_front NAME EMULATOR_PORT: what docker and skopeo talk to. cargo-lambda 1.9.2's
+# function-URL emulator keeps only the first of repeated headers and refuses binary bodies
+# without a Content-Type, unlike AWS; url_front.py hands requests on as AWS does (see there).
+url_front() {
+  local name=$1 upstream=$2 port
+  port=$(free_port)
+  python3 "$here/url_front.py" "$port" "$upstream" >>"$LOGDIR/$SUITE-url-front-$name.log" 2>&1 &
+  PIDS+=("$!")
+  eval "${name}_URL_PORT=$port"
+  wait_http "http://127.0.0.1:$port/v2/" 20
+}
+url_front API "$API_PORT"
+url_front FRONTED "$FRONTED_PORT"
+A=127.0.0.1:$API_PORT
+B=127.0.0.1:$FRONTED_PORT
+DA=127.0.0.1:$API_URL_PORT      # what docker and skopeo talk to
+DB=127.0.0.1:$FRONTED_URL_PORT
+
+token() { # token HOST SCOPE
+  curl -s -u "admin:$WHARF_ADMIN_PASSWORD" "http://$1/token?service=wharf&scope=$2" \
+    | python3 -c 'import json,sys; print(json.load(sys.stdin)["token"])'
+}
+check_output "the Lambda asks for a token (401 + Bearer challenge)" 'Bearer realm="http://'"$A"'/token"' \
+  curl -si "http://$A/v2/"
+
+# ---- docker through the Lambda ------------------------------------------------------------
+start_dockerd
+export DOCKER_CONFIG="$WORK/docker-config"
+mkdir -p "$DOCKER_CONFIG"
+make_image e2e-aws-base:1 3
+ctx="$WORK/ctx"
+mkdir -p "$ctx"
+head -c $((2 * 1024 * 1024)) /dev/urandom >"$ctx/two.bin"
+date +%s%N >"$ctx/stamp.txt"
+printf 'FROM e2e-aws-base:1\nCOPY two.bin /two.bin\nCOPY stamp.txt /stamp.txt\n' >"$ctx/Dockerfile"
+SMALL="$DA/aws/small:v1"
+check "docker build a 3-layer image of small layers" env DOCKER_BUILDKIT=0 docker build -q -t "$SMALL" "$ctx"
+SMALL_ID=$(docker image inspect -f '{{.Id}}' "$SMALL")
+check "docker login to the Lambda" sh -c "echo '$WHARF_ADMIN_PASSWORD' | docker login -u admin --password-stdin $DA"
+check_output "docker push through the Lambda" "digest: sha256:" docker push "$SMALL"
+docker rmi -f "$SMALL" e2e-aws-base:1 >/dev/null 2>&1
+check "docker pull through the Lambda (blobs by 307 from s3s-fs)" docker pull "$SMALL"
+check "the pulled image has the same id" test "$(docker image inspect -f '{{.Id}}' "$SMALL")" = "$SMALL_ID"
+check "skopeo copy out of the Lambda (digests verified)" \
+  skopeo copy --quiet --src-tls-verify=false --src-creds "admin:$WHARF_ADMIN_PASSWORD" \
+  "docker://$SMALL" "oci:$WORK/oci-small:v1"
+
+T=$(token "$A" "repository:aws/small:pull,push")
+CONFIG_DIGEST=$(docker image inspect -f '{{.Id}}' "$SMALL")
+curl -s -D "$WORK/blob.h" -o /dev/null -H "Authorization: Bearer $T" "http://$A/v2/aws/small/blobs/$CONFIG_DIGEST"
+check_output "a blob GET is a 307 to s3s-fs" "HTTP/1.1 307" cat "$WORK/blob.h"
+PRESIGNED=$(grep -i '^location:' "$WORK/blob.h" | cut -d' ' -f2- | tr -d '\r')
+check "the 307 points at s3s-fs with a SigV4 query signature" \
+  sh -c "case '$PRESIGNED' in http://127.0.0.1:$S3_PORT/*X-Amz-Signature=*) exit 0;; *) exit 1;; esac"
+check_output "the presigned URL serves the blob (digest checked)" "${CONFIG_DIGEST#sha256:}" \
+  sh -c "curl -sf '$PRESIGNED' | sha256sum"
+TAMPERED=$(python3 -c 'import re,sys; u=sys.argv[1]; print(re.sub(r"(X-Amz-Signature=)(.)", lambda m: m.group(1) + ("b" if m.group(2) == "a" else "a"), u))' "$PRESIGNED")
+check_output "a tampered presigned URL is refused by s3s-fs (403)" "403" \
+  curl -s -o /dev/null -w '%{http_code}' "$TAMPERED"
+OTHER_KEY=$(python3 -c 'import sys,urllib.parse as u; p=u.urlsplit(sys.argv[1]); k=p.path; i=k.rindex("/")+1; c="1" if k[i]=="0" else "0"; print(u.urlunsplit(p._replace(path=k[:i]+c+k[i+1:])))' "$PRESIGNED")
+check "… (the moved URL differs from the signed one)" test "$OTHER_KEY" != "$PRESIGNED"
+check_output "a presigned URL moved to another key is refused (403)" "403" \
+  curl -s -o /dev/null -w '%{http_code}' "$OTHER_KEY"
+
+# ---- the 6 MB limit, chunks, and the upload front ------------------------------------------
+head -c $((7 * 1024 * 1024)) /dev/urandom >"$WORK/seven.bin"
+T=$(token "$A" "repository:aws/limit:pull,push")
+LOC=$(curl -s -D - -o /dev/null -X POST -H "Authorization: Bearer $T" "http://$A/v2/aws/limit/blobs/uploads/" \
+  | grep -i '^location:' | cut -d' ' -f2- | tr -d '\r')
+curl -s -o "$WORK/413.json" -w '%{http_code}' -X PATCH -H "Authorization: Bearer $T" \
+  -H 'Content-Type: application/octet-stream' --data-binary @"$WORK/seven.bin" "http://$A$LOC" >"$WORK/413.code"
+check_output "a 7 MB PATCH to the Lambda gets 413" "413" cat "$WORK/413.code"
+check_output "… with an OCI error naming the limit and WHARF_UPLOAD_URL" "6291456" \
+  sh -c "python3 -c 'import json,sys; e=json.load(open(sys.argv[1]))[\"errors\"][0]; print(e[\"code\"], e[\"message\"])' $WORK/413.json | grep WHARF_UPLOAD_URL"
+curl -s -D "$WORK/st.h" -o /dev/null -H "Authorization: Bearer $T" "http://$A$LOC"
+check_output "… and the refused bytes were not recorded (Range 0-0)" "range: 0-0" sh -c "tr -d '\r' <$WORK/st.h | tr A-Z a-z"
+
+head -c $((100 * 1024 * 1024)) /dev/urandom >"$WORK/hundred.bin"
+check_output "100 MB in 5 MiB chunks through the Lambda alone, read back by 307" "digest verified" \
+  python3 "$here/chunked_push.py" "http://$A" aws/chunked "$WORK/hundred.bin" $((5 * 1024 * 1024)) admin "$WHARF_ADMIN_PASSWORD"
+
+ctx="$WORK/ctx-big"
+mkdir -p "$ctx"
+head -c $((300 * 1024 * 1024)) /dev/urandom >"$ctx/big.bin"
+printf 'FROM scratch\nCOPY big.bin /big.bin\n' >"$ctx/Dockerfile"
+BIG="$DB/aws/big:v1"
+check "docker build an image with a 300 MB layer" env DOCKER_BUILDKIT=0 docker build -q -t "$BIG" "$ctx"
+BIG_ID=$(docker image inspect -f '{{.Id}}' "$BIG")
+check "docker login to the fronted Lambda" sh -c "echo '$WHARF_ADMIN_PASSWORD' | docker login -u admin --password-stdin $DB"
+check_output "docker push of the 300 MB layer (sent to the upload front)" "digest: sha256:" docker push "$BIG"
+check "the layer's bytes went to the front, with a capability" grep -q 'method=PATCH.*blobs/uploads' "$LOGDIR/$SUITE-wharf.log"
+docker rmi -f "$BIG" >/dev/null 2>&1
+check "docker pull of it back through the Lambda" docker pull "$BIG"
+check "the pulled image has the same id" test "$(docker image inspect -f '{{.Id}}' "$BIG")" = "$BIG_ID"
+
+# Capabilities: a forged or misused one is refused by the front.
+T=$(token "$B" "repository:aws/cap:pull,push")
+CAPLOC=$(curl -s -D - -o /dev/null -X POST -H "Authorization: Bearer $T" "http://$B/v2/aws/cap/blobs/uploads/" \
+  | grep -i '^location:' | cut -d' ' -f2- | tr -d '\r')
+check "the fronted Lambda sends the upload to the front with a capability" \
+  sh -c "case '$CAPLOC' in http://$FRONT/v2/aws/cap/blobs/uploads/*'?cap='*) exit 0;; *) exit 1;; esac"
+FORGED=$(echo "$CAPLOC" | sed -E 's/(cap=[0-9]+\.)(.)/\1\2A/; s/(cap=[0-9]+\.)AA/\1BA/')
+check_output "a forged capability is refused (401 UNAUTHORIZED)" "401 UNAUTHORIZED" \
+  sh -c "curl -s -o $WORK/cap.json -w '%{http_code} ' -X PATCH -H 'Content-Type: application/octet-stream' --data-binary x '$FORGED'; python3 -c 'import json; print(json.load(open(\"$WORK/cap.json\"))[\"errors\"][0][\"code\"])'"
+OTHER_REPO=$(echo "$CAPLOC" | sed 's#/aws/cap/#/aws/other/#')
+check_output "a capability used on another repository is refused (401)" "401" \
+  curl -s -o /dev/null -w '%{http_code}' -X PATCH -H 'Content-Type: application/octet-stream' --data-binary x "$OTHER_REPO"
+check_output "the genuine capability works without a token (202)" "202" \
+  curl -s -o /dev/null -w '%{http_code}' -X PATCH -H 'Content-Type: application/octet-stream' --data-binary x "$CAPLOC"
+
+# ---- the protocol suite against the Lambda --------------------------------------------------
+check_output "the protocol suite passes against the Lambda" "test result: ok" \
+  env WHARF_TEST_URL="http://$A" WHARF_TEST_USER=admin WHARF_TEST_PASSWORD="$WHARF_ADMIN_PASSWORD" \
+  WHARF_TEST_SKIP_SHA512="s3s-fs stores object metadata in a file named after the base64 of bucket+key+upload id, over 255 bytes for a sha512 key" \
+  cargo test -q --manifest-path "$ROOT/Cargo.toml" -p wharf-tests --test protocol
+
+# ---- faults ------------------------------------------------------------------------------
+# S3 stops in the middle of a PATCH streaming into the front.
+T=$(token "$FRONT" "repository:aws/fault:pull,push")
+FLOC=$(curl -s -D - -o /dev/null -X POST -H "Authorization: Bearer $T" "http://$FRONT/v2/aws/fault/blobs/uploads/" \
+  | grep -i '^location:' | cut -d' ' -f2- | tr -d '\r')
+curl -s -o "$WORK/fault.json" -w '%{http_code}' --limit-rate 20M -X PATCH -H "Authorization: Bearer $T" \
+  -H 'Content-Type: application/octet-stream' --data-binary @"$WORK/hundred.bin" "http://$FRONT$FLOC" >"$WORK/fault.code" 2>/dev/null &
+CURL=$!
+sleep 1.5
+kill -9 "$S3_PID"
+wait "$CURL"
+code=$(cat "$WORK/fault.code")
+check "S3 stopped mid-PATCH: the PATCH fails with a 5xx (got $code)" sh -c "case '$code' in 5??) exit 0;; *) exit 1;; esac"
+check_output "… with an OCI error body" "UNAVAILABLE" cat "$WORK/fault.json"
+start_s3
+curl -s -D "$WORK/fst.h" -o /dev/null -H "Authorization: Bearer $T" "http://$FRONT$FLOC"
+check_output "… nothing of it was recorded (Range 0-0)" "range: 0-0" sh -c "tr -d '\r' <$WORK/fst.h | tr A-Z a-z"
+check_output "the retried PATCH succeeds once S3 is back" "202" \
+  curl -s -o /dev/null -w '%{http_code}' -X PATCH -H "Authorization: Bearer $T" \
+  -H 'Content-Type: application/octet-stream' --data-binary @"$WORK/hundred.bin" "http://$FRONT$FLOC"
+HD=sha256:$(sha256sum "$WORK/hundred.bin" | cut -d' ' -f1)
+check_output "… and the PUT verifies the digest (201)" "201" \
+  curl -s -o /dev/null -w '%{http_code}' -X PUT -H "Authorization: Bearer $T" "http://$FRONT$FLOC?digest=$HD"
+T=$(token "$A" "repository:aws/fault:pull,push")
+check_output "the blob reads back whole through the Lambda" "${HD#sha256:}" \
+  sh -c "curl -sfL -H 'Authorization: Bearer $T' http://$A/v2/aws/fault/blobs/$HD | sha256sum"
+
+# DynamoDB stops (never answers) during a manifest PUT to the Lambda.
+CFG='{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}'
+printf '%s' "$CFG" >"$WORK/cfg.json"
+CD=sha256:$(sha256sum "$WORK/cfg.json" | cut -d' ' -f1)
+curl -s -o /dev/null -X POST -H "Authorization: Bearer $T" -H 'Content-Type: application/octet-stream' \
+  --data-binary @"$WORK/cfg.json" "http://$A/v2/aws/fault/blobs/uploads/?digest=$CD"
+printf '{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"%s","size":%d},"layers":[{"mediaType":"application/vnd.oci.image.layer.v1.tar","digest":"%s","size":%d}]}' \
+  "$CD" "$(stat -c %s "$WORK/cfg.json")" "$HD" "$(stat -c %s "$WORK/hundred.bin")" >"$WORK/man.json"
+MD=sha256:$(sha256sum "$WORK/man.json" | cut -d' ' -f1)
+kill -STOP "$MOTO_PID"
+curl -s -o "$WORK/dfault.json" -w '%{http_code}' -m 120 -X PUT -H "Authorization: Bearer $T" \
+  -H 'Content-Type: application/vnd.oci.image.manifest.v1+json' --data-binary @"$WORK/man.json" \
+  "http://$A/v2/aws/fault/manifests/v1" >"$WORK/dfault.code"
+kill -CONT "$MOTO_PID"
+code=$(cat "$WORK/dfault.code")
+check "DynamoDB stopped: the manifest PUT fails with a 5xx (got $code)" sh -c "case '$code' in 5??) exit 0;; *) exit 1;; esac"
+check_output "… with an OCI error body" "UNAVAILABLE" cat "$WORK/dfault.json"
+check_output "the retried manifest PUT succeeds (201)" "201" \
+  curl -s -o /dev/null -w '%{http_code}' -X PUT -H "Authorization: Bearer $T" \
+  -H 'Content-Type: application/vnd.oci.image.manifest.v1+json' --data-binary @"$WORK/man.json" \
+  "http://$A/v2/aws/fault/manifests/v1"
+check_output "tag and digest both serve the manifest" "$MD $MD" sh -c "
+  a=\$(curl -s -H 'Authorization: Bearer $T' -H 'Accept: application/vnd.oci.image.manifest.v1+json' http://$A/v2/aws/fault/manifests/v1 | sha256sum | cut -d' ' -f1)
+  b=\$(curl -s -H 'Authorization: Bearer $T' -H 'Accept: application/vnd.oci.image.manifest.v1+json' http://$A/v2/aws/fault/manifests/$MD | sha256sum | cut -d' ' -f1)
+  echo sha256:\$a sha256:\$b"
+
+for p in $API_PIDS; do
+  echo "  Lambda instance $p: $(grep -E 'VmHWM' /proc/$p/status 2>/dev/null | tr -s ' \t' ' ')"
+done
+finish
