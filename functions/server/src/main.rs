@@ -37,6 +37,8 @@ struct Cli {
     conn: cli::Conn,
 }
 
+// Parsed once at start-up: the size of the largest variant costs nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
 enum Command {
     /// Run the registry (local disk and an embedded database, or S3 and DynamoDB).
