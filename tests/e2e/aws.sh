@@ -13,30 +13,9 @@
 set -u
 here=$(cd "$(dirname "$0")" && pwd)
 source "$here/lib.sh"
-LAMBDA_BIN=${LAMBDA_BIN:-$ROOT/target/release/wharf-lambda-api}
-CARGO_LAMBDA=$(command -v cargo-lambda) || { echo "cargo-lambda is missing (pip install cargo-lambda)"; exit 1; }
-for t in s3s-fs moto_server; do
-  command -v "$t" >/dev/null || [ -x "$HOME/.cargo/bin/$t" ] || { echo "$t is missing"; exit 1; }
-done
-S3S=$(command -v s3s-fs || echo "$HOME/.cargo/bin/s3s-fs")
-
-# ---- the stand-ins ----------------------------------------------------------------------
-S3_PORT=$(free_port)
-mkdir -p "$WORK/s3"
-start_s3() {
-  "$S3S" --host 127.0.0.1 --port "$S3_PORT" --access-key wharftestkey --secret-key wharftestsecret \
-    "$WORK/s3" >>"$LOGDIR/$SUITE-s3s-fs.log" 2>&1 &
-  S3_PID=$!
-  PIDS+=("$S3_PID")
-  for _ in $(seq 1 100); do curl -s -o /dev/null "http://127.0.0.1:$S3_PORT/" && return 0; sleep 0.1; done
-  return 1
-}
+source "$here/aws_lib.sh"
 start_s3
-MOTO_PORT=$(free_port)
-moto_server -H 127.0.0.1 -p "$MOTO_PORT" >"$LOGDIR/$SUITE-moto.log" 2>&1 &
-MOTO_PID=$!
-PIDS+=("$MOTO_PID")
-wait_http "http://127.0.0.1:$MOTO_PORT/" 30
+start_moto
 
 export AWS_REGION=us-east-1 AWS_ACCESS_KEY_ID=wharftestkey AWS_SECRET_ACCESS_KEY=wharftestsecret
 export AWS_ENDPOINT_URL_S3=http://127.0.0.1:$S3_PORT AWS_ENDPOINT_URL_DYNAMODB=http://127.0.0.1:$MOTO_PORT
@@ -52,29 +31,6 @@ RUST_LOG=info,wharf=debug,wharf_core=debug WHARF_UPLOAD_SECRET=$UPLOAD_SECRET st
 FRONT=$R
 FRONT_PID=$WHARF_PID
 
-# start_lambda NAME [VAR=VALUE…]: the emulator (Runtime API + function URL) and two
-# instances of the prebuilt function polling it (Lambda serves concurrent requests from
-# separate instances; two prove nothing is kept between requests). Sets NAME_PORT, NAME_PIDS.
-start_lambda() {
-  local name=$1 port log i
-  shift
-  port=$(free_port)
-  log="$LOGDIR/$SUITE-$name-emulator.log"
-  (cd "$ROOT" && exec "$CARGO_LAMBDA" lambda watch --only-lambda-apis -A 127.0.0.1 -P "$port" \
-    -p wharf-lambda-api --bin wharf-lambda-api) >"$log" 2>&1 &
-  PIDS+=("$!")
-  for i in $(seq 1 300); do grep -q "starting Runtime server" "$log" 2>/dev/null && break; sleep 0.1; done
-  local pids=()
-  for i in 1 2; do
-    env "$@" AWS_LAMBDA_FUNCTION_NAME=_ AWS_LAMBDA_FUNCTION_VERSION=1 AWS_LAMBDA_FUNCTION_MEMORY_SIZE=128 \
-      AWS_LAMBDA_RUNTIME_API="http://127.0.0.1:$port/.rt" RUST_LOG=info,wharf_core=debug \
-      "$LAMBDA_BIN" >>"$LOGDIR/$SUITE-$name-wharf-lambda.log" 2>&1 &
-    PIDS+=("$!")
-    pids+=("$!")
-  done
-  eval "${name}_PORT=$port; ${name}_PIDS=\"${pids[*]}\""
-  wait_http "http://127.0.0.1:$port/v2/" 30
-}
 start_lambda API
 start_lambda FRONTED WHARF_UPLOAD_URL="http://$FRONT" WHARF_UPLOAD_SECRET="$UPLOAD_SECRET"
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """The spec's chunked upload, as a client that honours Content-Range would do it.
 
-usage: chunked_push.py BASE REPO FILE CHUNK_BYTES USER PASSWORD
+usage: chunked_push.py BASE REPO FILE CHUNK_BYTES USER PASSWORD   (USER "-": no auth)
 
 POST, then PATCH chunks of CHUNK_BYTES with Content-Range (following each Location), then
 PUT ?digest=. Then reads the blob back through the registry (following a 307 to object
@@ -43,13 +43,15 @@ def main():
     chunk = int(chunk)
     data = open(path, "rb").read()
     digest = "sha256:" + hashlib.sha256(data).hexdigest()
-    basic = base64.b64encode(f"{user}:{password}".encode()).decode()
-    scope = urllib.parse.quote(f"repository:{repo}:pull,push")
-    st, _, body = call("GET", f"{base}/token?service=wharf&scope={scope}",
-                       headers={"Authorization": f"Basic {basic}"})
-    if st != 200:
-        sys.exit(f"token: {st} {body[:200]!r}")
-    token = json.loads(body)["token"]
+    token = None
+    if user != "-":
+        basic = base64.b64encode(f"{user}:{password}".encode()).decode()
+        scope = urllib.parse.quote(f"repository:{repo}:pull,push")
+        st, _, body = call("GET", f"{base}/token?service=wharf&scope={scope}",
+                           headers={"Authorization": f"Basic {basic}"})
+        if st != 200:
+            sys.exit(f"token: {st} {body[:200]!r}")
+        token = json.loads(body)["token"]
 
     st, h, body = call("POST", f"{base}/v2/{repo}/blobs/uploads/", token, b"")
     if st != 202:

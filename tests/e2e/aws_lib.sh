@@ -1,0 +1,71 @@
+# The AWS stand-ins and the Lambda launcher, shared by tests/e2e/aws.sh and bench/aws.sh.
+# Source after lib.sh. s3s-fs (strict SigV4) plays S3, moto plays DynamoDB, and `cargo
+# lambda watch --only-lambda-apis` provides the Runtime API and the function-URL emulator
+# that prebuilt instances of the function poll.
+LAMBDA_BIN=${LAMBDA_BIN:-$ROOT/target/release/wharf-lambda-api}
+CARGO_LAMBDA=$(command -v cargo-lambda) || { echo "cargo-lambda is missing (pip install cargo-lambda)"; exit 1; }
+for t in s3s-fs moto_server; do
+  command -v "$t" >/dev/null || [ -x "$HOME/.cargo/bin/$t" ] || { echo "$t is missing"; exit 1; }
+done
+S3S=$(command -v s3s-fs || echo "$HOME/.cargo/bin/s3s-fs")
+
+# start_s3: s3s-fs on S3_PORT (picked on first call, kept across restarts) over $WORK/s3.
+start_s3() {
+  S3_PORT=${S3_PORT:-$(free_port)}
+  mkdir -p "$WORK/s3"
+  "$S3S" --host 127.0.0.1 --port "$S3_PORT" --access-key wharftestkey --secret-key wharftestsecret \
+    "$WORK/s3" >>"$LOGDIR/$SUITE-s3s-fs.log" 2>&1 &
+  S3_PID=$!
+  PIDS+=("$S3_PID")
+  for _ in $(seq 1 100); do curl -s -o /dev/null "http://127.0.0.1:$S3_PORT/" && return 0; sleep 0.1; done
+  return 1
+}
+
+# start_moto: moto's DynamoDB on MOTO_PORT.
+start_moto() {
+  MOTO_PORT=$(free_port)
+  moto_server -H 127.0.0.1 -p "$MOTO_PORT" >"$LOGDIR/$SUITE-moto.log" 2>&1 &
+  MOTO_PID=$!
+  PIDS+=("$MOTO_PID")
+  wait_http "http://127.0.0.1:$MOTO_PORT/" 30
+}
+
+# start_emulator NAME: the Runtime API and function-URL emulator; sets NAME_PORT.
+start_emulator() {
+  local name=$1 port log i
+  port=$(free_port)
+  log="$LOGDIR/$SUITE-$name-emulator.log"
+  (cd "$ROOT" && exec "$CARGO_LAMBDA" lambda watch --only-lambda-apis -A 127.0.0.1 -P "$port" \
+    -p wharf-lambda-api --bin wharf-lambda-api) >"$log" 2>&1 &
+  PIDS+=("$!")
+  for i in $(seq 1 300); do grep -q "starting Runtime server" "$log" 2>/dev/null && break; sleep 0.1; done
+  eval "${name}_PORT=$port"
+}
+
+# start_instance NAME [VAR=VALUE…]: one instance of the prebuilt function polling NAME's
+# emulator, as a 128 MB Lambda; sets INSTANCE_PID.
+start_instance() {
+  local name=$1 port
+  shift
+  port=$(eval echo "\$${name}_PORT")
+  env "$@" AWS_LAMBDA_FUNCTION_NAME=_ AWS_LAMBDA_FUNCTION_VERSION=1 AWS_LAMBDA_FUNCTION_MEMORY_SIZE=128 \
+    AWS_LAMBDA_RUNTIME_API="http://127.0.0.1:$port/.rt" RUST_LOG=${LAMBDA_RUST_LOG:-info,wharf_core=debug} \
+    "$LAMBDA_BIN" >>"$LOGDIR/$SUITE-$name-wharf-lambda.log" 2>&1 &
+  INSTANCE_PID=$!
+  PIDS+=("$INSTANCE_PID")
+}
+
+# start_lambda NAME [VAR=VALUE…]: the emulator and two instances (Lambda serves concurrent
+# requests from separate instances; two prove nothing is kept between requests). Sets
+# NAME_PORT, NAME_PIDS.
+start_lambda() {
+  local name=$1 pids=() i
+  shift
+  start_emulator "$name"
+  for i in 1 2; do
+    start_instance "$name" "$@"
+    pids+=("$INSTANCE_PID")
+  done
+  eval "${name}_PIDS=\"${pids[*]}\""
+  wait_http "http://127.0.0.1:$(eval echo "\$${name}_PORT")/v2/" 30
+}
