@@ -791,17 +791,22 @@ struct Throttle {
 
 /// Refuses with 429 and `Retry-After` if `keys` (e.g. `user:alice`, `ip:1.2.3.4`) failed too
 /// often in the current window.
+///
+/// Returns the keys that have a failure record, so a successful login clears only those
+/// (a delete costs a write on DynamoDB even when there is nothing to delete).
 pub async fn check_throttle<D: DocumentStore>(
     docs: &D,
     keys: &[String],
     now_ms: u64,
-) -> Result<(), RegistryError> {
+) -> Result<Vec<String>, RegistryError> {
     let dir = Directory(docs);
+    let mut recorded = Vec::new();
     for k in keys {
-        if let Some(t) = dir.get::<Throttle>("throttle", k).await?
-            && t.failures >= MAX_FAILURES
-            && now_ms < t.since_ms + THROTTLE_WINDOW_MS
-        {
+        let Some(t) = dir.get::<Throttle>("throttle", k).await? else {
+            continue;
+        };
+        recorded.push(k.clone());
+        if t.failures >= MAX_FAILURES && now_ms < t.since_ms + THROTTLE_WINDOW_MS {
             let retry = (t.since_ms + THROTTLE_WINDOW_MS - now_ms).div_ceil(1000);
             return Err(RegistryError::new(
                 ErrorCode::TooManyRequests,
@@ -810,7 +815,7 @@ pub async fn check_throttle<D: DocumentStore>(
             .with_header(http::header::RETRY_AFTER, retry.to_string()));
         }
     }
-    Ok(())
+    Ok(recorded)
 }
 
 /// Counts a failed login against each key.

@@ -251,7 +251,7 @@ impl<B: BlobStore, M: MetadataStore + DocumentStore, E: Env> Registry<B, M, E> {
             .unwrap_or_default();
         let keys = [format!("user:{user}"), format!("ip:{client}")];
         let now = self.env.now_ms();
-        check_throttle(&self.meta, &keys, now).await?;
+        let recorded = check_throttle(&self.meta, &keys, now).await?;
         let dir = Directory(&self.meta);
         let (hash, principal) = if user.starts_with("robot$") {
             match dir.robot(user).await? {
@@ -275,7 +275,7 @@ impl<B: BlobStore, M: MetadataStore + DocumentStore, E: Env> Registry<B, M, E> {
                 "invalid username or password",
             ));
         }
-        clear_failures(&self.meta, &keys).await?;
+        clear_failures(&self.meta, &recorded).await?;
         let Some(p) = principal else {
             return Err(RegistryError::new(
                 ErrorCode::Unauthorized,

@@ -232,17 +232,19 @@ async fn build_app(s: &Settings) -> Result<(Box<dyn App>, Option<AwsStores>), St
 
 async fn run(s: Settings) -> Result<(), String> {
     let (app, aws) = build_app(&s).await?;
-    // Counted calls start after set-up, so a benchmark sees only what requests cost.
-    let calls = aws.and_then(|a| a.calls);
-    if let Some(c) = &calls {
-        c.reset();
-    }
     let state = Arc::new(AppState {
         app,
         base_url: s.base_url.clone(),
         scheme: if s.tls.is_some() { "https" } else { "http" },
     });
+    // The first sweep is part of start-up, then one every ten minutes.
+    sweep_uploads(&state, s.upload_max_age_hours).await;
     tokio::spawn(upload_cleanup(state.clone(), s.upload_max_age_hours));
+    // Counted calls start after set-up, so a benchmark sees only what requests cost.
+    let calls = aws.and_then(|a| a.calls);
+    if let Some(c) = &calls {
+        c.reset();
+    }
 
     let app = axum::Router::new()
         .fallback(handle)
@@ -349,13 +351,19 @@ async fn shutdown_on_signal(handle: axum_server::Handle<SocketAddr>, grace: Dura
 
 /// Removes uploads left idle past the configured age, every ten minutes.
 async fn upload_cleanup(state: Arc<AppState>, max_age_hours: u64) {
-    let mut tick = tokio::time::interval(Duration::from_secs(600));
+    const EVERY: Duration = Duration::from_secs(600);
+    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + EVERY, EVERY);
     loop {
         tick.tick().await;
-        match state.app.cleanup_uploads(max_age_hours * 3_600_000).await {
-            Ok(0) => {}
-            Ok(n) => tracing::info!(removed = n, "stale uploads removed"),
-            Err(e) => tracing::warn!(error = %e, "upload cleanup failed"),
-        }
+        sweep_uploads(&state, max_age_hours).await;
+    }
+}
+
+/// Removes uploads untouched for `max_age_hours`; failures are logged, never fatal.
+async fn sweep_uploads(state: &AppState, max_age_hours: u64) {
+    match state.app.cleanup_uploads(max_age_hours * 3_600_000).await {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(removed = n, "stale uploads removed"),
+        Err(e) => tracing::warn!(error = %e, "upload cleanup failed"),
     }
 }
