@@ -46,14 +46,6 @@ report=$(python3 bench/bench.py)
 echo "$report"
 
 if [ "$write" = 1 ]; then
-  python3 - "$report" <<'PY'
-import sys
-report = sys.argv[1]
-start, end = "<!-- results:start -->", "<!-- results:end -->"
-text = open("BENCHMARKS.md").read()
-head, rest = text.split(start, 1)
-_, tail = rest.split(end, 1)
-open("BENCHMARKS.md", "w").write(f"{head}{start}\n{report}\n{end}{tail}")
-PY
+  python3 bench/write_section.py results "$report"
   echo "[bench] results written to BENCHMARKS.md" >&2
 fi
