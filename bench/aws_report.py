@@ -85,7 +85,7 @@ def main():
     rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
     out.append(f"Run of {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, tree {rev}, "
                f"{os.cpu_count()} cores ({cpu}), {platform.system()} {platform.release()}; "
-               f"reference: docker-registry {ref_version or '(version unknown)'}, s3 driver, "
+               f"reference: {ref_version or 'docker-registry (version unknown)'}, s3 driver, "
                f"redirects on. wharf's S3 is s3s-fs, Distribution's is moto's (its driver needs "
                f"ListMultipartUploads, which s3s-fs lacks), each behind a counting proxy; "
                f"DynamoDB is moto.")
