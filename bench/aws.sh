@@ -156,7 +156,20 @@ docker tag bench/app:v1 "$REF/bench/app:v1"
 wipe_images() { docker rmi -f $(docker images -aq) >/dev/null 2>&1 || true; }
 
 MT='application/vnd.docker.distribution.manifest.v2+json, application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.list.v2+json, application/vnd.oci.image.index.v1+json'
-token() { curl -sf -u "admin:$WHARF_ADMIN_PASSWORD" "http://$W/token?service=wharf&scope=repository:bench/app:pull" >/dev/null; }
+# token: a pull token for bench/app from the running wharf.
+token() {
+  curl -sf -u "admin:$WHARF_ADMIN_PASSWORD" "http://$W/token?service=wharf&scope=repository:bench/app:pull" |
+    python3 -c 'import json,sys; print(json.load(sys.stdin)["token"])'
+}
+# digests HOST [CURL_ARGS…]: bench/app:v1's manifest digest and its last layer's digest.
+digests() {
+  local h=$1
+  shift
+  curl -sf "$@" -H "Accept: $MT" "http://$h/v2/bench/app/manifests/v1" | python3 -c '
+import hashlib, json, sys
+b = sys.stdin.buffer.read()
+print("sha256:" + hashlib.sha256(b).hexdigest(), json.loads(b)["layers"][-1]["digest"])'
+}
 
 log "AWS calls per operation (wharf: fresh process per operation; reference: docker-registry)"
 measure "idle (start-up probe only)" 1 true
@@ -168,15 +181,10 @@ measure_ref "docker push again (every blob there)" 1 docker push "$REF/bench/app
 
 # Uncounted: a token and the digests the single requests use.
 wharf_up
-TOKEN=$(curl -sf -u "admin:$WHARF_ADMIN_PASSWORD" "http://$W/token?service=wharf&scope=repository:bench/app:pull" |
-  python3 -c 'import json,sys; print(json.load(sys.stdin)["token"])')
-curl -sf -H "Authorization: Bearer $TOKEN" -H "Accept: $MT" "http://$W/v2/bench/app/manifests/v1" >"$WORK/manifest.json"
-MDIGEST=sha256:$(sha256sum <"$WORK/manifest.json" | cut -d' ' -f1)
-LAYER=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["layers"][-1]["digest"])' "$WORK/manifest.json")
+TOKEN=$(token)
+read -r MDIGEST LAYER < <(digests "$W" -H "Authorization: Bearer $TOKEN")
 wharf_down
-curl -sf -H "Accept: $MT" "http://$REF/v2/bench/app/manifests/v1" >"$WORK/ref-manifest.json"
-RMDIGEST=sha256:$(sha256sum <"$WORK/ref-manifest.json" | cut -d' ' -f1)
-RLAYER=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["layers"][-1]["digest"])' "$WORK/ref-manifest.json")
+read -r RMDIGEST RLAYER < <(digests "$REF")
 
 auth=(-H "Authorization: Bearer $TOKEN")
 status_is() { [ "$(curl -s -o /dev/null -w '%{http_code}' "${@:2}")" = "$1" ]; } # status_is CODE CURL_ARGS…
@@ -231,8 +239,7 @@ fi
 log "Lambda: cold start under cargo lambda watch"
 # A fresh token: the one above may have expired during the builds.
 wharf_up
-TOKEN=$(curl -sf -u "admin:$WHARF_ADMIN_PASSWORD" "http://$W/token?service=wharf&scope=repository:bench/app:pull" |
-  python3 -c 'import json,sys; print(json.load(sys.stdin)["token"])')
+TOKEN=$(token)
 wharf_down
 auth=(-H "Authorization: Bearer $TOKEN")
 start_emulator COLD

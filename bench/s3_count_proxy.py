@@ -13,14 +13,15 @@ the same way, and the S3 GETs their clients make on the presigned URLs.
 import http.client
 import http.server
 import json
-import socketserver
+import os
 import sys
 import threading
 import urllib.parse
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "e2e"))
+from relay import HOP, Server, read_body, send_back  # noqa: E402
+
 UPSTREAM = ("127.0.0.1", int(sys.argv[2]))
-HOP = {"connection", "keep-alive", "transfer-encoding", "te", "trailer", "upgrade",
-       "proxy-connection"}
 COUNTS = {}
 LOCK = threading.Lock()
 
@@ -59,20 +60,6 @@ class Proxy(http.server.BaseHTTPRequestHandler):
     def log_message(self, *args):
         pass
 
-    def body(self):
-        if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
-            out = bytearray()
-            while True:
-                size = int(self.rfile.readline().split(b";")[0].strip() or b"0", 16)
-                if size == 0:
-                    while self.rfile.readline() not in (b"\r\n", b"\n", b""):
-                        pass
-                    return bytes(out)
-                out += self.rfile.read(size)
-                self.rfile.readline()
-        n = int(self.headers.get("Content-Length") or 0)
-        return self.rfile.read(n) if n else b""
-
     def relay(self):
         path, _, query = self.path.partition("?")
         if path == "/__counts":
@@ -84,7 +71,7 @@ class Proxy(http.server.BaseHTTPRequestHandler):
             self.end_headers()
             self.wfile.write(payload)
             return
-        data = self.body()
+        data = read_body(self)
         lower = {k.lower() for k in self.headers.keys()}
         op = operation(self.command, path, query, lower)
         if "authorization" not in lower and "X-Amz-Signature" in query:
@@ -99,28 +86,10 @@ class Proxy(http.server.BaseHTTPRequestHandler):
         for k, v in headers:
             up.putheader(k, v)
         up.endheaders(data if data else None)
-        resp = up.getresponse()
-        payload = resp.read()
-        self.send_response_only(resp.status, resp.reason)
-        for k, v in resp.getheaders():
-            if k.lower() not in HOP and k.lower() != "content-length":
-                self.send_header(k, v)
-        length = resp.getheader("Content-Length")
-        if self.command == "HEAD" and length is not None:
-            self.send_header("Content-Length", length)
-        else:
-            self.send_header("Content-Length", str(len(payload)))
-        self.end_headers()
-        if self.command != "HEAD":
-            self.wfile.write(payload)
+        send_back(self, up.getresponse())
         up.close()
 
     do_GET = do_HEAD = do_POST = do_PUT = do_PATCH = do_DELETE = relay
-
-
-class Server(socketserver.ThreadingMixIn, http.server.HTTPServer):
-    daemon_threads = True
-    allow_reuse_address = True
 
 
 if __name__ == "__main__":

@@ -14,12 +14,11 @@ anyway). Responses come back as they are.
 """
 import http.client
 import http.server
-import socketserver
 import sys
 
+from relay import HOP, Server, read_body, send_back
+
 UPSTREAM = ("127.0.0.1", int(sys.argv[2]))
-HOP = {"connection", "keep-alive", "transfer-encoding", "te", "trailer", "upgrade",
-       "proxy-connection", "content-length"}
 
 
 class Front(http.server.BaseHTTPRequestHandler):
@@ -28,25 +27,11 @@ class Front(http.server.BaseHTTPRequestHandler):
     def log_message(self, *args):
         pass
 
-    def body(self):
-        if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
-            out = bytearray()
-            while True:
-                size = int(self.rfile.readline().split(b";")[0].strip() or b"0", 16)
-                if size == 0:
-                    while self.rfile.readline() not in (b"\r\n", b"\n", b""):
-                        pass
-                    return bytes(out)
-                out += self.rfile.read(size)
-                self.rfile.readline()
-        n = int(self.headers.get("Content-Length") or 0)
-        return self.rfile.read(n) if n else b""
-
     def relay(self):
-        data = self.body()
+        data = read_body(self)
         headers = {}
         for k in self.headers.keys():
-            if k.lower() in HOP or k.lower() in headers:
+            if k.lower() in HOP or k.lower() == "content-length" or k.lower() in headers:
                 continue
             headers[k.lower()] = ", ".join(self.headers.get_all(k))
         if data and "content-type" not in headers:
@@ -54,28 +39,10 @@ class Front(http.server.BaseHTTPRequestHandler):
         headers["content-length"] = str(len(data))
         up = http.client.HTTPConnection(*UPSTREAM, timeout=600)
         up.request(self.command, self.path, body=data, headers=headers)
-        resp = up.getresponse()
-        payload = resp.read()
-        self.send_response_only(resp.status, resp.reason)
-        for k, v in resp.getheaders():
-            if k.lower() not in HOP:
-                self.send_header(k, v)
-        length = resp.getheader("Content-Length")
-        if self.command == "HEAD" and length is not None:
-            self.send_header("Content-Length", length)
-        else:
-            self.send_header("Content-Length", str(len(payload)))
-        self.end_headers()
-        if self.command != "HEAD":
-            self.wfile.write(payload)
+        send_back(self, up.getresponse())
         up.close()
 
     do_GET = do_HEAD = do_POST = do_PUT = do_PATCH = do_DELETE = relay
-
-
-class Server(socketserver.ThreadingMixIn, http.server.HTTPServer):
-    daemon_threads = True
-    allow_reuse_address = True
 
 
 if __name__ == "__main__":
