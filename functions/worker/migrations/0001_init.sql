@@ -19,19 +19,27 @@ CREATE TABLE links (
   PRIMARY KEY (repo, digest)
 ) WITHOUT ROWID;
 
--- Manifests: ManifestInfo as JSON and the client's exact bytes as text (manifests are
--- UTF-8 JSON). `subject` lets delete_manifest find the referrer entry in the same
--- transaction. `r2_key` is reserved for manifests too large for a row (kept in R2;
--- not written yet), so exactly one of body and r2_key is set.
+-- Manifests: `record` is ManifestInfo as JSON (compact: no newline), a newline, and the
+-- client's exact bytes (manifests are UTF-8 JSON). A record over 1.9 MB (D1 rows stop at
+-- 2 MB; the core takes manifests up to 4 MiB, and their annotations are in the info too)
+-- is kept in `parts` rows of manifest_parts instead, and `record` is empty. `subject`
+-- lets delete_manifest find the referrer entry in the same transaction.
 CREATE TABLE manifests (
   repo TEXT NOT NULL,
   digest TEXT NOT NULL,
   subject TEXT,
-  info TEXT NOT NULL,
-  body TEXT,
-  r2_key TEXT,
-  PRIMARY KEY (repo, digest),
-  CHECK ((body IS NULL) <> (r2_key IS NULL))
+  record TEXT NOT NULL,
+  parts INTEGER NOT NULL,
+  PRIMARY KEY (repo, digest)
+);
+
+-- Pieces of large manifest records, in order of n (0, 1, …), each at most 1.9 MB.
+CREATE TABLE manifest_parts (
+  repo TEXT NOT NULL,
+  digest TEXT NOT NULL,
+  n INTEGER NOT NULL,
+  chunk TEXT NOT NULL,
+  PRIMARY KEY (repo, digest, n)
 );
 
 -- Tags point at manifests of the same repository.

@@ -24,9 +24,11 @@
 //! - Manifests are stored as text (the worker crate binds bytes as a JS array of numbers).
 //!   The core only accepts manifests that parse as JSON, hence UTF-8; non-UTF-8 bytes (and
 //!   non-UTF-8 documents) are refused with `StoreError::Other` instead of being stored in a
-//!   second encoding. D1 rows stop at 2 MB: a manifest whose bytes and info exceed
-//!   [`sql::MAX_MANIFEST_ROW`] (1.9 MB) is refused with `StoreError::Other` (the core takes
-//!   up to 4 MiB; the schema reserves `manifests.r2_key` for keeping those in R2 later).
+//!   second encoding.
+//! - D1 rows stop at 2 MB and the core takes manifests up to 4 MiB (whose annotations are
+//!   in the info as well): a record (info + bytes) over [`sql::MAX_MANIFEST_ROW`] (1.9 MB)
+//!   is written in pieces to `manifest_parts` in the same batch, and reading it costs a
+//!   second query. Everything stays in D1, in one transaction; no R2 object to orphan.
 //! - Read replication must stay off for this database (or be used with a `first-primary`
 //!   session): a pull right after a push must see it.
 //! - Audit events ([`DocumentStore::append_event`]) are queued in memory, not written:
@@ -170,7 +172,11 @@ impl<S: Db> PendingEvents<S> {
 
 impl<S: Db> MetadataStore for D1Meta<S> {
     async fn repository_exists(&self, repo: &str) -> Result<bool, StoreError> {
-        Ok(!self.one(sql::repository_exists(repo)).await?.rows.is_empty())
+        Ok(!self
+            .one(sql::repository_exists(repo))
+            .await?
+            .rows
+            .is_empty())
     }
 
     async fn blob_link(&self, repo: &str, digest: &Digest) -> Result<Option<u64>, StoreError> {
@@ -215,9 +221,16 @@ impl<S: Db> MetadataStore for D1Meta<S> {
             Reference::Digest(d) => sql::manifest_by_digest(repo, d),
             Reference::Tag(t) => sql::manifest_by_tag(repo, t),
         };
-        match self.one(stmt).await?.rows.first() {
-            Some(row) => sql::decode_manifest(row).map(Some),
-            None => Ok(None),
+        let found = match self.one(stmt).await?.rows.first() {
+            Some(row) => sql::decode_manifest_row(row)?,
+            None => return Ok(None),
+        };
+        match found {
+            sql::ManifestRow::Inline(m) => Ok(Some(m)),
+            // Over 1.9 MB: a second read for its parts.
+            sql::ManifestRow::Parts { digest, parts } => {
+                sql::decode_parts(&self.one(sql::manifest_parts(repo, &digest)).await?, parts)
+            }
         }
     }
 
@@ -233,7 +246,7 @@ impl<S: Db> MetadataStore for D1Meta<S> {
 
     async fn delete_manifest(&self, repo: &str, digest: &Digest) -> Result<bool, StoreError> {
         let out = self.db.run(sql::delete_manifest(repo, digest)).await?;
-        Ok(sql::nth(&out, 2)?.changes > 0)
+        Ok(out.last().is_some_and(|o| o.changes > 0))
     }
 
     async fn delete_tag(&self, repo: &str, tag: &str) -> Result<bool, StoreError> {

@@ -3,7 +3,7 @@
 
 use crate::{Outcome, Param, Row, Stmt};
 use bytes::Bytes;
-use wharf_core::manifest::{Descriptor, ManifestInfo};
+use wharf_core::manifest::Descriptor;
 use wharf_core::ports::{StoredManifest, UploadRecord};
 use wharf_core::{Digest, StoreError};
 
@@ -13,8 +13,9 @@ pub const MAX_PARAMS: usize = 100;
 pub const IN_CHUNK: usize = MAX_PARAMS - 1;
 /// Audit events per multi-row INSERT (two parameters each).
 pub const EVENTS_PER_INSERT: usize = MAX_PARAMS / 2;
-/// Largest manifest (info JSON + bytes) kept in a row. D1 refuses rows over 2,000,000
-/// bytes; the rest of the row (repository, digests) fits in what is left.
+/// Largest manifest record (info JSON + bytes) kept in its row, and largest part of a
+/// larger one. D1 refuses rows over 2,000,000 bytes; the rest of the row (repository,
+/// digests) fits in what is left.
 pub const MAX_MANIFEST_ROW: usize = 1_900_000;
 /// Largest integer a JS number carries exactly (D1 binds numbers as JS numbers).
 pub const MAX_SAFE_INTEGER: u64 = (1 << 53) - 1;
@@ -198,7 +199,7 @@ pub(crate) fn missing(digests: &[Digest], found: &[Outcome]) -> Result<Vec<Diges
 
 pub(crate) fn manifest_by_digest(repo: &str, digest: &Digest) -> Stmt {
     stmt(
-        "SELECT info, body, r2_key FROM manifests WHERE repo = ?1 AND digest = ?2",
+        "SELECT digest, record, parts FROM manifests WHERE repo = ?1 AND digest = ?2",
         vec![text(repo), text(digest.to_string())],
     )
 }
@@ -206,57 +207,156 @@ pub(crate) fn manifest_by_digest(repo: &str, digest: &Digest) -> Stmt {
 /// One query through the tag: a manifest GET by tag stays one D1 read.
 pub(crate) fn manifest_by_tag(repo: &str, tag: &str) -> Stmt {
     stmt(
-        "SELECT m.info, m.body, m.r2_key FROM tags AS t \
+        "SELECT m.digest, m.record, m.parts FROM tags AS t \
          JOIN manifests AS m ON m.repo = t.repo AND m.digest = t.digest \
          WHERE t.repo = ?1 AND t.tag = ?2",
         vec![text(repo), text(tag)],
     )
 }
 
-pub(crate) fn decode_manifest(row: &Row) -> Result<StoredManifest, StoreError> {
-    if let Some(key) = opt_text(row, "r2_key")? {
-        return Err(StoreError::NotSupported(format!(
-            "manifest body is in R2 at {key}, which this build does not read"
+/// A manifest row: the manifest itself, or where its record is.
+pub(crate) enum ManifestRow {
+    /// The record was in the row.
+    Inline(StoredManifest),
+    /// The record is in `parts` rows of `manifest_parts`.
+    Parts {
+        /// Its digest (the row may have been found by tag).
+        digest: String,
+        /// How many.
+        parts: u64,
+    },
+}
+
+pub(crate) fn decode_manifest_row(row: &Row) -> Result<ManifestRow, StoreError> {
+    match get_int(row, "parts")? {
+        0 => decode_record(get_text(row, "record")?).map(ManifestRow::Inline),
+        parts => Ok(ManifestRow::Parts {
+            digest: get_text(row, "digest")?,
+            parts,
+        }),
+    }
+}
+
+pub(crate) fn manifest_parts(repo: &str, digest: &str) -> Stmt {
+    stmt(
+        "SELECT chunk FROM manifest_parts WHERE repo = ?1 AND digest = ?2 ORDER BY n",
+        vec![text(repo), text(digest)],
+    )
+}
+
+/// The manifest from its parts; `None` if they are gone (deleted since the row was read).
+pub(crate) fn decode_parts(o: &Outcome, parts: u64) -> Result<Option<StoredManifest>, StoreError> {
+    if o.rows.is_empty() {
+        return Ok(None);
+    }
+    if o.rows.len() as u64 != parts {
+        return Err(other(format!(
+            "manifest record has {} of its {parts} parts",
+            o.rows.len()
         )));
     }
-    let info: ManifestInfo = serde_json::from_str(&get_text(row, "info")?).map_err(other)?;
-    let bytes = Bytes::from(get_text(row, "body")?.into_bytes());
+    let mut record = String::new();
+    for row in &o.rows {
+        record.push_str(&get_text(row, "chunk")?);
+    }
+    decode_record(record).map(Some)
+}
+
+/// A manifest record: the info as compact JSON (which has no newline: strings escape
+/// theirs), a newline, the bytes.
+fn encode_record(m: &StoredManifest) -> Result<String, StoreError> {
+    let info = serde_json::to_string(&m.info).map_err(other)?;
+    if info.contains('\n') {
+        return Err(other("manifest info JSON contains a newline"));
+    }
+    let body = utf8("manifests", &m.bytes)?;
+    let mut record = String::with_capacity(info.len() + 1 + body.len());
+    record.push_str(&info);
+    record.push('\n');
+    record.push_str(&body);
+    Ok(record)
+}
+
+fn decode_record(record: String) -> Result<StoredManifest, StoreError> {
+    let split = record
+        .find('\n')
+        .ok_or_else(|| other("corrupt manifest record"))?;
+    let info = serde_json::from_str(&record[..split]).map_err(other)?;
+    // The bytes share the record's buffer: no copy of a large manifest.
+    let bytes = Bytes::from(record.into_bytes()).slice(split + 1..);
     Ok(StoredManifest { info, bytes })
 }
 
+/// `s` in pieces of at most `max` bytes, cut at character boundaries.
+pub(crate) fn split_text(s: &str, max: usize) -> Vec<&str> {
+    let mut out = Vec::new();
+    let mut rest = s;
+    while !rest.is_empty() {
+        let mut end = rest.len().min(max.max(4));
+        while !rest.is_char_boundary(end) {
+            end -= 1;
+        }
+        let (head, tail) = rest.split_at(end);
+        out.push(head);
+        rest = tail;
+    }
+    out
+}
+
 /// The statements of `put_manifest`, one transaction: the catalog entry, the manifest, its
-/// tag and its referrer entry. A manifest over [`MAX_MANIFEST_ROW`] is refused (R2 for large
-/// manifests is not written yet), as are bytes that are not UTF-8.
+/// tag and its referrer entry. A record over [`MAX_MANIFEST_ROW`] goes to `manifest_parts`
+/// (replacing any parts of an earlier put), one statement a part. Bytes that are not
+/// UTF-8 are refused.
 pub(crate) fn put_manifest(
     repo: &str,
     m: &StoredManifest,
     tag: Option<&str>,
 ) -> Result<Vec<Stmt>, StoreError> {
-    let info = serde_json::to_string(&m.info).map_err(other)?;
-    if info.len() + m.bytes.len() > MAX_MANIFEST_ROW {
-        return Err(other(format!(
-            "manifest of {} bytes is too large for a D1 row (at most {MAX_MANIFEST_ROW} bytes with its metadata)",
-            m.bytes.len()
-        )));
-    }
-    let body = utf8("manifests", &m.bytes)?;
+    let record = encode_record(m)?;
     let digest = m.info.digest.to_string();
     let subject = m.info.subject.as_ref().map(Digest::to_string);
+    let pieces = if record.len() > MAX_MANIFEST_ROW {
+        split_text(&record, MAX_MANIFEST_ROW)
+    } else {
+        Vec::new()
+    };
+    let inline = if pieces.is_empty() {
+        record.as_str()
+    } else {
+        ""
+    };
     let mut out = vec![
         touch_repo(repo),
         stmt(
-            "INSERT INTO manifests (repo, digest, subject, info, body, r2_key) \
-             VALUES (?1, ?2, ?3, ?4, ?5, NULL) ON CONFLICT (repo, digest) DO UPDATE SET \
-             subject = excluded.subject, info = excluded.info, body = excluded.body, r2_key = NULL",
+            "INSERT INTO manifests (repo, digest, subject, record, parts) \
+             VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (repo, digest) DO UPDATE SET \
+             subject = excluded.subject, record = excluded.record, parts = excluded.parts",
             vec![
                 text(repo),
                 text(digest.as_str()),
                 subject.clone().map_or(Param::Null, Param::Text),
-                text(info),
-                text(body),
+                text(inline),
+                int(pieces.len() as u64)?,
             ],
         ),
     ];
+    if !pieces.is_empty() {
+        out.push(stmt(
+            "DELETE FROM manifest_parts WHERE repo = ?1 AND digest = ?2",
+            vec![text(repo), text(digest.as_str())],
+        ));
+        for (n, piece) in pieces.iter().enumerate() {
+            out.push(stmt(
+                "INSERT INTO manifest_parts (repo, digest, n, chunk) VALUES (?1, ?2, ?3, ?4)",
+                vec![
+                    text(repo),
+                    text(digest.as_str()),
+                    int(n as u64)?,
+                    text(*piece),
+                ],
+            ));
+        }
+    }
     if let Some(tag) = tag {
         out.push(stmt(
             "INSERT INTO tags (repo, tag, digest) VALUES (?1, ?2, ?3) \
@@ -276,8 +376,8 @@ pub(crate) fn put_manifest(
 }
 
 /// The statements of `delete_manifest`, one transaction: its tags, its referrer entry (found
-/// through the manifest's `subject` before the manifest goes), the manifest. The last
-/// statement's change count says whether there was one.
+/// through the manifest's `subject` before the manifest goes), its parts, the manifest. The
+/// last statement's change count says whether there was one.
 pub(crate) fn delete_manifest(repo: &str, digest: &Digest) -> Vec<Stmt> {
     let p = || vec![text(repo), text(digest.to_string())];
     vec![
@@ -285,6 +385,10 @@ pub(crate) fn delete_manifest(repo: &str, digest: &Digest) -> Vec<Stmt> {
         stmt(
             "DELETE FROM referrers WHERE repo = ?1 AND digest = ?2 AND subject = \
              (SELECT subject FROM manifests WHERE repo = ?1 AND digest = ?2)",
+            p(),
+        ),
+        stmt(
+            "DELETE FROM manifest_parts WHERE repo = ?1 AND digest = ?2",
             p(),
         ),
         stmt("DELETE FROM manifests WHERE repo = ?1 AND digest = ?2", p()),
@@ -325,7 +429,11 @@ pub(crate) fn list_repositories(last: Option<&str>, n: usize) -> Stmt {
 }
 
 /// A page from `n + 1` rows of column `name`.
-pub(crate) fn page(o: &Outcome, name: &str, n: usize) -> Result<wharf_core::ports::Page, StoreError> {
+pub(crate) fn page(
+    o: &Outcome,
+    name: &str,
+    n: usize,
+) -> Result<wharf_core::ports::Page, StoreError> {
     let mut items = o
         .rows
         .iter()
@@ -385,16 +493,15 @@ pub(crate) fn update_upload(u: &UploadRecord, expected: u64) -> Result<Vec<Stmt>
             "UPDATE uploads SET off = ?2, updated_ms = ?3, record = ?4 WHERE id = ?1 AND off = ?5",
             params,
         ),
-        stmt("SELECT off FROM uploads WHERE id = ?1", vec![text(u.id.as_str())]),
+        stmt(
+            "SELECT off FROM uploads WHERE id = ?1",
+            vec![text(u.id.as_str())],
+        ),
     ])
 }
 
 /// What the two statements of [`update_upload`] say.
-pub(crate) fn update_outcome(
-    id: &str,
-    expected: u64,
-    out: &[Outcome],
-) -> Result<(), StoreError> {
+pub(crate) fn update_outcome(id: &str, expected: u64, out: &[Outcome]) -> Result<(), StoreError> {
     if nth(out, 0)?.changes > 0 {
         return Ok(());
     }
