@@ -50,6 +50,9 @@ impl Db for D1Sql {
     /// One statement runs alone (`all`); several as one `batch`, which D1 runs as one
     /// transaction.
     async fn run(&self, stmts: Vec<Stmt>) -> Result<Vec<Outcome>, StoreError> {
+        if stmts.is_empty() {
+            return Ok(Vec::new());
+        }
         let mut prepared = stmts
             .iter()
             .map(|s| self.prepare(s))

@@ -3,15 +3,15 @@
 //! # Schema
 //!
 //! [`SCHEMA`] (`functions/worker/migrations/0001_init.sql`): tables `repos`, `links`,
-//! `manifests`, `tags`, `referrers`, `uploads`, `docs`, all TEXT but the sizes, offsets
-//! and times the queries compare.
+//! `manifests` (+ `manifest_parts`), `tags`, `referrers`, `uploads`, `docs`, all TEXT but
+//! the sizes, offsets and times the queries compare.
 //!
 //! # One D1 call per method
 //!
 //! Every method is one statement, or one `batch` (D1 runs a batch as one transaction),
 //! which is how "one atomic metadata operation per change" holds without modelling items:
 //! `put_manifest` writes catalog entry, manifest, tag and referrer entry in one batch;
-//! `delete_manifest` deletes tags, referrer entry and manifest in one; `update_upload` is
+//! `delete_manifest` deletes tags, referrer entry, parts and manifest in one; `update_upload` is
 //! `UPDATE … WHERE off = expected` with a read of the offset in the same batch (no change
 //! and a row: `Precondition`; no row: `NotFound`). A manifest GET by tag is one join, so a
 //! pull stays one read. Pages are `WHERE k > last ORDER BY k LIMIT n + 1`.
