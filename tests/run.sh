@@ -46,7 +46,7 @@ add "cargo test" "$p" "$f"
 step "core for wasm32-unknown-unknown"
 if bash tests/wasm-check.sh >"$LOGS/wasm.log" 2>&1; then add "wasm32 build of the core" 1 0; else tail -20 "$LOGS/wasm.log"; add "wasm32 build of the core" 0 1; fi
 
-for suite in docker skopeo podman oras tls auth aws; do
+for suite in docker skopeo podman oras tls auth aws worker; do
   step "e2e: $suite"
   out="$LOGS/e2e-$suite.out"
   timeout 900 bash "tests/e2e/$suite.sh" >"$out" 2>&1

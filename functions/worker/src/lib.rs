@@ -1,0 +1,253 @@
+//! The registry on Cloudflare Workers: every request (the OCI API, `/token`, `/api/v1`) goes
+//! to the same `wharf_core::Registry` as `wharf serve` and the Lambda, on R2 (blobs, through
+//! the binding `BLOBS`) and D1 (metadata and documents, binding `DB`).
+//!
+//! Only the conversion between workerd's request/response and `http` lives here. Request
+//! bodies are not buffered (worker's `Body` reads the JS stream on demand and the core awaits
+//! each write before the next read); blob responses hand R2's own stream to the response
+//! untouched, so layer bytes never pass through wasm on a pull.
+//!
+//! Configuration (`[vars]` and secrets in `wrangler.toml`):
+//!
+//! | variable | meaning |
+//! |---|---|
+//! | `WHARF_AUTH` | `on` (default) or `off` |
+//! | `WHARF_SERVICE` | token service name (default `wharf`) |
+//! | `WHARF_TOKEN_TTL_SECS` | access token lifetime (default 300) |
+//! | `WHARF_TOKEN_KEYS_PEM` | signing keys (PEM, a secret); default: a key generated once and kept in D1 |
+//! | `WHARF_ADMIN_PASSWORD` | creates `admin` with it if missing (a secret) |
+//! | `WHARF_MAX_BODY_BYTES` | largest request body (default 104857600, the Free/Pro plans' limit) |
+//! | `WHARF_UPLOAD_MAX_AGE_HOURS` | the cron job removes uploads idle this long (default 24) |
+//! | `WHARF_DISABLE_DELETE` | `true` refuses DELETEs |
+//! | `WHARF_BASE_URL` | public URL, when the request URL is not it |
+//! | `WHARF_R2_PREFIX` | key prefix inside the bucket (default none) |
+//! | `WHARF_LOG` | log level, `error` to `trace` (default `info`) |
+#![deny(missing_docs)]
+
+#[cfg(feature = "conformance")]
+mod conformance;
+mod config;
+mod log;
+
+use std::cell::RefCell;
+use std::rc::Rc;
+use wharf_core::auth::{Keys, TokenService, TokenSettings, split_pems, stored_keys};
+use wharf_core::gate::{ClientAddr, PublicOrigin};
+use wharf_core::{Env as CoreEnv, Registry};
+use wharf_d1::D1Meta;
+use wharf_r2::R2Blobs;
+use worker::{Context, Env, Headers, HttpRequest, Response, ResponseBuilder, event};
+
+use config::Vars;
+
+/// The core's clock and randomness on workerd: `Date.now()` and `crypto.getRandomValues`.
+/// (`SystemTime::now()` panics on wasm32.)
+#[derive(Debug, Clone, Copy, Default)]
+pub struct WorkerEnv;
+
+impl CoreEnv for WorkerEnv {
+    fn now_ms(&self) -> u64 {
+        js_sys::Date::now() as u64
+    }
+    fn fill_random(&self, buf: &mut [u8]) {
+        if let Err(e) = getrandom02::getrandom(buf) {
+            // No entropy means no safe ids or keys: stop rather than hand out guessable ones.
+            panic!("crypto.getRandomValues failed: {e}");
+        }
+    }
+}
+
+type App = Registry<R2Blobs, D1Meta, WorkerEnv>;
+
+/// What one isolate keeps between requests: the registry (its token cache survives) and
+/// the settings the entry point itself reads.
+struct Isolate {
+    app: App,
+    base_url: Option<String>,
+    upload_max_age_ms: u64,
+}
+
+thread_local! {
+    /// Bindings and variables are fixed for an isolate's life, so the registry is built by
+    /// its first request. Never borrowed across an `.await`: requests interleave here.
+    static ISOLATE: RefCell<Option<Rc<Isolate>>> = const { RefCell::new(None) };
+}
+
+async fn isolate(env: &Env) -> Result<Rc<Isolate>, String> {
+    if let Some(i) = ISOLATE.with(|c| c.borrow().clone()) {
+        return Ok(i);
+    }
+    log::init(Vars(env).get("WHARF_LOG").as_deref());
+    let built = Rc::new(build(env).await?);
+    // Two first requests may both build; the second keeps its own (both are equivalent).
+    ISOLATE.with(|c| *c.borrow_mut() = Some(built.clone()));
+    Ok(built)
+}
+
+async fn build(env: &Env) -> Result<Isolate, String> {
+    let vars = Vars(env);
+    let bucket = env.bucket("BLOBS").map_err(|e| format!("R2 binding BLOBS: {e}"))?;
+    let db = env.d1("DB").map_err(|e| format!("D1 binding DB: {e}"))?;
+    let blobs = R2Blobs::new(bucket, vars.get("WHARF_R2_PREFIX").unwrap_or_default());
+    let meta = D1Meta::new(db);
+    let config = wharf_core::Config {
+        delete_enabled: !vars.switch("WHARF_DISABLE_DELETE", false)?,
+        max_request_body: Some(vars.number("WHARF_MAX_BODY_BYTES", config::FREE_PLAN_BODY)?),
+        ..wharf_core::Config::default()
+    };
+    let mut app = Registry::new(blobs, meta, WorkerEnv, config);
+    if vars.switch("WHARF_AUTH", true)? {
+        let keys = match vars.get("WHARF_TOKEN_KEYS_PEM") {
+            Some(text) => Keys::from_pems(&split_pems(&text))
+                .map_err(|e| format!("WHARF_TOKEN_KEYS_PEM: {e}"))?,
+            None => stored_keys(&app.meta, &WorkerEnv)
+                .await
+                .map_err(|e| format!("token key in D1: {}", e.message))?,
+        };
+        if let Some(p) = vars.get("WHARF_ADMIN_PASSWORD") {
+            wharf_core::auth::ensure_admin(&app.meta, &WorkerEnv, Some(&p))
+                .await
+                .map_err(|e| e.message)?;
+        }
+        let settings = TokenSettings {
+            service: vars.get("WHARF_SERVICE").unwrap_or_else(|| "wharf".into()),
+            ttl_secs: vars.number("WHARF_TOKEN_TTL_SECS", 300)?,
+            ..TokenSettings::default()
+        };
+        app = app.with_auth(TokenService::new(keys, settings));
+    } else {
+        tracing::warn!("auth is off: anyone who can reach this Worker can push, pull and delete");
+    }
+    Ok(Isolate {
+        app,
+        base_url: vars.get("WHARF_BASE_URL"),
+        upload_max_age_ms: vars.number("WHARF_UPLOAD_MAX_AGE_HOURS", 24)? * 3_600_000,
+    })
+}
+
+/// The public origin: `WHARF_BASE_URL`, else scheme and host of the URL the client used.
+fn origin(req: &HttpRequest, base: Option<&str>) -> String {
+    if let Some(b) = base {
+        return b.trim_end_matches('/').to_owned();
+    }
+    let uri = req.uri();
+    let host = uri
+        .authority()
+        .map(|a| a.as_str().to_owned())
+        .or_else(|| Some(req.headers().get("host")?.to_str().ok()?.to_owned()))
+        .unwrap_or_else(|| "localhost".into());
+    format!("{}://{host}", uri.scheme_str().unwrap_or("https"))
+}
+
+fn unavailable(msg: &str) -> worker::Result<Response> {
+    let body = serde_json::json!({"errors": [{"code": "UNAVAILABLE", "message": msg}]});
+    let headers = Headers::new();
+    headers.append("content-type", "application/json")?;
+    Ok(ResponseBuilder::new()
+        .with_status(503)
+        .with_headers(headers)
+        .fixed(body.to_string().into_bytes()))
+}
+
+#[event(fetch)]
+async fn fetch(mut req: HttpRequest, env: Env, ctx: Context) -> worker::Result<Response> {
+    let isolate = match isolate(&env).await {
+        Ok(i) => i,
+        Err(e) => {
+            tracing::error!("cannot start: {e}");
+            worker::console_error!("wharf cannot start: {e}");
+            return unavailable(&format!("the registry is misconfigured: {e}"));
+        }
+    };
+    #[cfg(feature = "conformance")]
+    if req.uri().path() == "/__conformance" && req.method() == http::Method::POST {
+        conformance::run(&isolate.app.meta).await;
+        return Response::ok("conformance passed");
+    }
+    #[cfg(feature = "conformance")]
+    if req.uri().path() == "/__r2" {
+        return r2_keys(&env, req.uri().query().unwrap_or_default()).await;
+    }
+    let origin = origin(&req, isolate.base_url.as_deref());
+    let client = req
+        .headers()
+        .get("cf-connecting-ip")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    req.extensions_mut().insert(PublicOrigin(origin));
+    req.extensions_mut().insert(ClientAddr(client));
+    let resp = isolate.app.handle(req).await;
+    // Audit events of this request are written after the response is sent, so a pull
+    // costs one D1 read and no write on its way.
+    let events = isolate.app.meta.take_events();
+    ctx.wait_until(async move {
+        if let Err(e) = events.write().await {
+            tracing::error!(error = %e, "writing audit events failed");
+        }
+    });
+    into_response(resp)
+}
+
+/// `GET /__r2?prefix=P` (tests only): the R2 keys under P, so a test can see that nothing
+/// of an upload is left behind.
+#[cfg(feature = "conformance")]
+async fn r2_keys(env: &Env, query: &str) -> worker::Result<Response> {
+    let prefix = query.strip_prefix("prefix=").unwrap_or_default().to_owned();
+    let bucket = env.bucket("BLOBS")?;
+    let mut keys = Vec::new();
+    let mut cursor = None;
+    loop {
+        let mut list = bucket.list().prefix(prefix.clone());
+        if let Some(c) = cursor.take() {
+            list = list.cursor(c);
+        }
+        let page = list.execute().await?;
+        keys.extend(page.objects().iter().map(|o| o.key()));
+        cursor = page.cursor();
+        if !page.truncated() {
+            break;
+        }
+    }
+    Response::ok(format!("{} keys\n{}", keys.len(), keys.join("\n")))
+}
+
+/// `http::Response` of the core → workerd's Response. A blob body is R2's own stream,
+/// handed over as is.
+fn into_response(resp: wharf_core::registry::ApiResponse<R2Blobs>) -> worker::Result<Response> {
+    let (parts, body) = resp.into_parts();
+    let headers = Headers::new();
+    for (name, value) in &parts.headers {
+        // Every header the core sets is visible ASCII; skip rather than fail on others.
+        if let Ok(v) = value.to_str() {
+            headers.append(name.as_str(), v)?;
+        }
+    }
+    let b = ResponseBuilder::new()
+        .with_status(parts.status.as_u16())
+        .with_headers(headers);
+    Ok(match body {
+        wharf_core::Body::Empty | wharf_core::Body::Full(None) => b.empty(),
+        wharf_core::Body::Full(Some(bytes)) => b.fixed(bytes.to_vec()),
+        wharf_core::Body::Stream(r) => match r.into_raw() {
+            Some(raw) => b.stream(raw),
+            None => return Err("blob stream was already read".into()),
+        },
+    })
+}
+
+/// The cron trigger: removes uploads idle longer than `WHARF_UPLOAD_MAX_AGE_HOURS`.
+#[event(scheduled)]
+async fn scheduled(event: worker::ScheduledEvent, env: Env, _ctx: worker::ScheduleContext) {
+    let isolate = match isolate(&env).await {
+        Ok(i) => i,
+        Err(e) => {
+            worker::console_error!("wharf cannot start: {e}");
+            return;
+        }
+    };
+    match isolate.app.cleanup_uploads(isolate.upload_max_age_ms).await {
+        Ok(n) => tracing::info!(cron = %event.cron(), removed = n, "upload cleanup"),
+        Err(e) => tracing::error!(cron = %event.cron(), error = %e.message, "upload cleanup failed"),
+    }
+}

@@ -1,0 +1,107 @@
+#!/usr/bin/env bash
+# The Cloudflare Worker under workerd (Miniflare 4, as `wrangler dev` runs it) on local R2
+# and D1, with real clients:
+#   - the metadata and document conformance suites inside the Worker, on its D1
+#   - the protocol suite (the same one every runtime passes) against the Worker
+#   - docker push/pull of an image with a 90 MB layer sent in one PATCH, skopeo copy out
+#   - 300 MB by chunked upload (several R2 objects joined into one at commit)
+#   - a body over WHARF_MAX_BODY_BYTES refused with 413 and an OCI error
+#   - the cron trigger removing an idle upload and its R2 objects
+# Local workerd enforces neither Cloudflare's body limit nor CPU limits.
+here=$(cd "$(dirname "$0")" && pwd)
+. "$here/lib.sh"
+. "$here/worker_lib.sh"
+
+echo "building the Worker (wasm32, worker-build)"
+if ! bash "$ROOT/functions/worker/build.sh" --conformance >"$LOGDIR/$SUITE-build.log" 2>&1; then
+  tail -30 "$LOGDIR/$SUITE-build.log"
+  _record 1 "the Worker builds" "$LOGDIR/$SUITE-build.log"
+  finish; exit 1
+fi
+start_worker WHARF_ADMIN_PASSWORD="$WHARF_ADMIN_PASSWORD" WHARF_LOG=debug || { _record 1 "the Worker starts" /dev/null; finish; exit 1; }
+A=$R
+
+check_output "the metadata and document conformance suites pass on D1" "conformance passed" \
+  curl -s -X POST "http://$A/__conformance"
+check_output "the Worker asks for a token (401 + Bearer challenge)" 'Bearer realm="http://'"$A"'/token"' \
+  curl -si "http://$A/v2/"
+
+token() { # token SCOPE
+  curl -s -u "admin:$WHARF_ADMIN_PASSWORD" "http://$A/token?service=wharf&scope=$1" \
+    | python3 -c 'import json,sys; print(json.load(sys.stdin)["token"])'
+}
+
+# ---- the protocol suite ----------------------------------------------------------------------
+check_output "the protocol suite passes against the Worker" "test result: ok" \
+  env WHARF_TEST_URL="http://$A" WHARF_TEST_USER=admin WHARF_TEST_PASSWORD="$WHARF_ADMIN_PASSWORD" \
+  WHARF_TEST_NO_CONTINUE="workerd does not answer Expect: 100-continue" \
+  cargo test -q --manifest-path "$ROOT/Cargo.toml" -p wharf-tests --test protocol
+
+# ---- docker and skopeo -----------------------------------------------------------------------
+start_dockerd
+export DOCKER_CONFIG="$WORK/docker-config"
+mkdir -p "$DOCKER_CONFIG"
+make_image e2e-worker-base:1 2
+ctx="$WORK/ctx"
+mkdir -p "$ctx"
+head -c $((90 * 1024 * 1024)) /dev/urandom >"$ctx/ninety.bin"
+date +%s%N >"$ctx/stamp.txt"
+printf 'FROM e2e-worker-base:1\nCOPY ninety.bin /ninety.bin\nCOPY stamp.txt /stamp.txt\n' >"$ctx/Dockerfile"
+IMG="$A/edge/app:v1"
+check "docker build an image with a 90 MB layer" env DOCKER_BUILDKIT=0 docker build -q -t "$IMG" "$ctx"
+IMG_ID=$(docker image inspect -f '{{.Id}}' "$IMG")
+check "docker login to the Worker" sh -c "echo '$WHARF_ADMIN_PASSWORD' | docker login -u admin --password-stdin $A"
+check_output "docker push to the Worker (the 90 MB layer in one PATCH)" "digest: sha256:" docker push "$IMG"
+docker rmi -f "$IMG" e2e-worker-base:1 >/dev/null 2>&1
+check "docker pull from the Worker (blobs streamed from R2)" docker pull "$IMG"
+check "the pulled image has the same id" test "$(docker image inspect -f '{{.Id}}' "$IMG")" = "$IMG_ID"
+check "skopeo copy out of the Worker (digests verified)" \
+  skopeo copy --quiet --src-tls-verify=false --src-creds "admin:$WHARF_ADMIN_PASSWORD" \
+  "docker://$IMG" "oci:$WORK/oci-app:v1"
+T=$(token "repository:edge/app:pull")
+skopeo inspect --raw --tls-verify=false --creds "admin:$WHARF_ADMIN_PASSWORD" "docker://$IMG" >"$WORK/manifest.json"
+LAYER=$(python3 -c 'import json,sys; print(max(json.load(open(sys.argv[1]))["layers"], key=lambda l: l["size"])["digest"])' "$WORK/manifest.json")
+LAYER_SIZE=$(python3 -c 'import json,sys; print(max(l["size"] for l in json.load(open(sys.argv[1]))["layers"]))' "$WORK/manifest.json")
+check "the big layer is over 90 MB" test "$LAYER_SIZE" -gt $((90 * 1024 * 1024))
+check_output "a blob HEAD states the layer's size (Content-Length)" "content-length: $LAYER_SIZE" \
+  sh -c "curl -sI -H 'Authorization: Bearer $T' http://$A/v2/edge/app/blobs/$LAYER | tr -d '\r' | tr A-Z a-z"
+check_output "a ranged blob GET returns 206 and the range" "206 10" \
+  curl -s -o /dev/null -w '%{http_code} %{size_download}' -H "Authorization: Bearer $T" -H 'Range: bytes=100-109' \
+  "http://$A/v2/edge/app/blobs/$LAYER"
+
+# ---- chunked upload, limits ------------------------------------------------------------------
+head -c $((300 * 1024 * 1024)) /dev/urandom >"$WORK/big.bin"
+check_output "300 MB in 16 MiB chunks, joined in R2 at commit, read back" "digest verified" \
+  python3 "$here/chunked_push.py" "http://$A" edge/chunked "$WORK/big.bin" $((16 * 1024 * 1024)) admin "$WHARF_ADMIN_PASSWORD"
+rm -f "$WORK/big.bin"
+
+T=$(token "repository:edge/limit:pull,push")
+LOC=$(curl -s -D - -o /dev/null -X POST -H "Authorization: Bearer $T" "http://$A/v2/edge/limit/blobs/uploads/" \
+  | grep -i '^location:' | cut -d' ' -f2- | tr -d '\r')
+head -c $((101 * 1024 * 1024)) /dev/urandom >"$WORK/over.bin"
+curl -s -o "$WORK/413.json" -w '%{http_code}' -X PATCH -H "Authorization: Bearer $T" \
+  -H 'Content-Type: application/octet-stream' --data-binary @"$WORK/over.bin" "http://$A$LOC" >"$WORK/413.code"
+rm -f "$WORK/over.bin"
+check_output "a 101 MB PATCH gets 413 (WHARF_MAX_BODY_BYTES, the plan's limit)" "413" cat "$WORK/413.code"
+check_output "… with an OCI error naming the limit" "104857600" cat "$WORK/413.json"
+
+# ---- the cron trigger ------------------------------------------------------------------------
+T=$(token "repository:edge/idle:pull,push")
+IDLE=$(curl -s -D - -o /dev/null -X POST -H "Authorization: Bearer $T" "http://$A/v2/edge/idle/blobs/uploads/" \
+  | grep -i '^location:' | cut -d' ' -f2- | tr -d '\r')
+check_output "an idle upload holds some bytes" "202" \
+  curl -s -o /dev/null -w '%{http_code}' -X PATCH -H "Authorization: Bearer $T" -H 'Content-Type: application/octet-stream' \
+  --data-binary @"$ctx/stamp.txt" "http://$A$IDLE"
+IDLE_ID=${IDLE##*/}; IDLE_ID=${IDLE_ID%%\?*}
+check_output "… whose bytes are in R2 under uploads/" "uploads/$IDLE_ID/" curl -s "http://$A/__r2?prefix=uploads/"
+stop_worker
+start_worker WHARF_ADMIN_PASSWORD="$WHARF_ADMIN_PASSWORD" WHARF_LOG=debug WHARF_UPLOAD_MAX_AGE_HOURS=0
+check_output "the scheduled handler runs" "200" \
+  curl -s -o /dev/null -w '%{http_code}' "http://$A/cdn-cgi/handler/scheduled?cron=*/10+*+*+*+*"
+check_output "the idle upload is gone (404 BLOB_UPLOAD_UNKNOWN)" "404 BLOB_UPLOAD_UNKNOWN" \
+  sh -c "curl -s -o $WORK/idle.json -w '%{http_code} ' -H 'Authorization: Bearer $T' 'http://$A$IDLE'; cat $WORK/idle.json"
+curl -s "http://$A/__r2?prefix=uploads/" >"$WORK/left.txt"
+check "… and so are its R2 objects" sh -c "grep -q ' keys' $WORK/left.txt && ! grep -q 'uploads/$IDLE_ID/' $WORK/left.txt"
+check_output "the Worker logged the cleanup" "upload cleanup" cat "$LOGDIR/$SUITE-wharf-worker.log"
+
+finish
