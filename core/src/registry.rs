@@ -850,6 +850,12 @@ impl<B: BlobStore, M: MetadataStore + DocumentStore, E: Env> Registry<B, M, E> {
                     "the upload was changed by a concurrent request",
                 )
                 .with_status(StatusCode::RANGE_NOT_SATISFIABLE),
+                // Closed (PUT) or cancelled (DELETE) while this request was sending: what
+                // it wrote is in nothing the record lists.
+                StoreError::NotFound => RegistryError::new(
+                    ErrorCode::BlobUploadUnknown,
+                    "the upload was closed or cancelled while this request was sending",
+                ),
                 e => e.into(),
             })?;
         *upload = next;
@@ -974,10 +980,10 @@ fn body_too_large(max: u64) -> RegistryError {
     RegistryError::new(
         ErrorCode::SizeInvalid,
         format!(
-            "request body exceeds this runtime's limit of {max} bytes per request (AWS Lambda \
-             takes 6 MB); send the blob in chunks of at most {max} bytes (PATCH with \
-             Content-Range), or have the operator set WHARF_UPLOAD_URL so uploads go to an \
-             upload front that takes any size"
+            "request body exceeds this runtime's limit of {max} bytes per request; send the \
+             blob in chunks of at most {max} bytes (PATCH with Content-Range) (on AWS Lambda \
+             the operator can also set WHARF_UPLOAD_URL: uploads then go to an upload front \
+             that takes any size)"
         ),
     )
     .with_status(StatusCode::PAYLOAD_TOO_LARGE)

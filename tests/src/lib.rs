@@ -5,6 +5,10 @@
 //! local `wharf serve` (`WHARF_BIN`, default the newer of `target/release/wharf` and
 //! `target/debug/wharf`) on a port picked at run time, with auth on, and stops it by PID when done.
 //!
+//! Against another runtime: `WHARF_TEST_SKIP_SHA512=<why>` skips the sha512 uploads (a store
+//! that cannot hold their keys), `WHARF_TEST_NO_CONTINUE=<why>` stops waiting for `100
+//! Continue` on held-back PATCHes (a front that ignores `Expect`, like workerd).
+//!
 //! A server outlives nothing: besides `Drop`, a watchdog (`sh`, reading a pipe the
 //! test process holds) stops it when the test process exits, since the shared target
 //! lives in a `static`, which Rust never drops. Data directories live under
@@ -652,6 +656,11 @@ impl RawConn {
             authority: authority.to_owned(),
             token: token.map(str::to_owned),
         }
+    }
+
+    /// Changes how long a read waits (30 s from [`RawConn::open`]).
+    pub fn set_read_timeout(&self, d: Duration) {
+        self.s.set_read_timeout(Some(d)).expect("timeout");
     }
 
     /// `Host` and (with a token) `Authorization` header lines.
