@@ -604,14 +604,14 @@ impl R2Writer {
         self.tail_loaded = true;
         let Some(t) = &self.tail else { return Ok(()) };
         let o = self.store.read_recorded(t, None).await?;
-        let buf = call("get", o.array_buffer()).await?;
-        let bytes = Uint8Array::new(&buf).to_vec();
-        if bytes.len() as u64 != t.size {
+        let bytes = Uint8Array::new(&call("get", o.array_buffer()).await?);
+        if u64::from(bytes.length()) != t.size {
             return Err(other(
                 "the upload's recorded last object has the wrong size",
             ));
         }
-        self.parts.preload(&bytes);
+        self.parts
+            .preload_with(bytes.length() as usize, |dst| bytes.copy_to(dst));
         self.size += t.size;
         Ok(())
     }
@@ -717,5 +717,15 @@ impl BlobWriter for R2Writer {
         }
         self.state.objects.push(obj);
         self.state.record(&self.prefix)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn nonces_differ() {
+        let n: std::collections::HashSet<u64> =
+            (0..100).map(|_| super::nonce().expect("random")).collect();
+        assert_eq!(n.len(), 100);
     }
 }

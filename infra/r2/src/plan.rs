@@ -192,10 +192,13 @@ impl PartBuffer {
         (self.buf.len() > self.part).then_some(Full::Buffered)
     }
 
-    /// Puts bytes read back from a recorded object before the request's own.
-    pub fn preload(&mut self, bytes: &[u8]) {
-        self.buf.reserve_exact((self.part + 1).max(bytes.len()));
-        self.buf.extend_from_slice(bytes);
+    /// Puts `len` bytes read back from a recorded object before the request's own, written
+    /// by `fill` straight into the buffer (one copy out of JS memory).
+    pub fn preload_with(&mut self, len: usize, fill: impl FnOnce(&mut [u8])) {
+        self.buf.reserve_exact((self.part + 1).max(len));
+        let start = self.buf.len();
+        self.buf.resize(start + len, 0);
+        fill(&mut self.buf[start..]);
     }
 
     /// The full part at the front of the buffer.
@@ -377,7 +380,7 @@ mod tests {
     /// writer does; returns the sizes of the parts released and of the rest.
     fn cut(part: usize, preload: usize, chunks: &[usize]) -> (Vec<usize>, usize) {
         let mut b = PartBuffer::new(part);
-        b.preload(&vec![7; preload]);
+        b.preload_with(preload, |dst| dst.fill(7));
         let mut out = Vec::new();
         let mut all = vec![7u8; preload];
         let mut n = 0u8;
