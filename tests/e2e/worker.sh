@@ -99,7 +99,7 @@ start_worker WHARF_ADMIN_PASSWORD="$WHARF_ADMIN_PASSWORD" WHARF_LOG=debug WHARF_
 check_output "the scheduled handler runs" "200" \
   curl -s -o /dev/null -w '%{http_code}' "http://$A/cdn-cgi/handler/scheduled?cron=*/10+*+*+*+*"
 check_output "the idle upload is gone (404 BLOB_UPLOAD_UNKNOWN)" "404 BLOB_UPLOAD_UNKNOWN" \
-  sh -c "curl -s -o $WORK/idle.json -w '%{http_code} ' -H 'Authorization: Bearer $T' 'http://$A$IDLE'; cat $WORK/idle.json"
+  sh -c "curl -s -o $WORK/idle.json -w '%{http_code} ' -H 'Authorization: Bearer $T' 'http://$A$IDLE'; python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))[\"errors\"][0][\"code\"])' $WORK/idle.json"
 curl -s "http://$A/__r2?prefix=uploads/" >"$WORK/left.txt"
 check "… and so are its R2 objects" sh -c "grep -q ' keys' $WORK/left.txt && ! grep -q 'uploads/$IDLE_ID/' $WORK/left.txt"
 check_output "the Worker logged the cleanup" "upload cleanup" cat "$LOGDIR/$SUITE-wharf-worker.log"
