@@ -927,12 +927,22 @@ impl<B: BlobStore, M: MetadataStore + DocumentStore, E: Env> Registry<B, M, E> {
 
     /// Removes uploads untouched for `max_age_ms` (the scheduled upload cleanup job).
     pub async fn cleanup_uploads(&self, max_age_ms: u64) -> Result<usize> {
+        self.cleanup_uploads_at_most(max_age_ms, usize::MAX).await
+    }
+
+    /// [`Self::cleanup_uploads`], stopping after `max` removals: a runtime that limits the
+    /// calls one invocation may make (Workers: 1,000 subrequests) takes the rest next time.
+    /// Each removal is independent, so stopping early loses nothing.
+    pub async fn cleanup_uploads_at_most(&self, max_age_ms: u64, max: usize) -> Result<usize> {
         let before = self.env.now_ms().saturating_sub(max_age_ms);
         let mut removed = 0;
-        loop {
-            let stale = self.meta.stale_uploads(before, 100).await?;
+        while removed < max {
+            let stale = self
+                .meta
+                .stale_uploads(before, (max - removed).min(100))
+                .await?;
             if stale.is_empty() {
-                return Ok(removed);
+                break;
             }
             for u in &stale {
                 self.blobs.abort(u).await?;
@@ -940,6 +950,7 @@ impl<B: BlobStore, M: MetadataStore + DocumentStore, E: Env> Registry<B, M, E> {
                 removed += 1;
             }
         }
+        Ok(removed)
     }
 }
 

@@ -169,3 +169,32 @@ fn failed_commit_leaves_no_link_and_chunk_failure_keeps_offset() {
     assert_eq!(head.status(), StatusCode::OK);
     assert_eq!(head.headers()["content-length"], "20");
 }
+
+#[test]
+fn bounded_cleanup_takes_the_rest_next_time() {
+    // The Worker's cron may only make so many calls per run: the sweep stops at its bound
+    // and the next run removes what is left.
+    let reg = Registry::new(
+        Flaky::default(),
+        MemoryMetadata::default(),
+        TestEnv::default(),
+        Config::default(),
+    );
+    for _ in 0..3 {
+        let resp = send(&reg, Method::POST, "/v2/r/blobs/uploads/", vec![]);
+        assert_eq!(resp.status(), StatusCode::ACCEPTED);
+    }
+    reg.env.now.store(10_000, Ordering::SeqCst);
+    assert_eq!(
+        block_on(reg.cleanup_uploads_at_most(5_000, 2)).expect("sweep"),
+        2
+    );
+    assert_eq!(
+        block_on(reg.cleanup_uploads_at_most(5_000, 2)).expect("sweep"),
+        1
+    );
+    assert_eq!(
+        block_on(reg.cleanup_uploads_at_most(5_000, 2)).expect("sweep"),
+        0
+    );
+}

@@ -21,12 +21,14 @@
 //! | `WHARF_DISABLE_DELETE` | `true` refuses DELETEs |
 //! | `WHARF_BASE_URL` | public URL, when the request URL is not it |
 //! | `WHARF_R2_PREFIX` | key prefix inside the bucket (default none) |
+//! | `WHARF_R2_PRESIGN_URL` | `https://<account>.r2.cloudflarestorage.com/<bucket>`: blob GETs become a `307` to a presigned URL there (secrets `R2_ACCESS_KEY_ID`, `R2_SECRET_ACCESS_KEY` of an R2 API token); default: blobs are streamed |
+//! | `WHARF_PRESIGN_TTL_SECS` | lifetime of presigned blob URLs (default 900) |
 //! | `WHARF_LOG` | log level, `error` to `trace` (default `info`) |
 #![deny(missing_docs)]
 
+mod config;
 #[cfg(feature = "conformance")]
 mod conformance;
-mod config;
 mod log;
 
 use std::cell::RefCell;
@@ -86,12 +88,36 @@ async fn isolate(env: &Env) -> Result<Rc<Isolate>, String> {
 
 async fn build(env: &Env) -> Result<Isolate, String> {
     let vars = Vars(env);
-    let bucket = env.bucket("BLOBS").map_err(|e| format!("R2 binding BLOBS: {e}"))?;
+    let bucket = env
+        .bucket("BLOBS")
+        .map_err(|e| format!("R2 binding BLOBS: {e}"))?;
     let db = env.d1("DB").map_err(|e| format!("D1 binding DB: {e}"))?;
-    let blobs = R2Blobs::new(bucket, vars.get("WHARF_R2_PREFIX").unwrap_or_default());
+    let mut blobs = R2Blobs::new(bucket, vars.get("WHARF_R2_PREFIX").unwrap_or_default());
+    // Tests only: a lower single-put limit sends smaller blobs through the multipart
+    // assembly that blobs over 4.995 GiB take.
+    #[cfg(feature = "conformance")]
+    if let Some(n) = vars.get("WHARF_R2_MAX_SINGLE_PUT") {
+        let n = n
+            .parse()
+            .map_err(|_| format!("WHARF_R2_MAX_SINGLE_PUT: not a number: {n:?}"))?;
+        blobs = blobs.with_max_single_put(n);
+    }
+    if let Some(url) = vars.get("WHARF_R2_PRESIGN_URL") {
+        let (Some(id), Some(secret)) = (
+            vars.get("R2_ACCESS_KEY_ID"),
+            vars.get("R2_SECRET_ACCESS_KEY"),
+        ) else {
+            return Err(
+                "WHARF_R2_PRESIGN_URL needs the secrets R2_ACCESS_KEY_ID and R2_SECRET_ACCESS_KEY"
+                    .into(),
+            );
+        };
+        blobs = blobs.with_presign(&url, &id, &secret);
+    }
     let meta = D1Meta::new(db);
     let config = wharf_core::Config {
         delete_enabled: !vars.switch("WHARF_DISABLE_DELETE", false)?,
+        presign_ttl_secs: vars.number("WHARF_PRESIGN_TTL_SECS", 900)?,
         max_request_body: Some(vars.number("WHARF_MAX_BODY_BYTES", config::FREE_PLAN_BODY)?),
         ..wharf_core::Config::default()
     };
@@ -236,6 +262,10 @@ fn into_response(resp: wharf_core::registry::ApiResponse<R2Blobs>) -> worker::Re
     })
 }
 
+/// Uploads one cron run removes at most: each costs about five subrequests (D1 page, R2
+/// list, deletes, D1 delete) and an invocation may make 1,000; the next run takes the rest.
+const CLEANUP_PER_RUN: usize = 150;
+
 /// The cron trigger: removes uploads idle longer than `WHARF_UPLOAD_MAX_AGE_HOURS`.
 #[event(scheduled)]
 async fn scheduled(event: worker::ScheduledEvent, env: Env, _ctx: worker::ScheduleContext) {
@@ -246,8 +276,14 @@ async fn scheduled(event: worker::ScheduledEvent, env: Env, _ctx: worker::Schedu
             return;
         }
     };
-    match isolate.app.cleanup_uploads(isolate.upload_max_age_ms).await {
+    match isolate
+        .app
+        .cleanup_uploads_at_most(isolate.upload_max_age_ms, CLEANUP_PER_RUN)
+        .await
+    {
         Ok(n) => tracing::info!(cron = %event.cron(), removed = n, "upload cleanup"),
-        Err(e) => tracing::error!(cron = %event.cron(), error = %e.message, "upload cleanup failed"),
+        Err(e) => {
+            tracing::error!(cron = %event.cron(), error = %e.message, "upload cleanup failed")
+        }
     }
 }

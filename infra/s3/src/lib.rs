@@ -66,6 +66,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use wharf_aws::store_error;
 use wharf_core::ports::{BlobStore, BlobWriter, ByteRange, UploadRecord};
 use wharf_core::{Digest, StoreError};
+use wharf_sigv4::encode_key;
 
 /// S3's smallest part (except the last).
 pub const MIN_PART: u64 = 5 * 1024 * 1024;
@@ -144,19 +145,6 @@ struct Signer {
 
 fn other(e: impl std::fmt::Display) -> StoreError {
     StoreError::Other(e.to_string())
-}
-
-/// Percent-encodes a key for a URL path or `x-amz-copy-source` (keeps `/`).
-fn encode_key(key: &str) -> String {
-    let mut out = String::with_capacity(key.len());
-    for b in key.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~' | b'/') {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
 }
 
 fn bucket_url(
@@ -701,7 +689,7 @@ impl BlobStore for S3BlobStore {
             return None;
         }
         let url = format!("{}/{}", s.bucket_url, encode_key(&self.blob_key(digest)));
-        presign(&url, &creds, &s.region, now, ttl)
+        wharf_sigv4::presign_get(&url, &creds, &s.region, now, ttl)
             .inspect_err(|e| tracing::warn!(error = %e, "could not presign a blob URL"))
             .ok()
     }
@@ -837,48 +825,6 @@ impl BlobStore for S3BlobStore {
         }
         self.delete_upload_objects(&prefix).await
     }
-}
-
-/// A SigV4 query-signed GET URL, computed locally.
-fn presign(
-    url: &str,
-    creds: &Credentials,
-    region: &str,
-    now: SystemTime,
-    ttl: Duration,
-) -> Result<String, StoreError> {
-    use aws_sigv4::http_request::{
-        PayloadChecksumKind, PercentEncodingMode, SignableBody, SignableRequest, SignatureLocation,
-        SigningSettings, UriPathNormalizationMode, sign,
-    };
-    use aws_sigv4::sign::v4;
-    let identity = creds.clone().into();
-    let mut settings = SigningSettings::default();
-    settings.signature_location = SignatureLocation::QueryParams;
-    settings.expires_in = Some(ttl);
-    settings.percent_encoding_mode = PercentEncodingMode::Single;
-    settings.uri_path_normalization_mode = UriPathNormalizationMode::Disabled;
-    settings.payload_checksum_kind = PayloadChecksumKind::NoHeader;
-    let params = v4::SigningParams::builder()
-        .identity(&identity)
-        .region(region)
-        .name("s3")
-        .time(now)
-        .settings(settings)
-        .build()
-        .map_err(other)?
-        .into();
-    let signable = SignableRequest::new(
-        "GET",
-        url,
-        std::iter::empty(),
-        SignableBody::UnsignedPayload,
-    )
-    .map_err(other)?;
-    let (instructions, _) = sign(signable, &params).map_err(other)?.into_parts();
-    let mut req = http::Request::get(url).body(()).map_err(other)?;
-    instructions.apply_to_request_http1x(&mut req);
-    Ok(req.uri().to_string())
 }
 
 /// Appends one request's bytes to an upload, into an object of the request's own (or, for
