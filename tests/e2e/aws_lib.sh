@@ -7,19 +7,6 @@ CARGO_LAMBDA=$(command -v cargo-lambda) || { echo "cargo-lambda is missing (pip 
 for t in s3s-fs moto_server; do
   command -v "$t" >/dev/null || [ -x "$HOME/.cargo/bin/$t" ] || { echo "$t is missing"; exit 1; }
 done
-S3S=$(command -v s3s-fs || echo "$HOME/.cargo/bin/s3s-fs")
-
-# start_s3: s3s-fs on S3_PORT (picked on first call, kept across restarts) over $WORK/s3.
-start_s3() {
-  S3_PORT=${S3_PORT:-$(free_port)}
-  mkdir -p "$WORK/s3"
-  "$S3S" --host 127.0.0.1 --port "$S3_PORT" --access-key wharftestkey --secret-key wharftestsecret \
-    "$WORK/s3" >>"$LOGDIR/$SUITE-s3s-fs.log" 2>&1 &
-  S3_PID=$!
-  PIDS+=("$S3_PID")
-  for _ in $(seq 1 100); do curl -s -o /dev/null "http://127.0.0.1:$S3_PORT/" && return 0; sleep 0.1; done
-  return 1
-}
 
 # start_moto: moto's DynamoDB on MOTO_PORT.
 start_moto() {

@@ -78,6 +78,22 @@ start_dockerd() {
   return 1
 }
 
+
+# start_s3: s3s-fs (strict SigV4, the S3 stand-in) on S3_PORT (picked on first call, kept
+# across restarts) over $WORK/s3, keys wharftestkey / wharftestsecret.
+start_s3() {
+  local S3S
+  S3S=$(command -v s3s-fs || echo "$HOME/.cargo/bin/s3s-fs")
+  S3_PORT=${S3_PORT:-$(free_port)}
+  mkdir -p "$WORK/s3"
+  "$S3S" --host 127.0.0.1 --port "$S3_PORT" --access-key wharftestkey --secret-key wharftestsecret \
+    "$WORK/s3" >>"$LOGDIR/$SUITE-s3s-fs.log" 2>&1 &
+  S3_PID=$!
+  PIDS+=("$S3_PID")
+  for _ in $(seq 1 100); do curl -s -o /dev/null "http://127.0.0.1:$S3_PORT/" && return 0; sleep 0.1; done
+  return 1
+}
+
 # make_image NAME SIZE_MB: a one-layer image of random bytes, made without the internet.
 make_image() {
   local name=$1 mb=$2 dir

@@ -1242,7 +1242,11 @@ fn held_patch(c: &Client<'_>, loc: &str, headers: &[(&str, &str)]) -> RawConn {
         let interim = conn.response();
         conn.set_read_timeout(std::time::Duration::from_secs(30));
         if let Some(r) = interim {
-            assert_eq!(r.status, 100, "expected 100 Continue or nothing: {}", r.head);
+            assert_eq!(
+                r.status, 100,
+                "expected 100 Continue or nothing: {}",
+                r.head
+            );
         }
         return conn;
     }
