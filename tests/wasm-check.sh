@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash tests/install-worker-tools.sh --rust-only
-PATH=/usr/bin:$PATH RUSTC_BOOTSTRAP=1 CARGO_UNSTABLE_BUILD_STD=std,panic_abort \
-  CARGO_TARGET_DIR=target/wasm /usr/bin/cargo build -p wharf-core --release \
-  --target wasm32-unknown-unknown
+root=$PWD
+. functions/worker/wasm-env.sh   # the Worker's environment: one cache for both builds
+/usr/bin/cargo build -p wharf-core --release --target wasm32-unknown-unknown
 ls -l target/wasm/wasm32-unknown-unknown/release/libwharf_core.rlib
