@@ -70,13 +70,7 @@ head -c $((2 * 1024 * 1024)) /dev/urandom >"$ctx/two.bin"
 date +%s%N >"$ctx/stamp.txt"
 printf 'FROM e2e-aws-base:1\nCOPY two.bin /two.bin\nCOPY stamp.txt /stamp.txt\n' >"$ctx/Dockerfile"
 SMALL="$DA/aws/small:v1"
-check "docker build a 3-layer image of small layers" env DOCKER_BUILDKIT=0 docker build -q -t "$SMALL" "$ctx"
-SMALL_ID=$(docker image inspect -f '{{.Id}}' "$SMALL")
-check "docker login to the Lambda" sh -c "echo '$WHARF_ADMIN_PASSWORD' | docker login -u admin --password-stdin $DA"
-check_output "docker push through the Lambda" "digest: sha256:" docker push "$SMALL"
-docker rmi -f "$SMALL" e2e-aws-base:1 >/dev/null 2>&1
-check "docker pull through the Lambda (blobs by 307 from s3s-fs)" docker pull "$SMALL"
-check "the pulled image has the same id" test "$(docker image inspect -f '{{.Id}}' "$SMALL")" = "$SMALL_ID"
+docker_roundtrip "$DA" "$SMALL" "$ctx" "of 3 small layers through the Lambda (pulls by 307 from s3s-fs)" e2e-aws-base:1
 check "skopeo copy out of the Lambda (digests verified)" \
   skopeo copy --quiet --src-tls-verify=false --src-creds "admin:$WHARF_ADMIN_PASSWORD" \
   "docker://$SMALL" "oci:$WORK/oci-small:v1"
@@ -120,14 +114,8 @@ mkdir -p "$ctx"
 head -c $((300 * 1024 * 1024)) /dev/urandom >"$ctx/big.bin"
 printf 'FROM scratch\nCOPY big.bin /big.bin\n' >"$ctx/Dockerfile"
 BIG="$DB/aws/big:v1"
-check "docker build an image with a 300 MB layer" env DOCKER_BUILDKIT=0 docker build -q -t "$BIG" "$ctx"
-BIG_ID=$(docker image inspect -f '{{.Id}}' "$BIG")
-check "docker login to the fronted Lambda" sh -c "echo '$WHARF_ADMIN_PASSWORD' | docker login -u admin --password-stdin $DB"
-check_output "docker push of the 300 MB layer (sent to the upload front)" "digest: sha256:" docker push "$BIG"
+docker_roundtrip "$DB" "$BIG" "$ctx" "of a 300 MB layer through the fronted Lambda"
 check "the layer's bytes went to the front, with a capability" grep -q 'method=PATCH.*blobs/uploads' "$LOGDIR/$SUITE-wharf.log"
-docker rmi -f "$BIG" >/dev/null 2>&1
-check "docker pull of it back through the Lambda" docker pull "$BIG"
-check "the pulled image has the same id" test "$(docker image inspect -f '{{.Id}}' "$BIG")" = "$BIG_ID"
 
 # Capabilities: a forged or misused one is refused by the front.
 T=$(token "$B" "repository:aws/cap:pull,push")

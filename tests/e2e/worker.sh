@@ -52,13 +52,7 @@ head -c $((90 * 1024 * 1024)) /dev/urandom >"$ctx/ninety.bin"
 date +%s%N >"$ctx/stamp.txt"
 printf 'FROM e2e-worker-base:1\nCOPY ninety.bin /ninety.bin\nCOPY stamp.txt /stamp.txt\n' >"$ctx/Dockerfile"
 IMG="$A/edge/app:v1"
-check "docker build an image with a 90 MB layer" env DOCKER_BUILDKIT=0 docker build -q -t "$IMG" "$ctx"
-IMG_ID=$(docker image inspect -f '{{.Id}}' "$IMG")
-check "docker login to the Worker" sh -c "echo '$WHARF_ADMIN_PASSWORD' | docker login -u admin --password-stdin $A"
-check_output "docker push to the Worker (the 90 MB layer in one PATCH)" "digest: sha256:" docker push "$IMG"
-docker rmi -f "$IMG" e2e-worker-base:1 >/dev/null 2>&1
-check "docker pull from the Worker (blobs streamed from R2)" docker pull "$IMG"
-check "the pulled image has the same id" test "$(docker image inspect -f '{{.Id}}' "$IMG")" = "$IMG_ID"
+docker_roundtrip "$A" "$IMG" "$ctx" "to the Worker (a 90 MB layer in one PATCH; pulls streamed from R2)" e2e-worker-base:1
 check "skopeo copy out of the Worker (digests verified)" \
   skopeo copy --quiet --src-tls-verify=false --src-creds "admin:$WHARF_ADMIN_PASSWORD" \
   "docker://$IMG" "oci:$WORK/oci-app:v1"

@@ -3,9 +3,8 @@
 //!
 //! # Layout
 //!
-//! As wharf-s3's, under an optional prefix: `blobs/<alg>/<hex>` committed blobs, written only
-//! at commit; `uploads/<id>/<start>-<nonce>` the object one request of upload `<id>` wrote,
-//! from upload offset `<start>` (the random nonce makes it that request's own).
+//! wharf-s3's, from wharf-chunked: `blobs/<alg>/<hex>` committed blobs, written only at
+//! commit; `uploads/<id>/<start>-<nonce>` the object one request of upload `<id>` wrote.
 //!
 //! # Uploads
 //!
@@ -40,14 +39,12 @@ use bytes::Bytes;
 use futures_core::Stream;
 use js_sys::futures::JsFuture;
 use js_sys::{Object as JsObject, Promise, Reflect, Uint8Array};
-use plan::{
-    Full, MAX_OBJECTS, MAX_PARTS, Multi, Obj, Part, PartBuffer, Segment, State, assembly_part_size,
-    blob_key, classify, other, plan_parts, upload_prefix,
-};
+use plan::{MAX_OBJECTS, Segment, assembly_part_size, classify, other, plan_parts};
 use std::pin::Pin;
 use std::task::{Context, Poll};
 use wasm_bindgen::{JsCast, JsValue};
 use web_sys::{ReadableStream, StreamPipeOptions, WritableStream};
+use wharf_chunked::{Full, Layout, MAX_PARTS, Multi, Obj, Part, PartBuffer, State};
 use wharf_core::ports::{BlobStore, BlobWriter, ByteRange, UploadRecord};
 use wharf_core::{Digest, StoreError};
 use worker::worker_sys::{
@@ -55,14 +52,15 @@ use worker::worker_sys::{
     R2UploadedPart,
 };
 
-pub use plan::{MAX_PUT, MIN_PART, PART};
+pub use plan::{MAX_PUT, PART};
+pub use wharf_chunked::MIN_PART;
 
 /// The R2 blob store. Cheap to clone (a handle on the binding and the prefix); not `Send`,
 /// like everything in a Worker.
 #[derive(Clone)]
 pub struct R2Blobs {
     bucket: R2Bucket,
-    prefix: String,
+    layout: Layout,
     max_put: u64,
     presign: Option<std::rc::Rc<Presign>>,
 }
@@ -103,13 +101,6 @@ fn num(n: u64) -> JsValue {
     JsValue::from_f64(n as f64)
 }
 
-/// A fresh random nonce: a request's object key must be its own.
-fn nonce() -> Result<u64, StoreError> {
-    let mut b = [0u8; 8];
-    getrandom02::getrandom(&mut b).map_err(|e| other(format!("no randomness: {e}")))?;
-    Ok(u64::from_le_bytes(b))
-}
-
 /// A `FixedLengthStream` (workerd's identity transform that announces its length, which
 /// put and upload_part need) of `len` bytes.
 fn fixed_length_stream(len: u64) -> Result<FixedLengthStream, StoreError> {
@@ -125,7 +116,7 @@ impl R2Blobs {
     pub fn new(bucket: worker::Bucket, prefix: String) -> Self {
         Self {
             bucket: JsValue::from(bucket).unchecked_into(),
-            prefix,
+            layout: Layout::new(prefix),
             max_put: MAX_PUT,
             presign: None,
         }
@@ -164,17 +155,7 @@ impl R2Blobs {
 
     /// Key of a committed blob.
     pub fn blob_key(&self, d: &Digest) -> String {
-        blob_key(&self.prefix, d)
-    }
-
-    fn state(&self, upload: &UploadRecord) -> Result<State, StoreError> {
-        let prefix = upload_prefix(&self.prefix, &upload.id)?;
-        State::parse(
-            &upload.store_state,
-            &prefix,
-            upload.offset,
-            upload.digest.as_ref().map(|d| self.blob_key(d)),
-        )
+        self.layout.blob_key(d)
     }
 
     async fn head_size(&self, key: &str) -> Result<Option<u64>, StoreError> {
@@ -533,55 +514,27 @@ impl BlobStore for R2Blobs {
     }
 
     async fn writer(&self, upload: &UploadRecord) -> Result<R2Writer, StoreError> {
-        let prefix = upload_prefix(&self.prefix, &upload.id)?;
-        let state = self.state(upload)?;
-        if state.sealed {
-            return Err(other(
-                "this upload was closed by a request that declared its digest",
-            ));
-        }
-        if state.objects.len() >= MAX_OBJECTS {
-            return Err(other(format!(
-                "upload {} has {MAX_OBJECTS} chunks already; send larger chunks",
-                upload.id
-            )));
-        }
-        let multi = state.direct.clone();
-        // A small last object is read back and replaced by this request's object.
-        let tail = match &multi {
-            Some(_) => None,
-            None => state.objects.last().filter(|o| o.size < MIN_PART).cloned(),
-        };
-        let start = match &multi {
-            Some(m) => m.parts.iter().map(|p| p.size).sum(),
-            None => state.len() - tail.as_ref().map_or(0, |t| t.size),
-        };
+        let b = self.layout.begin(upload, MAX_OBJECTS)?;
         Ok(R2Writer {
             store: self.clone(),
-            key: format!("{prefix}{start}-{:016x}", nonce()?),
-            prefix,
-            state,
-            tail,
+            key: b.key,
+            prefix: b.prefix,
+            state: b.state,
+            tail: b.tail,
             tail_loaded: false,
-            multi,
+            multi: b.multi,
             mpu: None,
-            parts: PartBuffer::new(PART),
+            parts: PartBuffer::new(),
             size: 0,
         })
     }
 
     async fn commit(&self, upload: &UploadRecord, digest: &Digest) -> Result<(), StoreError> {
-        let prefix = upload_prefix(&self.prefix, &upload.id)?;
-        let state = self.state(upload)?;
+        let prefix = self.layout.upload_prefix(&upload.id)?;
+        let state = self.layout.state(upload)?;
         let cas = self.blob_key(digest);
         let size = upload.offset;
-        if let Some(d) = &state.direct {
-            if d.key != cas {
-                return Err(other(format!(
-                    "upload {} was started for another digest; refusing to commit it as {digest}",
-                    upload.id
-                )));
-            }
+        if let Some(d) = self.layout.direct(&state, upload, digest)? {
             let done = match &d.mpu {
                 Some(id) => match self.resume_multipart(&d.key, id) {
                     Ok(mpu) => self.complete(&mpu, &d.parts).await.map(drop),
@@ -615,8 +568,8 @@ impl BlobStore for R2Blobs {
     }
 
     async fn abort(&self, upload: &UploadRecord) -> Result<(), StoreError> {
-        let prefix = upload_prefix(&self.prefix, &upload.id)?;
-        if let Ok(state) = self.state(upload)
+        let prefix = self.layout.upload_prefix(&upload.id)?;
+        if let Ok(state) = self.layout.state(upload)
             && let Some(d) = &state.direct
             && let Some(id) = &d.mpu
         {
@@ -664,7 +617,7 @@ impl R2Writer {
             ));
         }
         self.parts
-            .preload_with(bytes.length() as usize, |dst| bytes.copy_to(dst));
+            .preload_with(bytes.length() as usize, PART, |dst| bytes.copy_to(dst));
         self.size += t.size;
         Ok(())
     }
@@ -691,11 +644,7 @@ impl R2Writer {
                 u
             }
         };
-        let n = match m.parts.last() {
-            None => 1,
-            Some(p) if p.n < MAX_PARTS => p.n + 1,
-            Some(_) => return Err(other("upload has too many parts")),
-        };
+        let n = m.next_part()?;
         let part: R2UploadedPart = call("uploadPart", mpu.upload_part(n, data.into()))
             .await?
             .unchecked_into();
@@ -713,7 +662,7 @@ impl BlobWriter for R2Writer {
         self.load_tail().await?;
         self.size += chunk.len() as u64;
         while !chunk.is_empty() {
-            match self.parts.feed(&mut chunk) {
+            match self.parts.feed(&mut chunk, PART) {
                 Some(Full::Slice(part)) => self.upload_part(Uint8Array::from(&part[..])).await?,
                 Some(Full::Buffered) => {
                     // One copy into JS memory; the buffer is free again before the upload.
@@ -765,20 +714,7 @@ impl BlobWriter for R2Writer {
                 size: rest_len,
             }
         };
-        if self.tail.is_some() {
-            self.state.objects.pop();
-        }
-        self.state.objects.push(obj);
+        self.state.push_object(obj, self.tail.is_some());
         self.state.record(&self.prefix)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn nonces_differ() {
-        let n: std::collections::HashSet<u64> =
-            (0..100).map(|_| super::nonce().expect("random")).collect();
-        assert_eq!(n.len(), 100);
     }
 }

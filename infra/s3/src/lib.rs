@@ -57,19 +57,19 @@ use aws_sdk_s3::config::{RequestChecksumCalculation, ResponseChecksumValidation}
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart, Delete, ObjectIdentifier};
 use aws_types::SdkConfig;
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use futures_util::Stream;
-use serde::{Deserialize, Serialize};
 use std::pin::Pin;
 use std::sync::{Arc, RwLock, Weak};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use wharf_aws::store_error;
+use wharf_chunked::{Full, Layout, MAX_PARTS, Multi, Obj, Part, PartBuffer, State};
 use wharf_core::ports::{BlobStore, BlobWriter, ByteRange, UploadRecord};
 use wharf_core::{Digest, StoreError};
 use wharf_sigv4::encode_key;
 
 /// S3's smallest part (except the last).
-pub const MIN_PART: u64 = 5 * 1024 * 1024;
+pub const MIN_PART: u64 = wharf_chunked::MIN_PART;
 /// Default part size.
 pub const DEFAULT_PART: usize = 8 * 1024 * 1024;
 /// Largest object CopyObject can copy in one call.
@@ -79,8 +79,6 @@ const PARTS_PER_STEP: usize = 1000;
 /// Request objects one upload may have: its record must fit a DynamoDB item (400 KB), and
 /// commit assembles them as parts (at most 10,000).
 const MAX_OBJECTS: usize = 4000;
-/// S3's largest part number.
-const MAX_PARTS: i32 = 10_000;
 
 /// How to reach the bucket and shape the uploads.
 #[derive(Clone, Debug)]
@@ -127,7 +125,7 @@ pub struct S3BlobStore(Arc<Inner>);
 struct Inner {
     client: Client,
     bucket: String,
-    prefix: String,
+    layout: Layout,
     part_size: usize,
     max_single_copy: u64,
     copy_part_size: u64,
@@ -202,7 +200,7 @@ impl S3BlobStore {
         let store = Self(Arc::new(Inner {
             client: Client::from_conf(conf.build()),
             bucket: options.bucket,
-            prefix: options.prefix,
+            layout: Layout::new(options.prefix),
             part_size: options.part_size,
             max_single_copy: options.max_single_copy.min(MAX_SINGLE_COPY),
             copy_part_size: options.copy_part_size.min(MAX_SINGLE_COPY),
@@ -247,22 +245,7 @@ impl S3BlobStore {
 
     /// Key of a committed blob.
     pub fn blob_key(&self, d: &Digest) -> String {
-        format!(
-            "{}blobs/{}/{}",
-            self.0.prefix,
-            d.algorithm().as_str(),
-            d.hex()
-        )
-    }
-
-    fn upload_prefix(&self, id: &str) -> Result<String, StoreError> {
-        if id.is_empty()
-            || id.len() > 128
-            || !id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
-        {
-            return Err(other(format!("invalid upload id {id:?}")));
-        }
-        Ok(format!("{}uploads/{id}/", self.0.prefix))
+        self.0.layout.blob_key(d)
     }
 
     fn part_size(&self, parts_done: usize) -> usize {
@@ -331,14 +314,17 @@ impl S3BlobStore {
             for (i, o) in sources.iter().enumerate() {
                 let last_source = i + 1 == sources.len();
                 for (start, end) in copy_ranges(o.size, self.0.copy_part_size, last_source) {
-                    let n = parts.len() as i32 + 1;
+                    let n = u16::try_from(parts.len() + 1)
+                        .ok()
+                        .filter(|&n| n <= MAX_PARTS)
+                        .ok_or_else(|| other("blob needs too many parts"))?;
                     let whole = start == 0 && end + 1 == o.size;
                     let out = c
                         .upload_part_copy()
                         .bucket(&self.0.bucket)
                         .key(to)
                         .upload_id(id)
-                        .part_number(n)
+                        .part_number(i32::from(n))
                         .copy_source(self.copy_source(&o.key))
                         .copy_source_if_match(&o.etag)
                         .set_copy_source_range((!whole).then(|| format!("bytes={start}-{end}")))
@@ -371,7 +357,7 @@ impl S3BlobStore {
             .iter()
             .map(|p| {
                 CompletedPart::builder()
-                    .part_number(p.n)
+                    .part_number(i32::from(p.n))
                     .e_tag(&p.etag)
                     .build()
             })
@@ -472,33 +458,6 @@ impl S3BlobStore {
             Err(e) => Err(e),
         }
     }
-
-    fn state(&self, upload: &UploadRecord) -> Result<State, StoreError> {
-        if upload.store_state.is_empty() {
-            return Ok(State {
-                direct: upload.digest.as_ref().map(|d| Multi {
-                    key: self.blob_key(d),
-                    ..Multi::default()
-                }),
-                ..State::default()
-            });
-        }
-        let mut s: State = serde_json::from_str(&upload.store_state)
-            .map_err(|e| other(format!("corrupt upload state: {e}")))?;
-        // Object keys are kept relative to the upload's prefix (the record stays small).
-        let prefix = self.upload_prefix(&upload.id)?;
-        for o in &mut s.objects {
-            o.key.insert_str(0, &prefix);
-        }
-        if s.len() != upload.offset {
-            return Err(other(format!(
-                "upload state covers {} bytes, the record says {}",
-                s.len(),
-                upload.offset
-            )));
-        }
-        Ok(s)
-    }
 }
 
 /// Byte ranges (inclusive) to copy an object of `size` bytes in parts of at most `part`
@@ -523,33 +482,6 @@ fn copy_ranges(size: u64, part: u64, last_source: bool) -> Vec<(u64, u64)> {
         }
     }
     out
-}
-
-/// The state as recorded: object keys relative to the upload's prefix.
-fn record_state(state: &State, prefix: &str) -> Result<String, StoreError> {
-    let mut s = state.clone();
-    for o in &mut s.objects {
-        if let Some(rel) = o.key.strip_prefix(prefix) {
-            o.key = rel.to_owned();
-        }
-    }
-    serde_json::to_string(&s).map_err(other)
-}
-
-/// A fresh random number (a request's object key must be its own).
-fn nonce() -> u64 {
-    use std::hash::BuildHasher;
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let t = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_nanos() as u64)
-        .unwrap_or(0);
-    std::collections::hash_map::RandomState::new().hash_one((
-        COUNTER.fetch_add(1, Ordering::Relaxed),
-        t,
-        std::process::id(),
-    ))
 }
 
 /// Refreshes the presigning credentials ahead of their expiry until the store is dropped.
@@ -578,72 +510,6 @@ async fn refresh_loop(store: Weak<Inner>) {
         if let Err(e) = S3BlobStore(inner).refresh_credentials().await {
             tracing::warn!(error = %e, "could not refresh S3 presigning credentials");
         }
-    }
-}
-
-/// One uploaded part.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
-struct Part {
-    /// Part number.
-    n: i32,
-    /// ETag S3 returned for it.
-    #[serde(rename = "e")]
-    etag: String,
-    /// Bytes.
-    #[serde(rename = "s")]
-    size: u64,
-}
-
-/// An object one request of an upload wrote.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
-struct Obj {
-    /// Its key.
-    #[serde(rename = "k")]
-    key: String,
-    /// Its ETag.
-    #[serde(rename = "e")]
-    etag: String,
-    /// Bytes.
-    #[serde(rename = "s")]
-    size: u64,
-}
-
-/// A multipart upload in progress.
-#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
-struct Multi {
-    /// Key it completes to.
-    key: String,
-    /// Its id, once created.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    mpu: Option<String>,
-    /// Parts, in order.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    parts: Vec<Part>,
-}
-
-/// The `store_state` of an upload.
-#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
-struct State {
-    /// The objects the recorded requests wrote, in order.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    objects: Vec<Obj>,
-    /// A declared-digest upload: its multipart upload at the blob's own key.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    direct: Option<Multi>,
-    /// The direct upload's last part is small: nothing may follow.
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    sealed: bool,
-}
-
-impl State {
-    fn len(&self) -> u64 {
-        self.objects.iter().map(|o| o.size).sum::<u64>()
-            + self
-                .direct
-                .iter()
-                .flat_map(|d| &d.parts)
-                .map(|p| p.size)
-                .sum::<u64>()
     }
 }
 
@@ -715,53 +581,26 @@ impl BlobStore for S3BlobStore {
     }
 
     async fn writer(&self, upload: &UploadRecord) -> Result<S3Writer, StoreError> {
-        let prefix = self.upload_prefix(&upload.id)?;
-        let state = self.state(upload)?;
-        if state.sealed {
-            return Err(other(
-                "this upload was closed by a request that declared its digest",
-            ));
-        }
-        if state.objects.len() >= MAX_OBJECTS {
-            return Err(other(format!(
-                "upload {} has {MAX_OBJECTS} chunks already; send larger chunks",
-                upload.id
-            )));
-        }
-        let multi = state.direct.clone();
-        // A small last object is read back and replaced by this request's object.
-        let tail = match &multi {
-            Some(_) => None,
-            None => state.objects.last().filter(|o| o.size < MIN_PART).cloned(),
-        };
-        let start = match &multi {
-            Some(m) => m.parts.iter().map(|p| p.size).sum(),
-            None => state.len() - tail.as_ref().map_or(0, |t| t.size),
-        };
+        let b = self.0.layout.begin(upload, MAX_OBJECTS)?;
         Ok(S3Writer {
             store: self.clone(),
-            key: format!("{prefix}{start}-{:016x}", nonce()),
-            prefix,
-            state,
-            tail,
-            multi,
-            buf: BytesMut::new(),
+            key: b.key,
+            prefix: b.prefix,
+            state: b.state,
+            tail: b.tail,
+            multi: b.multi,
+            buf: PartBuffer::new(),
             size: 0,
         })
     }
 
     async fn commit(&self, upload: &UploadRecord, digest: &Digest) -> Result<(), StoreError> {
-        let prefix = self.upload_prefix(&upload.id)?;
-        let state = self.state(upload)?;
+        let layout = &self.0.layout;
+        let prefix = layout.upload_prefix(&upload.id)?;
+        let state = layout.state(upload)?;
         let cas = self.blob_key(digest);
         let size = upload.offset;
-        if let Some(d) = &state.direct {
-            if d.key != cas {
-                return Err(other(format!(
-                    "upload {} was started for another digest; refusing to commit it as {digest}",
-                    upload.id
-                )));
-            }
+        if let Some(d) = layout.direct(&state, upload, digest)? {
             return match &d.mpu {
                 Some(mpu) => match self.complete(&d.key, mpu, &d.parts).await {
                     Ok(_) => Ok(()),
@@ -792,8 +631,8 @@ impl BlobStore for S3BlobStore {
     }
 
     async fn abort(&self, upload: &UploadRecord) -> Result<(), StoreError> {
-        let prefix = self.upload_prefix(&upload.id)?;
-        if let Ok(state) = self.state(upload)
+        let prefix = self.0.layout.upload_prefix(&upload.id)?;
+        if let Ok(state) = self.0.layout.state(upload)
             && let Some(d) = &state.direct
             && let Some(mpu) = &d.mpu
         {
@@ -841,7 +680,7 @@ pub struct S3Writer {
     tail: Option<Obj>,
     /// The multipart upload being written: the direct one, or this request's own.
     multi: Option<Multi>,
-    buf: BytesMut,
+    buf: PartBuffer,
     /// Bytes of this request's object so far (a read-back tail included).
     size: u64,
 }
@@ -850,7 +689,7 @@ impl S3Writer {
     /// Reads the recorded small last object into the buffer, once.
     async fn load_tail(&mut self) -> Result<(), StoreError> {
         let Some(t) = &self.tail else { return Ok(()) };
-        if self.size > 0 || !self.buf.is_empty() {
+        if self.size > 0 {
             return Ok(());
         }
         let s = &self.store.0;
@@ -879,8 +718,10 @@ impl S3Writer {
                 "the upload's recorded last object has the wrong size",
             ));
         }
-        self.buf.reserve(self.store.part_size(0) + 1);
-        self.buf.extend_from_slice(&bytes);
+        self.buf
+            .preload_with(bytes.len(), self.store.part_size(0), |dst| {
+                dst.copy_from_slice(&bytes)
+            });
         Ok(())
     }
 
@@ -914,10 +755,7 @@ impl S3Writer {
                 id
             }
         };
-        let n = m.parts.last().map_or(1, |p| p.n + 1);
-        if n > MAX_PARTS {
-            return Err(other("upload has too many parts"));
-        }
+        let n = m.next_part()?;
         let size = data.len() as u64;
         let out = s
             .client
@@ -925,7 +763,7 @@ impl S3Writer {
             .bucket(&s.bucket)
             .key(&m.key)
             .upload_id(mpu)
-            .part_number(n)
+            .part_number(i32::from(n))
             .content_length(size as i64)
             .body(ByteStream::from(data))
             .send()
@@ -951,22 +789,14 @@ impl BlobWriter for S3Writer {
         self.load_tail().await?;
         self.size += chunk.len() as u64;
         while !chunk.is_empty() {
-            // A part goes up only once more bytes follow it, so the request's last part is
-            // never empty and a request of at most one part is a single PutObject.
             let ps = self.store.part_size(self.parts_done());
-            if self.buf.is_empty() && chunk.len() > ps {
-                let part = chunk.split_to(ps);
-                self.upload_part(part).await?;
-                continue;
-            }
-            let take = (ps + 1 - self.buf.len()).min(chunk.len());
-            if self.buf.capacity() < ps + 1 {
-                self.buf.reserve(ps + 1 - self.buf.len());
-            }
-            self.buf.extend_from_slice(&chunk.split_to(take));
-            if self.buf.len() > ps {
-                let part = self.buf.split_to(ps).freeze();
-                self.upload_part(part).await?;
+            match self.buf.feed(&mut chunk, ps) {
+                Some(Full::Slice(part)) => self.upload_part(part).await?,
+                Some(Full::Buffered) => {
+                    let part = self.buf.take_head();
+                    self.upload_part(part).await?;
+                }
+                None => {}
             }
         }
         Ok(())
@@ -975,10 +805,10 @@ impl BlobWriter for S3Writer {
     async fn finish(mut self) -> Result<String, StoreError> {
         if self.size == 0 {
             // Nothing new: the recorded state stands.
-            return record_state(&self.state, &self.prefix);
+            return self.state.record(&self.prefix);
         }
         self.size += self.tail.as_ref().map_or(0, |t| t.size);
-        let rest = self.buf.split().freeze();
+        let rest = self.buf.take_rest();
         let rest_len = rest.len() as u64;
         if self.state.direct.is_some() {
             // The declared digest's only request: its last part may be small.
@@ -987,7 +817,7 @@ impl BlobWriter for S3Writer {
             }
             self.state.sealed = rest_len < MIN_PART;
             self.state.direct = self.multi.take();
-            return record_state(&self.state, &self.prefix);
+            return self.state.record(&self.prefix);
         }
         let s = self.store.0.clone();
         let obj = match self.multi.is_some() {
@@ -1029,18 +859,14 @@ impl BlobWriter for S3Writer {
                 }
             }
         };
-        if self.tail.is_some() {
-            self.state.objects.pop();
-        }
-        self.state.objects.push(obj);
-        record_state(&self.state, &self.prefix)
+        self.state.push_object(obj, self.tail.is_some());
+        self.state.record(&self.prefix)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::HashSet;
 
     #[test]
     fn bucket_urls() {
@@ -1061,30 +887,6 @@ mod tests {
     }
 
     #[test]
-    fn state_is_compact_and_round_trips() {
-        let s = State {
-            objects: vec![
-                Obj {
-                    key: "uploads/u/0-ab".into(),
-                    etag: "\"e\"".into(),
-                    size: 8,
-                },
-                Obj {
-                    key: "uploads/u/8-cd".into(),
-                    etag: "\"t\"".into(),
-                    size: 2,
-                },
-            ],
-            direct: None,
-            sealed: false,
-        };
-        let j = serde_json::to_string(&s).expect("json");
-        assert_eq!(serde_json::from_str::<State>(&j).expect("parse"), s);
-        assert_eq!(s.len(), 10);
-        assert!(!j.contains("sealed") && !j.contains("direct"), "{j}");
-    }
-
-    #[test]
     fn copy_ranges_keep_parts_big_enough() {
         const M: u64 = MIN_PART;
         assert_eq!(copy_ranges(10, 100, true), vec![(0, 9)]);
@@ -1097,12 +899,6 @@ mod tests {
         assert_eq!(
             copy_ranges(2 * M + 1, M, false),
             vec![(0, M - 1), (M, 2 * M)]
-        );
-        let n: Vec<u64> = (0..50).map(|_| nonce()).collect();
-        assert_eq!(
-            n.iter().collect::<HashSet<_>>().len(),
-            50,
-            "nonces are unique"
         );
     }
 
