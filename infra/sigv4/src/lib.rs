@@ -1,4 +1,7 @@
-//! Presigned GET URLs for S3-compatible stores (AWS S3, Cloudflare R2), computed locally.
+//! SigV4 for S3-compatible stores (AWS S3, Cloudflare R2) and AWS's JSON APIs, computed
+//! locally: presigned GET URLs ([`presign_get`]) and signed request headers
+//! ([`sign_headers`], for a runtime that has no AWS SDK, such as a Worker calling S3 or
+//! DynamoDB over `fetch`).
 //!
 //! Shared by wharf-s3 and wharf-r2. The time is the caller's (the core's `Env`): aws-sigv4
 //! never reads the clock itself, so this builds and runs on wasm32, where `SystemTime::now()`
@@ -72,6 +75,65 @@ pub fn presign_get(
     Ok(req.uri().to_string())
 }
 
+/// The headers that sign a request in the `Authorization` header (`authorization`,
+/// `x-amz-date`, `x-amz-security-token` with temporary credentials, and with
+/// `content_sha256_header` S3's `x-amz-content-sha256`), to add to the request as sent.
+/// `headers` are the request's own headers to sign (`host` is taken from `url`);
+/// `payload_sha256` is the hex SHA-256 of the body, or `UNSIGNED-PAYLOAD` (S3 only).
+#[allow(clippy::too_many_arguments)]
+pub fn sign_headers(
+    method: &str,
+    url: &str,
+    headers: &[(&str, &str)],
+    payload_sha256: &str,
+    content_sha256_header: bool,
+    service: &str,
+    region: &str,
+    creds: &Credentials,
+    now: SystemTime,
+) -> Result<Vec<(String, String)>, String> {
+    use aws_sigv4::http_request::{
+        PayloadChecksumKind, PercentEncodingMode, SignableBody, SignableRequest, SignatureLocation,
+        SigningSettings, UriPathNormalizationMode, sign,
+    };
+    use aws_sigv4::sign::v4;
+    let identity = creds.clone().into();
+    let mut settings = SigningSettings::default();
+    settings.signature_location = SignatureLocation::Headers;
+    if service == "s3" {
+        // Keys are encoded once, by the caller; S3 does not normalise paths.
+        settings.percent_encoding_mode = PercentEncodingMode::Single;
+        settings.uri_path_normalization_mode = UriPathNormalizationMode::Disabled;
+    }
+    settings.payload_checksum_kind = if content_sha256_header {
+        PayloadChecksumKind::XAmzSha256
+    } else {
+        PayloadChecksumKind::NoHeader
+    };
+    let params = v4::SigningParams::builder()
+        .identity(&identity)
+        .region(region)
+        .name(service)
+        .time(now)
+        .settings(settings)
+        .build()
+        .map_err(|e| e.to_string())?
+        .into();
+    let body = match payload_sha256 {
+        "UNSIGNED-PAYLOAD" => SignableBody::UnsignedPayload,
+        hash => SignableBody::Precomputed(hash.to_owned()),
+    };
+    let signable = SignableRequest::new(method, url, headers.iter().copied(), body)
+        .map_err(|e| e.to_string())?;
+    let (instructions, _) = sign(signable, &params)
+        .map_err(|e| e.to_string())?
+        .into_parts();
+    Ok(instructions
+        .headers()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -106,6 +168,82 @@ mod tests {
             "{url}"
         );
         assert!(url.contains("X-Amz-Expires=86400"), "{url}");
+    }
+
+    /// AWS's documented example of a header-signed GET (S3 API reference, "Signature
+    /// Calculations for the Authorization Header", GET Object with a Range header).
+    #[test]
+    fn aws_documented_header_example() {
+        let creds = Credentials::new(
+            "AKIAIOSFODNN7EXAMPLE",
+            "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
+            None,
+            None,
+            "test",
+        );
+        let now = UNIX_EPOCH + Duration::from_secs(1_369_353_600);
+        let empty = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+        let out = sign_headers(
+            "GET",
+            "https://examplebucket.s3.amazonaws.com/test.txt",
+            &[
+                ("host", "examplebucket.s3.amazonaws.com"),
+                ("range", "bytes=0-9"),
+            ],
+            empty,
+            true,
+            "s3",
+            "us-east-1",
+            &creds,
+            now,
+        )
+        .expect("signs");
+        let get = |name: &str| {
+            out.iter()
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v.as_str())
+                .unwrap_or_default()
+        };
+        assert_eq!(
+            get("authorization"),
+            "AWS4-HMAC-SHA256 Credential=AKIAIOSFODNN7EXAMPLE/20130524/us-east-1/s3/aws4_request, \
+             SignedHeaders=host;range;x-amz-content-sha256;x-amz-date, \
+             Signature=f0e8bdb87c964420e857bd35b5d6ed310bd44f0170aba48dd91039c6036bdb41"
+        );
+        assert_eq!(get("x-amz-date"), "20130524T000000Z");
+        assert_eq!(get("x-amz-content-sha256"), empty);
+        // Temporary credentials add their token, signed.
+        let session = Credentials::new("AKID", "secret", Some("tok".into()), None, "test");
+        let out = sign_headers(
+            "POST",
+            "https://dynamodb.us-east-1.amazonaws.com/",
+            &[
+                ("content-type", "application/x-amz-json-1.0"),
+                ("x-amz-target", "DynamoDB_20120810.GetItem"),
+            ],
+            empty,
+            false,
+            "dynamodb",
+            "us-east-1",
+            &session,
+            now,
+        )
+        .expect("signs");
+        let auth = out
+            .iter()
+            .find(|(k, _)| k == "authorization")
+            .map(|(_, v)| v.clone())
+            .unwrap_or_default();
+        assert!(auth.contains("/us-east-1/dynamodb/aws4_request"), "{auth}");
+        assert!(
+            auth.contains("x-amz-security-token") && auth.contains("x-amz-target"),
+            "{auth}"
+        );
+        assert!(
+            out.iter()
+                .any(|(k, v)| k == "x-amz-security-token" && v == "tok")
+        );
+        assert!(!out.iter().any(|(k, _)| k == "x-amz-content-sha256"));
     }
 
     #[test]
