@@ -131,6 +131,42 @@ pub struct StoredManifest {
     pub bytes: Bytes,
 }
 
+impl StoredManifest {
+    /// The manifest as one byte string, for stores that keep it in one value (the embedded
+    /// database, S3 for manifests too large for a DynamoDB item): the info JSON's length as a
+    /// 4-byte big-endian number, the JSON, then the client's bytes.
+    pub fn to_record(&self) -> Result<Vec<u8>, StoreError> {
+        let info = serde_json::to_vec(&self.info)
+            .map_err(|e| StoreError::Other(format!("manifest info: {e}")))?;
+        let len = u32::try_from(info.len())
+            .map_err(|_| StoreError::Other("manifest info too large".into()))?;
+        let mut out = Vec::with_capacity(4 + info.len() + self.bytes.len());
+        out.extend_from_slice(&len.to_be_bytes());
+        out.extend_from_slice(&info);
+        out.extend_from_slice(&self.bytes);
+        Ok(out)
+    }
+
+    /// Reads a record made by [`Self::to_record`].
+    pub fn from_record(raw: &[u8]) -> Result<Self, StoreError> {
+        let bad = || StoreError::Other("corrupt manifest record".into());
+        let len: [u8; 4] = raw
+            .get(..4)
+            .ok_or_else(bad)?
+            .try_into()
+            .map_err(|_| bad())?;
+        let end = 4usize
+            .checked_add(u32::from_be_bytes(len) as usize)
+            .ok_or_else(bad)?;
+        let info: ManifestInfo =
+            serde_json::from_slice(raw.get(4..end).ok_or_else(bad)?).map_err(|_| bad())?;
+        Ok(Self {
+            info,
+            bytes: Bytes::copy_from_slice(&raw[end..]),
+        })
+    }
+}
+
 /// A page of names (tags or repositories) and whether more follow.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Page {
@@ -250,5 +286,32 @@ pub trait DocumentStore {
     /// wait for the batch here; the audit API calls it before reading).
     async fn flush_events(&self) -> Result<(), StoreError> {
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn manifest_records_round_trip_and_refuse_garbage() {
+        let m = crate::testing::test_manifest(&[Digest::sha256_of(b"a")], None, None);
+        let raw = m.to_record().expect("encode");
+        let back = StoredManifest::from_record(&raw).expect("decode");
+        assert_eq!((back.info, back.bytes), (m.info, m.bytes));
+        for bad in [
+            &b""[..],
+            &[0, 0],
+            &[0, 0, 0, 9, b'{'],
+            &[255, 255, 255, 255],
+        ] {
+            assert!(StoredManifest::from_record(bad).is_err(), "{bad:?}");
+        }
+        let mut cut = raw.clone();
+        cut[3] = cut[3].wrapping_add(1);
+        assert!(
+            StoredManifest::from_record(&cut).is_err(),
+            "info length off by one"
+        );
     }
 }

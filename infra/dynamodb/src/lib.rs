@@ -199,32 +199,6 @@ fn upload_index_sk(updated_ms: u64, id: &str) -> String {
     format!("{updated_ms:015}#{id}")
 }
 
-/// A manifest record for S3: 4-byte big-endian length of the info JSON, the JSON, the bytes
-/// (the embedded store's encoding).
-fn encode_record(info: &str, bytes: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(4 + info.len() + bytes.len());
-    out.extend_from_slice(&(info.len() as u32).to_be_bytes());
-    out.extend_from_slice(info.as_bytes());
-    out.extend_from_slice(bytes);
-    out
-}
-
-fn decode_record(raw: &[u8]) -> Result<StoredManifest, StoreError> {
-    let bad = || other("corrupt manifest record");
-    let len = u32::from_be_bytes(
-        raw.get(..4)
-            .ok_or_else(bad)?
-            .try_into()
-            .map_err(|_| bad())?,
-    ) as usize;
-    let info: ManifestInfo =
-        serde_json::from_slice(raw.get(4..4 + len).ok_or_else(bad)?).map_err(other)?;
-    Ok(StoredManifest {
-        info,
-        bytes: Bytes::copy_from_slice(&raw[4 + len..]),
-    })
-}
-
 /// Maps a failed transaction: a failed condition is `Precondition`, a conflict with a
 /// concurrent transaction `Unavailable` (retried by the callers).
 fn tx_error(e: SdkError<TransactWriteItemsError, HttpResponse>) -> StoreError {
@@ -548,7 +522,7 @@ impl DynamoMetadata {
                 .await
                 .map_err(|e| StoreError::Unavailable(format!("reading from S3: {e}")))?
                 .into_bytes();
-            return decode_record(&raw);
+            return StoredManifest::from_record(&raw);
         }
         let info: ManifestInfo = serde_json::from_str(
             get_s(item, "info").ok_or_else(|| other("manifest item lacks info"))?,
@@ -739,7 +713,7 @@ impl MetadataStore for DynamoMetadata {
                 .bucket(bucket)
                 .key(&k)
                 .content_type("application/octet-stream")
-                .body(encode_record(&info, &m.bytes).into())
+                .body(m.to_record()?.into())
                 .send()
                 .await
                 .map_err(store_error)?;
@@ -1292,8 +1266,7 @@ mod tests {
     #[test]
     fn records_round_trip() {
         let m = wharf_core::testing::test_manifest(&[Digest::sha256_of(b"a")], None, None);
-        let info = serde_json::to_string(&m.info).expect("json");
-        let back = decode_record(&encode_record(&info, &m.bytes)).expect("decode");
+        let back = StoredManifest::from_record(&m.to_record().expect("encode")).expect("decode");
         assert_eq!(back.info, m.info);
         assert_eq!(back.bytes, m.bytes);
     }

@@ -6,11 +6,10 @@
 //! for fsync, run on tokio's blocking pool.
 #![deny(missing_docs)]
 
-use bytes::Bytes;
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use std::path::Path;
 use std::sync::Arc;
-use wharf_core::manifest::{Descriptor, ManifestInfo};
+use wharf_core::manifest::Descriptor;
 use wharf_core::ports::{
     DocumentStore, MetadataStore, Page, Reference, StoredManifest, UploadRecord,
 };
@@ -20,7 +19,7 @@ use wharf_core::{Digest, StoreError};
 const REPOS: TableDefinition<&str, ()> = TableDefinition::new("repos");
 /// (repo, digest) → blob size: the blob is linked into the repository.
 const LINKS: TableDefinition<(&str, &str), u64> = TableDefinition::new("links");
-/// (repo, digest) → manifest record (see [`encode_manifest`]).
+/// (repo, digest) → manifest record (see [`StoredManifest::to_record`]).
 const MANIFESTS: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("manifests");
 /// (repo, tag) → manifest digest.
 const TAGS: TableDefinition<(&str, &str), &str> = TableDefinition::new("tags");
@@ -96,32 +95,6 @@ fn audit_writer(db: std::sync::Weak<Database>, rx: std::sync::mpsc::Receiver<Aud
 
 fn err(e: impl std::fmt::Display) -> StoreError {
     StoreError::Other(e.to_string())
-}
-
-/// A manifest record: 4-byte big-endian length of the info JSON, the JSON, the bytes.
-fn encode_manifest(m: &StoredManifest) -> Result<Vec<u8>, StoreError> {
-    let info = serde_json::to_vec(&m.info).map_err(err)?;
-    let mut out = Vec::with_capacity(4 + info.len() + m.bytes.len());
-    out.extend_from_slice(&(info.len() as u32).to_be_bytes());
-    out.extend_from_slice(&info);
-    out.extend_from_slice(&m.bytes);
-    Ok(out)
-}
-
-fn decode_manifest(raw: &[u8]) -> Result<StoredManifest, StoreError> {
-    let bad = || StoreError::Other("corrupt manifest record".into());
-    let len = u32::from_be_bytes(
-        raw.get(..4)
-            .ok_or_else(bad)?
-            .try_into()
-            .map_err(|_| bad())?,
-    ) as usize;
-    let info: ManifestInfo =
-        serde_json::from_slice(raw.get(4..4 + len).ok_or_else(bad)?).map_err(err)?;
-    Ok(StoredManifest {
-        info,
-        bytes: Bytes::copy_from_slice(&raw[4 + len..]),
-    })
 }
 
 impl EmbeddedMetadata {
@@ -272,7 +245,7 @@ impl MetadataStore for EmbeddedMetadata {
         };
         let t = tx.open_table(MANIFESTS).map_err(err)?;
         match t.get((repo, digest.as_str())).map_err(err)? {
-            Some(v) => decode_manifest(v.value()).map(Some),
+            Some(v) => StoredManifest::from_record(v.value()).map(Some),
             None => Ok(None),
         }
     }
@@ -283,7 +256,7 @@ impl MetadataStore for EmbeddedMetadata {
         m: &StoredManifest,
         tag: Option<&str>,
     ) -> Result<(), StoreError> {
-        let record = encode_manifest(m)?;
+        let record = m.to_record()?;
         let referrer = match &m.info.subject {
             Some(s) => Some((
                 s.to_string(),
@@ -329,7 +302,7 @@ impl MetadataStore for EmbeddedMetadata {
                 let mut t = tx.open_table(MANIFESTS).map_err(err)?;
                 let v = t.remove((repo.as_str(), d.as_str())).map_err(err)?;
                 match v {
-                    Some(v) => Some(decode_manifest(v.value())?),
+                    Some(v) => Some(StoredManifest::from_record(v.value())?),
                     None => None,
                 }
             };
