@@ -56,6 +56,10 @@ pub struct Config {
     pub upload_secret: Option<Vec<u8>>,
     /// Lifetime of an upload capability (checked when each request of the upload starts).
     pub upload_capability_ttl_secs: u64,
+    /// Serve only requests that carry a valid upload capability, and refuse everything else
+    /// with `401`: an upload front that has no token service of its own (the Worker in front
+    /// of a Lambda deployment) must not fall back to anonymous access.
+    pub capability_only: bool,
 }
 
 impl Default for Config {
@@ -68,6 +72,7 @@ impl Default for Config {
             upload_front: None,
             upload_secret: None,
             upload_capability_ttl_secs: 3600,
+            capability_only: false,
         }
     }
 }
@@ -164,6 +169,13 @@ impl<B: BlobStore, M: MetadataStore + DocumentStore, E: Env> Registry<B, M, E> {
         let head = *m == Method::HEAD;
         let mut query = query;
         let cap = self.upload_capability(&r, &query)?;
+        if cap.is_none() && self.config.capability_only {
+            return Err(RegistryError::new(
+                ErrorCode::Unauthorized,
+                "this is an upload front: it takes only the bytes of uploads started at the \
+                 registry's API, at the URL (with its capability) the API gave",
+            ));
+        }
         let caller = match cap {
             Some(_) => Caller {
                 name: "upload-capability".into(),

@@ -293,3 +293,77 @@ fn without_a_front_sessions_stay_on_the_api() {
     assert!(r.location().starts_with("/v2/team/app/blobs/uploads/"));
     assert!(!r.location().contains("cap="));
 }
+
+/// A front with no token service of its own (the Worker in front of a Lambda deployment):
+/// with `capability_only` it takes an upload's bytes and refuses everything else, where it
+/// would otherwise serve anonymous requests.
+#[test]
+fn a_capability_only_front_without_tokens_takes_uploads_and_nothing_else() {
+    let p = pair(Some(1024));
+    let env = TestEnv::default();
+    env.now.store(T0, Ordering::SeqCst);
+    let front: Reg = Registry::new(
+        p.front.blobs.clone(),
+        p.front.meta.clone(),
+        env,
+        Config {
+            upload_secret: Some(SECRET.to_vec()),
+            capability_only: true,
+            ..Config::default()
+        },
+    );
+    let t = push_token(&p.api, "team/app");
+    let layer = vec![9u8; 3000];
+    let d = Digest::sha256_of(&layer);
+    let r = call(
+        &p.api,
+        Method::POST,
+        "/v2/team/app/blobs/uploads/",
+        Some(&t),
+        b"",
+    );
+    assert_eq!(r.status, StatusCode::ACCEPTED);
+    let loc = r.location().to_owned();
+
+    // Without a capability, nothing: not the base, not a blob, not an upload's own URL.
+    let bare = on_front(&loc).split('?').next().unwrap_or("").to_owned();
+    for (m, uri) in [
+        (Method::GET, "/v2/".to_owned()),
+        (Method::GET, "/v2/_catalog".to_owned()),
+        (Method::POST, "/v2/team/app/blobs/uploads/".to_owned()),
+        (Method::GET, format!("/v2/team/app/blobs/{d}")),
+        (Method::PATCH, bare.clone()),
+    ] {
+        let r = call(&front, m.clone(), &uri, None, &layer);
+        assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{m} {uri}");
+        assert_eq!(r.code(), "UNAUTHORIZED", "{m} {uri}");
+    }
+    let r = call(&front, Method::GET, &bare, Some(&t), b"");
+    assert_eq!(
+        r.status,
+        StatusCode::UNAUTHORIZED,
+        "a token is no way in either"
+    );
+
+    // With it, the upload goes through, and the API serves the blob.
+    let r = call(&front, Method::PATCH, on_front(&loc), None, &layer);
+    assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.body);
+    let next = r.location().to_owned();
+    let r = call(
+        &front,
+        Method::PUT,
+        &format!("{next}&digest={d}"),
+        None,
+        b"",
+    );
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    let r = call(
+        &p.api,
+        Method::HEAD,
+        &format!("/v2/team/app/blobs/{d}"),
+        Some(&t),
+        b"",
+    );
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.headers["content-length"], "3000");
+}
