@@ -121,6 +121,19 @@ fn push_token(reg: &Reg, repo: &str) -> String {
     format!("Bearer {}", r.body["token"].as_str().expect("token"))
 }
 
+/// Starts an upload of `team/app` at the API; its `Location`.
+fn start_upload(api: &Reg, token: &str) -> String {
+    let r = call(
+        api,
+        Method::POST,
+        "/v2/team/app/blobs/uploads/",
+        Some(token),
+        b"",
+    );
+    assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.body);
+    r.location().to_owned()
+}
+
 /// The path and query of an absolute Location on the front.
 fn on_front(loc: &str) -> &str {
     loc.strip_prefix(FRONT)
@@ -132,18 +145,9 @@ fn a_layer_too_big_for_the_api_goes_through_the_front() {
     let p = pair(Some(1024));
     let t = push_token(&p.api, "team/app");
     let layer = vec![7u8; 5000];
-    let d = Digest::sha256_of(&layer);
 
     // Straight to the API, the body is refused with 413 and a message naming the way out.
-    let r = call(
-        &p.api,
-        Method::POST,
-        "/v2/team/app/blobs/uploads/",
-        Some(&t),
-        b"",
-    );
-    assert_eq!(r.status, StatusCode::ACCEPTED);
-    let loc = r.location().to_owned();
+    let loc = start_upload(&p.api, &t);
     assert!(
         loc.starts_with(&format!("{FRONT}/v2/team/app/blobs/uploads/")),
         "{loc}"
@@ -159,36 +163,39 @@ fn a_layer_too_big_for_the_api_goes_through_the_front() {
         "{msg}"
     );
 
-    // Through the front with the capability and no token: PATCH, then PUT where told.
-    let r = call(&p.front, Method::PATCH, on_front(&loc), None, &layer);
+    // Through the front with the capability and no token; the API sees the blob at once.
+    push_through_front(&p.front, &p.api, &loc, &t, &layer);
+}
+
+/// Sends `layer` to the upload the API answered with `loc`, through `front` with the
+/// capability and no token (PATCH, status, then PUT where told), and checks that `api`
+/// (same stores) then serves the blob with its size.
+fn push_through_front(front: &Reg, api: &Reg, loc: &str, token: &str, layer: &[u8]) {
+    let d = Digest::sha256_of(layer);
+    let r = call(front, Method::PATCH, on_front(loc), None, layer);
     assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.body);
     let next = r.location().to_owned();
     assert!(
         next.starts_with("/v2/team/app/blobs/uploads/") && next.contains("?cap="),
         "{next}"
     );
-    let r = call(&p.front, Method::GET, &next, None, b"");
+    let r = call(front, Method::GET, &next, None, b"");
     assert_eq!(r.status, StatusCode::NO_CONTENT);
-    assert_eq!(r.headers["range"], "0-4999");
-    let r = call(
-        &p.front,
-        Method::PUT,
-        &format!("{next}&digest={d}"),
-        None,
-        b"",
-    );
+    assert_eq!(r.headers["range"], format!("0-{}", layer.len() - 1));
+    let r = call(front, Method::PUT, &format!("{next}&digest={d}"), None, b"");
     assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
-
-    // The API sees the blob at once (same stores).
     let r = call(
-        &p.api,
+        api,
         Method::HEAD,
         &format!("/v2/team/app/blobs/{d}"),
-        Some(&t),
+        Some(token),
         b"",
     );
     assert_eq!(r.status, StatusCode::OK);
-    assert_eq!(r.headers["content-length"], "5000");
+    assert_eq!(
+        r.headers["content-length"],
+        layer.len().to_string().as_str()
+    );
 }
 
 #[test]
@@ -315,15 +322,7 @@ fn a_capability_only_front_without_tokens_takes_uploads_and_nothing_else() {
     let t = push_token(&p.api, "team/app");
     let layer = vec![9u8; 3000];
     let d = Digest::sha256_of(&layer);
-    let r = call(
-        &p.api,
-        Method::POST,
-        "/v2/team/app/blobs/uploads/",
-        Some(&t),
-        b"",
-    );
-    assert_eq!(r.status, StatusCode::ACCEPTED);
-    let loc = r.location().to_owned();
+    let loc = start_upload(&p.api, &t);
 
     // Without a capability, nothing: not the base, not a blob, not an upload's own URL.
     let bare = on_front(&loc).split('?').next().unwrap_or("").to_owned();
@@ -346,24 +345,5 @@ fn a_capability_only_front_without_tokens_takes_uploads_and_nothing_else() {
     );
 
     // With it, the upload goes through, and the API serves the blob.
-    let r = call(&front, Method::PATCH, on_front(&loc), None, &layer);
-    assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.body);
-    let next = r.location().to_owned();
-    let r = call(
-        &front,
-        Method::PUT,
-        &format!("{next}&digest={d}"),
-        None,
-        b"",
-    );
-    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
-    let r = call(
-        &p.api,
-        Method::HEAD,
-        &format!("/v2/team/app/blobs/{d}"),
-        Some(&t),
-        b"",
-    );
-    assert_eq!(r.status, StatusCode::OK);
-    assert_eq!(r.headers["content-length"], "3000");
+    push_through_front(&front, &p.api, &loc, &t, &layer);
 }

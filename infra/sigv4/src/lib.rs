@@ -27,6 +27,55 @@ pub fn encode_key(key: &str) -> String {
     out
 }
 
+use aws_sigv4::http_request::{
+    PayloadChecksumKind, PercentEncodingMode, SignableBody, SignableRequest, SignatureLocation,
+    SigningInstructions, SigningSettings, UriPathNormalizationMode, sign,
+};
+
+/// One request to sign, and how.
+struct Signing<'a> {
+    method: &'a str,
+    url: &'a str,
+    headers: &'a [(&'a str, &'a str)],
+    body: SignableBody<'a>,
+    settings: SigningSettings,
+    service: &'a str,
+    region: &'a str,
+}
+
+impl Signing<'_> {
+    /// Signs with `creds` at `now`: what to add to the request.
+    fn sign(self, creds: &Credentials, now: SystemTime) -> Result<SigningInstructions, String> {
+        let mut settings = self.settings;
+        if self.service == "s3" {
+            // Keys are encoded once, by the caller; S3 and R2 do not normalise paths.
+            settings.percent_encoding_mode = PercentEncodingMode::Single;
+            settings.uri_path_normalization_mode = UriPathNormalizationMode::Disabled;
+        }
+        let identity = creds.clone().into();
+        let params = aws_sigv4::sign::v4::SigningParams::builder()
+            .identity(&identity)
+            .region(self.region)
+            .name(self.service)
+            .time(now)
+            .settings(settings)
+            .build()
+            .map_err(|e| e.to_string())?
+            .into();
+        let signable = SignableRequest::new(
+            self.method,
+            self.url,
+            self.headers.iter().copied(),
+            self.body,
+        )
+        .map_err(|e| e.to_string())?;
+        Ok(sign(signable, &params)
+            .map_err(|e| e.to_string())?
+            .into_parts()
+            .0)
+    }
+}
+
 /// A SigV4 query-signed GET of `url` (an object URL, key already encoded), valid `ttl`
 /// (clamped to 1 s – 7 days) from `now`, for service `s3` in `region` (`auto` on R2).
 pub fn presign_get(
@@ -36,38 +85,20 @@ pub fn presign_get(
     now: SystemTime,
     ttl: Duration,
 ) -> Result<String, String> {
-    use aws_sigv4::http_request::{
-        PayloadChecksumKind, PercentEncodingMode, SignableBody, SignableRequest, SignatureLocation,
-        SigningSettings, UriPathNormalizationMode, sign,
-    };
-    use aws_sigv4::sign::v4;
-    let identity = creds.clone().into();
     let mut settings = SigningSettings::default();
     settings.signature_location = SignatureLocation::QueryParams;
     settings.expires_in = Some(ttl.clamp(Duration::from_secs(1), MAX_TTL));
-    // The key is encoded once, by us; S3 and R2 do not normalise paths.
-    settings.percent_encoding_mode = PercentEncodingMode::Single;
-    settings.uri_path_normalization_mode = UriPathNormalizationMode::Disabled;
     settings.payload_checksum_kind = PayloadChecksumKind::NoHeader;
-    let params = v4::SigningParams::builder()
-        .identity(&identity)
-        .region(region)
-        .name("s3")
-        .time(now)
-        .settings(settings)
-        .build()
-        .map_err(|e| e.to_string())?
-        .into();
-    let signable = SignableRequest::new(
-        "GET",
+    let instructions = Signing {
+        method: "GET",
         url,
-        std::iter::empty(),
-        SignableBody::UnsignedPayload,
-    )
-    .map_err(|e| e.to_string())?;
-    let (instructions, _) = sign(signable, &params)
-        .map_err(|e| e.to_string())?
-        .into_parts();
+        headers: &[],
+        body: SignableBody::UnsignedPayload,
+        settings,
+        service: "s3",
+        region,
+    }
+    .sign(creds, now)?;
     let mut req = http::Request::get(url)
         .body(())
         .map_err(|e| e.to_string())?;
@@ -92,42 +123,27 @@ pub fn sign_headers(
     creds: &Credentials,
     now: SystemTime,
 ) -> Result<Vec<(String, String)>, String> {
-    use aws_sigv4::http_request::{
-        PayloadChecksumKind, PercentEncodingMode, SignableBody, SignableRequest, SignatureLocation,
-        SigningSettings, UriPathNormalizationMode, sign,
-    };
-    use aws_sigv4::sign::v4;
-    let identity = creds.clone().into();
     let mut settings = SigningSettings::default();
     settings.signature_location = SignatureLocation::Headers;
-    if service == "s3" {
-        // Keys are encoded once, by the caller; S3 does not normalise paths.
-        settings.percent_encoding_mode = PercentEncodingMode::Single;
-        settings.uri_path_normalization_mode = UriPathNormalizationMode::Disabled;
-    }
     settings.payload_checksum_kind = if content_sha256_header {
         PayloadChecksumKind::XAmzSha256
     } else {
         PayloadChecksumKind::NoHeader
     };
-    let params = v4::SigningParams::builder()
-        .identity(&identity)
-        .region(region)
-        .name(service)
-        .time(now)
-        .settings(settings)
-        .build()
-        .map_err(|e| e.to_string())?
-        .into();
     let body = match payload_sha256 {
         "UNSIGNED-PAYLOAD" => SignableBody::UnsignedPayload,
         hash => SignableBody::Precomputed(hash.to_owned()),
     };
-    let signable = SignableRequest::new(method, url, headers.iter().copied(), body)
-        .map_err(|e| e.to_string())?;
-    let (instructions, _) = sign(signable, &params)
-        .map_err(|e| e.to_string())?
-        .into_parts();
+    let instructions = Signing {
+        method,
+        url,
+        headers,
+        body,
+        settings,
+        service,
+        region,
+    }
+    .sign(creds, now)?;
     Ok(instructions
         .headers()
         .map(|(k, v)| (k.to_owned(), v.to_owned()))
@@ -139,11 +155,8 @@ mod tests {
     use super::*;
     use std::time::UNIX_EPOCH;
 
-    /// AWS's documented example of a presigned GET (S3 API reference, "Authenticating
-    /// Requests: Using Query Parameters"): same credentials, time, bucket and key must give
-    /// the published signature.
-    #[test]
-    fn aws_documented_example() {
+    /// The credentials and time (20130524T000000Z) of AWS's documented SigV4 examples.
+    fn aws_example() -> (Credentials, SystemTime) {
         let creds = Credentials::new(
             "AKIAIOSFODNN7EXAMPLE",
             "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
@@ -151,8 +164,15 @@ mod tests {
             None,
             "test",
         );
-        // 20130524T000000Z
-        let now = UNIX_EPOCH + Duration::from_secs(1_369_353_600);
+        (creds, UNIX_EPOCH + Duration::from_secs(1_369_353_600))
+    }
+
+    /// AWS's documented example of a presigned GET (S3 API reference, "Authenticating
+    /// Requests: Using Query Parameters"): same credentials, time, bucket and key must give
+    /// the published signature.
+    #[test]
+    fn aws_documented_example() {
+        let (creds, now) = aws_example();
         let url = presign_get(
             "https://examplebucket.s3.amazonaws.com/test.txt",
             &creds,
@@ -174,14 +194,7 @@ mod tests {
     /// Calculations for the Authorization Header", GET Object with a Range header).
     #[test]
     fn aws_documented_header_example() {
-        let creds = Credentials::new(
-            "AKIAIOSFODNN7EXAMPLE",
-            "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
-            None,
-            None,
-            "test",
-        );
-        let now = UNIX_EPOCH + Duration::from_secs(1_369_353_600);
+        let (creds, now) = aws_example();
         let empty = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
         let out = sign_headers(
             "GET",
