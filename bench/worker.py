@@ -125,10 +125,26 @@ def median(xs):
     return xs[len(xs) // 2]
 
 
+def wasm_hash(runs=5):
+    """SHA-256 of pushed bytes as the Worker's wasm does it (bench/wasm_hash.js): median of runs."""
+    module = os.path.join(ROOT, "target", "bench-wasm-hash", "wharf_wasm_hash.js")
+    out = []
+    for i in range(runs):
+        r = subprocess.run(["node", os.path.join(ROOT, "bench", "wasm_hash.js"), module, "256", "64"],
+                           capture_output=True, text=True, check=True)
+        out.append(json.loads(r.stdout))
+        log(f"wasm SHA-256 {i + 1}/{runs}: {out[-1]['wasm_mb_s']:.0f} MB/s (node's OpenSSL {out[-1]['node_openssl_mb_s']:.0f} MB/s)")
+    return {"runs": out, "node": out[0]["node"],
+            "wasm_mb_s": median(r["wasm_mb_s"] for r in out),
+            "wasm_cpu_ms_per_100mb": median(r["wasm_cpu_ms_per_100mb"] for r in out),
+            "node_openssl_mb_s": median(r["node_openssl_mb_s"] for r in out)}
+
+
 def main():
     res = {"machine": bench.machine(), "sizes": sizes(), "duration_s": bench.DURATION, "connections": bench.CONNS}
     rev = subprocess.run(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
     res["tree"] = rev
+    res["hash"] = wasm_hash()
     work = os.path.join(ROOT, "target", "bench-worker")
     subprocess.run(["rm", "-rf", work])
     os.makedirs(work)
@@ -208,6 +224,12 @@ def report(res):
       f"within `cpu_ms` (300 s on Paid) |")
     p(f"| … the same blob pulled back: server CPU (Worker: R2's stream handed on, no wasm per byte) | "
       f"{res['worker']['pull_cpu_s']:.2f} s | {res['wharf']['pull_cpu_s']:.2f} s | | |")
+    h = res["hash"]
+    p(f"| … of which the Worker's own SHA-256 (wasm under V8 {h['node']}, copy into wasm memory included; "
+      f"native OpenSSL {h['node_openssl_mb_s']:,.0f} MB/s): MB/s, median of {len(h['runs'])} | {h['wasm_mb_s']:.0f} | | | |")
+    per_100mb_s = h['wasm_cpu_ms_per_100mb'] / 1000
+    p(f"| … its CPU per 100 MB pushed | {per_100mb_s:.2f} s | | | "
+      f"within `cpu_ms` (300 s on Paid: {300 / per_100mb_s / 10:.0f} GB of hashing per request) |")
     p(f"| … peak RSS of the server process (workerd: the runtime and its isolate) | {w['peak_rss_mib']:.0f} MiB | {l['peak_rss_mib']:.0f} MiB | | "
       f"flat: streamed, not buffered (isolate limit 128 MB) |")
     p(f"| … RSS at each quarter of the PATCH | {' / '.join(str(x) for x in w['rss_quarters_mib'])} MiB | "
