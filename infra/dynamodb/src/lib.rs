@@ -73,11 +73,10 @@ use wharf_core::ports::{
     DocumentStore, MetadataStore, Page, Reference, StoredManifest, UploadRecord,
 };
 use wharf_core::{Digest, StoreError};
+use wharf_dynamodb_items::{self as items, Attr, repo_pk};
 
 /// Item attributes larger than this (manifest info + bytes) go to S3.
 pub const DEFAULT_INLINE_LIMIT: usize = 350_000;
-/// Partitions of the upload index.
-const UPLOAD_SHARDS: u32 = 16;
 /// Repositories remembered as listed in the catalog, at most (then forgotten and relearnt).
 const KNOWN_REPOS: usize = 10_000;
 /// Items per `TransactWriteItems`.
@@ -155,6 +154,38 @@ fn b(v: impl Into<Vec<u8>>) -> AttributeValue {
     AttributeValue::B(aws_smithy_types::Blob::new(v))
 }
 
+/// An item of wharf-dynamodb-items in the SDK's terms.
+fn sdk(item: items::Item) -> Item {
+    item.into_iter()
+        .map(|(k, v)| {
+            let v = match v {
+                Attr::S(x) => AttributeValue::S(x),
+                Attr::N(x) => n(x),
+                Attr::B(x) => b(x),
+            };
+            (k, v)
+        })
+        .collect()
+}
+
+/// An SDK item in wharf-dynamodb-items' terms (attributes of other kinds left out).
+fn from_sdk(item: &Item) -> Result<items::Item, StoreError> {
+    let mut out = items::Item::new();
+    for (k, v) in item {
+        let attr = match v {
+            AttributeValue::S(x) => Attr::S(x.clone()),
+            AttributeValue::N(x) => Attr::N(
+                x.parse()
+                    .map_err(|_| other(format!("attribute {k} is not a whole number: {x}")))?,
+            ),
+            AttributeValue::B(x) => Attr::B(x.as_ref().to_vec()),
+            _ => continue,
+        };
+        out.insert(k.clone(), attr);
+    }
+    Ok(out)
+}
+
 fn key(pk: impl Into<String>, sk: impl Into<String>) -> Item {
     HashMap::from([("pk".to_owned(), s(pk)), ("sk".to_owned(), s(sk))])
 }
@@ -176,27 +207,6 @@ fn get_b<'a>(item: &'a Item, name: &str) -> Option<&'a [u8]> {
     item.get(name)
         .and_then(|v| v.as_b().ok())
         .map(|b| b.as_ref())
-}
-
-fn repo_pk(repo: &str) -> String {
-    format!("REPO#{repo}")
-}
-
-fn upload_pk(id: &str) -> String {
-    format!("UPLOAD#{id}")
-}
-
-/// Which of the 16 upload-index partitions an upload goes to (FNV-1a of its id).
-fn upload_shard(id: &str) -> u32 {
-    let mut h: u32 = 0x811c_9dc5;
-    for byte in id.bytes() {
-        h = (h ^ u32::from(byte)).wrapping_mul(0x0100_0193);
-    }
-    h % UPLOAD_SHARDS
-}
-
-fn upload_index_sk(updated_ms: u64, id: &str) -> String {
-    format!("{updated_ms:015}#{id}")
 }
 
 /// Maps a failed transaction: a failed condition is `Precondition`, a conflict with a
@@ -363,7 +373,7 @@ impl DynamoMetadata {
             .client
             .put_item()
             .table_name(&self.0.table)
-            .set_item(Some(key("CATALOG", repo)))
+            .set_item(Some(sdk(items::catalog_item(repo))))
             .send()
             .await
             .map_err(store_error)?;
@@ -557,48 +567,6 @@ impl DynamoMetadata {
             }
         }
     }
-
-    fn decode_upload(item: &Item) -> Result<UploadRecord, StoreError> {
-        let digest = match get_s(item, "digest") {
-            Some(d) => Some(d.parse::<Digest>().map_err(|e| other(e.message))?),
-            None => None,
-        };
-        Ok(UploadRecord {
-            id: get_s(item, "pk")
-                .and_then(|pk| pk.strip_prefix("UPLOAD#"))
-                .ok_or_else(|| other("upload item lacks its id"))?
-                .to_owned(),
-            repo: get_s(item, "repo").unwrap_or_default().to_owned(),
-            offset: get_n(item, "off")?,
-            hash_state: get_b(item, "hash").unwrap_or_default().to_vec(),
-            store_state: get_s(item, "state").unwrap_or_default().to_owned(),
-            digest,
-            created_ms: get_n(item, "created")?,
-            updated_ms: get_n(item, "updated")?,
-        })
-    }
-
-    fn encode_upload(u: &UploadRecord) -> Item {
-        let mut item = key(upload_pk(&u.id), "UPLOAD");
-        item.insert("repo".into(), s(&u.repo));
-        item.insert("off".into(), n(u.offset));
-        item.insert("hash".into(), b(u.hash_state.clone()));
-        // DynamoDB refuses empty strings only in keys; keep the item small anyway.
-        if !u.store_state.is_empty() {
-            item.insert("state".into(), s(&u.store_state));
-        }
-        if let Some(d) = &u.digest {
-            item.insert("digest".into(), s(d.to_string()));
-        }
-        item.insert("created".into(), n(u.created_ms));
-        item.insert("updated".into(), n(u.updated_ms));
-        item.insert(
-            "gsi1pk".into(),
-            s(format!("UPLOADS#{:x}", upload_shard(&u.id))),
-        );
-        item.insert("gsi1sk".into(), s(upload_index_sk(u.updated_ms, &u.id)));
-        item
-    }
 }
 
 /// A condition on the sort key of a query.
@@ -614,14 +582,14 @@ enum SortCond<'a> {
 
 impl MetadataStore for DynamoMetadata {
     async fn repository_exists(&self, repo: &str) -> Result<bool, StoreError> {
-        Ok(self.get(key("CATALOG", repo), Some("pk")).await?.is_some())
+        Ok(self
+            .get(sdk(items::catalog_item(repo)), Some("pk"))
+            .await?
+            .is_some())
     }
 
     async fn blob_link(&self, repo: &str, digest: &Digest) -> Result<Option<u64>, StoreError> {
-        match self
-            .get(key(repo_pk(repo), format!("BLOB#{digest}")), None)
-            .await?
-        {
+        match self.get(sdk(items::link_key(repo, digest)), None).await? {
             Some(item) => get_n(&item, "size").map(Some),
             None => Ok(None),
         }
@@ -629,8 +597,7 @@ impl MetadataStore for DynamoMetadata {
 
     async fn link_blob(&self, repo: &str, digest: &Digest, size: u64) -> Result<(), StoreError> {
         self.touch_repo(repo).await?;
-        let mut item = key(repo_pk(repo), format!("BLOB#{digest}"));
-        item.insert("size".into(), n(size));
+        let item = sdk(items::link_item(repo, digest, size));
         self.0
             .client
             .put_item()
@@ -648,7 +615,7 @@ impl MetadataStore for DynamoMetadata {
             .client
             .delete_item()
             .table_name(&self.0.table)
-            .set_key(Some(key(repo_pk(repo), format!("BLOB#{digest}"))))
+            .set_key(Some(sdk(items::link_key(repo, digest))))
             .return_values(ReturnValue::AllOld)
             .send()
             .await
@@ -1043,7 +1010,7 @@ impl MetadataStore for DynamoMetadata {
             .client
             .put_item()
             .table_name(&self.0.table)
-            .set_item(Some(Self::encode_upload(upload)))
+            .set_item(Some(sdk(items::upload_item(upload))))
             .condition_expression("attribute_not_exists(pk)")
             .send()
             .await
@@ -1057,8 +1024,8 @@ impl MetadataStore for DynamoMetadata {
     }
 
     async fn upload(&self, id: &str) -> Result<Option<UploadRecord>, StoreError> {
-        match self.get(key(upload_pk(id), "UPLOAD"), None).await? {
-            Some(item) => Self::decode_upload(&item).map(Some),
+        match self.get(sdk(items::upload_key(id)), None).await? {
+            Some(item) => items::upload_from(&from_sdk(&item)?).map(Some),
             None => Ok(None),
         }
     }
@@ -1073,7 +1040,7 @@ impl MetadataStore for DynamoMetadata {
             .client
             .put_item()
             .table_name(&self.0.table)
-            .set_item(Some(Self::encode_upload(upload)))
+            .set_item(Some(sdk(items::upload_item(upload))))
             .condition_expression("#off = :expected")
             .expression_attribute_names("#off", "off")
             .expression_attribute_values(":expected", n(expected_offset))
@@ -1113,7 +1080,7 @@ impl MetadataStore for DynamoMetadata {
             .client
             .delete_item()
             .table_name(&self.0.table)
-            .set_key(Some(key(upload_pk(id), "UPLOAD")))
+            .set_key(Some(sdk(items::upload_key(id))))
             .send()
             .await
             .map_err(store_error)?;
@@ -1127,7 +1094,7 @@ impl MetadataStore for DynamoMetadata {
     ) -> Result<Vec<UploadRecord>, StoreError> {
         let mut out = Vec::new();
         let bound = format!("{before_ms:015}");
-        for shard in 0..UPLOAD_SHARDS {
+        for shard in 0..items::UPLOAD_SHARDS {
             let mut next = None;
             loop {
                 if out.len() >= limit {
@@ -1140,7 +1107,7 @@ impl MetadataStore for DynamoMetadata {
                     .table_name(&self.0.table)
                     .index_name("gsi1")
                     .key_condition_expression("gsi1pk = :p AND gsi1sk < :b")
-                    .expression_attribute_values(":p", s(format!("UPLOADS#{shard:x}")))
+                    .expression_attribute_values(":p", s(items::upload_index_pk(shard)))
                     .expression_attribute_values(":b", s(bound.clone()))
                     .set_exclusive_start_key(next.take())
                     .limit((limit - out.len()).clamp(1, 1000) as i32)
@@ -1148,7 +1115,7 @@ impl MetadataStore for DynamoMetadata {
                     .await
                     .map_err(store_error)?;
                 for item in page.items() {
-                    out.push(Self::decode_upload(item)?);
+                    out.push(items::upload_from(&from_sdk(item)?)?);
                 }
                 match page.last_evaluated_key {
                     Some(k) => next = Some(k),
@@ -1248,20 +1215,6 @@ impl DocumentStore for DynamoMetadata {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn shards_and_index_keys() {
-        assert!(upload_shard("abc") < UPLOAD_SHARDS);
-        let spread: HashSet<u32> = (0..200)
-            .map(|i| upload_shard(&format!("{i:032x}")))
-            .collect();
-        assert_eq!(spread.len(), UPLOAD_SHARDS as usize);
-        // Stale means updated strictly before the bound.
-        let bound = format!("{:015}", 1500);
-        assert!(upload_index_sk(1499, "u") < bound);
-        assert!(upload_index_sk(1500, "u") > bound);
-        assert!(upload_index_sk(99, "u") < upload_index_sk(100, "u"));
-    }
 
     #[test]
     fn records_round_trip() {
