@@ -9,6 +9,7 @@
 //! | upload | `UPLOAD#<id>` | `UPLOAD` | `repo`, `off`, `hash`, `state`, `digest`, `created`, `updated`, `gsi1pk` = `UPLOADS#<shard>`, `gsi1sk` = `<updated, 15 digits>#<id>` |
 //! | blob link | `REPO#<name>` | `BLOB#<digest>` | `size` |
 //! | catalog entry | `CATALOG` | `<name>` | |
+//! | document | `DOC#<kind>` | `<id>` | `v` (bytes): users, robots, projects, audit events… |
 #![deny(missing_docs)]
 
 use base64::Engine as _;
@@ -164,6 +165,28 @@ pub fn catalog_item(repo: &str) -> Item {
     key("CATALOG", repo)
 }
 
+/// Partition key of the documents of `kind`.
+pub fn doc_pk(kind: &str) -> String {
+    format!("DOC#{kind}")
+}
+
+/// Key of a document.
+pub fn doc_key(kind: &str, id: &str) -> Item {
+    key(doc_pk(kind), id)
+}
+
+/// A document's item.
+pub fn doc_item(kind: &str, id: &str, value: &[u8]) -> Item {
+    let mut item = doc_key(kind, id);
+    item.insert("v".into(), Attr::B(value.to_vec()));
+    item
+}
+
+/// A document item's id and value.
+pub fn doc_from(item: &Item) -> Option<(&str, &[u8])> {
+    Some((get_s(item, "sk")?, get_b(item, "v")?))
+}
+
 /// An item in DynamoDB's JSON form (`{"pk": {"S": "…"}, "off": {"N": "5"}, …}`).
 pub fn to_json(item: &Item) -> Value {
     let map: Map<String, Value> = item
@@ -275,12 +298,21 @@ mod tests {
     }
 
     #[test]
-    fn links_and_catalog() {
+    fn links_catalog_and_documents() {
         let d = Digest::sha256_of(b"y");
         let l = link_item("team/app", &d, 42);
         assert_eq!(get_s(&l, "pk"), Some("REPO#team/app"));
         assert_eq!(get_s(&l, "sk"), Some(format!("BLOB#{d}").as_str()));
         assert_eq!(get_n(&l, "size").expect("size"), 42);
         assert_eq!(get_s(&catalog_item("a/b"), "sk"), Some("a/b"));
+        let doc = doc_item("audit", "e1", b"{}");
+        assert_eq!(get_s(&doc, "pk"), Some("DOC#audit"));
+        assert_eq!(doc_from(&doc), Some(("e1", &b"{}"[..])));
+        assert_eq!(from_json(&to_json(&doc)).expect("json"), doc);
+        assert_eq!(
+            doc_from(&doc_key("audit", "e1")),
+            None,
+            "a key alone has no value"
+        );
     }
 }

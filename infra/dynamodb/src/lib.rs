@@ -1130,10 +1130,10 @@ impl MetadataStore for DynamoMetadata {
 
 impl DocumentStore for DynamoMetadata {
     async fn get_doc(&self, kind: &str, id: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        Ok(self
-            .get(key(format!("DOC#{kind}"), id), None)
-            .await?
-            .and_then(|i| get_b(&i, "v").map(<[u8]>::to_vec)))
+        match self.get(sdk(items::doc_key(kind, id)), None).await? {
+            Some(i) => Ok(items::doc_from(&from_sdk(&i)?).map(|(_, v)| v.to_vec())),
+            None => Ok(None),
+        }
     }
 
     async fn put_doc(
@@ -1143,8 +1143,7 @@ impl DocumentStore for DynamoMetadata {
         value: &[u8],
         if_absent: bool,
     ) -> Result<(), StoreError> {
-        let mut item = key(format!("DOC#{kind}"), id);
-        item.insert("v".into(), b(value.to_vec()));
+        let item = sdk(items::doc_item(kind, id, value));
         self.0
             .client
             .put_item()
@@ -1168,7 +1167,7 @@ impl DocumentStore for DynamoMetadata {
             .client
             .delete_item()
             .table_name(&self.0.table)
-            .set_key(Some(key(format!("DOC#{kind}"), id)))
+            .set_key(Some(sdk(items::doc_key(kind, id))))
             .condition_expression("attribute_exists(pk)")
             .send()
             .await
@@ -1196,19 +1195,22 @@ impl DocumentStore for DynamoMetadata {
         if limit == 0 {
             return Ok(Vec::new());
         }
-        let (items, _) = self
+        let (rows, _) = self
             .query(
-                &format!("DOC#{kind}"),
+                &items::doc_pk(kind),
                 SortCond::Prefix(prefix),
                 start,
                 limit,
                 None,
             )
             .await?;
-        Ok(items
-            .iter()
-            .filter_map(|i| Some((get_s(i, "sk")?.to_owned(), get_b(i, "v")?.to_vec())))
-            .collect())
+        let mut out = Vec::with_capacity(rows.len());
+        for i in &rows {
+            if let Some((id, v)) = items::doc_from(&from_sdk(i)?) {
+                out.push((id.to_owned(), v.to_vec()));
+            }
+        }
+        Ok(out)
     }
 }
 
