@@ -168,20 +168,21 @@ fn sdk(item: items::Item) -> Item {
         .collect()
 }
 
-/// An SDK item in wharf-dynamodb-items' terms (attributes of other kinds left out).
-fn from_sdk(item: &Item) -> Result<items::Item, StoreError> {
+/// An SDK item in wharf-dynamodb-items' terms (attributes of other kinds left out). Takes
+/// the item, so strings and bytes move rather than copy.
+fn from_sdk(item: Item) -> Result<items::Item, StoreError> {
     let mut out = items::Item::new();
     for (k, v) in item {
         let attr = match v {
-            AttributeValue::S(x) => Attr::S(x.clone()),
+            AttributeValue::S(x) => Attr::S(x),
             AttributeValue::N(x) => Attr::N(
                 x.parse()
                     .map_err(|_| other(format!("attribute {k} is not a whole number: {x}")))?,
             ),
-            AttributeValue::B(x) => Attr::B(x.as_ref().to_vec()),
+            AttributeValue::B(x) => Attr::B(x.into_inner()),
             _ => continue,
         };
-        out.insert(k.clone(), attr);
+        out.insert(k, attr);
     }
     Ok(out)
 }
@@ -1025,7 +1026,7 @@ impl MetadataStore for DynamoMetadata {
 
     async fn upload(&self, id: &str) -> Result<Option<UploadRecord>, StoreError> {
         match self.get(sdk(items::upload_key(id)), None).await? {
-            Some(item) => items::upload_from(&from_sdk(&item)?).map(Some),
+            Some(item) => items::upload_from(&from_sdk(item)?).map(Some),
             None => Ok(None),
         }
     }
@@ -1114,7 +1115,7 @@ impl MetadataStore for DynamoMetadata {
                     .send()
                     .await
                     .map_err(store_error)?;
-                for item in page.items() {
+                for item in page.items.unwrap_or_default() {
                     out.push(items::upload_from(&from_sdk(item)?)?);
                 }
                 match page.last_evaluated_key {
@@ -1131,7 +1132,7 @@ impl MetadataStore for DynamoMetadata {
 impl DocumentStore for DynamoMetadata {
     async fn get_doc(&self, kind: &str, id: &str) -> Result<Option<Vec<u8>>, StoreError> {
         match self.get(sdk(items::doc_key(kind, id)), None).await? {
-            Some(i) => Ok(items::doc_from(&from_sdk(&i)?).map(|(_, v)| v.to_vec())),
+            Some(i) => Ok(items::doc_from(&from_sdk(i)?).map(|(_, v)| v.to_vec())),
             None => Ok(None),
         }
     }
@@ -1205,7 +1206,7 @@ impl DocumentStore for DynamoMetadata {
             )
             .await?;
         let mut out = Vec::with_capacity(rows.len());
-        for i in &rows {
+        for i in rows {
             if let Some((id, v)) = items::doc_from(&from_sdk(i)?) {
                 out.push((id.to_owned(), v.to_vec()));
             }
