@@ -109,44 +109,9 @@ where
     }
 }
 
-/// Classifies a service error by HTTP status and error code.
-pub fn classify(status: u16, code: &str, message: &str) -> StoreError {
-    let what = || {
-        if message.is_empty() {
-            format!("{code} (HTTP {status})")
-        } else {
-            format!("{code} (HTTP {status}): {message}")
-        }
-    };
-    match code {
-        "NoSuchKey" | "NoSuchUpload" | "NotFound" => return StoreError::NotFound,
-        // A missing bucket or table is a deployment fault, not a missing record.
-        "NoSuchBucket" | "ResourceNotFoundException" => return StoreError::Other(what()),
-        "NotImplemented" => return StoreError::NotSupported(what()),
-        "PreconditionFailed" | "ConditionalCheckFailedException" => {
-            return StoreError::Precondition(what());
-        }
-        "SlowDown"
-        | "Throttling"
-        | "ThrottlingException"
-        | "ProvisionedThroughputExceededException"
-        | "RequestLimitExceeded"
-        | "InternalServerError"
-        | "InternalError"
-        | "ServiceUnavailable"
-        | "RequestTimeout"
-        | "TransactionConflictException"
-        | "TransactionInProgressException" => return StoreError::Unavailable(what()),
-        _ => {}
-    }
-    match status {
-        404 => StoreError::NotFound,
-        412 => StoreError::Precondition(what()),
-        501 => StoreError::NotSupported(what()),
-        429 | 500..=599 => StoreError::Unavailable(what()),
-        _ => StoreError::Other(what()),
-    }
-}
+/// Classifies a service error by HTTP status and error code (shared with the SDK-free
+/// clients of wharf-sigv4).
+pub use wharf_sigv4::classify;
 
 /// Counts SDK operations by `Service.Operation` (retries are not counted again).
 ///

@@ -45,6 +45,37 @@ impl LocalServer {
     pub fn sdk_config(&self) -> aws_types::SdkConfig {
         crate::static_config(Some(&self.endpoint), REGION, ACCESS_KEY, SECRET_KEY)
     }
+    /// A signing client for `service` on this server with the test credentials, over
+    /// [`HttpTransport`]: the SDK-free path the Worker takes, over a plain HTTP client.
+    pub fn rest_client(&self, service: &'static str) -> wharf_sigv4::AwsClient<HttpTransport> {
+        let creds =
+            aws_credential_types::Credentials::new(ACCESS_KEY, SECRET_KEY, None, None, "test");
+        wharf_sigv4::AwsClient::new(HttpTransport::default(), creds, service, REGION)
+    }
+}
+
+/// reqwest as a [`wharf_sigv4::Transport`] with the system clock: stands in for the
+/// Worker's `fetch` in host tests of the SDK-free clients.
+#[derive(Clone, Default)]
+pub struct HttpTransport(reqwest::Client);
+
+impl wharf_sigv4::Transport for HttpTransport {
+    async fn send(
+        &self,
+        req: http::Request<bytes::Bytes>,
+    ) -> Result<http::Response<bytes::Bytes>, String> {
+        let req = reqwest::Request::try_from(req).map_err(|e| e.to_string())?;
+        let resp = self.0.execute(req).await.map_err(|e| e.to_string())?;
+        let mut out = http::Response::builder().status(resp.status());
+        for (k, v) in resp.headers() {
+            out = out.header(k, v);
+        }
+        let body = resp.bytes().await.map_err(|e| e.to_string())?;
+        out.body(body).map_err(|e| e.to_string())
+    }
+    fn now(&self) -> std::time::SystemTime {
+        std::time::SystemTime::now()
+    }
 }
 
 impl Drop for LocalServer {

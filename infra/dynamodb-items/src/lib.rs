@@ -10,7 +10,13 @@
 //! | blob link | `REPO#<name>` | `BLOB#<digest>` | `size` |
 //! | catalog entry | `CATALOG` | `<name>` | |
 //! | document | `DOC#<kind>` | `<id>` | `v` (bytes): users, robots, projects, audit events… |
+//!
+//! [`DynamoRest`] reads and writes them over DynamoDB's JSON API without an SDK.
 #![deny(missing_docs)]
+
+mod rest;
+
+pub use rest::DynamoRest;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;

@@ -1,5 +1,10 @@
 //! Blobs in Amazon S3 (or anything that speaks its API), for stateless runtimes.
 //!
+//! The store ([`S3Blobs`]) is written once against [`S3Api`], the dozen S3 calls it makes,
+//! which has two implementations: aws-sdk-s3 ([`SdkApi`], feature `sdk`, default: the Lambda
+//! and `wharf serve`) and plain signed HTTP over a runtime's transport ([`RestApi`]: the
+//! Worker as upload front, where no SDK fits). Both write the same keys and upload states.
+//!
 //! # Layout
 //!
 //! All keys live under an optional prefix (`S3Options::prefix`):
@@ -50,23 +55,21 @@
 //! before the URL does, it returns `None` and the core streams the blob itself.
 #![deny(missing_docs)]
 
-use aws_credential_types::Credentials;
-use aws_credential_types::provider::{ProvideCredentials, SharedCredentialsProvider};
-use aws_sdk_s3::Client;
-use aws_sdk_s3::config::{RequestChecksumCalculation, ResponseChecksumValidation};
-use aws_sdk_s3::primitives::ByteStream;
-use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart, Delete, ObjectIdentifier};
-use aws_types::SdkConfig;
+mod rest;
+#[cfg(feature = "sdk")]
+mod sdk;
+
+pub use rest::RestApi;
+#[cfg(feature = "sdk")]
+pub use sdk::{S3BlobStore, S3Options, S3Reader, SdkApi};
+
 use bytes::Bytes;
-use futures_util::Stream;
-use std::pin::Pin;
-use std::sync::{Arc, RwLock, Weak};
+use futures_core::Stream;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
-use wharf_aws::store_error;
 use wharf_chunked::{Full, Layout, MAX_PARTS, Multi, Obj, Part, PartBuffer, State};
 use wharf_core::ports::{BlobStore, BlobWriter, ByteRange, UploadRecord};
 use wharf_core::{Digest, StoreError};
-use wharf_sigv4::encode_key;
 
 /// S3's smallest part (except the last).
 pub const MIN_PART: u64 = wharf_chunked::MIN_PART;
@@ -74,78 +77,93 @@ pub const MIN_PART: u64 = wharf_chunked::MIN_PART;
 pub const DEFAULT_PART: usize = 8 * 1024 * 1024;
 /// Largest object CopyObject can copy in one call.
 pub const MAX_SINGLE_COPY: u64 = 5 * 1024 * 1024 * 1024;
+/// Default bytes per UploadPartCopy part.
+pub const DEFAULT_COPY_PART: u64 = 512 * 1024 * 1024;
 /// The part size grows by one `part_size` every this many parts.
 const PARTS_PER_STEP: usize = 1000;
 /// Request objects one upload may have: its record must fit a DynamoDB item (400 KB), and
 /// commit assembles them as parts (at most 10,000).
 const MAX_OBJECTS: usize = 4000;
 
-/// How to reach the bucket and shape the uploads.
-#[derive(Clone, Debug)]
-pub struct S3Options {
-    /// The bucket.
-    pub bucket: String,
-    /// Key prefix for everything this store writes (e.g. `"wharf/"`), or empty.
-    pub prefix: String,
-    /// Path-style URLs (`endpoint/bucket/key`): needed by most local stand-ins.
-    pub force_path_style: bool,
-    /// Base URL for presigned links if clients must reach S3 by another name than the
-    /// SDK's endpoint (e.g. a public endpoint); default: the SDK's endpoint, or AWS's.
-    pub presign_endpoint: Option<String>,
-    /// Bytes per part (at least 5 MiB).
-    pub part_size: usize,
-    /// Largest object copied with one CopyObject; larger ones use UploadPartCopy.
-    pub max_single_copy: u64,
-    /// Bytes per UploadPartCopy part.
-    pub copy_part_size: u64,
-    /// Counts SDK calls per operation, if set.
-    pub call_counter: Option<wharf_aws::CallCounter>,
+/// The S3 calls the store makes. Keys are unencoded; ranges are inclusive `(first, last)`;
+/// ETags are as S3 returns them (quoted). Errors are mapped onto [`StoreError`] by meaning
+/// (`NotFound` for a missing key or upload, `Precondition` for a failed `If-Match`).
+#[allow(async_fn_in_trait)]
+pub trait S3Api {
+    /// An object's bytes.
+    type Body: Stream<Item = Result<Bytes, StoreError>> + Unpin + 'static;
+    /// HeadObject: size and ETag, `None` if there is no such key.
+    async fn head(&self, key: &str) -> Result<Option<(u64, Option<String>)>, StoreError>;
+    /// GetObject, optionally a range and only if the ETag matches.
+    async fn get(
+        &self,
+        key: &str,
+        range: Option<(u64, u64)>,
+        if_match: Option<&str>,
+    ) -> Result<Self::Body, StoreError>;
+    /// PutObject; returns the ETag.
+    async fn put(&self, key: &str, body: Bytes) -> Result<String, StoreError>;
+    /// CreateMultipartUpload; returns the upload id.
+    async fn create_multipart(&self, key: &str) -> Result<String, StoreError>;
+    /// UploadPart; returns the part's ETag.
+    async fn upload_part(
+        &self,
+        key: &str,
+        id: &str,
+        n: u16,
+        body: Bytes,
+    ) -> Result<String, StoreError>;
+    /// UploadPartCopy of `source` (only if its ETag is `if_match`), whole or a range.
+    async fn upload_part_copy(
+        &self,
+        key: &str,
+        id: &str,
+        n: u16,
+        source: &str,
+        if_match: &str,
+        range: Option<(u64, u64)>,
+    ) -> Result<String, StoreError>;
+    /// CopyObject of `source` to `to`, only if its ETag is `if_match`.
+    async fn copy_object(&self, to: &str, source: &str, if_match: &str) -> Result<(), StoreError>;
+    /// CompleteMultipartUpload; returns the object's ETag.
+    async fn complete(&self, key: &str, id: &str, parts: &[Part]) -> Result<String, StoreError>;
+    /// AbortMultipartUpload.
+    async fn abort_multipart(&self, key: &str, id: &str) -> Result<(), StoreError>;
+    /// DeleteObject.
+    async fn delete(&self, key: &str) -> Result<(), StoreError>;
+    /// Deletes every object under `prefix`.
+    async fn delete_prefix(&self, prefix: &str) -> Result<(), StoreError>;
+    /// ListMultipartUploads under `prefix`: `(key, upload id)`.
+    async fn multipart_uploads(&self, prefix: &str) -> Result<Vec<(String, String)>, StoreError>;
+    /// A presigned GET of `key`, computed locally, or `None`.
+    fn presign_get(&self, key: &str, now: SystemTime, ttl: Duration) -> Option<String>;
 }
 
-impl S3Options {
-    /// Defaults for `bucket`.
-    pub fn new(bucket: impl Into<String>) -> Self {
-        Self {
-            bucket: bucket.into(),
-            prefix: String::new(),
-            force_path_style: false,
-            presign_endpoint: None,
-            part_size: DEFAULT_PART,
-            max_single_copy: MAX_SINGLE_COPY,
-            copy_part_size: 512 * 1024 * 1024,
-            call_counter: None,
-        }
+/// The S3 blob store over an [`S3Api`]. Cheap to clone. With the SDK it is
+/// `Send + Sync`, and so are its futures.
+pub struct S3Blobs<A>(Arc<Inner<A>>);
+
+impl<A> Clone for S3Blobs<A> {
+    fn clone(&self) -> Self {
+        Self(self.0.clone())
     }
 }
 
-/// The S3 blob store. Cheap to clone; `Send + Sync`, and so are its futures.
-#[derive(Clone)]
-pub struct S3BlobStore(Arc<Inner>);
-
-struct Inner {
-    client: Client,
-    bucket: String,
+struct Inner<A> {
+    api: A,
     layout: Layout,
     part_size: usize,
     max_single_copy: u64,
     copy_part_size: u64,
-    signer: Signer,
 }
 
-/// What presigning needs, resolved once.
-struct Signer {
-    /// URL of the bucket, without a trailing slash.
-    bucket_url: String,
-    region: String,
-    provider: Option<SharedCredentialsProvider>,
-    creds: RwLock<Option<Credentials>>,
-}
-
-fn other(e: impl std::fmt::Display) -> StoreError {
+pub(crate) fn other(e: impl std::fmt::Display) -> StoreError {
     StoreError::Other(e.to_string())
 }
 
-fn bucket_url(
+/// The URL of a bucket: AWS's regional endpoint by default, else `endpoint` path-style
+/// (`endpoint/bucket`) or virtual-hosted (`bucket.endpoint`).
+pub fn bucket_url(
     endpoint: Option<&str>,
     bucket: &str,
     region: &str,
@@ -170,77 +188,41 @@ fn bucket_url(
     ))
 }
 
-impl S3BlobStore {
-    /// Builds the store from an SDK config (region and credentials) and options, and
-    /// resolves the credentials used for presigning.
-    pub async fn new(sdk: &SdkConfig, options: S3Options) -> Result<Self, StoreError> {
-        let mut conf = aws_sdk_s3::config::Builder::from(sdk)
-            .force_path_style(options.force_path_style)
-            // The core verifies every blob's digest; CRC32 per request would add CPU and,
-            // on multipart uploads, per-part checksum bookkeeping for no extra safety.
-            .request_checksum_calculation(RequestChecksumCalculation::WhenRequired)
-            .response_checksum_validation(ResponseChecksumValidation::WhenRequired);
-        if let Some(c) = &options.call_counter {
-            conf = conf.interceptor(c.clone());
-        }
-        let region = sdk
-            .region()
-            .ok_or_else(|| other("no AWS region configured"))?
-            .to_string();
-        let endpoint = options.presign_endpoint.as_deref().or(sdk.endpoint_url());
-        let signer = Signer {
-            bucket_url: bucket_url(endpoint, &options.bucket, &region, options.force_path_style)?,
-            region,
-            provider: sdk.credentials_provider(),
-            creds: RwLock::new(None),
-        };
-        if options.part_size < MIN_PART as usize || options.copy_part_size < MIN_PART {
-            return Err(other("part sizes must be at least 5 MiB"));
-        }
-        let store = Self(Arc::new(Inner {
-            client: Client::from_conf(conf.build()),
-            bucket: options.bucket,
-            layout: Layout::new(options.prefix),
-            part_size: options.part_size,
-            max_single_copy: options.max_single_copy.min(MAX_SINGLE_COPY),
-            copy_part_size: options.copy_part_size.min(MAX_SINGLE_COPY),
-            signer,
-        }));
-        let expiry = store.refresh_credentials().await?;
-        if expiry.is_some() && tokio::runtime::Handle::try_current().is_ok() {
-            tokio::spawn(refresh_loop(Arc::downgrade(&store.0)));
-        }
-        Ok(store)
+impl<A: S3Api> S3Blobs<A> {
+    /// The store on `api`, every key under `prefix` (e.g. `"wharf/"`, or empty), with the
+    /// default part sizes.
+    pub fn from_api(api: A, prefix: String) -> Self {
+        Self(Arc::new(Inner {
+            api,
+            layout: Layout::new(prefix),
+            part_size: DEFAULT_PART,
+            max_single_copy: MAX_SINGLE_COPY,
+            copy_part_size: DEFAULT_COPY_PART,
+        }))
     }
 
-    /// Re-reads the credentials used for presigning; returns their expiry, if any.
-    /// (The store does this itself in the background when they can expire.)
-    pub async fn refresh_credentials(&self) -> Result<Option<SystemTime>, StoreError> {
-        let Some(p) = &self.0.signer.provider else {
-            return Ok(None);
-        };
-        let creds = p
-            .provide_credentials()
-            .await
-            .map_err(|e| StoreError::Unavailable(format!("no AWS credentials: {e}")))?;
-        let expiry = creds.expiry();
-        *self
-            .0
-            .signer
-            .creds
-            .write()
-            .unwrap_or_else(|p| p.into_inner()) = Some(creds);
-        Ok(expiry)
+    /// Other part sizes (each at least 5 MiB; copies at most 5 GiB). Only before the store
+    /// is cloned: a shared store keeps its sizes.
+    pub fn with_part_sizes(
+        self,
+        part_size: usize,
+        max_single_copy: u64,
+        copy_part_size: u64,
+    ) -> Self {
+        match Arc::try_unwrap(self.0) {
+            Ok(mut i) => {
+                i.part_size = part_size.max(MIN_PART as usize);
+                i.max_single_copy = max_single_copy.min(MAX_SINGLE_COPY);
+                i.copy_part_size = copy_part_size.clamp(MIN_PART, MAX_SINGLE_COPY);
+                Self(Arc::new(i))
+            }
+            Err(shared) => Self(shared),
+        }
     }
 
-    /// The SDK client (for setup such as creating the bucket).
-    pub fn client(&self) -> &Client {
-        &self.0.client
-    }
-
-    /// The bucket.
-    pub fn bucket(&self) -> &str {
-        &self.0.bucket
+    /// The S3 calls underneath.
+    pub fn api(&self) -> &A {
+        &self.0.api
     }
 
     /// Key of a committed blob.
@@ -253,62 +235,23 @@ impl S3BlobStore {
     }
 
     async fn head(&self, key: &str) -> Result<Option<(u64, Option<String>)>, StoreError> {
-        match self
-            .0
-            .client
-            .head_object()
-            .bucket(&self.0.bucket)
-            .key(key)
-            .send()
-            .await
-            .map_err(store_error)
-        {
-            Ok(o) => Ok(Some((
-                o.content_length().unwrap_or(0).max(0) as u64,
-                o.e_tag().map(str::to_owned),
-            ))),
-            Err(StoreError::NotFound) => Ok(None),
-            Err(e) => Err(e),
-        }
-    }
-
-    fn copy_source(&self, key: &str) -> String {
-        encode_key(&format!("{}/{key}", self.0.bucket))
+        self.0.api.head(key).await
     }
 
     /// Makes `to` the concatenation of `sources` (each read only with its recorded ETag),
     /// server-side: one CopyObject for a single object of at most `max_single_copy` bytes,
     /// else a multipart upload at `to` assembled with UploadPartCopy.
     async fn assemble(&self, sources: &[Obj], to: &str, size: u64) -> Result<(), StoreError> {
-        let c = &self.0.client;
+        let api = &self.0.api;
         if let [only] = sources
             && only.size <= self.0.max_single_copy
         {
-            c.copy_object()
-                .bucket(&self.0.bucket)
-                .key(to)
-                .copy_source(self.copy_source(&only.key))
-                .copy_source_if_match(&only.etag)
-                .content_type("application/octet-stream")
-                .send()
-                .await
-                .map_err(store_error)?;
-            return Ok(());
+            return api.copy_object(to, &only.key, &only.etag).await;
         }
         if sources.iter().map(|o| o.size).sum::<u64>() != size {
             return Err(other("upload objects do not add up to its size"));
         }
-        let mp = c
-            .create_multipart_upload()
-            .bucket(&self.0.bucket)
-            .key(to)
-            .content_type("application/octet-stream")
-            .send()
-            .await
-            .map_err(store_error)?;
-        let id = mp
-            .upload_id()
-            .ok_or_else(|| other("no multipart upload id"))?;
+        let id = api.create_multipart(to).await?;
         let result = async {
             let mut parts = Vec::new();
             for (i, o) in sources.iter().enumerate() {
@@ -319,142 +262,40 @@ impl S3BlobStore {
                         .filter(|&n| n <= MAX_PARTS)
                         .ok_or_else(|| other("blob needs too many parts"))?;
                     let whole = start == 0 && end + 1 == o.size;
-                    let out = c
-                        .upload_part_copy()
-                        .bucket(&self.0.bucket)
-                        .key(to)
-                        .upload_id(id)
-                        .part_number(i32::from(n))
-                        .copy_source(self.copy_source(&o.key))
-                        .copy_source_if_match(&o.etag)
-                        .set_copy_source_range((!whole).then(|| format!("bytes={start}-{end}")))
-                        .send()
-                        .await
-                        .map_err(store_error)?;
-                    let etag = out
-                        .copy_part_result()
-                        .and_then(|r| r.e_tag())
-                        .ok_or_else(|| other("UploadPartCopy returned no ETag"))?;
+                    let etag = api
+                        .upload_part_copy(
+                            to,
+                            &id,
+                            n,
+                            &o.key,
+                            &o.etag,
+                            (!whole).then_some((start, end)),
+                        )
+                        .await?;
                     parts.push(Part {
                         n,
-                        etag: etag.to_owned(),
+                        etag,
                         size: end + 1 - start,
                     });
                 }
             }
-            self.complete(to, id, &parts).await.map(drop)
+            api.complete(to, &id, &parts).await.map(drop)
         }
         .await;
         if result.is_err() {
-            let _ = self.abort_multipart(to, id).await;
+            let _ = self.abort_multipart(to, &id).await;
         }
         result
     }
 
-    /// Completes a multipart upload; returns the object's ETag.
-    async fn complete(&self, key: &str, id: &str, parts: &[Part]) -> Result<String, StoreError> {
-        let parts = parts
-            .iter()
-            .map(|p| {
-                CompletedPart::builder()
-                    .part_number(i32::from(p.n))
-                    .e_tag(&p.etag)
-                    .build()
-            })
-            .collect();
-        let out = self
-            .0
-            .client
-            .complete_multipart_upload()
-            .bucket(&self.0.bucket)
-            .key(key)
-            .upload_id(id)
-            .multipart_upload(
-                CompletedMultipartUpload::builder()
-                    .set_parts(Some(parts))
-                    .build(),
-            )
-            .send()
-            .await
-            .map_err(store_error)?;
-        Ok(out.e_tag().unwrap_or_default().to_owned())
-    }
-
-    /// Deletes every object under an upload's prefix (request objects, strays).
-    async fn delete_upload_objects(&self, prefix: &str) -> Result<(), StoreError> {
-        let c = &self.0.client;
-        let mut token = None;
-        loop {
-            let page = c
-                .list_objects_v2()
-                .bucket(&self.0.bucket)
-                .prefix(prefix)
-                .set_continuation_token(token)
-                .send()
-                .await
-                .map_err(store_error)?;
-            let keys: Vec<ObjectIdentifier> = page
-                .contents()
-                .iter()
-                .filter_map(|o| o.key())
-                .filter_map(|k| ObjectIdentifier::builder().key(k).build().ok())
-                .collect();
-            if !keys.is_empty() {
-                let out = c
-                    .delete_objects()
-                    .bucket(&self.0.bucket)
-                    .delete(
-                        Delete::builder()
-                            .set_objects(Some(keys))
-                            .quiet(true)
-                            .build()
-                            .map_err(other)?,
-                    )
-                    .send()
-                    .await
-                    .map_err(store_error)?;
-                if let Some(e) = out.errors().first() {
-                    return Err(other(format!(
-                        "could not delete {}: {}",
-                        e.key().unwrap_or("?"),
-                        e.message().unwrap_or("?")
-                    )));
-                }
-            }
-            match page.next_continuation_token() {
-                Some(t) if page.is_truncated() == Some(true) => token = Some(t.to_owned()),
-                _ => return Ok(()),
-            }
-        }
-    }
-
     async fn put_empty(&self, key: &str) -> Result<(), StoreError> {
-        self.0
-            .client
-            .put_object()
-            .bucket(&self.0.bucket)
-            .key(key)
-            .content_type("application/octet-stream")
-            .body(ByteStream::from_static(b""))
-            .send()
-            .await
-            .map_err(store_error)?;
-        Ok(())
+        self.0.api.put(key, Bytes::new()).await.map(drop)
     }
 
+    /// Aborts a multipart upload; one already gone is fine.
     async fn abort_multipart(&self, key: &str, id: &str) -> Result<(), StoreError> {
-        match self
-            .0
-            .client
-            .abort_multipart_upload()
-            .bucket(&self.0.bucket)
-            .key(key)
-            .upload_id(id)
-            .send()
-            .await
-            .map_err(store_error)
-        {
-            Ok(_) | Err(StoreError::NotFound) => Ok(()),
+        match self.0.api.abort_multipart(key, id).await {
+            Ok(()) | Err(StoreError::NotFound) => Ok(()),
             Err(e) => Err(e),
         }
     }
@@ -484,94 +325,34 @@ fn copy_ranges(size: u64, part: u64, last_source: bool) -> Vec<(u64, u64)> {
     out
 }
 
-/// Refreshes the presigning credentials ahead of their expiry until the store is dropped.
-async fn refresh_loop(store: Weak<Inner>) {
-    loop {
-        let wait = {
-            let Some(inner) = store.upgrade() else { return };
-            let expiry = inner
-                .signer
-                .creds
-                .read()
-                .unwrap_or_else(|p| p.into_inner())
-                .as_ref()
-                .and_then(Credentials::expiry);
-            match expiry {
-                None => return,
-                Some(e) => e
-                    .duration_since(SystemTime::now())
-                    .unwrap_or_default()
-                    .saturating_sub(Duration::from_secs(600))
-                    .max(Duration::from_secs(30)),
-            }
-        };
-        tokio::time::sleep(wait).await;
-        let Some(inner) = store.upgrade() else { return };
-        if let Err(e) = S3BlobStore(inner).refresh_credentials().await {
-            tracing::warn!(error = %e, "could not refresh S3 presigning credentials");
-        }
-    }
-}
-
-/// A blob's bytes, streamed from GetObject.
-pub type S3Reader = Pin<Box<dyn Stream<Item = Result<Bytes, StoreError>> + Send>>;
-
-impl BlobStore for S3BlobStore {
-    type Reader = S3Reader;
-    type Writer = S3Writer;
+impl<A: S3Api> BlobStore for S3Blobs<A> {
+    type Reader = A::Body;
+    type Writer = S3Writer<A>;
 
     async fn stat(&self, digest: &Digest) -> Result<Option<u64>, StoreError> {
         Ok(self.head(&self.blob_key(digest)).await?.map(|(n, _)| n))
     }
 
-    async fn get(&self, digest: &Digest, range: Option<ByteRange>) -> Result<S3Reader, StoreError> {
-        let out = self
-            .0
-            .client
-            .get_object()
-            .bucket(&self.0.bucket)
-            .key(self.blob_key(digest))
-            .set_range(range.map(|r| format!("bytes={}-{}", r.start, r.end)))
-            .send()
+    async fn get(&self, digest: &Digest, range: Option<ByteRange>) -> Result<A::Body, StoreError> {
+        self.0
+            .api
+            .get(
+                &self.blob_key(digest),
+                range.map(|r| (r.start, r.end)),
+                None,
+            )
             .await
-            .map_err(store_error)?;
-        let stream = futures_util::stream::unfold(out.body, |mut body| async move {
-            body.next().await.map(|r| {
-                (
-                    r.map_err(|e| StoreError::Unavailable(format!("reading from S3: {e}"))),
-                    body,
-                )
-            })
-        });
-        Ok(Box::pin(stream))
     }
 
     fn presign_get(&self, digest: &Digest, now_ms: u64, ttl_secs: u64) -> Option<String> {
-        let s = &self.0.signer;
-        let creds = s.creds.read().unwrap_or_else(|p| p.into_inner()).clone()?;
         let now = UNIX_EPOCH + Duration::from_millis(now_ms);
         let ttl = Duration::from_secs(ttl_secs.clamp(1, 7 * 24 * 3600));
-        if creds.expiry().is_some_and(|e| e < now + ttl) {
-            return None;
-        }
-        let url = format!("{}/{}", s.bucket_url, encode_key(&self.blob_key(digest)));
-        wharf_sigv4::presign_get(&url, &creds, &s.region, now, ttl)
-            .inspect_err(|e| tracing::warn!(error = %e, "could not presign a blob URL"))
-            .ok()
+        self.0.api.presign_get(&self.blob_key(digest), now, ttl)
     }
 
     async fn delete(&self, digest: &Digest) -> Result<(), StoreError> {
-        match self
-            .0
-            .client
-            .delete_object()
-            .bucket(&self.0.bucket)
-            .key(self.blob_key(digest))
-            .send()
-            .await
-            .map_err(store_error)
-        {
-            Ok(_) | Err(StoreError::NotFound) => Ok(()),
+        match self.0.api.delete(&self.blob_key(digest)).await {
+            Ok(()) | Err(StoreError::NotFound) => Ok(()),
             Err(e) => Err(e),
         }
     }
@@ -580,7 +361,7 @@ impl BlobStore for S3BlobStore {
         Some(MIN_PART)
     }
 
-    async fn writer(&self, upload: &UploadRecord) -> Result<S3Writer, StoreError> {
+    async fn writer(&self, upload: &UploadRecord) -> Result<S3Writer<A>, StoreError> {
         let b = self.0.layout.begin(upload, MAX_OBJECTS)?;
         Ok(S3Writer {
             store: self.clone(),
@@ -602,7 +383,7 @@ impl BlobStore for S3BlobStore {
         let size = upload.offset;
         if let Some(d) = layout.direct(&state, upload, digest)? {
             return match &d.mpu {
-                Some(mpu) => match self.complete(&d.key, mpu, &d.parts).await {
+                Some(mpu) => match self.0.api.complete(&d.key, mpu, &d.parts).await {
                     Ok(_) => Ok(()),
                     // An earlier attempt of this commit may have completed it already (S3
                     // then says NoSuchUpload; some stand-ins say AccessDenied).
@@ -617,7 +398,7 @@ impl BlobStore for S3BlobStore {
         }
         if self.head(&cas).await?.is_some_and(|(n, _)| n == size) {
             // Already stored (the same content was pushed before): nothing to copy.
-            return self.delete_upload_objects(&prefix).await;
+            return self.0.api.delete_prefix(&prefix).await;
         }
         if state.objects.is_empty() {
             if size != 0 {
@@ -627,7 +408,7 @@ impl BlobStore for S3BlobStore {
         } else {
             self.assemble(&state.objects, &cas, size).await?;
         }
-        self.delete_upload_objects(&prefix).await
+        self.0.api.delete_prefix(&prefix).await
     }
 
     async fn abort(&self, upload: &UploadRecord) -> Result<(), StoreError> {
@@ -639,17 +420,8 @@ impl BlobStore for S3BlobStore {
             self.abort_multipart(&d.key, mpu).await?;
         }
         // Multipart uploads of requests that died before completing theirs.
-        let strays = match self
-            .0
-            .client
-            .list_multipart_uploads()
-            .bucket(&self.0.bucket)
-            .prefix(&prefix)
-            .send()
-            .await
-            .map_err(store_error)
-        {
-            Ok(out) => out.uploads.unwrap_or_default(),
+        let strays = match self.0.api.multipart_uploads(&prefix).await {
+            Ok(s) => s,
             Err(StoreError::NotSupported(e)) => {
                 // Some stand-ins lack it; the bucket's lifecycle rule catches these.
                 tracing::debug!(error = %e, "cannot list stray multipart uploads");
@@ -657,19 +429,17 @@ impl BlobStore for S3BlobStore {
             }
             Err(e) => return Err(e),
         };
-        for u in &strays {
-            if let (Some(k), Some(id)) = (u.key(), u.upload_id()) {
-                self.abort_multipart(k, id).await?;
-            }
+        for (k, id) in &strays {
+            self.abort_multipart(k, id).await?;
         }
-        self.delete_upload_objects(&prefix).await
+        self.0.api.delete_prefix(&prefix).await
     }
 }
 
 /// Appends one request's bytes to an upload, into an object of the request's own (or, for
 /// a declared digest, into the multipart upload at the blob's key).
-pub struct S3Writer {
-    store: S3BlobStore,
+pub struct S3Writer<A> {
+    store: S3Blobs<A>,
     /// This request's object.
     key: String,
     /// `uploads/<id>/`.
@@ -685,43 +455,47 @@ pub struct S3Writer {
     size: u64,
 }
 
-impl S3Writer {
+impl<A: S3Api> S3Writer<A> {
     /// Reads the recorded small last object into the buffer, once.
     async fn load_tail(&mut self) -> Result<(), StoreError> {
         let Some(t) = &self.tail else { return Ok(()) };
         if self.size > 0 {
             return Ok(());
         }
-        let s = &self.store.0;
-        let out = s
-            .client
-            .get_object()
-            .bucket(&s.bucket)
-            .key(&t.key)
-            .if_match(&t.etag)
-            .send()
+        let missing = |e| match e {
+            StoreError::NotFound | StoreError::Precondition(_) => {
+                other("the upload's recorded last object is missing or changed")
+            }
+            e => e,
+        };
+        let mut body = self
+            .store
+            .0
+            .api
+            .get(&t.key, None, Some(&t.etag))
             .await
-            .map_err(|e| match store_error(e) {
-                StoreError::NotFound | StoreError::Precondition(_) => {
-                    other("the upload's recorded last object is missing or changed")
-                }
-                e => e,
-            })?;
-        let bytes = out
-            .body
-            .collect()
-            .await
-            .map_err(|e| StoreError::Unavailable(format!("reading from S3: {e}")))?
-            .into_bytes();
-        if bytes.len() as u64 != t.size {
+            .map_err(missing)?;
+        let mut chunks = Vec::new();
+        let mut n = 0;
+        while let Some(c) =
+            std::future::poll_fn(|cx| std::pin::Pin::new(&mut body).poll_next(cx)).await
+        {
+            let c = c?;
+            n += c.len();
+            chunks.push(c);
+        }
+        if n as u64 != t.size {
             return Err(other(
                 "the upload's recorded last object has the wrong size",
             ));
         }
-        self.buf
-            .preload_with(bytes.len(), self.store.part_size(0), |dst| {
-                dst.copy_from_slice(&bytes)
-            });
+        self.buf.preload_with(n, self.store.part_size(0), |dst| {
+            let mut at = 0;
+            for c in &chunks {
+                dst[at..at + c.len()].copy_from_slice(c);
+                at += c.len();
+            }
+        });
         Ok(())
     }
 
@@ -730,7 +504,7 @@ impl S3Writer {
     }
 
     async fn upload_part(&mut self, data: Bytes) -> Result<(), StoreError> {
-        let s = &self.store.0;
+        let api = &self.store.0.api;
         let m = self.multi.get_or_insert_with(|| Multi {
             key: self.key.clone(),
             ..Multi::default()
@@ -738,50 +512,20 @@ impl S3Writer {
         let mpu = match &m.mpu {
             Some(id) => id.clone(),
             None => {
-                let out = s
-                    .client
-                    .create_multipart_upload()
-                    .bucket(&s.bucket)
-                    .key(&m.key)
-                    .content_type("application/octet-stream")
-                    .send()
-                    .await
-                    .map_err(store_error)?;
-                let id = out
-                    .upload_id()
-                    .ok_or_else(|| other("no multipart upload id"))?
-                    .to_owned();
+                let id = api.create_multipart(&m.key).await?;
                 m.mpu = Some(id.clone());
                 id
             }
         };
         let n = m.next_part()?;
         let size = data.len() as u64;
-        let out = s
-            .client
-            .upload_part()
-            .bucket(&s.bucket)
-            .key(&m.key)
-            .upload_id(mpu)
-            .part_number(i32::from(n))
-            .content_length(size as i64)
-            .body(ByteStream::from(data))
-            .send()
-            .await
-            .map_err(store_error)?;
-        let etag = out
-            .e_tag()
-            .ok_or_else(|| other("UploadPart returned no ETag"))?;
-        m.parts.push(Part {
-            n,
-            etag: etag.to_owned(),
-            size,
-        });
+        let etag = api.upload_part(&m.key, &mpu, n, data).await?;
+        m.parts.push(Part { n, etag, size });
         Ok(())
     }
 }
 
-impl BlobWriter for S3Writer {
+impl<A: S3Api> BlobWriter for S3Writer<A> {
     async fn write(&mut self, mut chunk: Bytes) -> Result<(), StoreError> {
         if chunk.is_empty() {
             return Ok(());
@@ -819,7 +563,6 @@ impl BlobWriter for S3Writer {
             self.state.direct = self.multi.take();
             return self.state.record(&self.prefix);
         }
-        let s = self.store.0.clone();
         let obj = match self.multi.is_some() {
             true => {
                 if !rest.is_empty() {
@@ -830,34 +573,18 @@ impl BlobWriter for S3Writer {
                     .mpu
                     .as_deref()
                     .ok_or_else(|| other("no multipart upload id"))?;
-                let etag = self.store.complete(&m.key, mpu, &m.parts).await?;
+                let etag = self.store.0.api.complete(&m.key, mpu, &m.parts).await?;
                 Obj {
                     key: m.key,
                     etag,
                     size: self.size,
                 }
             }
-            false => {
-                let out = s
-                    .client
-                    .put_object()
-                    .bucket(&s.bucket)
-                    .key(&self.key)
-                    .content_type("application/octet-stream")
-                    .content_length(rest_len as i64)
-                    .body(ByteStream::from(rest))
-                    .send()
-                    .await
-                    .map_err(store_error)?;
-                Obj {
-                    key: self.key.clone(),
-                    etag: out
-                        .e_tag()
-                        .ok_or_else(|| other("PutObject returned no ETag"))?
-                        .to_owned(),
-                    size: rest_len,
-                }
-            }
+            false => Obj {
+                key: self.key.clone(),
+                etag: self.store.0.api.put(&self.key, rest).await?,
+                size: rest_len,
+            },
         };
         self.state.push_object(obj, self.tail.is_some());
         self.state.record(&self.prefix)
@@ -882,6 +609,7 @@ mod tests {
             bucket_url(Some("https://s3.example.com"), "b", "r", false).expect("url"),
             "https://b.s3.example.com"
         );
+        use wharf_sigv4::encode_key;
         assert_eq!(encode_key("blobs/sha256/ab"), "blobs/sha256/ab");
         assert_eq!(encode_key("a b+c"), "a%20b%2Bc");
     }
@@ -904,7 +632,8 @@ mod tests {
 
     /// The server needs concrete, shareable adapters whose futures are `Send`.
     #[allow(dead_code)]
-    fn adapters_are_send(s: &S3BlobStore, u: &UploadRecord, d: &Digest, w: &mut S3Writer) {
+    #[cfg(feature = "sdk")]
+    fn adapters_are_send(s: &S3BlobStore, u: &UploadRecord, d: &Digest, w: &mut S3Writer<SdkApi>) {
         fn send<T: Send>(_: T) {}
         fn shared<T: Clone + Send + Sync + 'static>() {}
         shared::<S3BlobStore>();

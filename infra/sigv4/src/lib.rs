@@ -1,12 +1,17 @@
-//! SigV4 for S3-compatible stores (AWS S3, Cloudflare R2) and AWS's JSON APIs, computed
-//! locally: presigned GET URLs ([`presign_get`]) and signed request headers
-//! ([`sign_headers`], for a runtime that has no AWS SDK, such as a Worker calling S3 or
-//! DynamoDB over `fetch`).
+//! AWS without an SDK: SigV4 for S3-compatible stores (AWS S3, Cloudflare R2) and AWS's JSON
+//! APIs, computed locally: presigned GET URLs ([`presign_get`]) and signed request headers
+//! ([`sign_headers`]); and [`AwsClient`], which signs and sends requests over a runtime's own
+//! HTTP ([`Transport`]: a Worker calling S3 or DynamoDB over `fetch`), with AWS error codes
+//! mapped onto the core's errors ([`classify`], which the SDK-based adapters use too).
 //!
 //! Shared by wharf-s3 and wharf-r2. The time is the caller's (the core's `Env`): aws-sigv4
 //! never reads the clock itself, so this builds and runs on wasm32, where `SystemTime::now()`
 //! panics. No network call, no async: the core's `presign_get` is synchronous.
 #![deny(missing_docs)]
+
+mod client;
+
+pub use client::{AwsClient, Transport, classify, error_code, xml_escape, xml_value, xml_values};
 
 use aws_credential_types::Credentials;
 use std::time::{Duration, SystemTime};

@@ -1,0 +1,279 @@
+//! [`DynamoRest`]: the part of the metadata store an upload front needs, as DynamoDB's JSON
+//! API over a runtime's own HTTP ([`wharf_sigv4::AwsClient`]; `fetch` in a Worker), writing
+//! the same items as wharf-dynamodb.
+
+use crate::{Item, from_json, get_n, to_json};
+use bytes::Bytes;
+use serde_json::{Value, json};
+use wharf_core::manifest::Descriptor;
+use wharf_core::ports::{
+    DocumentStore, MetadataStore, Page, Reference, StoredManifest, UploadRecord,
+};
+use wharf_core::{Digest, StoreError};
+use wharf_sigv4::{AwsClient, Transport};
+
+/// DynamoDB over signed HTTP: uploads (create, read, compare-and-set on the offset,
+/// delete), blob links and the catalog entry a finished upload adds, and documents (the
+/// audit events a request appends).
+///
+/// Everything else (manifests, tags, listings, the cleanup sweep) returns
+/// [`StoreError::NotSupported`]: a front serves only upload requests that carry an upload
+/// capability (`Config::capability_only`), which never reach them; the API (the Lambda) has
+/// the full store. Reads are strongly consistent: the POST that created an upload ran
+/// elsewhere moments before.
+pub struct DynamoRest<T> {
+    client: AwsClient<T>,
+    url: String,
+    table: String,
+}
+
+fn unsupported<X>(what: &str) -> Result<X, StoreError> {
+    Err(StoreError::NotSupported(format!(
+        "{what} is not served by an upload front"
+    )))
+}
+
+impl<T: Transport> DynamoRest<T> {
+    /// The table `table` at `endpoint` (default: AWS's regional endpoint), signed with
+    /// `client`'s credentials and region.
+    pub fn new(client: AwsClient<T>, endpoint: Option<&str>, table: &str) -> Self {
+        let url = match endpoint {
+            Some(e) => format!("{}/", e.trim_end_matches('/')),
+            None => format!("https://dynamodb.{}.amazonaws.com/", client.region()),
+        };
+        Self {
+            client,
+            url,
+            table: table.to_owned(),
+        }
+    }
+
+    /// Calls operation `op` with `body` (the table name added); returns the answer.
+    async fn call(&self, op: &str, mut body: Value) -> Result<Value, StoreError> {
+        body["TableName"] = json!(self.table);
+        let req = http::Request::post(&self.url)
+            .header("content-type", "application/x-amz-json-1.0")
+            .header("x-amz-target", format!("DynamoDB_20120810.{op}"))
+            .body(Bytes::from(body.to_string()))
+            .map_err(|e| StoreError::Other(e.to_string()))?;
+        let resp = self.client.send(req).await?;
+        serde_json::from_slice(resp.body())
+            .map_err(|e| StoreError::Other(format!("DynamoDB {op}: bad answer: {e}")))
+    }
+
+    async fn get(&self, key: Item) -> Result<Option<Item>, StoreError> {
+        let out = self
+            .call(
+                "GetItem",
+                json!({"Key": to_json(&key), "ConsistentRead": true}),
+            )
+            .await?;
+        match out.get("Item") {
+            Some(i) => from_json(i).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    async fn put(&self, item: Item, condition: Option<Value>) -> Result<(), StoreError> {
+        let mut body = json!({"Item": to_json(&item)});
+        if let Some(Value::Object(c)) = condition {
+            body.as_object_mut()
+                .map(|b| b.extend(c))
+                .ok_or_else(|| StoreError::Other("request is not an object".into()))?;
+        }
+        self.call("PutItem", body).await.map(drop)
+    }
+}
+
+impl<T: Transport> MetadataStore for DynamoRest<T> {
+    async fn repository_exists(&self, _repo: &str) -> Result<bool, StoreError> {
+        unsupported("repository_exists")
+    }
+
+    async fn blob_link(&self, repo: &str, digest: &Digest) -> Result<Option<u64>, StoreError> {
+        match self.get(crate::link_key(repo, digest)).await? {
+            Some(item) => get_n(&item, "size").map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// The catalog entry is put every time (the SDK store caches which it wrote; an
+    /// isolate is short-lived): one more write unit per pushed blob.
+    async fn link_blob(&self, repo: &str, digest: &Digest, size: u64) -> Result<(), StoreError> {
+        self.put(crate::catalog_item(repo), None).await?;
+        self.put(crate::link_item(repo, digest, size), None).await
+    }
+
+    async fn unlink_blob(&self, _repo: &str, _digest: &Digest) -> Result<bool, StoreError> {
+        unsupported("unlink_blob")
+    }
+
+    async fn missing_blobs(&self, _repo: &str, _d: &[Digest]) -> Result<Vec<Digest>, StoreError> {
+        unsupported("missing_blobs")
+    }
+
+    async fn missing_manifests(
+        &self,
+        _repo: &str,
+        _d: &[Digest],
+    ) -> Result<Vec<Digest>, StoreError> {
+        unsupported("missing_manifests")
+    }
+
+    async fn manifest(
+        &self,
+        _repo: &str,
+        _reference: &Reference,
+    ) -> Result<Option<StoredManifest>, StoreError> {
+        unsupported("manifest")
+    }
+
+    async fn put_manifest(
+        &self,
+        _repo: &str,
+        _manifest: &StoredManifest,
+        _tag: Option<&str>,
+    ) -> Result<(), StoreError> {
+        unsupported("put_manifest")
+    }
+
+    async fn delete_manifest(&self, _repo: &str, _digest: &Digest) -> Result<bool, StoreError> {
+        unsupported("delete_manifest")
+    }
+
+    async fn delete_tag(&self, _repo: &str, _tag: &str) -> Result<bool, StoreError> {
+        unsupported("delete_tag")
+    }
+
+    async fn list_tags(
+        &self,
+        _repo: &str,
+        _last: Option<&str>,
+        _n: usize,
+    ) -> Result<Option<Page>, StoreError> {
+        unsupported("list_tags")
+    }
+
+    async fn list_repositories(&self, _last: Option<&str>, _n: usize) -> Result<Page, StoreError> {
+        unsupported("list_repositories")
+    }
+
+    async fn referrers(
+        &self,
+        _repo: &str,
+        _subject: &Digest,
+    ) -> Result<Vec<Descriptor>, StoreError> {
+        unsupported("referrers")
+    }
+
+    async fn create_upload(&self, upload: &UploadRecord) -> Result<(), StoreError> {
+        let cond = json!({"ConditionExpression": "attribute_not_exists(pk)"});
+        self.put(crate::upload_item(upload), Some(cond))
+            .await
+            .map_err(|e| match e {
+                StoreError::Precondition(_) => {
+                    StoreError::Precondition(format!("upload {} exists", upload.id))
+                }
+                e => e,
+            })
+    }
+
+    async fn upload(&self, id: &str) -> Result<Option<UploadRecord>, StoreError> {
+        match self.get(crate::upload_key(id)).await? {
+            Some(item) => crate::upload_from(&item).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    async fn update_upload(
+        &self,
+        upload: &UploadRecord,
+        expected_offset: u64,
+    ) -> Result<(), StoreError> {
+        let cond = json!({
+            "ConditionExpression": "#off = :expected",
+            "ExpressionAttributeNames": {"#off": "off"},
+            "ExpressionAttributeValues": {":expected": {"N": expected_offset.to_string()}},
+        });
+        match self.put(crate::upload_item(upload), Some(cond)).await {
+            Ok(()) => Ok(()),
+            // Lost the race, or the upload is gone (closed or cancelled meanwhile): look.
+            Err(StoreError::Precondition(_)) => match self.upload(&upload.id).await? {
+                Some(u) => Err(StoreError::Precondition(format!(
+                    "upload {} is at {}, not {expected_offset}",
+                    upload.id, u.offset
+                ))),
+                None => Err(StoreError::NotFound),
+            },
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn delete_upload(&self, id: &str) -> Result<(), StoreError> {
+        self.call(
+            "DeleteItem",
+            json!({"Key": to_json(&crate::upload_key(id))}),
+        )
+        .await
+        .map(drop)
+    }
+
+    async fn stale_uploads(
+        &self,
+        _before_ms: u64,
+        _limit: usize,
+    ) -> Result<Vec<UploadRecord>, StoreError> {
+        unsupported("stale_uploads")
+    }
+}
+
+impl<T: Transport> DocumentStore for DynamoRest<T> {
+    async fn get_doc(&self, kind: &str, id: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self
+            .get(crate::doc_key(kind, id))
+            .await?
+            .as_ref()
+            .and_then(crate::doc_from)
+            .map(|(_, v)| v.to_vec()))
+    }
+
+    async fn put_doc(
+        &self,
+        kind: &str,
+        id: &str,
+        value: &[u8],
+        if_absent: bool,
+    ) -> Result<(), StoreError> {
+        let cond = if_absent.then(|| json!({"ConditionExpression": "attribute_not_exists(pk)"}));
+        self.put(crate::doc_item(kind, id, value), cond)
+            .await
+            .map_err(|e| match e {
+                StoreError::Precondition(_) => {
+                    StoreError::Precondition(format!("{kind}/{id} exists"))
+                }
+                e => e,
+            })
+    }
+
+    async fn delete_doc(&self, kind: &str, id: &str) -> Result<bool, StoreError> {
+        let body = json!({
+            "Key": to_json(&crate::doc_key(kind, id)),
+            "ConditionExpression": "attribute_exists(pk)",
+        });
+        match self.call("DeleteItem", body).await {
+            Ok(_) => Ok(true),
+            Err(StoreError::Precondition(_)) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn list_docs(
+        &self,
+        _kind: &str,
+        _prefix: &str,
+        _after: Option<&str>,
+        _limit: usize,
+    ) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+        unsupported("list_docs")
+    }
+}

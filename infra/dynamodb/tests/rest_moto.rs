@@ -1,0 +1,89 @@
+//! The SDK-free DynamoDB client ([`DynamoRest`], the Worker upload front's) against moto,
+//! on the table wharf-dynamodb created: what one writes, the other reads.
+
+use wharf_aws::testing;
+use wharf_core::ports::{DocumentStore, MetadataStore, UploadRecord};
+use wharf_core::{Digest, StoreError};
+use wharf_dynamodb::{DynamoMetadata, DynamoOptions};
+use wharf_dynamodb_items::DynamoRest;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rest_client_and_sdk_store_share_upload_link_and_doc_items() {
+    let Some(srv) = testing::moto() else {
+        eprintln!("SKIP: moto_server is not available; the DynamoDB REST test did not run");
+        return;
+    };
+    let sdk = DynamoMetadata::new(&srv.sdk_config(), DynamoOptions::new("wharf"));
+    sdk.create_table().await.expect("create table");
+    let rest = DynamoRest::new(srv.rest_client("dynamodb"), Some(&srv.endpoint), "wharf");
+
+    // The API (SDK) creates an upload; the front (REST) reads and advances it.
+    let mut up = UploadRecord {
+        id: "u1".into(),
+        repo: "team/app".into(),
+        offset: 0,
+        hash_state: vec![0, 1, 2, 255],
+        store_state: "{\"objects\":[]}".into(),
+        digest: None,
+        created_ms: 1_000,
+        updated_ms: 1_000,
+    };
+    sdk.create_upload(&up).await.expect("create");
+    assert_eq!(rest.upload("u1").await.expect("read"), Some(up.clone()));
+    assert_eq!(rest.upload("nope").await.expect("read"), None);
+    up.offset = 42;
+    up.updated_ms = 2_000;
+    rest.update_upload(&up, 0).await.expect("advance");
+    assert_eq!(sdk.upload("u1").await.expect("read"), Some(up.clone()));
+    // A stale compare-and-set loses, and says where the upload is.
+    let e = rest.update_upload(&up, 0).await;
+    assert!(
+        matches!(&e, Err(StoreError::Precondition(m)) if m.contains("at 42")),
+        "{e:?}"
+    );
+    assert!(matches!(
+        rest.create_upload(&up).await,
+        Err(StoreError::Precondition(_))
+    ));
+
+    // Finishing: the link and catalog entry the API then serves, and the upload is gone.
+    let d = Digest::sha256_of(b"layer");
+    rest.link_blob("team/app", &d, 5).await.expect("link");
+    assert_eq!(sdk.blob_link("team/app", &d).await.expect("link"), Some(5));
+    assert_eq!(rest.blob_link("team/app", &d).await.expect("link"), Some(5));
+    let repos = sdk.list_repositories(None, 10).await.expect("catalog");
+    assert!(
+        repos.items.iter().any(|r| r == "team/app"),
+        "{:?}",
+        repos.items
+    );
+    rest.delete_upload("u1").await.expect("delete");
+    assert_eq!(sdk.upload("u1").await.expect("read"), None);
+    // Advancing a closed upload: NotFound (the core answers BLOB_UPLOAD_UNKNOWN).
+    assert!(matches!(
+        rest.update_upload(&up, 42).await,
+        Err(StoreError::NotFound)
+    ));
+
+    // Documents (audit events).
+    rest.append_event("e1", b"{\"a\":1}").await.expect("event");
+    assert_eq!(
+        sdk.get_doc("audit", "e1").await.expect("doc"),
+        Some(b"{\"a\":1}".to_vec())
+    );
+    assert!(matches!(
+        rest.put_doc("audit", "e1", b"x", true).await,
+        Err(StoreError::Precondition(_))
+    ));
+    assert!(rest.delete_doc("audit", "e1").await.expect("delete"));
+    assert!(!rest.delete_doc("audit", "e1").await.expect("delete"));
+
+    // What a front never serves says so.
+    assert!(matches!(
+        rest.list_repositories(None, 1).await,
+        Err(StoreError::NotSupported(_))
+    ));
+    // A table that does not exist is a deployment fault, not a missing record.
+    let lost = DynamoRest::new(srv.rest_client("dynamodb"), Some(&srv.endpoint), "missing");
+    assert!(matches!(lost.upload("u1").await, Err(StoreError::Other(_))));
+}
