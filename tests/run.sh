@@ -46,6 +46,14 @@ add "cargo test" "$p" "$f"
 step "core for wasm32-unknown-unknown"
 if bash tests/wasm-check.sh >"$LOGS/wasm.log" 2>&1; then add "wasm32 build of the core" 1 0; else tail -20 "$LOGS/wasm.log"; add "wasm32 build of the core" 0 1; fi
 
+step "build the Worker (wasm32, for the aws and worker suites)"
+# Here rather than inside a suite, so a cold build does not count against a suite's timeout.
+if bash functions/worker/build.sh --conformance >"$LOGS/worker-build.log" 2>&1; then
+  add "Worker build" 1 0
+else
+  tail -30 "$LOGS/worker-build.log"; add "Worker build" 0 1
+fi
+
 for suite in docker skopeo podman oras tls auth aws worker; do
   step "e2e: $suite"
   out="$LOGS/e2e-$suite.out"

@@ -117,20 +117,89 @@ BIG="$DB/aws/big:v1"
 docker_roundtrip "$DB" "$BIG" "$ctx" "of a 300 MB layer through the fronted Lambda"
 check "the layer's bytes went to the front, with a capability" grep -q 'method=PATCH.*blobs/uploads' "$LOGDIR/$SUITE-wharf.log"
 
+# capability_checks LAMBDA FRONT REPO WHO: an upload POST to the Lambda at LAMBDA gives a
+# Location on FRONT with a capability (CAPLOC), and WHO refuses a forged one (401).
+capability_checks() {
+  local lambda=$1 front=$2 repo=$3 who=$4 t forged
+  t=$(token "$lambda" "repository:$repo:pull,push")
+  CAPLOC=$(curl -s -D - -o /dev/null -X POST -H "Authorization: Bearer $t" "http://$lambda/v2/$repo/blobs/uploads/" \
+    | grep -i '^location:' | cut -d' ' -f2- | tr -d '\r')
+  check "the Lambda sends the upload to $who with a capability" \
+    sh -c "case '$CAPLOC' in http://$front/v2/$repo/blobs/uploads/*'?cap='*) exit 0;; *) exit 1;; esac"
+  forged=$(echo "$CAPLOC" | sed -E 's/(cap=[0-9]+\.)(.)/\1\2A/; s/(cap=[0-9]+\.)AA/\1BA/')
+  check_output "$who refuses a forged capability (401 UNAUTHORIZED)" "401 UNAUTHORIZED" \
+    oci_error PATCH "$forged" -H 'Content-Type: application/octet-stream' --data-binary x
+}
+
 # Capabilities: a forged or misused one is refused by the front.
-T=$(token "$B" "repository:aws/cap:pull,push")
-CAPLOC=$(curl -s -D - -o /dev/null -X POST -H "Authorization: Bearer $T" "http://$B/v2/aws/cap/blobs/uploads/" \
-  | grep -i '^location:' | cut -d' ' -f2- | tr -d '\r')
-check "the fronted Lambda sends the upload to the front with a capability" \
-  sh -c "case '$CAPLOC' in http://$FRONT/v2/aws/cap/blobs/uploads/*'?cap='*) exit 0;; *) exit 1;; esac"
-FORGED=$(echo "$CAPLOC" | sed -E 's/(cap=[0-9]+\.)(.)/\1\2A/; s/(cap=[0-9]+\.)AA/\1BA/')
-check_output "a forged capability is refused (401 UNAUTHORIZED)" "401 UNAUTHORIZED" \
-  sh -c "curl -s -o $WORK/cap.json -w '%{http_code} ' -X PATCH -H 'Content-Type: application/octet-stream' --data-binary x '$FORGED'; python3 -c 'import json; print(json.load(open(\"$WORK/cap.json\"))[\"errors\"][0][\"code\"])'"
+capability_checks "$B" "$FRONT" aws/cap "the front"
 OTHER_REPO=$(echo "$CAPLOC" | sed 's#/aws/cap/#/aws/other/#')
 check_output "a capability used on another repository is refused (401)" "401" \
   curl -s -o /dev/null -w '%{http_code}' -X PATCH -H 'Content-Type: application/octet-stream' --data-binary x "$OTHER_REPO"
 check_output "the genuine capability works without a token (202)" "202" \
   curl -s -o /dev/null -w '%{http_code}' -X PATCH -H 'Content-Type: application/octet-stream' --data-binary x "$CAPLOC"
+
+# ---- the Cloudflare Worker as the upload front --------------------------------------------
+# The Worker (workerd under Miniflare) in front mode: no R2 or D1 of its own, it writes the
+# deployment's bucket and table over signed fetch (no SDK), so the Lambda serves the blob.
+source "$here/worker_lib.sh"
+if ! build_worker; then
+  _record 1 "the Worker builds" "$LOGDIR/$SUITE-worker-build.log"
+else
+  SUITE_WORKER_LOG="$LOGDIR/$SUITE-wharf-worker.log"
+  start_worker WHARF_LOG=debug WHARF_UPLOAD_SECRET="$UPLOAD_SECRET" \
+    WHARF_FRONT_S3_BUCKET="$WHARF_S3_BUCKET" WHARF_FRONT_S3_ENDPOINT="http://127.0.0.1:$S3_PORT" \
+    WHARF_FRONT_S3_PATH_STYLE=true WHARF_FRONT_DYNAMODB_TABLE="$WHARF_DYNAMODB_TABLE" \
+    WHARF_FRONT_DYNAMODB_ENDPOINT="http://127.0.0.1:$MOTO_PORT" WHARF_FRONT_AWS_REGION="$AWS_REGION" \
+    AWS_ACCESS_KEY_ID="$AWS_ACCESS_KEY_ID" AWS_SECRET_ACCESS_KEY="$AWS_SECRET_ACCESS_KEY"
+  WF=$R
+  check_output "the Worker front serves nothing without a capability (401 UNAUTHORIZED)" "401 UNAUTHORIZED" \
+    oci_error GET "http://$WF/v2/"
+  start_lambda WFRONTED WHARF_UPLOAD_URL="http://$WF" WHARF_UPLOAD_SECRET="$UPLOAD_SECRET"
+  url_front WFRONTED "$WFRONTED_PORT"
+  DW=127.0.0.1:$WFRONTED_URL_PORT
+  ctx="$WORK/ctx-wbig"
+  mkdir -p "$ctx"
+  head -c $((90 * 1024 * 1024)) /dev/urandom >"$ctx/wninety.bin"
+  printf 'FROM scratch\nCOPY wninety.bin /wninety.bin\n' >"$ctx/Dockerfile"
+  cpu0=$(worker_cpu)
+  docker_roundtrip "$DW" "$DW/aws/wbig:v1" "$ctx" "of a 90 MB layer (one PATCH) through a Lambda fronted by the Worker"
+  echo "  info: workerd CPU for the docker push and pull of a 90 MB layer via the Worker front: $(awk "BEGIN { print $(worker_cpu) - $cpu0 }") s"
+  check "the layer went through the Worker (its log has the blob pushed)" \
+    grep -q 'blob pushed.*aws/wbig' "$SUITE_WORKER_LOG"
+  head -c $((300 * 1024 * 1024)) /dev/urandom >"$WORK/wthree.bin"
+  cpu0=$(worker_cpu)
+  check_output "300 MB in 64 MiB chunks through the Worker front, read back from the Lambda by 307" "digest verified" \
+    python3 "$here/chunked_push.py" "http://$DW" aws/wchunked "$WORK/wthree.bin" $((64 * 1024 * 1024)) admin "$WHARF_ADMIN_PASSWORD"
+  echo "  info: workerd CPU for the 300 MB chunked push through the Worker front: $(awk "BEGIN { print $(worker_cpu) - $cpu0 }") s"
+  rm -f "$WORK/wthree.bin"
+  capability_checks "127.0.0.1:$WFRONTED_PORT" "$WF" aws/wcap "the Worker"
+  WLOC=$CAPLOC
+  head -c $((101 * 1024 * 1024)) /dev/urandom >"$WORK/wlarge.bin"
+  check_output "a PATCH over the plan's 100 MB is refused by the Worker (413 SIZE_INVALID)" "413 SIZE_INVALID" \
+    oci_error PATCH "$WLOC" -H 'Content-Type: application/octet-stream' --data-binary @"$WORK/wlarge.bin"
+  rm -f "$WORK/wlarge.bin"
+  head -c $((7 * 1024 * 1024)) /dev/urandom >"$WORK/wseven.bin"
+  WD=sha256:$(sha256sum "$WORK/wseven.bin" | cut -d' ' -f1)
+  check_output "a 7 MB PATCH (over the Lambda's limit) to the Worker is accepted (202)" "202" \
+    curl -s -o /dev/null -w '%{http_code}' -X PATCH -H 'Content-Type: application/octet-stream' --data-binary @"$WORK/wseven.bin" "$WLOC"
+  WID=$(echo "$WLOC" | sed -E 's#.*/uploads/([^?]*).*#\1#')
+  staged() { # the S3 listing of the upload's staging prefix
+    curl -s --aws-sigv4 "aws:amz:$AWS_REGION:s3" -u "$AWS_ACCESS_KEY_ID:$AWS_SECRET_ACCESS_KEY" \
+      -H x-amz-content-sha256:UNSIGNED-PAYLOAD "http://127.0.0.1:$S3_PORT/$WHARF_S3_BUCKET?list-type=2&prefix=uploads%2F$WID%2F"
+  }
+  WLIST=$(staged)
+  check "… staged in S3 under uploads/$WID/" sh -c "case '$WLIST' in *'<Key>uploads/$WID/'*) exit 0;; *) exit 1;; esac"
+  check_output "a wrong digest is refused by the Worker (400 DIGEST_INVALID)" "DIGEST_INVALID" \
+    curl -s -X PUT "$(echo "$WLOC" | sed 's/?cap=/?digest=sha256:'"$(printf '0%.0s' $(seq 64))"'\&cap=/')"
+  T=$(token "$A" "repository:aws/wcap:pull")
+  check_output "… and left nothing behind: the blob is unknown to the Lambda (404)" "404" \
+    curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $T" "http://$A/v2/aws/wcap/blobs/$WD"
+  WLIST=$(staged)
+  check "… and the Worker deleted what it had staged in S3" \
+    sh -c "case '$WLIST' in *ListBucketResult*) ;; *) exit 1;; esac; case '$WLIST' in *'<Key>'*) exit 1;; esac"
+  stop_worker
+fi
 
 # ---- the protocol suite against the Lambda --------------------------------------------------
 check_output "the protocol suite passes against the Lambda" "test result: ok" \

@@ -122,6 +122,15 @@ docker_roundtrip() {
   check "the pulled image has the built id" test "$(docker image inspect -f '{{.Id}}' "$img")" = "$id"
 }
 
+# oci_error METHOD URL [CURL_ARGS…]: prints "<HTTP status> <first OCI error code>".
+oci_error() {
+  local method=$1 url=$2 body
+  shift 2
+  body=$(mktemp -p "$WORK")
+  printf '%s ' "$(curl -s -o "$body" -w '%{http_code}' -X "$method" "$@" "$url")"
+  python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["errors"][0]["code"])' "$body" 2>&1
+}
+
 _record() {
   if [ "$1" = 0 ]; then
     PASSED=$((PASSED + 1)); echo "  ok   $2"

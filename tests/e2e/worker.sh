@@ -13,10 +13,8 @@ here=$(cd "$(dirname "$0")" && pwd)
 . "$here/lib.sh"
 . "$here/worker_lib.sh"
 
-echo "building the Worker (wasm32, worker-build)"
-if ! bash "$ROOT/functions/worker/build.sh" --conformance >"$LOGDIR/$SUITE-build.log" 2>&1; then
-  tail -30 "$LOGDIR/$SUITE-build.log"
-  _record 1 "the Worker builds" "$LOGDIR/$SUITE-build.log"
+if ! build_worker; then
+  _record 1 "the Worker builds" "$LOGDIR/$SUITE-worker-build.log"
   finish; exit 1
 fi
 # Blobs over 128 MiB are assembled in R2 as a multipart upload (the path of blobs over

@@ -3,6 +3,16 @@
 WORKER_BUILD=${WORKER_BUILD:-$ROOT/functions/worker/build-test}
 export WHARF_NODE_MODULES=$ROOT/target/node/node_modules
 
+# build_worker: the test build (functions/worker/build.sh --conformance) into WORKER_BUILD;
+# incremental, so the second suite that needs it finds it built.
+build_worker() {
+  echo "building the Worker (wasm32, worker-build)"
+  if ! bash "$ROOT/functions/worker/build.sh" --conformance >"$LOGDIR/$SUITE-worker-build.log" 2>&1; then
+    tail -30 "$LOGDIR/$SUITE-worker-build.log"
+    return 1
+  fi
+}
+
 # start_worker [NAME=VALUE…]: the Worker with those variables on WORKER_PORT (picked on the
 # first call and kept, like its state in $WORK/worker-state); sets R and WORKER_PID.
 start_worker() {
@@ -22,6 +32,18 @@ start_worker() {
   echo "the Worker did not start" >&2
   tail -20 "$log" >&2
   return 1
+}
+
+# worker_cpu: CPU seconds used so far by workerd (the child of Miniflare's node process).
+worker_cpu() {
+  local c
+  for c in $(cat "/proc/$WORKER_PID/task/$WORKER_PID/children" 2>/dev/null); do
+    if grep -q '^workerd' "/proc/$c/comm" 2>/dev/null; then
+      awk '{ printf "%.2f\n", ($14 + $15) / 100 }' "/proc/$c/stat"
+      return
+    fi
+  done
+  echo 0
 }
 
 stop_worker() {

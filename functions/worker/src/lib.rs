@@ -24,11 +24,15 @@
 //! | `WHARF_R2_PRESIGN_URL` | `https://<account>.r2.cloudflarestorage.com/<bucket>`: blob GETs become a `307` to a presigned URL there (secrets `R2_ACCESS_KEY_ID`, `R2_SECRET_ACCESS_KEY` of an R2 API token); default: blobs are streamed |
 //! | `WHARF_PRESIGN_TTL_SECS` | lifetime of presigned blob URLs (default 900) |
 //! | `WHARF_LOG` | log level, `error` to `trace` (default `info`) |
+//!
+//! With `WHARF_FRONT_S3_BUCKET` set the Worker is instead the upload front of an AWS
+//! deployment, with no R2 or D1: see [`front`].
 #![deny(missing_docs)]
 
 mod config;
 #[cfg(feature = "conformance")]
 mod conformance;
+pub mod front;
 mod log;
 
 use std::cell::RefCell;
@@ -61,10 +65,18 @@ impl CoreEnv for WorkerEnv {
 
 type App = Registry<R2Blobs, D1Meta, WorkerEnv>;
 
+/// Which registry this Worker runs.
+enum Mode {
+    /// The registry itself, on R2 and D1.
+    Edge(App),
+    /// The upload front of an AWS deployment.
+    Front(front::FrontApp),
+}
+
 /// What one isolate keeps between requests: the registry (its token cache survives) and
 /// the settings the entry point itself reads.
 struct Isolate {
-    app: App,
+    mode: Mode,
     base_url: Option<String>,
     upload_max_age_ms: u64,
 }
@@ -88,6 +100,13 @@ async fn isolate(env: &Env) -> Result<Rc<Isolate>, String> {
 
 async fn build(env: &Env) -> Result<Isolate, String> {
     let vars = Vars(env);
+    if let Some(app) = front::build(&vars)? {
+        return Ok(Isolate {
+            mode: Mode::Front(app),
+            base_url: vars.get("WHARF_BASE_URL"),
+            upload_max_age_ms: 0,
+        });
+    }
     let bucket = env
         .bucket("BLOBS")
         .map_err(|e| format!("R2 binding BLOBS: {e}"))?;
@@ -145,7 +164,7 @@ async fn build(env: &Env) -> Result<Isolate, String> {
         tracing::warn!("auth is off: anyone who can reach this Worker can push, pull and delete");
     }
     Ok(Isolate {
-        app,
+        mode: Mode::Edge(app),
         base_url: vars.get("WHARF_BASE_URL"),
         upload_max_age_ms: vars.number("WHARF_UPLOAD_MAX_AGE_HOURS", 24)? * 3_600_000,
     })
@@ -185,15 +204,6 @@ async fn fetch(mut req: HttpRequest, env: Env, ctx: Context) -> worker::Result<R
             return unavailable(&format!("the registry is misconfigured: {e}"));
         }
     };
-    #[cfg(feature = "conformance")]
-    if req.uri().path() == "/__conformance" && req.method() == http::Method::POST {
-        conformance::run(&isolate.app.meta).await;
-        return Response::ok("conformance passed");
-    }
-    #[cfg(feature = "conformance")]
-    if req.uri().path() == "/__r2" {
-        return r2_keys(&env, req.uri().query().unwrap_or_default()).await;
-    }
     let origin = origin(&req, isolate.base_url.as_deref());
     let client = req
         .headers()
@@ -203,16 +213,29 @@ async fn fetch(mut req: HttpRequest, env: Env, ctx: Context) -> worker::Result<R
         .to_owned();
     req.extensions_mut().insert(PublicOrigin(origin));
     req.extensions_mut().insert(ClientAddr(client));
-    let resp = isolate.app.handle(req).await;
+    let app = match &isolate.mode {
+        Mode::Front(front) => return into_response::<front::FrontBlobs>(front.handle(req).await),
+        Mode::Edge(app) => app,
+    };
+    #[cfg(feature = "conformance")]
+    if req.uri().path() == "/__conformance" && req.method() == http::Method::POST {
+        conformance::run(&app.meta).await;
+        return Response::ok("conformance passed");
+    }
+    #[cfg(feature = "conformance")]
+    if req.uri().path() == "/__r2" {
+        return r2_keys(&env, req.uri().query().unwrap_or_default()).await;
+    }
+    let resp = app.handle(req).await;
     // Audit events of this request are written after the response is sent, so a pull
     // costs one D1 read and no write on its way.
-    let events = isolate.app.meta.take_events();
+    let events = app.meta.take_events();
     ctx.wait_until(async move {
         if let Err(e) = events.write().await {
             tracing::error!(error = %e, "writing audit events failed");
         }
     });
-    into_response(resp)
+    into_response::<R2Blobs>(resp)
 }
 
 /// `GET /__r2?prefix=P` (tests only): the R2 keys under P, so a test can see that nothing
@@ -238,9 +261,44 @@ async fn r2_keys(env: &Env, query: &str) -> worker::Result<Response> {
     Response::ok(format!("{} keys\n{}", keys.len(), keys.join("\n")))
 }
 
-/// `http::Response` of the core → workerd's Response. A blob body is R2's own stream,
-/// handed over as is.
-fn into_response(resp: wharf_core::registry::ApiResponse<R2Blobs>) -> worker::Result<Response> {
+/// How a blob store's body becomes a workerd response body.
+trait IntoResponseBody {
+    fn into_body(self, b: ResponseBuilder) -> worker::Result<Response>;
+}
+
+/// R2's own stream, handed over as is (no copy through wasm).
+impl IntoResponseBody for wharf_r2::R2Reader {
+    fn into_body(self, b: ResponseBuilder) -> worker::Result<Response> {
+        match self.into_raw() {
+            Some(raw) => Ok(b.stream(raw)),
+            None => Err("blob stream was already read".into()),
+        }
+    }
+}
+
+/// The front's S3 reads are whole bodies (it serves no blob downloads).
+impl IntoResponseBody
+    for futures_util::stream::Once<
+        futures_util::future::Ready<Result<bytes::Bytes, wharf_core::StoreError>>,
+    >
+{
+    fn into_body(self, b: ResponseBuilder) -> worker::Result<Response> {
+        use futures_util::{FutureExt, StreamExt};
+        let mut s = self;
+        match s.next().now_or_never().flatten() {
+            Some(Ok(bytes)) => Ok(b.fixed(bytes.to_vec())),
+            Some(Err(e)) => Err(e.to_string().into()),
+            None => Ok(b.empty()),
+        }
+    }
+}
+
+/// `http::Response` of the core → workerd's Response.
+fn into_response<B>(resp: wharf_core::registry::ApiResponse<B>) -> worker::Result<Response>
+where
+    B: wharf_core::BlobStore,
+    B::Reader: IntoResponseBody,
+{
     let (parts, body) = resp.into_parts();
     let headers = Headers::new();
     for (name, value) in &parts.headers {
@@ -255,10 +313,7 @@ fn into_response(resp: wharf_core::registry::ApiResponse<R2Blobs>) -> worker::Re
     Ok(match body {
         wharf_core::Body::Empty | wharf_core::Body::Full(None) => b.empty(),
         wharf_core::Body::Full(Some(bytes)) => b.fixed(bytes.to_vec()),
-        wharf_core::Body::Stream(r) => match r.into_raw() {
-            Some(raw) => b.stream(raw),
-            None => return Err("blob stream was already read".into()),
-        },
+        wharf_core::Body::Stream(r) => return r.into_body(b),
     })
 }
 
@@ -276,8 +331,12 @@ async fn scheduled(event: worker::ScheduledEvent, env: Env, _ctx: worker::Schedu
             return;
         }
     };
-    match isolate
-        .app
+    let app = match &isolate.mode {
+        Mode::Edge(app) => app,
+        // The deployment's own scheduled functions clean up its uploads.
+        Mode::Front(_) => return,
+    };
+    match app
         .cleanup_uploads_at_most(isolate.upload_max_age_ms, CLEANUP_PER_RUN)
         .await
     {
