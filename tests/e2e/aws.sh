@@ -5,6 +5,9 @@
 #   - docker push/pull of small layers through the Lambda, blobs served by 307 to
 #     presigned s3s-fs URLs; skopeo copy out of it
 #   - a 300 MB layer pushed by docker through a Lambda whose uploads go to the front
+#   - the Cloudflare Worker (workerd under Miniflare) as the upload front instead: docker
+#     push of a 90 MB layer and 300 MB in chunks through it, written to s3s-fs and moto over
+#     signed fetch and served by the Lambda; 413 over 100 MB; forged capability; bad digest
 #   - a 100 MB layer in 5 MiB chunks through the Lambda alone; a 7 MB PATCH refused (413)
 #   - the protocol suite against the Lambda
 #   - tampered presigned URLs and forged capabilities refused
