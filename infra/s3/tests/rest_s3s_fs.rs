@@ -10,6 +10,9 @@ use wharf_core::ports::{BlobStore, BlobWriter, UploadRecord};
 use wharf_core::{Digest, StoreError};
 use wharf_s3::{RestApi, S3BlobStore, S3Blobs, S3Options};
 
+mod common;
+use common::{data, record};
+
 const MIB: usize = 1024 * 1024;
 const BUCKET: &str = "wharf";
 
@@ -37,31 +40,6 @@ async fn setup() -> Option<(LocalServer, S3BlobStore)> {
 fn rest(s: &LocalServer) -> Rest {
     let api = RestApi::new(s.rest_client("s3"), Some(&s.endpoint), BUCKET, true).expect("api");
     S3Blobs::from_api(api, "p/".into())
-}
-
-fn data(n: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..n)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
-}
-
-fn record(id: &str, digest: Option<Digest>) -> UploadRecord {
-    UploadRecord {
-        id: id.into(),
-        repo: "r".into(),
-        offset: 0,
-        hash_state: Vec::new(),
-        store_state: String::new(),
-        digest,
-        created_ms: 0,
-        updated_ms: 0,
-    }
 }
 
 async fn request(s: &Rest, up: &mut UploadRecord, bytes: &[u8], chunk: usize, keep: bool) {

@@ -16,6 +16,9 @@ use wharf_core::ports::{BlobStore, BlobWriter, ByteRange, UploadRecord};
 use wharf_core::{Digest, StoreError};
 use wharf_s3::{S3BlobStore, S3Options};
 
+mod common;
+use common::{data, record};
+
 const MIB: usize = 1024 * 1024;
 const BUCKET: &str = "wharf";
 
@@ -49,32 +52,6 @@ async fn store(
         f(&mut o);
     }
     S3BlobStore::new(&s.sdk_config(), o).await.expect("store")
-}
-
-/// Deterministic pseudo-random bytes.
-fn data(n: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..n)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
-}
-
-fn record(id: &str, digest: Option<Digest>) -> UploadRecord {
-    UploadRecord {
-        id: id.into(),
-        repo: "r".into(),
-        offset: 0,
-        hash_state: Vec::new(),
-        store_state: String::new(),
-        digest,
-        created_ms: 0,
-        updated_ms: 0,
-    }
 }
 
 /// One request: a writer over `chunks`; the record advances only if `record_it`.
