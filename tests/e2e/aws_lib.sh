@@ -11,7 +11,8 @@ done
 # start_moto: moto's DynamoDB on MOTO_PORT.
 start_moto() {
   MOTO_PORT=$(free_port)
-  moto_server -H 127.0.0.1 -p "$MOTO_PORT" >"$LOGDIR/$SUITE-moto.log" 2>&1 &
+  # One request at a time, so conditional writes are atomic as on DynamoDB (see there).
+  python3 "$ROOT/infra/aws/src/moto_serial.py" 127.0.0.1 "$MOTO_PORT" >"$LOGDIR/$SUITE-moto.log" 2>&1 &
   MOTO_PID=$!
   PIDS+=("$MOTO_PID")
   wait_http "http://127.0.0.1:$MOTO_PORT/" 30

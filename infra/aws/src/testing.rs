@@ -200,14 +200,29 @@ fn start(
     None
 }
 
-/// Starts `moto_server` (DynamoDB, S3, … on one port); `None` (after saying why) if it
-/// cannot be installed or started.
+/// Starts moto (DynamoDB, S3, … on one port) serving one request at a time, so that a
+/// conditional write is atomic as on DynamoDB (`moto_serial.py` says why); `None` (after
+/// saying why) if it cannot be installed or started.
 pub fn moto() -> Option<LocalServer> {
     let bin = tool("moto_server", &["pip", "install", "-q", "moto[server]"])?;
+    // The interpreter moto is installed for: the console script's shebang, unless that is a
+    // wrapper (pyenv's shims are bash), then `python3`.
+    let python = std::fs::read_to_string(&bin)
+        .ok()
+        .and_then(|s| Some(s.lines().next()?.strip_prefix("#!")?.trim().to_owned()))
+        .filter(|p| p.contains("python") && !p.contains(' '))
+        .unwrap_or_else(|| "python3".to_owned());
     start(
-        "moto_server",
-        &bin,
-        |p| vec!["-H".into(), "127.0.0.1".into(), "-p".into(), p.to_string()],
+        "moto (one request at a time)",
+        &PathBuf::from(python),
+        |p| {
+            vec![
+                "-c".into(),
+                include_str!("moto_serial.py").into(),
+                "127.0.0.1".into(),
+                p.to_string(),
+            ]
+        },
         None,
     )
 }
