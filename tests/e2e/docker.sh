@@ -41,6 +41,12 @@ TOKEN=$(curl -s -u "admin:$WHARF_ADMIN_PASSWORD" "http://$R/token?service=wharf&
 check_output "DELETE the manifest by digest → 202" "202" \
   curl -s -o /dev/null -w '%{http_code}' -X DELETE -H "Authorization: Bearer $TOKEN" "http://$R/v2/e2e/app/manifests/$DIGEST"
 docker rmi -f "$R/e2e/app@$DIGEST" "$IMG" >/dev/null 2>&1
-check_output "pull by digest now fails with manifest unknown" "manifest unknown" sh -c "docker pull $R/e2e/app@$DIGEST 2>&1"
+# docker itself may not ask: containerd keeps a removed image's manifest in its content
+# store for a while and pulls by digest from there, fetching only the blobs. So the registry
+# is asked directly, and by skopeo, which keeps no cache.
+check_output "the manifest is gone from the registry (404 MANIFEST_UNKNOWN)" "404 MANIFEST_UNKNOWN" \
+  oci_error GET "http://$R/v2/e2e/app/manifests/$DIGEST" -H "Authorization: Bearer $TOKEN"
+check_output "skopeo inspect by digest now fails with manifest unknown" "manifest unknown" \
+  sh -c "skopeo inspect --raw --tls-verify=false --creds 'admin:$WHARF_ADMIN_PASSWORD' docker://$R/e2e/app@$DIGEST 2>&1"
 check_output "pull by tag fails too (the tag went with the manifest)" "manifest unknown" sh -c "docker pull $IMG 2>&1"
 finish
