@@ -19,6 +19,8 @@
 //! | `WHARF_FRONT_AWS_REGION` | the deployment's region |
 //! | `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY` (secrets) | an IAM user limited to the bucket's `uploads/` and `blobs/` and the table's items |
 //! | `WHARF_UPLOAD_SECRET` (secret) | the capability key shared with the Lambda (at least 32 characters) |
+//! | `WHARF_MAX_BODY_BYTES` | largest request body, as in edge mode (default 104857600, the Free/Pro limit) |
+//! | `AWS_SESSION_TOKEN` (secret) | with temporary credentials |
 
 use crate::WorkerEnv;
 use crate::config::Vars;
