@@ -5,9 +5,8 @@
 use crate::sign_headers;
 use aws_credential_types::Credentials;
 use bytes::Bytes;
-use sha2::{Digest as _, Sha256};
 use std::time::SystemTime;
-use wharf_core::StoreError;
+use wharf_core::{Digest, StoreError};
 
 /// One HTTP round trip, whole bodies both ways, plus the runtime's clock (signatures carry
 /// the time, and `SystemTime::now()` panics on wasm32).
@@ -50,11 +49,6 @@ impl<T: Transport> AwsClient<T> {
         &self.region
     }
 
-    /// The transport's clock.
-    pub fn now(&self) -> SystemTime {
-        self.transport.now()
-    }
-
     /// Signs `req` (every header it has, plus `host`) and sends it. S3 requests go with
     /// `UNSIGNED-PAYLOAD` (the core verifies every blob's digest itself, and hashing each
     /// part twice would double the Worker's CPU per byte); other services sign the body's
@@ -65,23 +59,19 @@ impl<T: Transport> AwsClient<T> {
     ) -> Result<http::Response<Bytes>, StoreError> {
         let (mut parts, body) = req.into_parts();
         let s3 = self.service == "s3";
-        let hash = if s3 {
-            "UNSIGNED-PAYLOAD".to_owned()
-        } else {
-            hex(&Sha256::digest(&body))
-        };
+        let body_hash = (!s3).then(|| Digest::sha256_of(&body));
+        let hash = body_hash.as_ref().map_or("UNSIGNED-PAYLOAD", Digest::hex);
         let url = parts.uri.to_string();
-        let own: Vec<(String, String)> = parts
+        let own: Vec<(&str, &str)> = parts
             .headers
             .iter()
-            .filter_map(|(k, v)| Some((k.as_str().to_owned(), v.to_str().ok()?.to_owned())))
+            .filter_map(|(k, v)| Some((k.as_str(), v.to_str().ok()?)))
             .collect();
-        let own: Vec<(&str, &str)> = own.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
         let signed = sign_headers(
             parts.method.as_str(),
             &url,
             &own,
-            &hash,
+            hash,
             s3,
             self.service,
             &self.region,
@@ -110,11 +100,6 @@ impl<T: Transport> AwsClient<T> {
         let (code, message) = error_code(resp.body());
         Err(classify(status, &code, &message))
     }
-}
-
-/// Lower-case hex.
-pub(crate) fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// The error code and message of an AWS error body: S3's XML (`<Code>`, `<Message>`) or the
