@@ -65,6 +65,7 @@ pub use sdk::{S3BlobStore, S3Options, S3Reader, SdkApi};
 
 use bytes::Bytes;
 use futures_core::Stream;
+use futures_util::StreamExt;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use wharf_chunked::{Full, Layout, MAX_PARTS, Multi, Obj, Part, PartBuffer, State};
@@ -161,6 +162,11 @@ pub(crate) fn other(e: impl std::fmt::Display) -> StoreError {
     StoreError::Other(e.to_string())
 }
 
+/// An inclusive byte range as S3's `Range` and `x-amz-copy-source-range` take it.
+pub(crate) fn range_value((first, last): (u64, u64)) -> String {
+    format!("bytes={first}-{last}")
+}
+
 /// The URL of a bucket: AWS's regional endpoint by default, else `endpoint` path-style
 /// (`endpoint/bucket`) or virtual-hosted (`bucket.endpoint`).
 pub fn bucket_url(
@@ -192,32 +198,31 @@ impl<A: S3Api> S3Blobs<A> {
     /// The store on `api`, every key under `prefix` (e.g. `"wharf/"`, or empty), with the
     /// default part sizes.
     pub fn from_api(api: A, prefix: String) -> Self {
-        Self(Arc::new(Inner {
+        Self::build(
             api,
-            layout: Layout::new(prefix),
-            part_size: DEFAULT_PART,
-            max_single_copy: MAX_SINGLE_COPY,
-            copy_part_size: DEFAULT_COPY_PART,
-        }))
+            prefix,
+            DEFAULT_PART,
+            MAX_SINGLE_COPY,
+            DEFAULT_COPY_PART,
+        )
     }
 
-    /// Other part sizes (each at least 5 MiB; copies at most 5 GiB). Only before the store
-    /// is cloned: a shared store keeps its sizes.
-    pub fn with_part_sizes(
-        self,
+    /// The store with these part sizes (the caller checked they are at least 5 MiB);
+    /// copies are capped at S3's 5 GiB.
+    fn build(
+        api: A,
+        prefix: String,
         part_size: usize,
         max_single_copy: u64,
         copy_part_size: u64,
     ) -> Self {
-        match Arc::try_unwrap(self.0) {
-            Ok(mut i) => {
-                i.part_size = part_size.max(MIN_PART as usize);
-                i.max_single_copy = max_single_copy.min(MAX_SINGLE_COPY);
-                i.copy_part_size = copy_part_size.clamp(MIN_PART, MAX_SINGLE_COPY);
-                Self(Arc::new(i))
-            }
-            Err(shared) => Self(shared),
-        }
+        Self(Arc::new(Inner {
+            api,
+            layout: Layout::new(prefix),
+            part_size,
+            max_single_copy: max_single_copy.min(MAX_SINGLE_COPY),
+            copy_part_size: copy_part_size.min(MAX_SINGLE_COPY),
+        }))
     }
 
     /// The S3 calls underneath.
@@ -477,9 +482,7 @@ impl<A: S3Api> S3Writer<A> {
             .map_err(missing)?;
         let mut chunks = Vec::new();
         let mut n = 0;
-        while let Some(c) =
-            std::future::poll_fn(|cx| std::pin::Pin::new(&mut body).poll_next(cx)).await
-        {
+        while let Some(c) = body.next().await {
             let c = c?;
             n += c.len();
             chunks.push(c);

@@ -9,12 +9,14 @@
 //! URLs or refuses them); upload objects are deleted one DELETE each, since DeleteObjects
 //! needs a Content-MD5 (an upload has a handful of objects).
 
-use crate::{S3Api, bucket_url, other};
+use crate::{S3Api, bucket_url, other, range_value};
 use bytes::Bytes;
 use std::time::{Duration, SystemTime};
 use wharf_chunked::Part;
 use wharf_core::StoreError;
-use wharf_sigv4::{AwsClient, Transport, encode_key, xml_escape, xml_value, xml_values};
+use wharf_sigv4::{
+    AwsClient, Transport, encode_key, error_code, xml_escape, xml_value, xml_values,
+};
 
 /// S3 over signed HTTP requests.
 pub struct RestApi<T> {
@@ -81,12 +83,21 @@ impl<T: Transport> RestApi<T> {
         let resp = self.call(method, url, headers, body).await?;
         let text = String::from_utf8_lossy(resp.body()).into_owned();
         if text.contains("<Error>") {
-            let code = xml_value(&text, "Code").unwrap_or_default();
-            let msg = xml_value(&text, "Message").unwrap_or_default();
+            let (code, msg) = error_code(resp.body());
             return Err(wharf_sigv4::classify(500, &code, &msg));
         }
         Ok(text)
     }
+}
+
+/// A query parameter's value, `/` included, percent-encoded.
+fn query_value(v: &str) -> String {
+    encode_key(v).replace('/', "%2F")
+}
+
+/// The query of a part of multipart upload `id`.
+fn part_query(n: u16, id: &str) -> String {
+    format!("partNumber={n}&uploadId={}", query_value(id))
 }
 
 fn etag_header(resp: &http::Response<Bytes>, op: &str) -> Result<String, StoreError> {
@@ -126,7 +137,7 @@ impl<T: Transport> S3Api for RestApi<T> {
         range: Option<(u64, u64)>,
         if_match: Option<&str>,
     ) -> Result<Self::Body, StoreError> {
-        let range = range.map(|(s, e)| format!("bytes={s}-{e}"));
+        let range = range.map(range_value);
         let mut headers = Vec::new();
         if let Some(r) = &range {
             headers.push(("range", r.as_str()));
@@ -168,7 +179,7 @@ impl<T: Transport> S3Api for RestApi<T> {
         n: u16,
         body: Bytes,
     ) -> Result<String, StoreError> {
-        let q = format!("partNumber={n}&uploadId={}", encode_key(id));
+        let q = part_query(n, id);
         let resp = self
             .call(http::Method::PUT, self.url(key, &q), &[], body)
             .await?;
@@ -184,9 +195,9 @@ impl<T: Transport> S3Api for RestApi<T> {
         if_match: &str,
         range: Option<(u64, u64)>,
     ) -> Result<String, StoreError> {
-        let q = format!("partNumber={n}&uploadId={}", encode_key(id));
+        let q = part_query(n, id);
         let src = self.copy_source(source);
-        let range = range.map(|(s, e)| format!("bytes={s}-{e}"));
+        let range = range.map(range_value);
         let mut headers = vec![
             ("x-amz-copy-source", src.as_str()),
             ("x-amz-copy-source-if-match", if_match),
@@ -222,7 +233,7 @@ impl<T: Transport> S3Api for RestApi<T> {
             ));
         }
         xml.push_str("</CompleteMultipartUpload>");
-        let q = format!("uploadId={}", encode_key(id));
+        let q = format!("uploadId={}", query_value(id));
         let text = self
             .call_xml(
                 http::Method::POST,
@@ -235,7 +246,7 @@ impl<T: Transport> S3Api for RestApi<T> {
     }
 
     async fn abort_multipart(&self, key: &str, id: &str) -> Result<(), StoreError> {
-        let q = format!("uploadId={}", encode_key(id));
+        let q = format!("uploadId={}", query_value(id));
         self.call(http::Method::DELETE, self.url(key, &q), &[], Bytes::new())
             .await
             .map(drop)
@@ -251,15 +262,9 @@ impl<T: Transport> S3Api for RestApi<T> {
     async fn delete_prefix(&self, prefix: &str) -> Result<(), StoreError> {
         let mut token: Option<String> = None;
         loop {
-            let mut q = format!(
-                "list-type=2&prefix={}",
-                encode_key(prefix).replace('/', "%2F")
-            );
+            let mut q = format!("list-type=2&prefix={}", query_value(prefix));
             if let Some(t) = &token {
-                q.push_str(&format!(
-                    "&continuation-token={}",
-                    encode_key(t).replace('/', "%2F")
-                ));
+                q.push_str(&format!("&continuation-token={}", query_value(t)));
             }
             let text = self
                 .call_xml(
@@ -285,7 +290,7 @@ impl<T: Transport> S3Api for RestApi<T> {
     }
 
     async fn multipart_uploads(&self, prefix: &str) -> Result<Vec<(String, String)>, StoreError> {
-        let q = format!("prefix={}&uploads=", encode_key(prefix).replace('/', "%2F"));
+        let q = format!("prefix={}&uploads=", query_value(prefix));
         let text = self
             .call_xml(
                 http::Method::GET,

@@ -1,6 +1,6 @@
 //! The S3 API through aws-sdk-s3: what the Lambda and `wharf serve --storage s3` use.
 
-use crate::{MIN_PART, S3Api, S3Blobs, bucket_url, other};
+use crate::{MIN_PART, S3Api, S3Blobs, bucket_url, other, range_value};
 use aws_credential_types::Credentials;
 use aws_credential_types::provider::{ProvideCredentials, SharedCredentialsProvider};
 use aws_sdk_s3::Client;
@@ -122,7 +122,9 @@ impl S3Blobs<SdkApi> {
             bucket: options.bucket,
             signer: signer.clone(),
         };
-        let store = S3Blobs::from_api(api, options.prefix).with_part_sizes(
+        let store = S3Blobs::build(
+            api,
+            options.prefix,
             options.part_size,
             options.max_single_copy,
             options.copy_part_size,
@@ -221,7 +223,7 @@ impl S3Api for SdkApi {
             .get_object()
             .bucket(&self.bucket)
             .key(key)
-            .set_range(range.map(|(s, e)| format!("bytes={s}-{e}")))
+            .set_range(range.map(range_value))
             .set_if_match(if_match.map(str::to_owned))
             .send()
             .await
@@ -314,7 +316,7 @@ impl S3Api for SdkApi {
             .part_number(i32::from(n))
             .copy_source(self.copy_source(source))
             .copy_source_if_match(if_match)
-            .set_copy_source_range(range.map(|(s, e)| format!("bytes={s}-{e}")))
+            .set_copy_source_range(range.map(range_value))
             .send()
             .await
             .map_err(store_error)?;
