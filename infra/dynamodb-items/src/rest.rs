@@ -74,13 +74,10 @@ impl<T: Transport> DynamoRest<T> {
         }
     }
 
+    /// PutItem of `item`, with the condition's fields (`ConditionExpression` …) if any.
     async fn put(&self, item: Item, condition: Option<Value>) -> Result<(), StoreError> {
-        let mut body = json!({"Item": to_json(&item)});
-        if let Some(Value::Object(c)) = condition {
-            body.as_object_mut()
-                .map(|b| b.extend(c))
-                .ok_or_else(|| StoreError::Other("request is not an object".into()))?;
-        }
+        let mut body = condition.unwrap_or_else(|| json!({}));
+        body["Item"] = to_json(&item);
         self.call("PutItem", body).await.map(drop)
     }
 }
