@@ -62,8 +62,8 @@ fn switch(name: &str, default: bool) -> Result<bool, String> {
 async fn build() -> Result<ApiRegistry, String> {
     let stores = wharf_aws_stack::open(&wharf_aws_stack::AwsSettings::from_env()?).await?;
     let upload_secret = var("WHARF_UPLOAD_SECRET");
-    if upload_secret.as_ref().is_some_and(|s| s.len() < 32) {
-        return Err("WHARF_UPLOAD_SECRET must be at least 32 characters".into());
+    if let Some(s) = &upload_secret {
+        wharf_core::capability::check_secret(s, "WHARF_UPLOAD_SECRET")?;
     }
     let upload_front = var("WHARF_UPLOAD_URL");
     if upload_front.is_some() && upload_secret.is_none() {

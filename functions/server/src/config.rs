@@ -174,8 +174,8 @@ impl ServeArgs {
             }
         };
         let upload_secret = self.upload_secret.or(file.upload_secret);
-        if upload_secret.as_ref().is_some_and(|s| s.len() < 32) {
-            return Err("the upload secret must be at least 32 characters".into());
+        if let Some(s) = &upload_secret {
+            wharf_core::capability::check_secret(s, "the upload secret")?;
         }
         let upload_front = self.upload_url.or(file.upload_url);
         if upload_front.is_some() && upload_secret.is_none() {

@@ -88,9 +88,7 @@ pub fn build(vars: &Vars) -> Result<Option<FrontApp>, String> {
     let table = need("WHARF_FRONT_DYNAMODB_TABLE")?;
     let region = need("WHARF_FRONT_AWS_REGION")?;
     let secret = need("WHARF_UPLOAD_SECRET")?;
-    if secret.len() < 32 {
-        return Err("WHARF_UPLOAD_SECRET must be at least 32 characters".into());
-    }
+    wharf_core::capability::check_secret(&secret, "WHARF_UPLOAD_SECRET")?;
     let creds = aws_credential_types::Credentials::new(
         need("AWS_ACCESS_KEY_ID")?,
         need("AWS_SECRET_ACCESS_KEY")?,
