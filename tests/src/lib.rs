@@ -124,6 +124,11 @@ impl Server {
     /// Starts `wharf serve` on a free port over `data_dir` (reused across restarts) and
     /// waits (at most 10 s) until `GET /v2/` answers.
     pub fn start(data_dir: PathBuf, password: &str) -> Server {
+        Self::start_with_env(data_dir, password, &[])
+    }
+
+    /// [`Server::start`] with extra environment variables (`WHARF_DISABLE_DELETE`, …).
+    pub fn start_with_env(data_dir: PathBuf, password: &str, envs: &[(&str, &str)]) -> Server {
         let port = {
             let l = TcpListener::bind("127.0.0.1:0").expect("bind");
             l.local_addr().expect("addr").port()
@@ -145,6 +150,7 @@ impl Server {
             .env("WHARF_ADMIN_PASSWORD", password)
             .env("WHARF_AUTH", "on")
             .env("RUST_LOG", "info")
+            .envs(envs.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log)
