@@ -18,6 +18,7 @@ pub mod ports;
 pub mod registry;
 pub mod route;
 pub mod testing;
+pub mod throttle;
 
 pub use body::Body;
 pub use digest::{Algorithm, Digest, Hasher};

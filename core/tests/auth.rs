@@ -633,16 +633,30 @@ fn robots_expire_and_deleted_users_lose_access() {
 
 #[test]
 fn brute_force_is_throttled() {
+    use wharf_core::throttle::{ADDR_LIMIT, USER_ADDR_LIMIT};
+    /// `GET /token` as `user` from client address `addr`.
+    fn login(reg: &Reg, addr: &str, user: &str, pass: &str) -> (StatusCode, http::HeaderMap) {
+        let mut req = Request::builder()
+            .uri("/token?service=wharf&scope=repository:team/app:pull")
+            .header("host", "reg.test")
+            .header("authorization", basic(user, pass))
+            .body(Full::new(Bytes::new()))
+            .expect("request");
+        req.extensions_mut().insert(ClientAddr(addr.into()));
+        let resp = block_on(reg.handle(req));
+        (resp.status(), resp.headers().clone())
+    }
+    let retry_after = |h: &http::HeaderMap| -> u64 {
+        h["retry-after"]
+            .to_str()
+            .expect("retry")
+            .parse()
+            .expect("secs")
+    };
     let reg = setup();
-    for i in 0..5 {
-        let r = call(
-            &reg,
-            Method::GET,
-            "/token",
-            Some(&basic("gus", "wrong")),
-            b"",
-        );
-        assert_eq!(r.status, StatusCode::UNAUTHORIZED, "attempt {i}");
+    for i in 0..USER_ADDR_LIMIT {
+        let (s, _) = login(&reg, "10.0.0.7", "gus", "wrong");
+        assert_eq!(s, StatusCode::UNAUTHORIZED, "attempt {i}");
     }
     let r = call(
         &reg,
@@ -655,21 +669,53 @@ fn brute_force_is_throttled() {
         (r.status, code(&r)),
         (StatusCode::TOO_MANY_REQUESTS, "TOOMANYREQUESTS")
     );
-    let retry: u64 = r.headers["retry-after"]
-        .to_str()
-        .expect("retry")
-        .parse()
-        .expect("secs");
+    let retry = retry_after(&r.headers);
     assert!(retry > 0 && retry <= 900, "{retry}");
-    // The same address is throttled for other users too.
-    let r = call(
-        &reg,
-        Method::GET,
-        "/token",
-        Some(&basic("alice", "alice-password")),
-        b"",
+    // Not locked out from an address that did not fail, and the address is not locked for
+    // other users.
+    assert_eq!(
+        login(&reg, "10.0.0.8", "gus", "gus-password").0,
+        StatusCode::OK
     );
-    assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(
+        login(&reg, "10.0.0.7", "alice", "alice-password").0,
+        StatusCode::OK
+    );
+    // A success from an address starts its (user, address) count over.
+    for _ in 0..USER_ADDR_LIMIT - 1 {
+        login(&reg, "10.0.0.9", "alice", "wrong");
+    }
+    assert_eq!(
+        login(&reg, "10.0.0.9", "alice", "alice-password").0,
+        StatusCode::OK
+    );
+    assert_eq!(
+        login(&reg, "10.0.0.9", "alice", "wrong").0,
+        StatusCode::UNAUTHORIZED
+    );
+    // Names are escaped in the counters' keys: `a/b` from `c` is not `a` from `b/c`.
+    for _ in 0..USER_ADDR_LIMIT {
+        login(&reg, "c", "a/b", "wrong");
+    }
+    assert_eq!(
+        login(&reg, "c", "a/b", "wrong").0,
+        StatusCode::TOO_MANY_REQUESTS
+    );
+    assert_eq!(login(&reg, "b/c", "a", "wrong").0, StatusCode::UNAUTHORIZED);
+    // The address counter: failures over many (unknown) names from one address throttle the
+    // address only at ADDR_LIMIT, for every user, and only there.
+    for i in 0..ADDR_LIMIT {
+        let (s, _) = login(&reg, "10.0.1.1", &format!("nobody{i}"), "guess");
+        assert_eq!(s, StatusCode::UNAUTHORIZED, "spray {i}");
+    }
+    let (s, h) = login(&reg, "10.0.1.1", "alice", "alice-password");
+    assert_eq!(s, StatusCode::TOO_MANY_REQUESTS);
+    assert!(retry_after(&h) <= 900);
+    assert_eq!(
+        login(&reg, "10.0.1.2", "alice", "alice-password").0,
+        StatusCode::OK
+    );
+    // The window ends: gus can log in from the address that failed.
     reg.env.now.fetch_add(retry * 1000, Ordering::SeqCst);
     let r = call(
         &reg,
