@@ -10,9 +10,11 @@
 #   bash bench/login_burst.sh --build   cargo build --release -p wharf first
 #
 # Per round and binary: a baseline (GETs, no logins), then GETs during LOGIN_CONNS closed-loop
-# logins (GET /token with Basic auth of the admin, a real user with an Argon2id hash).
+# logins (GET /token with Basic auth of real users, Argon2id hashes: one user per connection,
+# created through /api/v1/users, since the current tree's login throttle counts a login in
+# flight against its (user, address) pair until it succeeds, and answers 429 beyond 5).
 # Environment: WHARF_BEFORE (/tmp/wharf-727e058), WHARF_AFTER (target/release/wharf),
-# LOGIN_CONNS (20), LOGIN_DURATION (10 s counted, after 1 s of warm-up), LOGIN_ROUNDS (2),
+# LOGIN_CONNS (20), LOGIN_DURATION (10 s counted, after 1 s of warm-up), LOGIN_ROUNDS (3),
 # GET_CONNS (2), GET_INTERVAL_MS (2: each GET connection sends one GET every 2 ms).
 # A report, not a test: the exit status says whether the run completed, never how fast it was.
 set -euo pipefail
@@ -32,7 +34,7 @@ before_bin=${WHARF_BEFORE:-/tmp/wharf-727e058}
 after_src=${WHARF_AFTER:-target/release/wharf}
 conns=${LOGIN_CONNS:-20}
 duration=${LOGIN_DURATION:-10}
-rounds=${LOGIN_ROUNDS:-2}
+rounds=${LOGIN_ROUNDS:-3}
 get_conns=${GET_CONNS:-2}
 get_interval=${GET_INTERVAL_MS:-2}
 password=bench-admin-password-1
@@ -116,6 +118,12 @@ seed() {
   st=$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $tok" \
     -H 'Accept: application/vnd.oci.image.manifest.v1+json' "$base/v2/$repo/manifests/v1")
   [ "$st" = 200 ] || { echo "seeded manifest GET answered $st" >&2; exit 1; }
+  local i
+  for i in $(seq -w 1 "$conns"); do
+    curl -sf -u "admin:$password" -H 'Content-Type: application/json' \
+      -d "{\"username\":\"load$i\",\"password\":\"load-password-$i\"}" \
+      "$base/api/v1/users" -o /dev/null || { echo "creating user load$i failed" >&2; exit 1; }
+  done
   token "$port" "repository:$repo:pull"
 }
 
@@ -128,6 +136,8 @@ log "before: $before_bin on :$port_before (pid $pid_before); after: tree $tree o
 
 cpu_ticks() { awk '{ sub(/.*\) /, ""); print $12 + $13 }' "/proc/$1/stat"; }
 
+basics=()
+for i in $(seq -w 1 "$conns"); do basics+=(--basic "load$i:load-password-$i"); done
 results=$work/results.jsonl
 for r in $(seq 1 "$rounds"); do
   for name in before after; do
@@ -135,9 +145,9 @@ for r in $(seq 1 "$rounds"); do
       port_var=port_$name pid_var=pid_$name tok_var=tok_$name
       log "round $r: $name, $n concurrent logins, ${duration} s"
       c0=$(cpu_ticks "${!pid_var}")
-      out=$("$work/login-burst" --addr "127.0.0.1:${!port_var}" --token "${!tok_var}" \
+      out=$("$work/login-burst" "${basics[@]}" --addr "127.0.0.1:${!port_var}" --token "${!tok_var}" \
         --get-path "/v2/$repo/manifests/v1" --login-path "/token?service=wharf&scope=repository:$repo:pull" \
-        --basic "admin:$password" --logins "$n" --get-conns "$get_conns" \
+        --logins "$n" --get-conns "$get_conns" \
         --get-interval-ms "$get_interval" --duration "$duration" --warmup 1)
       c1=$(cpu_ticks "${!pid_var}")
       threads=$(awk '/^Threads:/ { print $2 }' "/proc/${!pid_var}/status")

@@ -50,10 +50,10 @@ rows = [
 print(f"Run of {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} on {env['MACHINE']}; "
       f"load average before the run {env['LOADAVG']}.  ")
 print(f"before: `{env['BEFORE_BIN']}` (tree 727e058: Argon2 inline on tokio's async workers); "
-      f"after: tree {env['TREE']} (binary built {env['AFTER_BUILT']}: Argon2 on the blocking pool, "
+      f"after: the current tree (at the run: {env['TREE']}; binary built {env['AFTER_BUILT']}): Argon2 on the blocking pool, "
       f"at most max(cores − 1, 1) at once).  ")
 print(f"Logins: {conns} keep-alive connections in a closed loop of `GET /token` with Basic auth "
-      f"(the admin: one Argon2id verification each). Manifest GETs: {env['GET_CONNS']} keep-alive "
+      f"(a user of its own per connection: one Argon2id verification each). Manifest GETs: {env['GET_CONNS']} keep-alive "
       f"connections, one `GET` by tag with a bearer token every {env['GET_INTERVAL']} ms each, timed "
       f"from send to the last byte. {env['DURATION']} s counted per run after 1 s of warm-up; "
       f"each cell lists the rounds in order.")

@@ -43,9 +43,10 @@ struct Args {
     /// Path and query of the login, e.g. `/token?service=wharf&scope=repository:bench/app:pull`.
     #[arg(long, default_value = "/token?service=wharf")]
     login_path: String,
-    /// `user:password` for the logins' Basic auth.
-    #[arg(long, default_value = "")]
-    basic: String,
+    /// `user:password` for the logins' Basic auth (repeatable: login connection `i` uses
+    /// the `i mod n`-th, so that concurrent logins can be of different users).
+    #[arg(long = "basic")]
+    basic: Vec<String>,
     /// Concurrent login connections (0: no logins, the baseline).
     #[arg(long, default_value_t = 20)]
     logins: usize,
@@ -178,15 +179,15 @@ impl Job {
     }
 }
 
-/// Runs `conns` copies of `job` on a current-thread runtime of a thread of its own.
-fn spawn_loop(job: Job, conns: usize) -> std::thread::JoinHandle<Tally> {
+/// Runs `jobs`, one connection each, on a current-thread runtime of a thread of its own.
+fn spawn_loop(jobs: Vec<Job>) -> std::thread::JoinHandle<Tally> {
     std::thread::spawn(move || {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .expect("client runtime");
         rt.block_on(async move {
-            let tasks: Vec<_> = (0..conns).map(|_| tokio::spawn(job.clone().run())).collect();
+            let tasks: Vec<_> = jobs.into_iter().map(|j| tokio::spawn(j.run())).collect();
             let mut all = Tally::default();
             for t in tasks {
                 all.merge(t.await.unwrap_or_default());
@@ -220,8 +221,8 @@ fn basic_header(user_password: &str) -> String {
 
 fn main() -> Result<(), BoxError> {
     let args = Args::parse();
-    if args.logins > 0 && !args.basic.contains(':') {
-        return Err("--basic must be user:password when --logins > 0".into());
+    if args.logins > 0 && (args.basic.is_empty() || args.basic.iter().any(|b| !b.contains(':'))) {
+        return Err("--basic user:password (at least one) when --logins > 0".into());
     }
     let start = Instant::now();
     let count_from = start + Duration::from_secs_f64(args.warmup);
@@ -229,19 +230,22 @@ fn main() -> Result<(), BoxError> {
 
     let logins = (args.logins > 0).then(|| {
         spawn_loop(
-            Job {
-                addr: args.addr.clone(),
-                path: args.login_path.clone(),
-                headers: vec![("authorization", basic_header(&args.basic))],
-                pace: None,
-                count_from,
-                deadline,
-            },
-            args.logins,
+            (0..args.logins)
+                .map(|i| Job {
+                    addr: args.addr.clone(),
+                    path: args.login_path.clone(),
+                    headers: vec![(
+                        "authorization",
+                        basic_header(&args.basic[i % args.basic.len()]),
+                    )],
+                    pace: None,
+                    count_from,
+                    deadline,
+                })
+                .collect(),
         )
     });
-    let gets = spawn_loop(
-        Job {
+    let get = Job {
             addr: args.addr.clone(),
             path: args.get_path.clone(),
             headers: vec![
@@ -251,9 +255,8 @@ fn main() -> Result<(), BoxError> {
             pace: Some(Duration::from_secs_f64(args.get_interval_ms / 1000.0)),
             count_from,
             deadline,
-        },
-        args.get_conns,
-    );
+    };
+    let gets = spawn_loop(vec![get; args.get_conns]);
     let gets = gets.join().map_err(|_| "GET loop panicked")?;
     let logins = match logins {
         Some(h) => Some(h.join().map_err(|_| "login loop panicked")?),
