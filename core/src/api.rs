@@ -3,7 +3,8 @@
 
 use crate::auth::{
     Action, Directory, Member, Principal, Project, Right, Robot, RobotPermission, Role, User,
-    hash_password, random_secret,
+    hash_password_off_thread, new_incarnation, random_secret, reserved_username,
+    verify_password_off_thread,
 };
 use crate::error::{ErrorCode, RegistryError, Result};
 use crate::gate::AuditEvent;
@@ -61,6 +62,10 @@ struct NewUser {
 #[derive(Deserialize)]
 struct NewPassword {
     password: String,
+    /// Required to change one's own password (a stolen session must not lock its owner
+    /// out); an admin resetting someone else's needs none.
+    #[serde(default)]
+    current_password: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -86,10 +91,18 @@ struct RoleUpdate {
     role: Role,
 }
 
+/// A robot's grant as a request states it (the stored [`RobotPermission`] adds what only
+/// the server may set).
+#[derive(Deserialize)]
+struct NewPermission {
+    project: String,
+    actions: Vec<Action>,
+}
+
 #[derive(Deserialize)]
 struct NewRobot {
     name: String,
-    permissions: Vec<RobotPermission>,
+    permissions: Vec<NewPermission>,
     #[serde(default)]
     expires_in_days: Option<u64>,
     #[serde(default)]
@@ -101,8 +114,21 @@ fn user_view(u: &User) -> serde_json::Value {
 }
 
 fn robot_view(r: &Robot) -> serde_json::Value {
-    serde_json::json!({"name": r.name, "permissions": r.permissions, "expires_ms": r.expires_ms,
+    let permissions: Vec<_> = r
+        .permissions
+        .iter()
+        .map(|p| serde_json::json!({"project": p.project, "actions": p.actions}))
+        .collect();
+    serde_json::json!({"name": r.name, "permissions": permissions, "expires_ms": r.expires_ms,
                        "description": r.description, "created_ms": r.created_ms})
+}
+
+fn project_view(p: &Project) -> serde_json::Value {
+    serde_json::json!({"name": p.name, "public": p.public, "created_ms": p.created_ms})
+}
+
+fn member_view(m: &Member) -> serde_json::Value {
+    serde_json::json!({"project": m.project, "username": m.username, "role": m.role})
 }
 
 impl<B: BlobStore, M: MetadataStore + DocumentStore, E: Env> Registry<B, M, E> {
@@ -120,13 +146,25 @@ impl<B: BlobStore, M: MetadataStore + DocumentStore, E: Env> Registry<B, M, E> {
             .with_status(StatusCode::NOT_FOUND));
         }
         let (parts, body) = req.into_parts();
+        // Writes carry JSON: a browser on another origin cannot send that without a CORS
+        // preflight, which this API never answers, so a page cannot forge a request with
+        // credentials the browser holds.
+        if matches!(parts.method, Method::POST | Method::PUT | Method::PATCH) && !is_json(&parts.headers) {
+            return Err(RegistryError::new(
+                ErrorCode::Unsupported,
+                "management API writes take a JSON body with Content-Type: application/json",
+            )
+            .with_status(StatusCode::UNSUPPORTED_MEDIA_TYPE));
+        }
+        // No `WWW-Authenticate: Basic` challenge: it would invite a browser to prompt for
+        // and then cache credentials that every later cross-site request would carry.
         let who = match self.login(&parts.headers, &parts.extensions, None).await? {
             Some(p) => p,
             None => {
-                return Err(
-                    RegistryError::new(ErrorCode::Unauthorized, "credentials required")
-                        .with_header(header::WWW_AUTHENTICATE, "Basic realm=\"wharf\""),
-                );
+                return Err(RegistryError::new(
+                    ErrorCode::Unauthorized,
+                    "the management API needs Basic credentials (user name and password)",
+                ));
             }
         };
         let body = read_limited(body, 1 << 20).await?;
@@ -151,7 +189,7 @@ impl<B: BlobStore, M: MetadataStore + DocumentStore, E: Env> Registry<B, M, E> {
             (Method::GET, ["users", name]) => self.get_user(&who, name).await,
             (Method::DELETE, ["users", name]) => self.delete_user(&who, name, ext).await,
             (Method::PUT, ["users", name, "password"]) => {
-                self.set_password(&who, name, parse(&body)?).await
+                self.set_password(&who, name, parse(&body)?, ext).await
             }
             (Method::GET, ["projects"]) => self.list_projects(&who).await,
             (Method::POST, ["projects"]) => self.create_project(&who, parse(&body)?, ext).await,
@@ -240,27 +278,29 @@ impl<B: BlobStore, M: MetadataStore + DocumentStore, E: Env> Registry<B, M, E> {
             return Err(denied());
         }
         validate_simple("user", &n.username)?;
+        if reserved_username(&n.username) {
+            return Err(RegistryError::new(
+                ErrorCode::NameInvalid,
+                format!("the user name {:?} is reserved", n.username),
+            ));
+        }
         if n.password.len() < 8 {
             return Err(bad("passwords have at least 8 characters"));
         }
         let u = User {
             username: n.username.clone(),
-            password_hash: hash_password(&self.env, &n.password)?,
+            password_hash: hash_password_off_thread(&self.env, &n.password).await?,
             email: n.email,
             admin: n.admin,
             created_ms: self.env.now_ms(),
+            incarnation: new_incarnation(&self.env),
+            generation: 0,
         };
         self.dir()
             .put("user", &u.username, &u, true)
             .await
-            .map_err(|e| {
-                if e.code == ErrorCode::Unknown {
-                    e
-                } else {
-                    RegistryError::new(ErrorCode::Denied, "user exists")
-                }
-            })?;
-        self.audit(ext, who.name(), "user_create", &u.username, None)
+            .map_err(|e| exists(e, "a user", &u.username))?;
+        self.audit_global(ext, who.name(), "user_create", &u.username)
             .await;
         Ok(ok_json::<B>(StatusCode::CREATED, user_view(&u)))
     }
@@ -298,7 +338,7 @@ impl<B: BlobStore, M: MetadataStore + DocumentStore, E: Env> Registry<B, M, E> {
                 .delete_doc("member", &format!("{}/{}", m.project, m.username))
                 .await?;
         }
-        self.audit(ext, who.name(), "user_delete", name, None).await;
+        self.audit_global(ext, who.name(), "user_delete", name).await;
         Ok(ok_json::<B>(
             StatusCode::OK,
             serde_json::json!({"deleted": name}),
@@ -310,8 +350,10 @@ impl<B: BlobStore, M: MetadataStore + DocumentStore, E: Env> Registry<B, M, E> {
         who: &Principal,
         name: &str,
         n: NewPassword,
+        ext: &http::Extensions,
     ) -> Result<ApiResponse<B>> {
-        if !who.is_admin() && who.name() != name {
+        let own = who.name() == name && matches!(who, Principal::User(_));
+        if !who.is_admin() && !own {
             return Err(denied());
         }
         if n.password.len() < 8 {
@@ -322,8 +364,21 @@ impl<B: BlobStore, M: MetadataStore + DocumentStore, E: Env> Registry<B, M, E> {
             .user(name)
             .await?
             .ok_or_else(|| not_found("user"))?;
-        u.password_hash = hash_password(&self.env, &n.password)?;
+        if own {
+            let current = n.current_password.as_deref().unwrap_or("");
+            if !verify_password_off_thread(&self.env, current, &u.password_hash).await {
+                return Err(RegistryError::new(
+                    ErrorCode::Denied,
+                    "changing your own password needs your current one (current_password)",
+                ));
+            }
+        }
+        u.password_hash = hash_password_off_thread(&self.env, &n.password).await?;
+        // Revokes every refresh token issued before the change.
+        u.generation = u.generation.wrapping_add(1);
         self.dir().put("user", name, &u, false).await?;
+        self.audit_global(ext, who.name(), "password_change", name)
+            .await;
         Ok(ok_json::<B>(StatusCode::OK, user_view(&u)))
     }
 
@@ -340,7 +395,7 @@ impl<B: BlobStore, M: MetadataStore + DocumentStore, E: Env> Registry<B, M, E> {
         let mut out = Vec::new();
         for p in all {
             if self.visible(who, &p).await? {
-                out.push(serde_json::to_value(&p).unwrap_or_default());
+                out.push(project_view(&p));
             }
         }
         Ok(ok_json::<B>(StatusCode::OK, out.into()))
@@ -362,36 +417,41 @@ impl<B: BlobStore, M: MetadataStore + DocumentStore, E: Env> Registry<B, M, E> {
                 "a project name is one path segment",
             ));
         }
+        // Repositories left under the name (pushed while a deletion raced, or before auth
+        // was on) would otherwise pass to whoever creates the project.
+        if self.has_repositories(&n.name).await? {
+            return Err(RegistryError::new(
+                ErrorCode::Conflict,
+                format!(
+                    "repositories named {}/… from before still exist; delete them first or choose another name",
+                    n.name
+                ),
+            ));
+        }
         let p = Project {
             name: n.name.clone(),
             public: n.public,
             created_ms: self.env.now_ms(),
+            incarnation: new_incarnation(&self.env),
         };
         self.dir()
             .put("project", &p.name, &p, true)
             .await
-            .map_err(|e| {
-                if e.code == ErrorCode::Unknown {
-                    e
-                } else {
-                    RegistryError::new(ErrorCode::Denied, "project exists")
-                }
-            })?;
+            .map_err(|e| exists(e, "a project", &p.name))?;
         // The creator administers the project, as in Harbor.
         let m = Member {
             project: p.name.clone(),
             username: u.username.clone(),
             role: Role::ProjectAdmin,
+            project_incarnation: p.incarnation,
+            user_incarnation: u.incarnation,
         };
         self.dir()
             .put("member", &format!("{}/{}", p.name, u.username), &m, false)
             .await?;
-        self.audit(ext, who.name(), "project_create", &p.name, None)
+        self.record_event(ext, Some(&p.name), who.name(), "project_create", &p.name, None)
             .await;
-        Ok(ok_json::<B>(
-            StatusCode::CREATED,
-            serde_json::to_value(&p).unwrap_or_default(),
-        ))
+        Ok(ok_json::<B>(StatusCode::CREATED, project_view(&p)))
     }
 
     async fn get_project(&self, who: &Principal, name: &str) -> Result<ApiResponse<B>> {
@@ -403,10 +463,7 @@ impl<B: BlobStore, M: MetadataStore + DocumentStore, E: Env> Registry<B, M, E> {
         if !self.visible(who, &p).await? {
             return Err(not_found("project"));
         }
-        Ok(ok_json::<B>(
-            StatusCode::OK,
-            serde_json::to_value(&p).unwrap_or_default(),
-        ))
+        Ok(ok_json::<B>(StatusCode::OK, project_view(&p)))
     }
 
     async fn update_project(
@@ -423,10 +480,7 @@ impl<B: BlobStore, M: MetadataStore + DocumentStore, E: Env> Registry<B, M, E> {
             .ok_or_else(|| not_found("project"))?;
         p.public = u.public;
         self.dir().put("project", name, &p, false).await?;
-        Ok(ok_json::<B>(
-            StatusCode::OK,
-            serde_json::to_value(&p).unwrap_or_default(),
-        ))
+        Ok(ok_json::<B>(StatusCode::OK, project_view(&p)))
     }
 
     async fn delete_project(
@@ -436,27 +490,37 @@ impl<B: BlobStore, M: MetadataStore + DocumentStore, E: Env> Registry<B, M, E> {
         ext: &http::Extensions,
     ) -> Result<ApiResponse<B>> {
         self.may(who, name, Right::ManageMembers).await?;
-        let repos = self.meta.list_repositories(Some(name), 1).await?;
-        if repos
-            .items
-            .first()
-            .is_some_and(|r| r.starts_with(&format!("{name}/")))
-        {
+        if self.has_repositories(name).await? {
             return Err(RegistryError::new(
                 ErrorCode::Denied,
-                "the project still has repositories",
+                "the project still has repositories; delete them first",
             ));
         }
         if !self.meta.delete_doc("project", name).await? {
             return Err(not_found("project"));
         }
+        // What follows is tidying: the incarnation check already makes every member and
+        // robot grant of the deleted project void, so a failure here leaks nothing.
         let members: Vec<Member> = self.dir().list("member", &format!("{name}/")).await?;
         for m in members {
             self.meta
                 .delete_doc("member", &format!("{name}/{}", m.username))
                 .await?;
         }
-        self.audit(ext, who.name(), "project_delete", name, None)
+        let robots: Vec<Robot> = self.dir().list("robot", "").await?;
+        let named_for = format!("robot${name}+");
+        for mut r in robots {
+            if !r.permissions.iter().any(|p| p.project == name) {
+                continue;
+            }
+            r.permissions.retain(|p| p.project != name);
+            if r.name.starts_with(&named_for) || r.permissions.is_empty() {
+                self.meta.delete_doc("robot", &r.name).await?;
+            } else {
+                self.dir().put("robot", &r.name.clone(), &r, false).await?;
+            }
+        }
+        self.record_event(ext, Some(name), who.name(), "project_delete", name, None)
             .await;
         Ok(ok_json::<B>(
             StatusCode::OK,
@@ -469,7 +533,7 @@ impl<B: BlobStore, M: MetadataStore + DocumentStore, E: Env> Registry<B, M, E> {
         let members: Vec<Member> = self.dir().list("member", &format!("{project}/")).await?;
         Ok(ok_json::<B>(
             StatusCode::OK,
-            serde_json::to_value(&members).unwrap_or_default(),
+            members.iter().map(member_view).collect(),
         ))
     }
 
@@ -481,11 +545,13 @@ impl<B: BlobStore, M: MetadataStore + DocumentStore, E: Env> Registry<B, M, E> {
         ext: &http::Extensions,
     ) -> Result<ApiResponse<B>> {
         self.may(who, project, Right::ManageMembers).await?;
-        self.dir()
+        let p = self
+            .dir()
             .project(project)
             .await?
             .ok_or_else(|| not_found("project"))?;
-        self.dir()
+        let u = self
+            .dir()
             .user(&n.username)
             .await?
             .ok_or_else(|| not_found("user"))?;
@@ -493,22 +559,22 @@ impl<B: BlobStore, M: MetadataStore + DocumentStore, E: Env> Registry<B, M, E> {
             project: project.to_owned(),
             username: n.username.clone(),
             role: n.role,
+            project_incarnation: p.incarnation,
+            user_incarnation: u.incarnation,
         };
         self.dir()
             .put("member", &format!("{project}/{}", n.username), &m, false)
             .await?;
-        self.audit(
+        self.record_event(
             ext,
+            Some(project),
             who.name(),
             "member_set",
             project,
             Some(format!("{}={:?}", n.username, n.role)),
         )
         .await;
-        Ok(ok_json::<B>(
-            StatusCode::OK,
-            serde_json::to_value(&m).unwrap_or_default(),
-        ))
+        Ok(ok_json::<B>(StatusCode::OK, member_view(&m)))
     }
 
     async fn remove_member(
@@ -526,8 +592,9 @@ impl<B: BlobStore, M: MetadataStore + DocumentStore, E: Env> Registry<B, M, E> {
         {
             return Err(not_found("member"));
         }
-        self.audit(
+        self.record_event(
             ext,
+            Some(project),
             who.name(),
             "member_remove",
             project,
@@ -538,6 +605,18 @@ impl<B: BlobStore, M: MetadataStore + DocumentStore, E: Env> Registry<B, M, E> {
             StatusCode::OK,
             serde_json::json!({"removed": user}),
         ))
+    }
+
+    /// Whether any repository belongs to project `name`: one named exactly `name`, or one
+    /// under `name/`. Every name under `name/` sorts after `name/` itself, so the first
+    /// repository after it tells (one after `name` could be `name-a/x`, which is not).
+    async fn has_repositories(&self, name: &str) -> Result<bool> {
+        if self.meta.repository_exists(name).await? {
+            return Ok(true);
+        }
+        let prefix = format!("{name}/");
+        let page = self.meta.list_repositories(Some(&prefix), 1).await?;
+        Ok(page.items.first().is_some_and(|r| r.starts_with(&prefix)))
     }
 
     async fn project_repositories(&self, who: &Principal, project: &str) -> Result<ApiResponse<B>> {
@@ -602,6 +681,12 @@ impl<B: BlobStore, M: MetadataStore + DocumentStore, E: Env> Registry<B, M, E> {
         if let Some((name, tag)) = rest.rsplit_once("/tags/")
             && *m == Method::DELETE
         {
+            if !self.config.delete_enabled {
+                return Err(RegistryError::new(
+                    ErrorCode::Unsupported,
+                    "deletes are disabled on this registry",
+                ));
+            }
             validate_name(name)?;
             validate_tag(tag)?;
             self.may(
@@ -654,38 +739,54 @@ impl<B: BlobStore, M: MetadataStore + DocumentStore, E: Env> Registry<B, M, E> {
         if n.permissions.is_empty() {
             return Err(bad("a robot needs at least one permission"));
         }
+        let mut permissions = Vec::with_capacity(n.permissions.len());
         for p in &n.permissions {
-            self.dir()
+            let project = self
+                .dir()
                 .project(&p.project)
                 .await?
                 .ok_or_else(|| not_found("project"))?;
             self.may(who, &p.project, Right::ManageMembers).await?;
+            permissions.push(RobotPermission {
+                project: p.project.clone(),
+                actions: p.actions.clone(),
+                project_incarnation: project.incarnation,
+            });
         }
         let name = match n.permissions.as_slice() {
             [one] => format!("robot${}+{}", one.project, n.name),
             _ => format!("robot${}", n.name),
         };
-        let secret = random_secret(&self.env);
         let now = self.env.now_ms();
+        let expires_ms = match n.expires_in_days {
+            None => None,
+            Some(d) => Some(
+                d.checked_mul(86_400_000)
+                    .and_then(|ms| now.checked_add(ms))
+                    .filter(|_| d > 0)
+                    .ok_or_else(|| {
+                        bad(format!(
+                            "expires_in_days must be between 1 and {}",
+                            (u64::MAX - now) / 86_400_000
+                        ))
+                    })?,
+            ),
+        };
+        let secret = random_secret(&self.env);
         let r = Robot {
             name: name.clone(),
-            secret_hash: hash_password(&self.env, &secret)?,
-            permissions: n.permissions,
-            expires_ms: n.expires_in_days.map(|d| now + d * 86_400_000),
+            secret_hash: hash_password_off_thread(&self.env, &secret).await?,
+            permissions,
+            expires_ms,
             description: n.description,
             created_ms: now,
+            incarnation: new_incarnation(&self.env),
         };
         self.dir()
             .put("robot", &name, &r, true)
             .await
-            .map_err(|e| {
-                if e.code == ErrorCode::Unknown {
-                    e
-                } else {
-                    RegistryError::new(ErrorCode::Denied, "robot exists")
-                }
-            })?;
-        self.audit(ext, who.name(), "robot_create", &name, None)
+            .map_err(|e| exists(e, "a robot", &name))?;
+        self.record_event(ext, robot_project(&r), who.name(), "robot_create", &name, None)
             .await;
         let mut v = robot_view(&r);
         v["secret"] = serde_json::json!(secret);
@@ -707,7 +808,7 @@ impl<B: BlobStore, M: MetadataStore + DocumentStore, E: Env> Registry<B, M, E> {
             self.may(who, &p.project, Right::ManageMembers).await?;
         }
         self.meta.delete_doc("robot", name).await?;
-        self.audit(ext, who.name(), "robot_delete", name, None)
+        self.record_event(ext, robot_project(&r), who.name(), "robot_delete", name, None)
             .await;
         Ok(ok_json::<B>(
             StatusCode::OK,
@@ -748,7 +849,7 @@ impl<B: BlobStore, M: MetadataStore + DocumentStore, E: Env> Registry<B, M, E> {
                 };
                 let keep = project
                     .as_ref()
-                    .is_none_or(|p| crate::auth::project_of(&e.resource) == p)
+                    .is_none_or(|p| e.project() == Some(p.as_str()))
                     && actor.as_ref().is_none_or(|a| &e.actor == a)
                     && action.as_ref().is_none_or(|a| &e.action == a);
                 if keep {
@@ -766,6 +867,30 @@ impl<B: BlobStore, M: MetadataStore + DocumentStore, E: Env> Registry<B, M, E> {
             StatusCode::OK,
             serde_json::to_value(&out).unwrap_or_default(),
         ))
+    }
+}
+
+/// A create-only write that found the record there already: 409 naming what exists.
+fn exists(e: RegistryError, what: &str, name: &str) -> RegistryError {
+    if e.code == ErrorCode::Conflict {
+        RegistryError::new(ErrorCode::Conflict, format!("{what} named {name:?} already exists"))
+    } else {
+        e
+    }
+}
+
+fn is_json(h: &http::HeaderMap) -> bool {
+    h.get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|t| t.trim().eq_ignore_ascii_case("application/json"))
+}
+
+/// The project a robot's events belong to: its only project, if it has one.
+fn robot_project(r: &Robot) -> Option<&str> {
+    match r.permissions.as_slice() {
+        [one] => Some(one.project.as_str()),
+        _ => None,
     }
 }
 

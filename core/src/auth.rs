@@ -103,6 +103,15 @@ pub struct User {
     pub admin: bool,
     /// Creation time (ms).
     pub created_ms: u64,
+    /// Random id given at creation: a user deleted and created again under the same name is
+    /// another incarnation, so nothing issued to or granted the old one applies (records
+    /// from before incarnations read as 0).
+    #[serde(default)]
+    pub incarnation: u64,
+    /// Bumped by every password change or reset: refresh tokens carry the generation they
+    /// were issued under, so a change revokes every one issued before it.
+    #[serde(default)]
+    pub generation: u64,
 }
 
 /// A project: the unit of access control.
@@ -114,6 +123,10 @@ pub struct Project {
     pub public: bool,
     /// Creation time (ms).
     pub created_ms: u64,
+    /// Random id given at creation; members and robot grants name it, so a project deleted
+    /// and created again under the same name inherits none of them (0 before incarnations).
+    #[serde(default)]
+    pub incarnation: u64,
 }
 
 /// A user's role in a project.
@@ -125,6 +138,12 @@ pub struct Member {
     pub username: String,
     /// Role.
     pub role: Role,
+    /// The project incarnation this membership was granted in.
+    #[serde(default)]
+    pub project_incarnation: u64,
+    /// The user incarnation it was granted to.
+    #[serde(default)]
+    pub user_incarnation: u64,
 }
 
 /// What a robot may do in one project.
@@ -134,6 +153,10 @@ pub struct RobotPermission {
     pub project: String,
     /// Allowed actions.
     pub actions: Vec<Action>,
+    /// The project incarnation the grant was made in (set by the server, never taken from
+    /// a request).
+    #[serde(default)]
+    pub project_incarnation: u64,
 }
 
 /// A robot account: a non-person credential with explicit permissions and an expiry.
@@ -152,6 +175,9 @@ pub struct Robot {
     pub description: String,
     /// Creation time (ms).
     pub created_ms: u64,
+    /// Random id given at creation (see [`User::incarnation`]).
+    #[serde(default)]
+    pub incarnation: u64,
 }
 
 /// Who is asking.
@@ -183,6 +209,37 @@ impl Principal {
             Principal::Anonymous => "anonymous",
             Principal::User(_) => "user",
             Principal::Robot(_) => "robot",
+        }
+    }
+    /// (incarnation, credential generation): what a refresh token is bound to.
+    pub fn binding(&self) -> (u64, u64) {
+        match self {
+            Principal::Anonymous => (0, 0),
+            Principal::User(u) => (u.incarnation, u.generation),
+            Principal::Robot(r) => (r.incarnation, 0),
+        }
+    }
+}
+
+/// The subject name of unauthenticated tokens. It is reserved: no account may take it, and
+/// a token naming it never resolves to a stored identity.
+pub const ANONYMOUS: &str = "anonymous";
+
+/// Whether `name` may be given to a new user: not the anonymous subject, and nothing that
+/// reads as a robot's name (`robot$…`; `$` and `+` are refused by the name rules anyway).
+pub fn reserved_username(name: &str) -> bool {
+    name == ANONYMOUS || name.starts_with("robot$") || name.contains(['$', '+'])
+}
+
+/// A fresh incarnation id (never 0, which marks records from before incarnations).
+pub fn new_incarnation(env: &impl Env) -> u64 {
+    loop {
+        let mut b = [0u8; 8];
+        env.fill_random(&mut b);
+        // Below 2^53, so the id survives JSON readers that use doubles.
+        let v = u64::from_le_bytes(b) >> 11;
+        if v != 0 {
+            return v;
         }
     }
 }
@@ -227,7 +284,12 @@ impl<D: DocumentStore> Directory<'_, D> {
         self.0
             .put_doc(kind, id, &raw, if_absent)
             .await
-            .map_err(store_err)
+            .map_err(|e| match e {
+                StoreError::Precondition(_) => {
+                    RegistryError::new(ErrorCode::Conflict, format!("{kind} {id:?} exists"))
+                }
+                e => store_err(e),
+            })
     }
     /// Lists records of a kind under a prefix.
     pub async fn list<T: for<'de> Deserialize<'de>>(
@@ -287,19 +349,24 @@ impl<D: DocumentStore> Directory<'_, D> {
             return Ok(false);
         };
         let public_pull = p.public && right == Right::Repo(Action::Pull);
+        // A grant counts only in the incarnation of the project (and of the user) it was
+        // made in: whoever re-creates a deleted project's name inherits nothing of it.
         match who {
             Principal::Anonymous => Ok(public_pull),
             Principal::User(u) => Ok(public_pull
-                || self
-                    .member(project, &u.username)
-                    .await?
-                    .is_some_and(|m| m.role.allows(right))),
+                || self.member(project, &u.username).await?.is_some_and(|m| {
+                    m.project_incarnation == p.incarnation
+                        && m.user_incarnation == u.incarnation
+                        && m.role.allows(right)
+                })),
             Principal::Robot(r) => Ok(match right {
                 Right::Repo(a) => {
                     public_pull
-                        || r.permissions
-                            .iter()
-                            .any(|perm| perm.project == project && perm.actions.contains(&a))
+                        || r.permissions.iter().any(|perm| {
+                            perm.project == project
+                                && perm.project_incarnation == p.incarnation
+                                && perm.actions.contains(&a)
+                        })
                 }
                 _ => false,
             }),
@@ -324,6 +391,29 @@ pub fn verify_password(password: &str, hash: &str) -> bool {
     argon2::Argon2::default()
         .verify_password(password.as_bytes(), hash)
         .is_ok()
+}
+
+/// [`hash_password`] on [`Env::run_heavy`], so a burst of logins does not stall requests.
+pub async fn hash_password_off_thread(
+    env: &impl Env,
+    password: &str,
+) -> Result<String, RegistryError> {
+    let mut salt = [0u8; 16];
+    env.fill_random(&mut salt);
+    let password = password.to_owned();
+    env.run_heavy(move || {
+        argon2::Argon2::default()
+            .hash_password_with_salt(password.as_bytes(), &salt)
+            .map(|h| h.to_string())
+            .map_err(|e| RegistryError::new(ErrorCode::Unknown, format!("hashing password: {e}")))
+    })
+    .await
+}
+
+/// [`verify_password`] on [`Env::run_heavy`].
+pub async fn verify_password_off_thread(env: &impl Env, password: &str, hash: &str) -> bool {
+    let (password, hash) = (password.to_owned(), hash.to_owned());
+    env.run_heavy(move || verify_password(&password, &hash)).await
 }
 
 /// A fresh random secret (robot secrets, generated passwords).
@@ -370,6 +460,12 @@ pub struct Claims {
     /// `user`, `robot`, `anonymous`.
     #[serde(default)]
     pub kind: String,
+    /// The subject's incarnation when the token was issued ([`Principal::binding`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inc: Option<u64>,
+    /// The subject's credential generation when the token was issued.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cgen: Option<u64>,
 }
 
 impl Claims {
@@ -559,6 +655,8 @@ pub async fn ensure_admin<D: DocumentStore>(
         email: None,
         admin: true,
         created_ms: env.now_ms(),
+        incarnation: new_incarnation(env),
+        generation: 0,
     };
     let raw = serde_json::to_vec(&user)
         .map_err(|e| RegistryError::new(ErrorCode::Unknown, e.to_string()))?;
@@ -684,6 +782,8 @@ impl TokenService {
             } else {
                 who.kind().into()
             },
+            inc: Some(who.binding().0),
+            cgen: Some(who.binding().1),
         };
         Ok((self.sign(&claims)?, claims))
     }
@@ -776,83 +876,6 @@ impl TokenService {
     }
 }
 
-// ---- login throttling -------------------------------------------------------------------
-
-/// Failed logins allowed per window, per user and per client address.
-pub const MAX_FAILURES: u32 = 5;
-/// The throttle window.
-pub const THROTTLE_WINDOW_MS: u64 = 15 * 60 * 1000;
-
-#[derive(Serialize, Deserialize, Default)]
-struct Throttle {
-    failures: u32,
-    since_ms: u64,
-}
-
-/// Refuses with 429 and `Retry-After` if `keys` (e.g. `user:alice`, `ip:1.2.3.4`) failed too
-/// often in the current window.
-///
-/// Returns the keys that have a failure record, so a successful login clears only those
-/// (a delete costs a write on DynamoDB even when there is nothing to delete).
-pub async fn check_throttle<D: DocumentStore>(
-    docs: &D,
-    keys: &[String],
-    now_ms: u64,
-) -> Result<Vec<String>, RegistryError> {
-    let dir = Directory(docs);
-    let mut recorded = Vec::new();
-    for k in keys {
-        let Some(t) = dir.get::<Throttle>("throttle", k).await? else {
-            continue;
-        };
-        recorded.push(k.clone());
-        if t.failures >= MAX_FAILURES && now_ms < t.since_ms + THROTTLE_WINDOW_MS {
-            let retry = (t.since_ms + THROTTLE_WINDOW_MS - now_ms).div_ceil(1000);
-            return Err(RegistryError::new(
-                ErrorCode::TooManyRequests,
-                format!("too many failed logins; retry in {retry} seconds"),
-            )
-            .with_header(http::header::RETRY_AFTER, retry.to_string()));
-        }
-    }
-    Ok(recorded)
-}
-
-/// Counts a failed login against each key.
-pub async fn record_failure<D: DocumentStore>(
-    docs: &D,
-    keys: &[String],
-    now_ms: u64,
-) -> Result<(), RegistryError> {
-    let dir = Directory(docs);
-    for k in keys {
-        let mut t = dir
-            .get::<Throttle>("throttle", k)
-            .await?
-            .unwrap_or_default();
-        if now_ms >= t.since_ms + THROTTLE_WINDOW_MS {
-            t = Throttle {
-                failures: 0,
-                since_ms: now_ms,
-            };
-        }
-        t.failures += 1;
-        dir.put("throttle", k, &t, false).await?;
-    }
-    Ok(())
-}
-
-/// Clears the counters after a successful login.
-pub async fn clear_failures<D: DocumentStore>(
-    docs: &D,
-    keys: &[String],
-) -> Result<(), RegistryError> {
-    for k in keys {
-        docs.delete_doc("throttle", k).await.map_err(store_err)?;
-    }
-    Ok(())
-}
-
 /// Parses `Authorization: Basic …` into user and password.
 pub fn parse_basic(value: &str) -> Option<(String, String)> {
     let b64 = value
@@ -935,6 +958,53 @@ mod tests {
                 role.allows(Right::ReadAudit),
             ];
             assert_eq!(got, want, "{role:?}");
+        }
+    }
+
+    /// A document store whose writes fail as `fail` says: a duplicate (`Precondition`) or an
+    /// outage (`Unavailable`).
+    struct FailingDocs(fn() -> StoreError);
+
+    impl DocumentStore for FailingDocs {
+        async fn get_doc(&self, _: &str, _: &str) -> Result<Option<Vec<u8>>, StoreError> {
+            Ok(None)
+        }
+        async fn put_doc(&self, _: &str, _: &str, _: &[u8], _: bool) -> Result<(), StoreError> {
+            Err((self.0)())
+        }
+        async fn delete_doc(&self, _: &str, _: &str) -> Result<bool, StoreError> {
+            Ok(false)
+        }
+        async fn list_docs(
+            &self,
+            _: &str,
+            _: &str,
+            _: Option<&str>,
+            _: usize,
+        ) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+            Ok(Vec::new())
+        }
+    }
+
+    #[test]
+    fn a_duplicate_is_a_conflict_and_an_outage_is_not() {
+        let put = |docs: FailingDocs| {
+            futures_executor::block_on(Directory(&docs).put("user", "alice", &1u8, true))
+                .expect_err("fails")
+        };
+        let dup = put(FailingDocs(|| StoreError::Precondition("exists".into())));
+        assert_eq!((dup.code, dup.status.as_u16()), (ErrorCode::Conflict, 409));
+        let down = put(FailingDocs(|| StoreError::Unavailable("timeout".into())));
+        assert_eq!((down.code, down.status.as_u16()), (ErrorCode::Unavailable, 503));
+    }
+
+    #[test]
+    fn reserved_names() {
+        for n in ["anonymous", "robot$x", "a+b", "a$b"] {
+            assert!(reserved_username(n), "{n}");
+        }
+        for n in ["alice", "anonymous2", "robots"] {
+            assert!(!reserved_username(n), "{n}");
         }
     }
 

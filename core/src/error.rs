@@ -43,6 +43,8 @@ pub enum ErrorCode {
     /// Too many requests.
     #[serde(rename = "TOOMANYREQUESTS")]
     TooManyRequests,
+    /// The management API's "already exists" (Harbor's code; no `/v2/` route uses it).
+    Conflict,
     /// A backend is unavailable; retrying later may succeed.
     Unavailable,
     /// Unknown server-side fault.
@@ -63,6 +65,7 @@ impl ErrorCode {
             Denied => StatusCode::FORBIDDEN,
             Unsupported => StatusCode::METHOD_NOT_ALLOWED,
             TooManyRequests => StatusCode::TOO_MANY_REQUESTS,
+            Conflict => StatusCode::CONFLICT,
             Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             Unknown => StatusCode::INTERNAL_SERVER_ERROR,
         }

@@ -2,9 +2,8 @@
 //! document, per-request authorization of `/v2/` routes, and the audit trail.
 
 use crate::auth::{
-    Access, Action, Claims, Directory, Principal, Project, Right, Scope, TokenError,
-    check_throttle, clear_failures, parse_basic, project_of, record_failure, rfc3339,
-    verify_password,
+    ANONYMOUS, Access, Action, Claims, Directory, Principal, Project, Right, Scope, TokenError,
+    new_incarnation, parse_basic, project_of, rfc3339,
 };
 use crate::digest::to_hex;
 use crate::error::{ErrorCode, RegistryError, Result};
@@ -50,6 +49,43 @@ pub struct AuditEvent {
     pub reference: Option<String>,
     /// Client address.
     pub client: String,
+    /// The project the event belongs to, set by whoever records it: `None` for logins and
+    /// account changes, which must never show in a project's log (a project named after a
+    /// user would otherwise read that user's logins).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub project: Option<String>,
+}
+
+impl AuditEvent {
+    /// The event's project. Events recorded before events carried one are read as before
+    /// only for repository actions, whose resource is a repository name.
+    pub fn project(&self) -> Option<&str> {
+        match (&self.project, self.action.as_str()) {
+            (Some(p), _) => Some(p),
+            (None, "push" | "pull" | "delete") => Some(project_of(&self.resource)),
+            (None, _) => None,
+        }
+    }
+}
+
+/// `host[:port]` as RFC 3986 allows it in an authority (reg-name, IPv4 or `[IPv6]`),
+/// without user info.
+fn valid_host(h: &str) -> bool {
+    let (host, port) = match h.rsplit_once(':') {
+        // `[v6]` without a port, or a bare IPv6 address (refused below).
+        Some((a, _)) if !a.ends_with(']') && a.contains(':') => (h, None),
+        Some((a, p)) => (a, Some(p)),
+        None => (h, None),
+    };
+    let port_ok = port.is_none_or(|p| !p.is_empty() && p.len() <= 5 && p.bytes().all(|b| b.is_ascii_digit()));
+    let host_ok = if let Some(v6) = host.strip_prefix('[').and_then(|x| x.strip_suffix(']')) {
+        !v6.is_empty() && v6.bytes().all(|b| b.is_ascii_hexdigit() || b == b':' || b == b'.')
+    } else {
+        !host.is_empty()
+            && host.len() <= 253
+            && host.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-')
+    };
+    port_ok && host_ok
 }
 
 fn challenge(realm: &str, service: &str, scope: Option<&str>, error: Option<&str>) -> String {
@@ -77,16 +113,19 @@ impl<B: BlobStore, M: MetadataStore + DocumentStore, E: Env> Registry<B, M, E> {
         if let Some(o) = ext.get::<PublicOrigin>() {
             return format!("{}/token", o.0);
         }
+        // The Host header is the client's to set: only a plain host[:port] goes into the
+        // challenge, so nothing can be injected into `WWW-Authenticate`.
         let host = headers
             .get(header::HOST)
             .and_then(|h| h.to_str().ok())
+            .filter(|h| valid_host(h))
             .unwrap_or("localhost");
         format!("http://{host}/token")
     }
 
     /// Authorizes a `/v2/` request needing `need` (`None`: any valid token; `Some((repo,
     /// action))`; the catalog is `Some(("", Pull))` with `catalog = true`).
-    pub(crate) fn authorize(
+    pub(crate) async fn authorize(
         &self,
         headers: &HeaderMap,
         ext: &http::Extensions,
@@ -138,22 +177,30 @@ impl<B: BlobStore, M: MetadataStore + DocumentStore, E: Env> Registry<B, M, E> {
             need.is_none_or(|(repo, a)| claims.grants(repo, a))
         };
         if !ok {
-            // RFC 6750 §3.1: insufficient scope is a 403 whose challenge names the scope,
-            // so a client holding a narrower token (oras asks pull first) can ask again.
+            // Clients ask for a wider token only on a 401 (containerd's resolver, Go clients
+            // of the token spec, Distribution itself): so a token that lacks a scope the
+            // caller could be granted gets 401 with an `insufficient_scope` challenge naming
+            // it, and only a caller who cannot be granted it at all gets 403 DENIED.
+            let challenge = challenge(
+                &realm,
+                service,
+                scope.as_deref(),
+                Some("insufficient_scope"),
+            );
+            if self.could_be_granted(&claims, need, catalog).await? {
+                return Err(RegistryError::new(
+                    ErrorCode::Unauthorized,
+                    "the token does not grant this; ask the token endpoint for the scope in the challenge",
+                )
+                .with_detail(serde_json::json!({ "scope": scope }))
+                .with_header(header::WWW_AUTHENTICATE, challenge));
+            }
             return Err(RegistryError::new(
                 ErrorCode::Denied,
                 "requested access to the resource is denied",
             )
             .with_detail(serde_json::json!({ "scope": scope }))
-            .with_header(
-                header::WWW_AUTHENTICATE,
-                challenge(
-                    &realm,
-                    service,
-                    scope.as_deref(),
-                    Some("insufficient_scope"),
-                ),
-            ));
+            .with_header(header::WWW_AUTHENTICATE, challenge));
         }
         Ok(Caller {
             name: claims.sub.clone(),
@@ -161,10 +208,67 @@ impl<B: BlobStore, M: MetadataStore + DocumentStore, E: Env> Registry<B, M, E> {
         })
     }
 
-    /// Records an audit event; failures are logged, never fail the request.
+    /// Whether the token endpoint would give the token's subject what `need` asks: an
+    /// anonymous caller may log in and so always could; a user or robot that no longer
+    /// exists could not.
+    async fn could_be_granted(
+        &self,
+        claims: &Claims,
+        need: Option<(&str, Action)>,
+        catalog: bool,
+    ) -> Result<bool> {
+        if claims.kind == ANONYMOUS {
+            return Ok(true);
+        }
+        let who = match self.principal(&claims.sub).await {
+            Ok(p) => p,
+            Err(e) if e.code == ErrorCode::Unauthorized => return Ok(false),
+            Err(e) => return Err(e),
+        };
+        if catalog {
+            return Ok(who.is_admin());
+        }
+        let Some((repo, action)) = need else {
+            return Ok(true);
+        };
+        let project = project_of(repo);
+        Ok(validate_name(repo).is_ok()
+            && (who.is_admin()
+                || Directory(&self.meta)
+                    .allowed(&who, project, Right::Repo(action))
+                    .await?))
+    }
+
+    /// Records an event on repository `repo` (in `repo`'s project).
     pub(crate) async fn audit(
         &self,
         ext: &http::Extensions,
+        actor: &str,
+        action: &str,
+        repo: &str,
+        reference: Option<String>,
+    ) {
+        self.record_event(ext, Some(project_of(repo)), actor, action, repo, reference)
+            .await
+    }
+
+    /// Records an event that belongs to no project (logins, accounts).
+    pub(crate) async fn audit_global(
+        &self,
+        ext: &http::Extensions,
+        actor: &str,
+        action: &str,
+        resource: &str,
+    ) {
+        self.record_event(ext, None, actor, action, resource, None)
+            .await
+    }
+
+    /// Records an audit event; failures are logged, never fail the request.
+    pub(crate) async fn record_event(
+        &self,
+        ext: &http::Extensions,
+        project: Option<&str>,
         actor: &str,
         action: &str,
         resource: &str,
@@ -184,6 +288,7 @@ impl<B: BlobStore, M: MetadataStore + DocumentStore, E: Env> Registry<B, M, E> {
                 .get::<ClientAddr>()
                 .map(|c| c.0.clone())
                 .unwrap_or_default(),
+            project: project.map(str::to_owned),
         };
         let mut r = [0u8; 4];
         self.env.fill_random(&mut r);
@@ -209,14 +314,21 @@ impl<B: BlobStore, M: MetadataStore + DocumentStore, E: Env> Registry<B, M, E> {
             .and_then(|v| v.to_str().ok());
         let basic = basic.or_else(|| auth.and_then(parse_basic));
         if let Some((user, password)) = basic {
+            if user == ANONYMOUS {
+                return Err(RegistryError::new(
+                    ErrorCode::Unauthorized,
+                    "invalid username or password",
+                ));
+            }
             return self.password_login(ext, &user, &password).await.map(Some);
         }
-        if let (Some(tokens), Some(t)) = (&self.auth, auth.and_then(|a| a.strip_prefix("Bearer ")))
-        {
-            let claims = tokens.verify(t.trim(), self.env.now_ms()).map_err(|e| {
-                RegistryError::new(ErrorCode::Unauthorized, format!("invalid token: {e:?}"))
-            })?;
-            return self.principal(&claims.sub).await.map(Some);
+        // Registry tokens are credentials for `/v2/` scopes only: a pull token for one
+        // repository must not change its owner's password or create an admin.
+        if auth.is_some_and(|a| a.len() > 7 && a[..7].eq_ignore_ascii_case("bearer ")) {
+            return Err(RegistryError::new(
+                ErrorCode::Unauthorized,
+                "registry tokens are not accepted here; authenticate with Basic credentials",
+            ));
         }
         Ok(None)
     }
@@ -225,6 +337,10 @@ impl<B: BlobStore, M: MetadataStore + DocumentStore, E: Env> Registry<B, M, E> {
     pub(crate) async fn principal(&self, name: &str) -> Result<Principal> {
         let dir = Directory(&self.meta);
         let gone = || RegistryError::new(ErrorCode::Unauthorized, "account no longer exists");
+        if name == ANONYMOUS {
+            // Even if a record of that name was created before the name was reserved.
+            return Err(gone());
+        }
         if name.starts_with("robot$") {
             let r = dir.robot(name).await?.ok_or_else(gone)?;
             if r.expires_ms.is_some_and(|e| e <= self.env.now_ms()) {
@@ -245,43 +361,43 @@ impl<B: BlobStore, M: MetadataStore + DocumentStore, E: Env> Registry<B, M, E> {
         user: &str,
         password: &str,
     ) -> Result<Principal> {
+        use crate::throttle;
         let client = ext
             .get::<ClientAddr>()
             .map(|c| c.0.clone())
             .unwrap_or_default();
-        let keys = [format!("user:{user}"), format!("ip:{client}")];
         let now = self.env.now_ms();
-        let recorded = check_throttle(&self.meta, &keys, now).await?;
+        // A slot of the (user, address) and the address counters before any password is
+        // looked at: racing guesses cannot exceed either limit (429 when one is full).
+        let claim = throttle::claim(&self.meta, user, &client, now).await?;
         let dir = Directory(&self.meta);
-        let (hash, principal) = if user.starts_with("robot$") {
-            match dir.robot(user).await? {
-                Some(r) => (Some(r.secret_hash.clone()), Some(Principal::Robot(r))),
-                None => (None, None),
-            }
+        let found = if user.starts_with("robot$") {
+            dir.robot(user)
+                .await
+                .map(|r| r.map(|r| (r.secret_hash.clone(), Principal::Robot(r))))
         } else {
-            match dir.user(user).await? {
-                Some(u) => (Some(u.password_hash.clone()), Some(Principal::User(u))),
-                None => (None, None),
+            dir.user(user)
+                .await
+                .map(|u| u.map(|u| (u.password_hash.clone(), Principal::User(u))))
+        };
+        let found = match found {
+            Ok(f) => f,
+            Err(e) => {
+                throttle::give_back(&self.meta, &claim).await;
+                return Err(e);
             }
         };
-        let ok = hash
-            .as_deref()
-            .is_some_and(|h| verify_password(password, h));
-        if !ok {
-            record_failure(&self.meta, &keys, now).await?;
-            self.audit(ext, user, "login_failed", user, None).await;
-            return Err(RegistryError::new(
-                ErrorCode::Unauthorized,
-                "invalid username or password",
-            ));
-        }
-        clear_failures(&self.meta, &recorded).await?;
-        let Some(p) = principal else {
+        // An unknown name costs the same Argon2 check as a known one (a dummy hash).
+        let hash = found.as_ref().map(|(h, _)| h.as_str());
+        let ok = throttle::check_password(&self.env, password, hash).await;
+        let Some((_, p)) = found.filter(|_| ok) else {
+            self.audit_global(ext, user, "login_failed", user).await;
             return Err(RegistryError::new(
                 ErrorCode::Unauthorized,
                 "invalid username or password",
             ));
         };
+        throttle::release(&self.meta, claim).await;
         if let Principal::Robot(r) = &p
             && r.expires_ms.is_some_and(|e| e <= now)
         {
@@ -326,6 +442,7 @@ impl<B: BlobStore, M: MetadataStore + DocumentStore, E: Env> Registry<B, M, E> {
                     name: project.to_owned(),
                     public: false,
                     created_ms: self.env.now_ms(),
+                    incarnation: new_incarnation(&self.env),
                 };
                 // Losing a creation race to another push is fine.
                 let _ = dir.put("project", project, &p, true).await;
@@ -397,8 +514,21 @@ impl<B: BlobStore, M: MetadataStore + DocumentStore, E: Env> Registry<B, M, E> {
                         format!("invalid refresh token: {e:?}"),
                     )
                 })?;
+                let who = self.principal(&claims.sub).await?;
+                // Bound to the identity's incarnation and credential generation: a deletion,
+                // a password change or a reset revokes every refresh token issued before it.
+                // Tokens from before this binding carry neither claim and are refused (their
+                // users log in once more).
+                if (claims.inc, claims.cgen) != (Some(who.binding().0), Some(who.binding().1)) {
+                    return Err(RegistryError::new(
+                        ErrorCode::Unauthorized,
+                        "the refresh token was revoked (the account or its password changed); log in again",
+                    ));
+                }
+                // Not rotated: docker keeps the refresh token of `docker login` and sends it
+                // on every later pull (its credential store ignores a new one).
                 refresh_in = Some(t.to_owned());
-                Some(self.principal(&claims.sub).await?)
+                Some(who)
             }
             (true, other) => {
                 return Err(RegistryError::new(
@@ -424,7 +554,7 @@ impl<B: BlobStore, M: MetadataStore + DocumentStore, E: Env> Registry<B, M, E> {
             _ => None,
         };
         if !matches!(who, Principal::Anonymous) && get("grant_type") != Some("refresh_token") {
-            self.audit(&parts.extensions, who.name(), "login", who.name(), None)
+            self.audit_global(&parts.extensions, who.name(), "login", who.name())
                 .await;
         }
         let mut body = serde_json::json!({

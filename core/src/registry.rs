@@ -144,6 +144,11 @@ impl<B: BlobStore, M: MetadataStore + DocumentStore, E: Env> Registry<B, M, E> {
         };
         resp.headers_mut()
             .insert(API_VERSION, HeaderValue::from_static("registry/2.0"));
+        // No response is to be sniffed into HTML or script by a browser.
+        resp.headers_mut().insert(
+            HeaderName::from_static("x-content-type-options"),
+            HeaderValue::from_static("nosniff"),
+        );
         resp
     }
 
@@ -181,7 +186,10 @@ impl<B: BlobStore, M: MetadataStore + DocumentStore, E: Env> Registry<B, M, E> {
                 name: "upload-capability".into(),
                 claims: None,
             },
-            None => self.authorize_route(&r, m, &mut query, &parts.headers, &parts.extensions)?,
+            None => {
+                self.authorize_route(&r, m, &mut query, &parts.headers, &parts.extensions)
+                    .await?
+            }
         };
         let audit = audit_action(&r, m);
         let mut result = self
@@ -279,7 +287,7 @@ impl<B: BlobStore, M: MetadataStore + DocumentStore, E: Env> Registry<B, M, E> {
 
     /// Checks the caller's token for what the route needs; drops a mount whose source the
     /// caller may not pull (the spec's fallback: a plain upload session).
-    fn authorize_route(
+    async fn authorize_route(
         &self,
         r: &Route<'_>,
         m: &Method,
@@ -293,7 +301,9 @@ impl<B: BlobStore, M: MetadataStore + DocumentStore, E: Env> Registry<B, M, E> {
             _ => Action::Push,
         };
         let catalog = matches!(r, Route::Catalog);
-        let caller = self.authorize(headers, ext, r.name().map(|n| (n, action)), catalog)?;
+        let caller = self
+            .authorize(headers, ext, r.name().map(|n| (n, action)), catalog)
+            .await?;
         if let (Some(claims), Some(from)) = (&caller.claims, query.get("from"))
             && !claims.grants(from, Action::Pull)
         {

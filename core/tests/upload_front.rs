@@ -59,6 +59,8 @@ fn pair(max_body: Option<u64>) -> Pair {
         email: None,
         admin: true,
         created_ms: T0,
+        incarnation: 1,
+        generation: 0,
     };
     block_on(wharf_core::auth::Directory(&api.meta).put("user", "admin", &admin, true))
         .expect("admin");
@@ -285,6 +287,8 @@ fn without_a_front_sessions_stay_on_the_api() {
         email: None,
         admin: true,
         created_ms: T0,
+        incarnation: 1,
+        generation: 0,
     };
     block_on(wharf_core::auth::Directory(&api.meta).put("user", "admin", &admin, true))
         .expect("admin");

@@ -61,4 +61,31 @@ check "the server log is not empty" test -s "$log"
 for secret in "$WHARF_ADMIN_PASSWORD" "$ALICE_PW" "$ROBOT_SECRET" "$TOKEN" "BEGIN PRIVATE KEY" '$argon2'; do
   check "no secret in logs (${secret:0:6}…)" sh -c "! grep -qF -- '$secret' '$log'"
 done
+
+# ---- refresh tokens with real docker -----------------------------------------------------
+# Access tokens live 1 s (+5 s leeway): every pull below, 7 s after the last, needs a new one,
+# which docker gets with the refresh token it stored at `docker login` — the same token every
+# time (docker's credential store ignores a new one, so wharf does not rotate them). A
+# password change revokes it: the next pull gets 401.
+WHARF_DATA=$WORK/wharf-refresh start_wharf --auth on --token-ttl-secs 1
+BOB_PW="bob-$(random_word)"
+check "admin creates user bob" wharf_cli user add bob --new-password "$BOB_PW"
+check "admin creates project rt" wharf_cli project create rt
+check "bob becomes a developer of rt" wharf_cli member add rt bob developer
+check "docker login as bob" sh -c "echo '$BOB_PW' | docker login -u bob --password-stdin $R"
+check "docker stored a refresh token (identitytoken)" grep -q identitytoken "$DOCKER_CONFIG/config.json"
+docker tag e2e-auth:base "$R/rt/app:v1"
+check "bob pushes rt/app:v1" docker push "$R/rt/app:v1"
+for i in 1 2 3; do
+  sleep 7
+  docker rmi -f "$R/rt/app:v1" >/dev/null 2>&1
+  check "pull $i, one access-token lifetime after the last, refreshes and succeeds" docker pull "$R/rt/app:v1"
+done
+check "bob's password is reset by the admin" wharf_cli user passwd bob --new-password "bob-new-$(random_word)"
+sleep 7
+docker rmi -f "$R/rt/app:v1" >/dev/null 2>&1
+check_fails "after the password change the refresh token is refused" docker pull "$R/rt/app:v1"
+check "the refusal was a 401 at the token endpoint" grep -q 'refresh token was revoked' "$WHARF_LOG"
+docker logout "$R" >/dev/null
+stop_wharf
 finish

@@ -226,7 +226,9 @@ pub fn run(conn: Conn, cmd: AdminCommand) -> Result<(), String> {
             &conn,
             "PUT",
             &format!("users/{}/password", enc(&name)),
-            Some(json!({"password": new_password})),
+            // The caller's own password: required to change one's own, ignored when an
+            // admin resets someone else's.
+            Some(json!({"password": new_password, "current_password": conn.password})),
         )?,
         Project(ProjectCmd::Create { name, public }) => call(
             &conn,
