@@ -42,9 +42,16 @@ pub struct ByteRange {
 }
 
 impl ByteRange {
-    /// Number of bytes covered.
+    /// The range `start..=end`, or `None` if it is empty (`end < start`) or covers 2^64
+    /// bytes (`0-18446744073709551615`), whose length no `u64` holds: the core builds every
+    /// range from client input through here, so [`Self::len`] is exact.
+    pub fn new(start: u64, end: u64) -> Option<Self> {
+        end.checked_sub(start)?.checked_add(1)?;
+        Some(Self { start, end })
+    }
+    /// Number of bytes covered (saturating, for a range not built by [`Self::new`]).
     pub fn len(&self) -> u64 {
-        self.end - self.start + 1
+        self.end.saturating_sub(self.start).saturating_add(1)
     }
     /// Never true: a range covers at least one byte.
     pub fn is_empty(&self) -> bool {
@@ -114,6 +121,22 @@ pub trait BlobStore {
     async fn commit(&self, upload: &UploadRecord, digest: &Digest) -> Result<(), StoreError>;
     /// Discards an upload's staging data.
     async fn abort(&self, upload: &UploadRecord) -> Result<(), StoreError>;
+    /// Optional ability: hands the upload's first `upload.offset` staged bytes to `sink`,
+    /// in order (several calls, any sizes). The core uses it only when the closing `PUT`
+    /// names a digest of another algorithm than the upload was hashed with (a client that
+    /// pushes sha512 without `POST ?digest=`), to hash the bytes again; so sha256 uploads
+    /// never pay for it. Stores without it answer `NotSupported` (the PUT then fails with
+    /// `DIGEST_INVALID`, as before). `sink` is `Send` so that the handler's future stays
+    /// `Send` on tokio while a store awaits between chunks.
+    async fn read_staged(
+        &self,
+        _upload: &UploadRecord,
+        _sink: &mut (dyn FnMut(&[u8]) + Send),
+    ) -> Result<(), StoreError> {
+        Err(StoreError::NotSupported(
+            "this blob store cannot read an upload's staged bytes".into(),
+        ))
+    }
 }
 
 /// Appends one request's bytes to an upload.
@@ -218,12 +241,15 @@ pub trait MetadataStore {
         repo: &str,
         reference: &Reference,
     ) -> Result<Option<StoredManifest>, StoreError>;
-    /// Stores a manifest (and its referrer entry), and points `tag` at it, atomically.
+    /// Stores a manifest (and its referrer entry) and points every tag of `tags` at it, in
+    /// one atomic write: a failure leaves no tag moved. The core passes valid, distinct
+    /// tags, at most [`MAX_TAGS_PER_PUT`] (a store may still get a repeated one and must
+    /// then behave as if it came once).
     async fn put_manifest(
         &self,
         repo: &str,
         manifest: &StoredManifest,
-        tag: Option<&str>,
+        tags: &[&str],
     ) -> Result<(), StoreError>;
     /// Deletes a manifest, the tags that point at it and its referrer entry.
     async fn delete_manifest(&self, repo: &str, digest: &Digest) -> Result<bool, StoreError>;
@@ -260,6 +286,11 @@ pub trait MetadataStore {
         limit: usize,
     ) -> Result<Vec<UploadRecord>, StoreError>;
 }
+
+/// Most tags one manifest `PUT` may set (`?tag=` query parameters, the spec asks for at
+/// least 10): DynamoDB's TransactWriteItems takes 100 items, and the manifest and its
+/// referrer entry take two.
+pub const MAX_TAGS_PER_PUT: usize = 64;
 
 /// The hash algorithm to use for a new upload when the client did not name one.
 pub const DEFAULT_ALGORITHM: Algorithm = Algorithm::Sha256;

@@ -11,8 +11,8 @@ use crate::manifest::{self, Descriptor, MAX_MANIFEST_BYTES, OCI_INDEX};
 use crate::name::{validate_name, validate_tag};
 use crate::ports::DocumentStore;
 use crate::ports::{
-    BlobStore, BlobWriter, ByteRange, DEFAULT_ALGORITHM, Env, MetadataStore, Reference,
-    StoredManifest, UploadRecord,
+    BlobStore, BlobWriter, ByteRange, DEFAULT_ALGORITHM, Env, MAX_TAGS_PER_PUT, MetadataStore,
+    Reference, StoredManifest, UploadRecord,
 };
 use crate::route::{Route, route};
 use bytes::{Buf, Bytes};
@@ -30,6 +30,8 @@ pub const API_VERSION: HeaderName = HeaderName::from_static("docker-distribution
 pub const OCI_CHUNK_MIN_LENGTH: HeaderName = HeaderName::from_static("oci-chunk-min-length");
 /// `OCI-Subject`.
 pub const OCI_SUBJECT: HeaderName = HeaderName::from_static("oci-subject");
+/// `OCI-Tag`: one per tag a manifest `PUT` set.
+pub const OCI_TAG: HeaderName = HeaderName::from_static("oci-tag");
 /// `OCI-Filters-Applied`.
 pub const OCI_FILTERS_APPLIED: HeaderName = HeaderName::from_static("oci-filters-applied");
 
@@ -337,7 +339,7 @@ impl<B: BlobStore, M: MetadataStore + DocumentStore, E: Env> Registry<B, M, E> {
                     .await
             }
             (Route::Manifest { name, reference }, Method::PUT) => {
-                self.put_manifest(name, reference, parts_headers, body)
+                self.put_manifest(name, reference, query, parts_headers, body)
                     .await
             }
             (Route::Manifest { name, reference }, Method::DELETE) => {
@@ -452,6 +454,7 @@ impl<B: BlobStore, M: MetadataStore + DocumentStore, E: Env> Registry<B, M, E> {
         &self,
         name: &str,
         reference: &str,
+        q: &Query,
         headers: &HeaderMap,
         body: In,
     ) -> Resp<B>
@@ -460,6 +463,7 @@ impl<B: BlobStore, M: MetadataStore + DocumentStore, E: Env> Registry<B, M, E> {
         In::Error: std::fmt::Display,
     {
         let reference = parse_reference(reference)?;
+        let tags = tags_to_set(&reference, q)?;
         let bytes = read_limited(body, MAX_MANIFEST_BYTES).await.map_err(|e| {
             if e.code == ErrorCode::SizeInvalid {
                 RegistryError::new(
@@ -505,19 +509,18 @@ impl<B: BlobStore, M: MetadataStore + DocumentStore, E: Env> Registry<B, M, E> {
             )
             .with_detail(serde_json::json!({ "digest": d.to_string() })));
         }
-        let tag = match &reference {
-            Reference::Tag(t) => Some(t.as_str()),
-            Reference::Digest(_) => None,
-        };
         let subject = info.subject.clone();
         let stored = StoredManifest { info, bytes };
-        self.meta.put_manifest(name, &stored, tag).await?;
-        tracing::info!(repo = name, %digest, tag, "manifest pushed");
+        self.meta.put_manifest(name, &stored, &tags).await?;
+        tracing::info!(repo = name, %digest, ?tags, "manifest pushed");
         let mut resp = Response::builder()
             .status(StatusCode::CREATED)
             .header(header::LOCATION, format!("/v2/{name}/manifests/{digest}"))
             .header(DOCKER_CONTENT_DIGEST, digest.to_string())
             .header(header::CONTENT_LENGTH, 0);
+        for t in &tags {
+            resp = resp.header(OCI_TAG, *t);
+        }
         if let Some(s) = subject {
             resp = resp.header(OCI_SUBJECT, s.to_string());
         }
@@ -588,6 +591,13 @@ impl<B: BlobStore, M: MetadataStore + DocumentStore, E: Env> Registry<B, M, E> {
                 .body(Body::Empty)
                 .map_err(internal);
         }
+        // Checked before any redirect: the size is known here, so an unsatisfiable range
+        // gets the same 416 (with `Content-Range: bytes */size`) on every runtime, instead
+        // of whatever the object store behind a presigned URL answers.
+        let range = match headers.get(header::RANGE) {
+            Some(v) => parse_range(v, size)?,
+            None => None,
+        };
         if self.config.redirect_blobs
             && let Some(url) =
                 self.blobs
@@ -600,10 +610,6 @@ impl<B: BlobStore, M: MetadataStore + DocumentStore, E: Env> Registry<B, M, E> {
                 .body(Body::Empty)
                 .map_err(internal);
         }
-        let range = match headers.get(header::RANGE) {
-            Some(v) => parse_range(v, size)?,
-            None => None,
-        };
         let reader = self.blobs.get(&digest, range).await.map_err(|e| match e {
             StoreError::NotFound => RegistryError::new(
                 ErrorCode::BlobUnknown,
@@ -835,7 +841,9 @@ impl<B: BlobStore, M: MetadataStore + DocumentStore, E: Env> Registry<B, M, E> {
                 continue;
             };
             let chunk = data.copy_to_bytes(data.remaining());
-            received += chunk.len() as u64;
+            received = received
+                .checked_add(chunk.len() as u64)
+                .ok_or_else(|| too_many_bytes(upload.offset))?;
             if let Some(max) = self.config.max_request_body
                 && received > max
             {
@@ -859,7 +867,10 @@ impl<B: BlobStore, M: MetadataStore + DocumentStore, E: Env> Registry<B, M, E> {
         let store_state = writer.finish().await?;
         let expected_offset = upload.offset;
         let mut next = upload.clone();
-        next.offset += received;
+        next.offset = upload
+            .offset
+            .checked_add(received)
+            .ok_or_else(|| too_many_bytes(upload.offset))?;
         next.hash_state = hasher.save();
         next.store_state = store_state;
         next.updated_ms = self.env.now_ms();
@@ -886,7 +897,13 @@ impl<B: BlobStore, M: MetadataStore + DocumentStore, E: Env> Registry<B, M, E> {
 
     /// Verifies the digest, makes the blob visible in the repository, forgets the upload.
     async fn commit(&self, upload: &UploadRecord, digest: &Digest) -> Resp<B> {
-        let actual = Hasher::restore(&upload.hash_state).map(Hasher::finish);
+        let mut actual = Hasher::restore(&upload.hash_state).map(Hasher::finish);
+        if let Some(a) = &actual
+            && a.algorithm() != digest.algorithm()
+            && let Some(again) = self.rehash(upload, digest.algorithm()).await?
+        {
+            actual = Some(again);
+        }
         if actual.as_ref() != Some(digest) {
             self.discard(upload).await;
             let msg = match actual {
@@ -910,6 +927,32 @@ impl<B: BlobStore, M: MetadataStore + DocumentStore, E: Env> Registry<B, M, E> {
         self.meta.delete_upload(&upload.id).await?;
         tracing::info!(repo = %upload.repo, %digest, size = upload.offset, "blob pushed");
         Ok(blob_created::<B>(&upload.repo, digest))
+    }
+
+    /// The digest under `algorithm` of what the upload staged, read back from the store: an
+    /// upload is hashed as it arrives with the algorithm named at its `POST` (sha256 when
+    /// none was), and a client may name sha512 only at the closing `PUT`. `None` if the store
+    /// cannot read staged bytes back. A read failure is returned without discarding the
+    /// upload, so the client can retry the `PUT`.
+    async fn rehash(&self, upload: &UploadRecord, algorithm: Algorithm) -> Result<Option<Digest>> {
+        let mut hasher = Hasher::new(algorithm);
+        let mut read: u64 = 0;
+        let mut sink = |b: &[u8]| {
+            hasher.update(b);
+            read = read.saturating_add(b.len() as u64);
+        };
+        match self.blobs.read_staged(upload, &mut sink).await {
+            Ok(()) => {}
+            Err(StoreError::NotSupported(_)) => return Ok(None),
+            Err(e) => return Err(e.into()),
+        }
+        if read != upload.offset {
+            return Err(internal(format!(
+                "upload {} staged {read} bytes, {} recorded",
+                upload.id, upload.offset
+            )));
+        }
+        Ok(Some(hasher.finish()))
     }
 
     /// Best-effort removal of an upload after a failure (the cleanup job catches leftovers).
@@ -1022,6 +1065,42 @@ fn body_too_large(max: u64) -> RegistryError {
     .with_status(StatusCode::PAYLOAD_TOO_LARGE)
 }
 
+/// An upload would pass the largest offset a `u64` holds.
+fn too_many_bytes(offset: u64) -> RegistryError {
+    RegistryError::new(
+        ErrorCode::SizeInvalid,
+        format!("the upload has {offset} bytes and cannot grow past {}", u64::MAX),
+    )
+}
+
+/// The tags a manifest `PUT` sets: the reference if it is a tag, then each `?tag=` (the
+/// spec's tags pushed with a manifest by digest), repeats dropped. All are validated here,
+/// before the body is read, so a bad one fails the request with `TAG_INVALID` before
+/// anything is written.
+fn tags_to_set<'q>(reference: &'q Reference, q: &'q Query) -> Result<Vec<&'q str>> {
+    let mut tags: Vec<&str> = Vec::new();
+    if let Reference::Tag(t) = reference {
+        tags.push(t);
+    }
+    for t in q.all("tag") {
+        validate_tag(t)?;
+        if !tags.contains(&t) {
+            tags.push(t);
+        }
+    }
+    if tags.len() > MAX_TAGS_PER_PUT {
+        return Err(RegistryError::new(
+            ErrorCode::TagInvalid,
+            format!(
+                "{} tags in one manifest PUT; at most {MAX_TAGS_PER_PUT} are set at once",
+                tags.len()
+            ),
+        )
+        .with_status(StatusCode::URI_TOO_LONG));
+    }
+    Ok(tags)
+}
+
 fn parse_reference(r: &str) -> Result<Reference> {
     if r.contains(':') {
         Ok(Reference::Digest(r.parse()?))
@@ -1053,7 +1132,7 @@ fn content_length(h: &HeaderMap) -> Result<Option<u64>> {
 }
 
 /// `Content-Range: <start>-<end>` on a PATCH (also accepting a `bytes ` or `bytes=` prefix,
-/// which some clients send).
+/// which some clients send). Anything else, an empty range included, is a 416.
 fn parse_content_range(h: &HeaderMap) -> Result<Option<ByteRange>> {
     let Some(v) = h.get(header::CONTENT_RANGE) else {
         return Ok(None);
@@ -1073,13 +1152,17 @@ fn parse_content_range(h: &HeaderMap) -> Result<Option<ByteRange>> {
     let (a, b) = s.split_once('-').ok_or_else(bad)?;
     let start: u64 = a.trim().parse().map_err(|_| bad())?;
     let end: u64 = b.trim().parse().map_err(|_| bad())?;
-    if end < start {
+    // `end < u64::MAX`: the upload's offset after this chunk, `end + 1`, must fit a u64
+    // (`0-18446744073709551615` would otherwise cover "0 bytes" after wrapping).
+    if end == u64::MAX {
         return Err(bad());
     }
-    Ok(Some(ByteRange { start, end }))
+    ByteRange::new(start, end).map(Some).ok_or_else(bad)
 }
 
-/// A single `Range: bytes=…` against a blob of `size`; multi-range requests get the whole blob.
+/// A single `Range: bytes=…` against a blob of `size`; multi-range requests get the whole
+/// blob. As RFC 9110 says, a last position past the end means the end, however many digits
+/// it has (so a number beyond `u64` counts as `u64::MAX`, it does not fail the request).
 fn parse_range(v: &HeaderValue, size: u64) -> Result<Option<ByteRange>> {
     let unsatisfiable = || {
         RegistryError::new(
@@ -1102,32 +1185,32 @@ fn parse_range(v: &HeaderValue, size: u64) -> Result<Option<ByteRange>> {
     let Some((a, b)) = spec.split_once('-') else {
         return Err(unsatisfiable());
     };
+    let number = |s: &str| -> Result<u64> {
+        if s.is_empty() || !s.bytes().all(|c| c.is_ascii_digit()) {
+            return Err(unsatisfiable());
+        }
+        // Digits only: the one way to fail is overflow.
+        Ok(s.parse().unwrap_or(u64::MAX))
+    };
+    // An empty blob has no satisfiable range.
+    let last = size.checked_sub(1).ok_or_else(unsatisfiable)?;
     let (a, b) = (a.trim(), b.trim());
     let range = if a.is_empty() {
-        let n: u64 = b.parse().map_err(|_| unsatisfiable())?;
-        if n == 0 || size == 0 {
+        // `bytes=-n`: the last n bytes.
+        let n = number(b)?;
+        if n == 0 {
             return Err(unsatisfiable());
         }
-        ByteRange {
-            start: size.saturating_sub(n),
-            end: size - 1,
-        }
+        ByteRange::new(size.saturating_sub(n), last)
     } else {
-        let start: u64 = a.parse().map_err(|_| unsatisfiable())?;
-        let end: u64 = if b.is_empty() {
-            size.saturating_sub(1)
-        } else {
-            b.parse().map_err(|_| unsatisfiable())?
-        };
-        if start >= size || end < start {
+        let start = number(a)?;
+        let end = if b.is_empty() { last } else { number(b)? };
+        if start > last || end < start {
             return Err(unsatisfiable());
         }
-        ByteRange {
-            start,
-            end: end.min(size - 1),
-        }
+        ByteRange::new(start, end.min(last))
     };
-    Ok(Some(range))
+    range.map(Some).ok_or_else(unsatisfiable)
 }
 
 fn accepts(h: &HeaderMap, media_type: &str) -> bool {
@@ -1164,7 +1247,7 @@ where
             )
         })?;
         if let Ok(mut data) = frame.into_data() {
-            if out.len() + data.remaining() > limit {
+            if out.len().saturating_add(data.remaining()) > limit {
                 return Err(RegistryError::new(ErrorCode::SizeInvalid, "body too large"));
             }
             while data.has_remaining() {
@@ -1259,6 +1342,13 @@ impl Query {
     }
     fn get(&self, k: &str) -> Option<&str> {
         self.0.iter().find(|(a, _)| a == k).map(|(_, v)| v.as_str())
+    }
+    /// Every value of a repeated parameter, in order.
+    fn all<'a>(&'a self, k: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+        self.0
+            .iter()
+            .filter(move |(a, _)| a == k)
+            .map(|(_, v)| v.as_str())
     }
     /// `n` (at most [`MAX_PAGE`]) and `last`.
     fn page(&self) -> Result<(usize, Option<&str>)> {

@@ -99,6 +99,17 @@ impl BlobStore for MemoryBlobs {
         lock(&self.0.uploads).remove(&upload.id);
         Ok(())
     }
+    async fn read_staged(
+        &self,
+        upload: &UploadRecord,
+        sink: &mut (dyn FnMut(&[u8]) + Send),
+    ) -> Result<(), StoreError> {
+        let uploads = lock(&self.0.uploads);
+        let data = uploads.get(&upload.id).map_or(&[][..], Vec::as_slice);
+        let n = usize::try_from(upload.offset).unwrap_or(usize::MAX);
+        sink(data.get(..n).ok_or(StoreError::NotFound)?);
+        Ok(())
+    }
 }
 
 impl BlobWriter for MemoryWriter {
@@ -229,16 +240,16 @@ impl MetadataStore for MemoryMetadata {
         &self,
         repo: &str,
         m: &StoredManifest,
-        tag: Option<&str>,
+        tags: &[&str],
     ) -> Result<(), StoreError> {
         let mut s = lock(&self.0);
         let r = repo.to_owned();
         s.repos.insert(r.clone());
         s.manifests
             .insert((r.clone(), m.info.digest.clone()), m.clone());
-        if let Some(t) = tag {
+        for t in tags {
             s.tags
-                .insert((r.clone(), t.to_owned()), m.info.digest.clone());
+                .insert((r.clone(), (*t).to_owned()), m.info.digest.clone());
         }
         if let Some(subject) = &m.info.subject {
             s.referrers
@@ -503,10 +514,10 @@ pub async fn metadata_conformance<M: MetadataStore>(m: &M) {
 
     // Manifests, tags, referrers.
     let base = test_manifest(&[d(1), d(2)], None, None);
-    m.put_manifest("c/one", &base, Some("v1"))
+    m.put_manifest("c/one", &base, &["v1"])
         .await
         .expect("put");
-    m.put_manifest("c/one", &base, Some("latest"))
+    m.put_manifest("c/one", &base, &["latest"])
         .await
         .expect("put");
     let by_tag = m
@@ -544,8 +555,8 @@ pub async fn metadata_conformance<M: MetadataStore>(m: &M) {
         Some(&base.info.digest),
         Some("application/vnd.example.sbom"),
     );
-    m.put_manifest("c/one", &sig, None).await.expect("put");
-    m.put_manifest("c/one", &sbom, None).await.expect("put");
+    m.put_manifest("c/one", &sig, &[]).await.expect("put");
+    m.put_manifest("c/one", &sbom, &[]).await.expect("put");
     let mut refs = m
         .referrers("c/one", &base.info.digest)
         .await
@@ -566,7 +577,7 @@ pub async fn metadata_conformance<M: MetadataStore>(m: &M) {
 
     // Tag pages.
     for t in ["a", "b", "c", "d"] {
-        m.put_manifest("c/one", &base, Some(t)).await.expect("put");
+        m.put_manifest("c/one", &base, &[t]).await.expect("put");
     }
     let p = m
         .list_tags("c/one", None, 3)
@@ -716,6 +727,50 @@ pub async fn metadata_conformance<M: MetadataStore>(m: &M) {
     assert_eq!(stale, vec![next]);
     m.delete_upload("u1").await.expect("delete");
     assert!(m.upload("u1").await.expect("get").is_none());
+
+    // Several tags in one write (a repeated one counts once: one DynamoDB transaction may
+    // not touch an item twice); a later write moves some of them and leaves the others.
+    let other = test_manifest(&[d(2), d(1)], None, None);
+    let tagged = |t: &'static str| async move {
+        m.manifest("z/multi", &Reference::Tag(t.into()))
+            .await
+            .expect("get")
+            .map(|s| s.info.digest)
+    };
+    m.put_manifest("z/multi", &base, &["x", "y", "z", "y"])
+        .await
+        .expect("put with tags");
+    for t in ["x", "y", "z"] {
+        assert_eq!(tagged(t).await, Some(base.info.digest.clone()), "{t}");
+    }
+    m.put_manifest("z/multi", &other, &["y", "w"])
+        .await
+        .expect("put moving tags");
+    for (t, want) in [("w", &other), ("x", &base), ("y", &other), ("z", &base)] {
+        assert_eq!(tagged(t).await, Some(want.info.digest.clone()), "{t}");
+    }
+    assert_eq!(
+        m.list_tags("z/multi", None, 10)
+            .await
+            .expect("tags")
+            .expect("repo")
+            .items,
+        ["w", "x", "y", "z"]
+    );
+    let many: Vec<String> = (0..MAX_TAGS_PER_PUT).map(|i| format!("t{i:03}")).collect();
+    let many: Vec<&str> = many.iter().map(String::as_str).collect();
+    m.put_manifest("z/many", &base, &many)
+        .await
+        .expect("put with the most tags one PUT may set");
+    assert_eq!(
+        m.list_tags("z/many", None, 1000)
+            .await
+            .expect("tags")
+            .expect("repo")
+            .items
+            .len(),
+        MAX_TAGS_PER_PUT
+    );
 }
 
 #[cfg(test)]

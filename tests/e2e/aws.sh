@@ -9,7 +9,8 @@
 #     push of a 90 MB layer and 300 MB in chunks through it, written to s3s-fs and moto over
 #     signed fetch and served by the Lambda; 413 over 100 MB; forged capability; bad digest
 #   - a 100 MB layer in 5 MiB chunks through the Lambda alone; a 7 MB PATCH refused (413)
-#   - the protocol suite against the Lambda
+#   - the protocol suite against the Lambda, and its sha512 cases against a second Lambda
+#     whose bucket is on moto's S3 (s3s-fs cannot hold sha512 keys)
 #   - tampered presigned URLs and forged capabilities refused
 #   - S3 stopped in the middle of a PATCH, DynamoDB stopped during a manifest PUT: 5xx with
 #     an OCI error body, then the retry succeeds and nothing half-written is visible
@@ -209,6 +210,17 @@ check_output "the protocol suite passes against the Lambda" "test result: ok" \
   env WHARF_TEST_URL="http://$A" WHARF_TEST_USER=admin WHARF_TEST_PASSWORD="$WHARF_ADMIN_PASSWORD" \
   WHARF_TEST_SKIP_SHA512="s3s-fs stores object metadata in a file named after the base64 of bucket+key+upload id, over 255 bytes for a sha512 key" \
   cargo test -q --manifest-path "$ROOT/Cargo.toml" -p wharf-tests --test protocol
+
+# ---- sha512 on S3: a second Lambda deployment whose bucket is on moto ------------------------
+# s3s-fs cannot hold sha512 keys (above); moto's S3 (on moto's one port, beside DynamoDB) can.
+# Same table, so the same admin; a bucket of its own.
+MOTO_S3=(AWS_ENDPOINT_URL_S3="http://127.0.0.1:$MOTO_PORT" WHARF_S3_BUCKET=wharf-e2e-moto)
+check_output "wharf aws bootstrap creates a bucket on moto's S3" "user admin ready" \
+  env "${MOTO_S3[@]}" "$WHARF_BIN" aws bootstrap
+start_lambda S3MOTO "${MOTO_S3[@]}"
+check_output "the sha512 cases of the protocol suite pass against a Lambda on moto's S3" "test result: ok" \
+  env WHARF_TEST_URL="http://127.0.0.1:$S3MOTO_PORT" WHARF_TEST_USER=admin WHARF_TEST_PASSWORD="$WHARF_ADMIN_PASSWORD" \
+  cargo test -q --manifest-path "$ROOT/Cargo.toml" -p wharf-tests --test protocol sha512
 
 # ---- faults ------------------------------------------------------------------------------
 # S3 stops in the middle of a PATCH streaming into the front.

@@ -238,9 +238,9 @@ impl<S: Db> MetadataStore for D1Meta<S> {
         &self,
         repo: &str,
         manifest: &StoredManifest,
-        tag: Option<&str>,
+        tags: &[&str],
     ) -> Result<(), StoreError> {
-        self.db.run(sql::put_manifest(repo, manifest, tag)?).await?;
+        self.db.run(sql::put_manifest(repo, manifest, tags)?).await?;
         Ok(())
     }
 

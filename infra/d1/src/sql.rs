@@ -304,13 +304,13 @@ pub(crate) fn split_text(s: &str, max: usize) -> Vec<&str> {
 }
 
 /// The statements of `put_manifest`, one transaction: the catalog entry, the manifest, its
-/// tag and its referrer entry. A record over [`MAX_MANIFEST_ROW`] goes to `manifest_parts`
+/// tags and its referrer entry. A record over [`MAX_MANIFEST_ROW`] goes to `manifest_parts`
 /// (replacing any parts of an earlier put), one statement a part. Bytes that are not
 /// UTF-8 are refused.
 pub(crate) fn put_manifest(
     repo: &str,
     m: &StoredManifest,
-    tag: Option<&str>,
+    tags: &[&str],
 ) -> Result<Vec<Stmt>, StoreError> {
     let record = encode_record(m)?;
     let digest = m.info.digest.to_string();
@@ -357,11 +357,11 @@ pub(crate) fn put_manifest(
             ));
         }
     }
-    if let Some(tag) = tag {
+    for tag in tags {
         out.push(stmt(
             "INSERT INTO tags (repo, tag, digest) VALUES (?1, ?2, ?3) \
              ON CONFLICT (repo, tag) DO UPDATE SET digest = excluded.digest",
-            vec![text(repo), text(tag), text(digest.as_str())],
+            vec![text(repo), text(*tag), text(digest.as_str())],
         ));
     }
     if let Some(subject) = subject {

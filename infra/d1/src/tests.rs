@@ -191,8 +191,8 @@ fn large_manifests_in_parts() {
         (base.clone(), 0),
     ];
     for (big, want_parts) in &cases {
-        block_on(m.put_manifest("r", big, Some("big"))).expect("put");
-        block_on(m.put_manifest("r", big, None)).expect("put again");
+        block_on(m.put_manifest("r", big, &["big"])).expect("put");
+        block_on(m.put_manifest("r", big, &[])).expect("put again");
         assert_eq!(
             parts(&big.info.digest),
             *want_parts,
@@ -227,7 +227,7 @@ fn manifests_and_documents_must_be_text() {
         info: base.info.clone(),
         bytes: Bytes::from_static(b"\xff\xfe{}"),
     };
-    let refused = block_on(m.put_manifest("r", &binary, None));
+    let refused = block_on(m.put_manifest("r", &binary, &[]));
     assert!(matches!(refused, Err(StoreError::Other(_))), "{refused:?}");
     let refused = block_on(m.put_doc("user", "x", b"\xff", false));
     assert!(matches!(refused, Err(StoreError::Other(_))), "{refused:?}");

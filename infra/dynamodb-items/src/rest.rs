@@ -129,7 +129,7 @@ impl<T: Transport> MetadataStore for DynamoRest<T> {
         &self,
         _repo: &str,
         _manifest: &StoredManifest,
-        _tag: Option<&str>,
+        _tags: &[&str],
     ) -> Result<(), StoreError> {
         unsupported("put_manifest")
     }

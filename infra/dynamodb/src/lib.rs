@@ -77,6 +77,11 @@ use wharf_dynamodb_items::{self as items, Attr, repo_pk};
 
 /// Item attributes larger than this (manifest info + bytes) go to S3.
 pub const DEFAULT_INLINE_LIMIT: usize = 350_000;
+/// Items one `TransactWriteItems` takes.
+const MAX_TRANSACT_ITEMS: usize = 100;
+/// Bytes of manifest payload (the manifest item and every tag's copy) one `put_manifest`
+/// transaction may carry inline: DynamoDB refuses transactions over 4 MB.
+const TRANSACT_PAYLOAD_BUDGET: usize = 3_000_000;
 /// Repositories remembered as listed in the catalog, at most (then forgotten and relearnt).
 const KNOWN_REPOS: usize = 10_000;
 /// Items per `TransactWriteItems`.
@@ -659,16 +664,33 @@ impl MetadataStore for DynamoMetadata {
         &self,
         repo: &str,
         m: &StoredManifest,
-        tag: Option<&str>,
+        tags: &[&str],
     ) -> Result<(), StoreError> {
+        // One transaction item per tag, and two operations on one item fail a transaction.
+        let mut distinct: Vec<&str> = Vec::with_capacity(tags.len());
+        for t in tags {
+            if !distinct.contains(t) {
+                distinct.push(t);
+            }
+        }
+        if distinct.len() + 2 > MAX_TRANSACT_ITEMS {
+            return Err(StoreError::NotSupported(format!(
+                "{} tags in one manifest write; a DynamoDB transaction takes {MAX_TRANSACT_ITEMS} items",
+                distinct.len()
+            )));
+        }
         self.touch_repo(repo).await?;
         let t = &self.0.table;
         let pk = repo_pk(repo);
         let digest = &m.info.digest;
         let info = serde_json::to_string(&m.info).map_err(other)?;
-        // The payload shared by the manifest item and its tag's copy.
+        // The payload shared by the manifest item and its tags' copies. Each copy counts
+        // against the transaction's 4 MB: with many tags, even a small manifest goes to S3.
         let mut payload: Item = HashMap::new();
-        if info.len() + m.bytes.len() > self.0.inline_limit {
+        let inline = info.len() + m.bytes.len();
+        if inline > self.0.inline_limit
+            || inline.saturating_mul(1 + distinct.len()) > TRANSACT_PAYLOAD_BUDGET
+        {
             let Some((client, bucket, prefix)) = &self.0.s3 else {
                 return Err(other(format!(
                     "manifest of {} bytes is too large for a DynamoDB item and no S3 bucket is configured",
@@ -736,7 +758,7 @@ impl MetadataStore for DynamoMetadata {
                 )
                 .build(),
         ];
-        if let Some(tag) = tag {
+        for tag in distinct {
             let mut item = key(&pk, format!("TAG#{tag}"));
             item.insert("digest".into(), s(digest.to_string()));
             item.extend(payload.clone());
@@ -1234,7 +1256,7 @@ mod tests {
         fn shared<T: Clone + Send + Sync + 'static>() {}
         shared::<DynamoMetadata>();
         send(m.manifest("r", &Reference::Digest(d.clone())));
-        send(m.put_manifest("r", sm, Some("t")));
+        send(m.put_manifest("r", sm, &["t"]));
         send(m.delete_manifest("r", d));
         send(m.update_upload(u, 0));
         send(m.stale_uploads(0, 1));

@@ -72,7 +72,7 @@ async fn manifests_over_400_kb_go_to_s3_and_tag_reads_are_one_call() {
         .collect();
     let big = test_manifest(&blobs, None, None);
     assert!(big.bytes.len() > 400 * 1024, "{} bytes", big.bytes.len());
-    m.put_manifest("big/repo", &big, Some("v1"))
+    m.put_manifest("big/repo", &big, &["v1"])
         .await
         .expect("put large manifest");
 
@@ -98,7 +98,7 @@ async fn manifests_over_400_kb_go_to_s3_and_tag_reads_are_one_call() {
 
     // A small manifest by tag: exactly one DynamoDB read and nothing else.
     let small = test_manifest(&blobs[..2], None, None);
-    m.put_manifest("big/repo", &small, Some("small"))
+    m.put_manifest("big/repo", &small, &["small"])
         .await
         .expect("put");
     counter.reset();
@@ -193,13 +193,13 @@ async fn paging_many_tags_repositories_and_stale_uploads() {
     let d = |i: u32| Digest::sha256_of(&i.to_be_bytes());
     let base = test_manifest(&[d(1), d(2)], None, None);
     let sig = test_manifest(&[d(3)], Some(&base.info.digest), Some("application/x.sig"));
-    m.put_manifest("p/app", &base, None).await.expect("put");
-    m.put_manifest("p/app", &sig, None).await.expect("put");
+    m.put_manifest("p/app", &base, &[]).await.expect("put");
+    m.put_manifest("p/app", &sig, &[]).await.expect("put");
     // 120 tags on one manifest: more than one transaction can delete at once.
     let mut tags = BTreeSet::new();
     for i in 0..120 {
         let t = format!("t{i:03}");
-        m.put_manifest("p/app", &base, Some(&t)).await.expect("tag");
+        m.put_manifest("p/app", &base, &[t.as_str()]).await.expect("tag");
         tags.insert(t);
     }
     let mut seen = Vec::new();

@@ -254,7 +254,7 @@ impl MetadataStore for EmbeddedMetadata {
         &self,
         repo: &str,
         m: &StoredManifest,
-        tag: Option<&str>,
+        tags: &[&str],
     ) -> Result<(), StoreError> {
         let record = m.to_record()?;
         let referrer = match &m.info.subject {
@@ -264,23 +264,21 @@ impl MetadataStore for EmbeddedMetadata {
             )),
             None => None,
         };
-        let (repo, d, tag) = (
-            repo.to_owned(),
-            m.info.digest.to_string(),
-            tag.map(str::to_owned),
-        );
+        let (repo, d) = (repo.to_owned(), m.info.digest.to_string());
+        let tags: Vec<String> = tags.iter().map(|t| (*t).to_owned()).collect();
         self.write(move |tx| {
             touch_repo(tx, &repo)?;
             tx.open_table(MANIFESTS)
                 .map_err(err)?
                 .insert((repo.as_str(), d.as_str()), record.as_slice())
                 .map_err(err)?;
-            if let Some(t) = &tag {
-                tx.open_table(TAGS)
-                    .map_err(err)?
+            let mut tag_table = tx.open_table(TAGS).map_err(err)?;
+            for t in &tags {
+                tag_table
                     .insert((repo.as_str(), t.as_str()), d.as_str())
                     .map_err(err)?;
             }
+            drop(tag_table);
             if let Some((subject, desc)) = &referrer {
                 tx.open_table(REFERRERS)
                     .map_err(err)?

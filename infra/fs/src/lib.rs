@@ -187,6 +187,32 @@ impl BlobStore for FsBlobStore {
             _ => Ok(()),
         }
     }
+
+    /// Reads the recorded chunk files in order, at most `upload.offset` bytes in all.
+    async fn read_staged(
+        &self,
+        upload: &UploadRecord,
+        sink: &mut (dyn FnMut(&[u8]) + Send),
+    ) -> Result<(), StoreError> {
+        let dir = self.upload_dir(&upload.id)?;
+        let mut left = upload.offset;
+        let mut buf = vec![0u8; READ_CHUNK];
+        for name in recorded_chunks(&upload.store_state)? {
+            let mut f = tokio::fs::File::open(dir.join(name))
+                .await
+                .map_err(io_err)?;
+            while left > 0 {
+                let want = usize::try_from(left).map_or(buf.len(), |l| l.min(buf.len()));
+                let n = f.read(&mut buf[..want]).await.map_err(io_err)?;
+                if n == 0 {
+                    break;
+                }
+                sink(&buf[..n]);
+                left -= n as u64;
+            }
+        }
+        Ok(())
+    }
 }
 
 /// Chunk file names of an upload, in order, from its `store_state` (`name,name,…`).

@@ -567,6 +567,34 @@ impl BlobStore for R2Blobs {
         self.delete_prefix(&prefix).await
     }
 
+    /// Streams the recorded request objects in order, each read only with its recorded ETag
+    /// (through wasm: this is the rare path of a sha512 digest named only at the `PUT`).
+    async fn read_staged(
+        &self,
+        upload: &UploadRecord,
+        sink: &mut (dyn FnMut(&[u8]) + Send),
+    ) -> Result<(), StoreError> {
+        let state = self.layout.state(upload)?;
+        if state.direct.is_some() {
+            return Err(StoreError::NotSupported(
+                "a direct upload's bytes are not staged as objects".into(),
+            ));
+        }
+        for o in &state.objects {
+            let body = self.read_recorded(o, None).await?;
+            let mut reader = R2Reader {
+                raw: Some(body.body().map_err(|e| js_error("get", e))?),
+                inner: None,
+            };
+            while let Some(chunk) =
+                std::future::poll_fn(|cx| Pin::new(&mut reader).poll_next(cx)).await
+            {
+                sink(&chunk?);
+            }
+        }
+        Ok(())
+    }
+
     async fn abort(&self, upload: &UploadRecord) -> Result<(), StoreError> {
         let prefix = self.layout.upload_prefix(&upload.id)?;
         if let Ok(state) = self.layout.state(upload)

@@ -439,6 +439,29 @@ impl<A: S3Api> BlobStore for S3Blobs<A> {
         }
         self.0.api.delete_prefix(&prefix).await
     }
+
+    /// Streams the recorded request objects in order, each read only with its recorded ETag.
+    /// A direct upload (digest declared at `POST`) has nothing to read back: its bytes went
+    /// into the multipart upload at the blob's key, and its digest is already known.
+    async fn read_staged(
+        &self,
+        upload: &UploadRecord,
+        sink: &mut (dyn FnMut(&[u8]) + Send),
+    ) -> Result<(), StoreError> {
+        let state = self.0.layout.state(upload)?;
+        if state.direct.is_some() {
+            return Err(StoreError::NotSupported(
+                "a direct upload's bytes are not staged as objects".into(),
+            ));
+        }
+        for o in &state.objects {
+            let mut body = self.0.api.get(&o.key, None, Some(&o.etag)).await?;
+            while let Some(chunk) = body.next().await {
+                sink(&chunk?);
+            }
+        }
+        Ok(())
+    }
 }
 
 /// Appends one request's bytes to an upload, into an object of the request's own (or, for
