@@ -210,6 +210,9 @@ check_output "the protocol suite passes against the Lambda" "test result: ok" \
   env WHARF_TEST_URL="http://$A" WHARF_TEST_USER=admin WHARF_TEST_PASSWORD="$WHARF_ADMIN_PASSWORD" \
   WHARF_TEST_SKIP_SHA512="s3s-fs stores object metadata in a file named after the base64 of bucket+key+upload id, over 255 bytes for a sha512 key" \
   cargo test -q --manifest-path "$ROOT/Cargo.toml" -p wharf-tests --test protocol
+check_output "the upload race suite passes against the Lambda" "test result: ok" \
+  env WHARF_TEST_URL="http://$A" WHARF_TEST_USER=admin WHARF_TEST_PASSWORD="$WHARF_ADMIN_PASSWORD" \
+  cargo test -q --manifest-path "$ROOT/Cargo.toml" -p wharf-tests --test upload_races
 
 # ---- sha512 on S3: a second Lambda deployment whose bucket is on moto ------------------------
 # s3s-fs cannot hold sha512 keys (above); moto's S3 (on moto's one port, beside DynamoDB) can.

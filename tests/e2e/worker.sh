@@ -38,6 +38,10 @@ check_output "the protocol suite passes against the Worker" "test result: ok" \
   env WHARF_TEST_URL="http://$A" WHARF_TEST_USER=admin WHARF_TEST_PASSWORD="$WHARF_ADMIN_PASSWORD" \
   WHARF_TEST_NO_CONTINUE="workerd does not answer Expect: 100-continue" \
   cargo test -q --manifest-path "$ROOT/Cargo.toml" -p wharf-tests --test protocol
+check_output "the upload race suite passes against the Worker" "test result: ok" \
+  env WHARF_TEST_URL="http://$A" WHARF_TEST_USER=admin WHARF_TEST_PASSWORD="$WHARF_ADMIN_PASSWORD" \
+  WHARF_TEST_NO_CONTINUE="workerd does not answer Expect: 100-continue" \
+  cargo test -q --manifest-path "$ROOT/Cargo.toml" -p wharf-tests --test upload_races
 
 # ---- docker and skopeo -----------------------------------------------------------------------
 start_dockerd

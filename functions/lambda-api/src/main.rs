@@ -108,18 +108,25 @@ fn origin(req: &Request, base: Option<&str>) -> String {
     format!("{proto}://{host}")
 }
 
+/// The client's address, from what AWS measured, never from a header alone: function URLs
+/// and HTTP APIs (`ApiGatewayV2`) and REST APIs (`ApiGatewayV1`) carry the source IP in the
+/// request context. An ALB's context has none, but the ALB appends the address it saw to
+/// `X-Forwarded-For`, so there its right-most entry is the client (anything left of it is
+/// the client's own to write). Unknown otherwise.
 fn client_addr(req: &Request) -> String {
-    let from_context = match req.request_context_ref() {
-        Some(RequestContext::ApiGatewayV2(c)) => c.http.source_ip.clone(),
-        Some(RequestContext::ApiGatewayV1(c)) => c.identity.source_ip.clone(),
-        _ => None,
-    };
-    from_context
-        .or_else(|| {
-            let xff = req.headers().get("x-forwarded-for")?.to_str().ok()?;
-            xff.split(',').next().map(|s| s.trim().to_owned())
-        })
-        .unwrap_or_default()
+    match req.request_context_ref() {
+        Some(RequestContext::ApiGatewayV2(c)) => c.http.source_ip.clone().unwrap_or_default(),
+        Some(RequestContext::ApiGatewayV1(c)) => c.identity.source_ip.clone().unwrap_or_default(),
+        Some(RequestContext::Alb(_)) => last_forwarded_for(req.headers()).unwrap_or_default(),
+        _ => String::new(),
+    }
+}
+
+/// The right-most `X-Forwarded-For` entry (the one the last proxy appended).
+fn last_forwarded_for(headers: &http::HeaderMap) -> Option<String> {
+    let last = headers.get_all("x-forwarded-for").iter().next_back()?;
+    let hop = last.to_str().ok()?.rsplit(',').next()?.trim();
+    (!hop.is_empty()).then(|| hop.to_owned())
 }
 
 async fn handle(registry: &ApiRegistry, base: Option<&str>, mut req: Request) -> Response<Body> {
@@ -193,4 +200,40 @@ async fn main() -> Result<(), Error> {
         Ok::<_, Error>(handle(registry, base.as_deref(), req).await)
     }))
     .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use lambda_http::aws_lambda_events::apigw::{
+        ApiGatewayV2httpRequestContext, ApiGatewayV2httpRequestContextHttpDescription,
+    };
+
+    #[test]
+    fn client_address_comes_from_the_request_context_not_the_header() {
+        let spoofed = || {
+            http::Request::builder()
+                .header("x-forwarded-for", "203.0.113.66")
+                .body(Body::Empty)
+                .expect("request")
+        };
+        // A function URL / HTTP API request: the context's source IP, not the header.
+        // (non_exhaustive: built by assignment.)
+        let mut http = ApiGatewayV2httpRequestContextHttpDescription::default();
+        http.source_ip = Some("198.51.100.7".into());
+        let mut ctx = ApiGatewayV2httpRequestContext::default();
+        ctx.http = http;
+        let req = spoofed().with_request_context(RequestContext::ApiGatewayV2(ctx));
+        assert_eq!(client_addr(&req), "198.51.100.7");
+        // No context (not from AWS): a header alone is not believed.
+        assert_eq!(client_addr(&spoofed()), "");
+        // Behind an ALB: the entry the ALB appended, not what the client wrote before it.
+        let mut h = http::HeaderMap::new();
+        h.append(
+            "x-forwarded-for",
+            "203.0.113.66, 10.0.0.1".parse().expect("value"),
+        );
+        h.append("x-forwarded-for", "198.51.100.9".parse().expect("value"));
+        assert_eq!(last_forwarded_for(&h).as_deref(), Some("198.51.100.9"));
+    }
 }

@@ -5,6 +5,9 @@ use clap::Args;
 use serde::Deserialize;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::client::TrustedProxies;
 
 /// `wharf serve` options. Every one can also come from the config file.
 #[derive(Args, Debug, Default)]
@@ -67,6 +70,31 @@ pub struct ServeArgs {
     /// accept them. Prefer the variable to the flag: flags show in process lists.
     #[arg(long, env = "WHARF_UPLOAD_SECRET", hide_env_values = true)]
     pub upload_secret: Option<String>,
+    /// Seconds a client has to send a request's headers (also how long an idle keep-alive
+    /// connection stays open) [default: 30].
+    #[arg(long, env = "WHARF_HEADER_TIMEOUT_SECS")]
+    pub header_timeout_secs: Option<u64>,
+    /// Seconds a request body may go without sending a byte before the request is cut off
+    /// [default: 60].
+    #[arg(long, env = "WHARF_BODY_IDLE_TIMEOUT_SECS")]
+    pub body_idle_timeout_secs: Option<u64>,
+    /// Open connections at most; beyond it new ones are closed at once [default: 1024].
+    #[arg(long, env = "WHARF_MAX_CONNECTIONS")]
+    pub max_connections: Option<usize>,
+    /// Bytes of an unread request body read and discarded after an error answer, so a
+    /// client that sends its body without waiting for `100 Continue` sees the error
+    /// [default: 67108864]; beyond it the connection is closed.
+    #[arg(long, env = "WHARF_DRAIN_BODY_BYTES")]
+    pub drain_body_bytes: Option<u64>,
+    /// Proxies (IP addresses or CIDR ranges, comma-separated) whose X-Forwarded-For is
+    /// believed; the client is the right-most address not among them [default: none: the
+    /// peer address, and X-Forwarded-For is ignored].
+    #[arg(
+        long = "trusted-proxy",
+        env = "WHARF_TRUSTED_PROXIES",
+        value_delimiter = ','
+    )]
+    pub trusted_proxies: Option<Vec<String>>,
 }
 
 /// The config file's shape.
@@ -90,6 +118,11 @@ struct FileConfig {
     metadata: Option<String>,
     upload_url: Option<String>,
     upload_secret: Option<String>,
+    header_timeout_secs: Option<u64>,
+    body_idle_timeout_secs: Option<u64>,
+    max_connections: Option<usize>,
+    drain_body_bytes: Option<u64>,
+    trusted_proxies: Option<Vec<String>>,
 }
 
 /// Resolved settings.
@@ -110,6 +143,18 @@ pub struct Settings {
     pub backend: Backend,
     pub upload_front: Option<String>,
     pub upload_secret: Option<String>,
+    pub limits: Limits,
+    pub trusted_proxies: TrustedProxies,
+}
+
+/// What one client may hold of the server: time for headers and between body bytes,
+/// connections, and how much of a refused request's body is read to answer it.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub header_timeout: Duration,
+    pub body_idle_timeout: Duration,
+    pub max_connections: usize,
+    pub drain_body_bytes: u64,
 }
 
 /// Which stores the server runs on.
@@ -181,7 +226,39 @@ impl ServeArgs {
         if upload_front.is_some() && upload_secret.is_none() {
             return Err("an upload URL needs an upload secret (WHARF_UPLOAD_SECRET)".into());
         }
+        let secs = |v: Option<u64>, default: u64, what: &str| match v.unwrap_or(default) {
+            0 => Err(format!("{what} must be at least 1 second")),
+            n => Ok(Duration::from_secs(n)),
+        };
+        let limits = Limits {
+            header_timeout: secs(
+                self.header_timeout_secs.or(file.header_timeout_secs),
+                30,
+                "the header timeout",
+            )?,
+            body_idle_timeout: secs(
+                self.body_idle_timeout_secs.or(file.body_idle_timeout_secs),
+                60,
+                "the body idle timeout",
+            )?,
+            max_connections: match self.max_connections.or(file.max_connections) {
+                Some(0) => return Err("max connections must be at least 1".into()),
+                n => n.unwrap_or(1024),
+            },
+            drain_body_bytes: self
+                .drain_body_bytes
+                .or(file.drain_body_bytes)
+                .unwrap_or(64 << 20),
+        };
+        let trusted_proxies = TrustedProxies::parse(
+            &self
+                .trusted_proxies
+                .or(file.trusted_proxies)
+                .unwrap_or_default(),
+        )?;
         Ok(Settings {
+            limits,
+            trusted_proxies,
             backend,
             upload_front,
             upload_secret,

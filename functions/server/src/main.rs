@@ -2,13 +2,17 @@
 //! configuration and hands every request to `wharf_core::Registry`.
 
 mod cli;
+mod client;
 mod config;
 mod keys;
+mod limits;
 
 use axum::extract::{ConnectInfo, Request, State};
 use axum::response::Response;
 use clap::{Parser, Subcommand};
-use config::{Backend, ServeArgs, Settings};
+use client::TrustedProxies;
+use config::{Backend, Limits, ServeArgs, Settings};
+use limits::{ConnectionLimit, Retained};
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -103,6 +107,8 @@ struct AppState {
     app: Box<dyn App>,
     base_url: Option<String>,
     scheme: &'static str,
+    limits: Limits,
+    trusted_proxies: TrustedProxies,
 }
 
 fn main() {
@@ -236,6 +242,8 @@ async fn run(s: Settings) -> Result<(), String> {
         app,
         base_url: s.base_url.clone(),
         scheme: if s.tls.is_some() { "https" } else { "http" },
+        limits: s.limits,
+        trusted_proxies: s.trusted_proxies.clone(),
     });
     // The first sweep is part of start-up, then one every ten minutes.
     sweep_uploads(&state, s.upload_max_age_hours).await;
@@ -262,13 +270,13 @@ async fn run(s: Settings) -> Result<(), String> {
             let tls = axum_server::tls_rustls::RustlsConfig::from_pem_file(cert, key)
                 .await
                 .map_err(|e| format!("loading TLS certificate/key: {e}"))?;
-            axum_server::bind_rustls(s.listen, tls)
+            limited(axum_server::bind_rustls(s.listen, tls), &s.limits)
                 .handle(handle)
                 .serve(app.into_make_service_with_connect_info::<SocketAddr>())
                 .await
         }
         None => {
-            axum_server::bind(s.listen)
+            limited(axum_server::bind(s.listen), &s.limits)
                 .handle(handle)
                 .serve(app.into_make_service_with_connect_info::<SocketAddr>())
                 .await
@@ -283,6 +291,24 @@ async fn run(s: Settings) -> Result<(), String> {
     }
     tracing::info!("wharf stopped");
     Ok(())
+}
+
+/// Applies the connection limit and the header timeout. hyper's `header_read_timeout`
+/// bounds each request head once HTTP/1 is chosen (and an idle keep-alive connection's wait
+/// for the next one); `first_request_timeout` also bounds the protocol detection before it,
+/// which reads the first bytes with no timer.
+fn limited<A>(
+    server: axum_server::Server<SocketAddr, A>,
+    limits: &Limits,
+) -> axum_server::Server<SocketAddr, ConnectionLimit<A>> {
+    let mut server = server
+        .first_request_timeout(limits.header_timeout)
+        .map(|a| ConnectionLimit::new(a, limits.max_connections));
+    server
+        .http_builder()
+        .http1()
+        .header_read_timeout(limits.header_timeout);
+    server
 }
 
 async fn handle(
@@ -308,11 +334,28 @@ async fn handle(
         }
     };
     req.extensions_mut().insert(PublicOrigin(origin));
-    req.extensions_mut()
-        .insert(ClientAddr(peer.ip().to_string()));
+    let client = state.trusted_proxies.client(peer.ip(), req.headers());
+    req.extensions_mut().insert(ClientAddr(client.to_string()));
     let method = req.method().clone();
     let path = req.uri().path().to_owned();
+    let expects_continue = req
+        .headers()
+        .get(http::header::EXPECT)
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
+    let (parts, body) = req.into_parts();
+    let body = Retained::new(body, state.limits.body_idle_timeout);
+    let req = Request::from_parts(parts, axum::body::Body::new(body.clone()));
     let mut resp = state.app.call(req).await;
+    if resp.status().is_client_error() || resp.status().is_server_error() {
+        // hyper closes a connection whose request body was dropped unread, under a client
+        // still sending it (one that ignores `Expect`): read the rest, bounded, so the
+        // client gets to read this answer instead of a reset.
+        body.drain_after_error(
+            expects_continue,
+            state.limits.drain_body_bytes,
+            state.limits.body_idle_timeout,
+        );
+    }
     if let Some(base) = &state.base_url
         && let Some(loc) = resp.headers().get(http::header::LOCATION)
         && loc.as_bytes().starts_with(b"/")

@@ -29,6 +29,7 @@
 //! deployment, with no R2 or D1: see [`front`].
 #![deny(missing_docs)]
 
+mod body;
 mod config;
 #[cfg(feature = "conformance")]
 mod conformance;
@@ -213,8 +214,15 @@ async fn fetch(mut req: HttpRequest, env: Env, ctx: Context) -> worker::Result<R
         .to_owned();
     req.extensions_mut().insert(PublicOrigin(origin));
     req.extensions_mut().insert(ClientAddr(client));
+    let (parts, req_body) = req.into_parts();
+    let req_body = body::Retained::new(req_body);
+    let req = http::Request::from_parts(parts, req_body.clone());
     let app = match &isolate.mode {
-        Mode::Front(front) => return into_response::<front::FrontBlobs>(front.handle(req).await),
+        Mode::Front(front) => {
+            let resp = front.handle(req).await;
+            drain_if_refused(&req_body, resp.status()).await;
+            return into_response::<front::FrontBlobs>(resp);
+        }
         Mode::Edge(app) => app,
     };
     #[cfg(feature = "conformance")]
@@ -227,6 +235,7 @@ async fn fetch(mut req: HttpRequest, env: Env, ctx: Context) -> worker::Result<R
         return r2_keys(&env, req.uri().query().unwrap_or_default()).await;
     }
     let resp = app.handle(req).await;
+    drain_if_refused(&req_body, resp.status()).await;
     // Audit events of this request are written after the response is sent, so a pull
     // costs one D1 read and no write on its way.
     let events = app.meta.take_events();
@@ -236,6 +245,14 @@ async fn fetch(mut req: HttpRequest, env: Env, ctx: Context) -> worker::Result<R
         }
     });
     into_response::<R2Blobs>(resp)
+}
+
+/// An error answer may leave the body unread: read it (bounded) first, or workerd resets
+/// the connection under a client still sending it.
+async fn drain_if_refused(body: &body::Retained, status: http::StatusCode) {
+    if (status.is_client_error() || status.is_server_error()) && !body.is_done() {
+        body.drain().await;
+    }
 }
 
 /// `GET /__r2?prefix=P` (tests only): the R2 keys under P, so a test can see that nothing

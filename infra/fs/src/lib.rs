@@ -6,9 +6,10 @@
 //! file is never opened for writing again once its request ended, so a request that lost a
 //! race, failed, or is still sending can only ever touch a file nobody else uses: it cannot
 //! change recorded bytes, let alone a committed blob. A blob appears under its digest only
-//! by an atomic `rename` of one fully written, fsync'd file (the single recorded chunk, or
-//! the chunks joined into a new file), after the core verified its digest; so a crash at
-//! any point leaves either no blob or a whole one.
+//! by an atomic `hard_link` of one fully written, fsync'd file (the single recorded chunk, or
+//! the chunks joined into a file of the committing request's own under `tmp/`), after the
+//! core verified its digest; so a crash at any point leaves either no blob or a whole one,
+//! and concurrent commits of one upload never write into the same file: the first link wins.
 #![deny(missing_docs)]
 
 use bytes::{Bytes, BytesMut};
@@ -46,6 +47,9 @@ impl FsBlobStore {
         let root = root.into();
         std::fs::create_dir_all(root.join("blobs"))?;
         std::fs::create_dir_all(root.join("uploads"))?;
+        // Joins of commits a crash interrupted; no commit runs before the store is open.
+        let _ = std::fs::remove_dir_all(root.join("tmp"));
+        std::fs::create_dir_all(root.join("tmp"))?;
         Ok(Self { root })
     }
 
@@ -66,6 +70,51 @@ impl FsBlobStore {
             return Err(StoreError::Other(format!("invalid upload id {id:?}")));
         }
         Ok(self.root.join("uploads").join(id))
+    }
+
+    /// A fresh name under `tmp/` for one commit's joined file.
+    fn tmp_file(&self) -> PathBuf {
+        let n = CHUNK_SEQ.fetch_add(1, Ordering::Relaxed);
+        self.root
+            .join("tmp")
+            .join(format!("join-{}-{n}", std::process::id()))
+    }
+
+    /// Gives the fsync'd file `from` (of exactly `len` bytes) the blob's name `to`, without
+    /// ever replacing an existing name: `hard_link` fails if `to` exists. Where a file
+    /// system has no hard links, `rename` (which replaces, but only with verified bytes).
+    async fn place(&self, from: &Path, to: &Path, len: u64) -> Result<(), StoreError> {
+        let have = tokio::fs::metadata(from).await.map_err(io_err)?.len();
+        if have != len {
+            return Err(StoreError::Other(format!(
+                "{} holds {have} bytes, {len} recorded",
+                from.display()
+            )));
+        }
+        match tokio::fs::hard_link(from, to).await {
+            Ok(()) => Ok(()),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::AlreadyExists | io::ErrorKind::NotFound
+                ) =>
+            {
+                Err(io_err(e))
+            }
+            Err(_) => tokio::fs::rename(from, to).await.map_err(io_err),
+        }
+    }
+
+    /// Removes a committed upload's files. Best effort: the blob is in place already, and
+    /// a request still writing a chunk into the directory may make one attempt fail.
+    async fn cleanup(&self, upload: &UploadRecord) {
+        for _ in 0..3 {
+            match self.abort(upload).await {
+                Ok(()) => return,
+                Err(e) => tracing::debug!(upload = %upload.id, error = %e, "upload cleanup retry"),
+            }
+        }
+        tracing::warn!(upload = %upload.id, "could not remove a committed upload's files");
     }
 }
 
@@ -132,6 +181,11 @@ impl BlobStore for FsBlobStore {
         })
     }
 
+    /// Safe under concurrent commits of one upload (racing closing PUTs): each joins into a
+    /// file of its own under `tmp/`, and the blob appears by `hard_link`, which never
+    /// replaces a name, so the first to link wins and the others find the blob there. A
+    /// commit that finds the chunks gone (another one finished and removed the upload) while
+    /// the blob exists has nothing left to do.
     async fn commit(&self, upload: &UploadRecord, digest: &Digest) -> Result<(), StoreError> {
         let dir = self.upload_dir(&upload.id)?;
         let to = self.blob_path(digest);
@@ -141,21 +195,26 @@ impl BlobStore for FsBlobStore {
         }
         if tokio::fs::metadata(&to).await.is_ok() {
             // Content-addressed and verified: the existing blob is these very bytes.
-            return self.abort(upload).await;
+            self.cleanup(upload).await;
+            return Ok(());
         }
         let chunks = recorded_chunks(&upload.store_state)?;
-        let whole = match chunks.as_slice() {
-            [one] => dir.join(one),
+        let placed = match chunks.as_slice() {
+            // docker's one-PATCH push: the chunk itself becomes the blob, nothing is copied.
+            [one] => self.place(&dir.join(one), &to, upload.offset).await,
             _ => {
-                // No chunk (an empty blob) or several: join them into a new file.
-                tokio::fs::create_dir_all(&dir).await.map_err(io_err)?;
-                let joined = dir.join("joined");
+                // No chunk (an empty blob) or several: join them into a new file of this
+                // request's own, never one another commit is writing.
+                let joined = self.tmp_file();
                 let sources: Vec<PathBuf> = chunks.iter().map(|c| dir.join(c)).collect();
                 let target = joined.clone();
                 // std::io::copy between files uses copy_file_range: the kernel moves the
                 // bytes, with no user-space buffer (a chunked 1 GiB push joins 64 files).
-                tokio::task::spawn_blocking(move || -> io::Result<()> {
-                    let mut out = std::fs::File::create(&target)?;
+                let written = tokio::task::spawn_blocking(move || -> io::Result<()> {
+                    let mut out = std::fs::OpenOptions::new()
+                        .write(true)
+                        .create_new(true)
+                        .open(&target)?;
                     for src in sources {
                         std::io::copy(&mut std::fs::File::open(src)?, &mut out)?;
                     }
@@ -163,22 +222,27 @@ impl BlobStore for FsBlobStore {
                 })
                 .await
                 .map_err(|e| StoreError::Other(e.to_string()))?
-                .map_err(io_err)?;
-                joined
+                .map_err(io_err);
+                let placed = match written {
+                    Ok(()) => self.place(&joined, &to, upload.offset).await,
+                    Err(e) => Err(e),
+                };
+                // Linked into place or not, the join's own name goes.
+                let _ = tokio::fs::remove_file(&joined).await;
+                placed
             }
         };
-        let len = tokio::fs::metadata(&whole).await.map_err(io_err)?.len();
-        if len != upload.offset {
-            return Err(StoreError::Other(format!(
-                "upload {} holds {len} bytes, {} recorded",
-                upload.id, upload.offset
-            )));
+        match placed {
+            Ok(()) => {}
+            // Another commit of these bytes won the race: its blob is this one.
+            Err(_) if tokio::fs::metadata(&to).await.is_ok() => {}
+            Err(e) => return Err(e),
         }
-        tokio::fs::rename(&whole, &to).await.map_err(io_err)?;
         if let Some(p) = parent {
             sync_dir(p).await?;
         }
-        self.abort(upload).await
+        self.cleanup(upload).await;
+        Ok(())
     }
 
     async fn abort(&self, upload: &UploadRecord) -> Result<(), StoreError> {
@@ -348,7 +412,7 @@ mod tests {
         let part = read_all(&s, &d, Some(ByteRange { start: 2, end: 7 })).await;
         assert_eq!(part, b"llo ww");
 
-        // One recorded chunk is renamed, not copied; an empty blob needs no chunk.
+        // One recorded chunk is linked, not copied; an empty blob needs no chunk.
         let mut w = s.writer(&upload("u2", 0)).await.expect("writer");
         w.write(Bytes::from_static(b"single")).await.expect("write");
         let st = w.finish().await.expect("finish");
@@ -392,5 +456,42 @@ mod tests {
             s.commit(&at("u9", 0, "../../x"), &d).await,
             Err(StoreError::Other(_))
         ));
+    }
+
+    /// Racing closing PUTs of one upload: every commit either places the whole blob or
+    /// finds it placed; none writes into a file another one placed.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn concurrent_commits_of_one_upload_place_one_whole_blob() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let s = FsBlobStore::open(dir.path()).expect("open");
+        let mut state = String::new();
+        let mut all = Vec::new();
+        for i in 0..4u8 {
+            let mut w = s
+                .writer(&at("r1", all.len() as u64, &state))
+                .await
+                .expect("writer");
+            let part = vec![i; 3 * WRITE_BATCH + 7];
+            w.write(Bytes::from(part.clone())).await.expect("write");
+            state = w.finish().await.expect("finish");
+            all.extend_from_slice(&part);
+        }
+        let d = Digest::sha256_of(&all);
+        let rec = at("r1", all.len() as u64, &state);
+        let tasks: Vec<_> = (0..8)
+            .map(|_| {
+                let (s, rec, d) = (s.clone(), rec.clone(), d.clone());
+                tokio::spawn(async move { s.commit(&rec, &d).await })
+            })
+            .collect();
+        for t in tasks {
+            t.await.expect("join").expect("commit");
+        }
+        assert_eq!(read_all(&s, &d, None).await, all);
+        assert!(!dir.path().join("uploads").join("r1").exists());
+        let left = std::fs::read_dir(dir.path().join("tmp"))
+            .expect("tmp")
+            .count();
+        assert_eq!(left, 0, "no join file left behind");
     }
 }
