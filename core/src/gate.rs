@@ -69,8 +69,8 @@ impl AuditEvent {
 }
 
 /// `host[:port]` as RFC 3986 allows it in an authority (reg-name, IPv4 or `[IPv6]`),
-/// without user info.
-fn valid_host(h: &str) -> bool {
+/// without user info: what a runtime may put into the token realm from a `Host` header.
+pub fn valid_host(h: &str) -> bool {
     let (host, port) = match h.rsplit_once(':') {
         // `[v6]` without a port, or a bare IPv6 address (refused below).
         Some((a, _)) if !a.ends_with(']') && a.contains(':') => (h, None),
@@ -369,7 +369,7 @@ impl<B: BlobStore, M: MetadataStore + DocumentStore, E: Env> Registry<B, M, E> {
         let now = self.env.now_ms();
         // A slot of the (user, address) and the address counters before any password is
         // looked at: racing guesses cannot exceed either limit (429 when one is full).
-        let claim = throttle::claim(&self.meta, user, &client, now).await?;
+        let claim = throttle::claim(&self.meta, &self.env, user, &client).await?;
         let dir = Directory(&self.meta);
         let found = if user.starts_with("robot$") {
             dir.robot(user)
@@ -391,6 +391,7 @@ impl<B: BlobStore, M: MetadataStore + DocumentStore, E: Env> Registry<B, M, E> {
         let hash = found.as_ref().map(|(h, _)| h.as_str());
         let ok = throttle::check_password(&self.env, password, hash).await;
         let Some((_, p)) = found.filter(|_| ok) else {
+            throttle::record_failure(&self.meta, &claim, self.env.now_ms()).await;
             self.audit_global(ext, user, "login_failed", user).await;
             return Err(RegistryError::new(
                 ErrorCode::Unauthorized,
@@ -618,5 +619,20 @@ impl<B: BlobStore, M: MetadataStore + DocumentStore, E: Env> Registry<B, M, E> {
             }
         };
         self.token_endpoint(&parts, form).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::valid_host;
+
+    #[test]
+    fn hosts() {
+        for h in ["reg.example", "127.0.0.1:5000", "[::1]:5000", "[::1]", "a-b.c"] {
+            assert!(valid_host(h), "{h}");
+        }
+        for h in ["a.example\",error=\"x", "", "u@h", "h:", "h:123456", "::1", "h/x", "h p"] {
+            assert!(!valid_host(h), "{h}");
+        }
     }
 }

@@ -30,6 +30,11 @@ pub trait Env {
     {
         work()
     }
+    /// Waits about `ms` milliseconds (a login waiting for a concurrent one to finish). The
+    /// default returns at once: callers bound their retries by count as well as by time.
+    async fn sleep_ms(&self, ms: u64) {
+        let _ = ms;
+    }
 }
 
 /// An inclusive byte range of a blob.

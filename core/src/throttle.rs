@@ -16,6 +16,13 @@
 //! store's. A successful login releases its own slots and the (user, address) counter's
 //! others (the user proved to know the password from there), so only failures stay counted.
 //!
+//! A slot is *pending* while its login is being evaluated and *failed* once the password was
+//! wrong ([`record_failure`] marks it; a pending slot older than [`PENDING_MAX_MS`] counts as
+//! failed too, so a crash mid-login cannot free it). When every slot is taken but some are
+//! pending, the attempt waits for them ([`Env::sleep_ms`], bounded) instead of being refused:
+//! twenty CI jobs logging in with one robot from behind one NAT all get in, one after the
+//! other, while twenty concurrent guesses still get five evaluations.
+//!
 //! Windows are fixed (`now / WINDOW_MS`). Across a window boundary a counter can see up to
 //! twice its limit within one window's span (the end of one window and the start of the
 //! next); that is the design, not a race. Slots of a window are deleted, best effort, by
@@ -27,7 +34,7 @@
 use crate::auth::verify_password_off_thread;
 use crate::error::{ErrorCode, RegistryError, StoreError};
 use crate::ports::{DocumentStore, Env};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::fmt::Write as _;
 
 /// Failed logins allowed per (user, client address) and window.
@@ -38,6 +45,13 @@ pub const USER_ADDR_LIMIT: u32 = 5;
 pub const ADDR_LIMIT: u32 = 100;
 /// The throttle window (fixed windows: `now_ms / WINDOW_MS`).
 pub const WINDOW_MS: u64 = 15 * 60 * 1000;
+
+/// A pending slot older than this counts as a failure (its login never finished).
+pub const PENDING_MAX_MS: u64 = 60_000;
+/// How long an attempt waits, at most, for pending slots to be decided.
+const WAIT_MS: u64 = 5_000;
+/// The pause between two looks at a full counter.
+const WAIT_STEP_MS: u64 = 50;
 
 /// The document kind of throttle slots.
 const KIND: &str = "throttle";
@@ -74,9 +88,20 @@ pub struct Claim {
     addr: String,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, Deserialize)]
 struct Slot {
     at_ms: u64,
+    /// The login that claimed it failed.
+    #[serde(default)]
+    failed: bool,
+}
+
+/// What a look at a counter found.
+enum Taken {
+    /// This attempt's slot, and the window's other slots.
+    Claimed(String, Vec<String>),
+    /// Every slot is taken; so many of them by logins still being evaluated.
+    Full { pending: usize },
 }
 
 /// Percent-encodes everything but ASCII letters, digits, `-`, `.`, `_` and `~`, so a name
@@ -116,8 +141,8 @@ fn too_many(now_ms: u64, window: u64) -> RegistryError {
     .with_header(http::header::RETRY_AFTER, retry.to_string())
 }
 
-/// Claims a slot of the counter at `prefix` in `window`: `Ok(Some((own, seen)))` with the
-/// slot created and the window's slots listed, `Ok(None)` if all `limit` are taken. Deletes
+/// Claims a slot of the counter at `prefix` in `window`: [`Taken::Claimed`] with the slot
+/// created and the window's slots listed, [`Taken::Full`] if all `limit` are taken. Deletes
 /// the slots of windows before the last one it lists (best effort).
 async fn claim_slot<D: DocumentStore>(
     docs: &D,
@@ -125,13 +150,14 @@ async fn claim_slot<D: DocumentStore>(
     window: u64,
     limit: u32,
     now_ms: u64,
-) -> Result<Option<(String, Vec<String>)>, RegistryError> {
+) -> Result<Taken, RegistryError> {
     let mut taken = vec![false; limit as usize + 1];
     let mut seen = Vec::new();
+    let mut pending = 0;
     let mut after: Option<String> = None;
     loop {
         let page = docs.list_docs(KIND, prefix, after.as_deref(), PAGE).await?;
-        for (id, _) in &page {
+        for (id, raw) in &page {
             let Some((w, n)) = id
                 .strip_prefix(prefix)
                 .and_then(|rest| rest.split_once('/'))
@@ -142,6 +168,10 @@ async fn claim_slot<D: DocumentStore>(
             if w == window {
                 if let Some(t) = taken.get_mut(n as usize) {
                     *t = true;
+                }
+                let slot = serde_json::from_slice::<Slot>(raw).ok();
+                if slot.is_some_and(|s| !s.failed && s.at_ms + PENDING_MAX_MS > now_ms) {
+                    pending += 1;
                 }
                 seen.push(id.clone());
             } else if w + 1 < window
@@ -155,40 +185,67 @@ async fn claim_slot<D: DocumentStore>(
             _ => break,
         }
     }
-    let value = serde_json::to_vec(&Slot { at_ms: now_ms })
-        .map_err(|e| RegistryError::new(ErrorCode::Unknown, e.to_string()))?;
+    let value = slot_value(now_ms, false)?;
     for n in 1..=limit {
         if taken[n as usize] {
             continue;
         }
         let key = slot_key(prefix, window, n);
         match docs.put_doc(KIND, &key, &value, true).await {
-            Ok(()) => return Ok(Some((key, seen))),
-            Err(StoreError::Precondition(_)) => continue,
+            Ok(()) => return Ok(Taken::Claimed(key, seen)),
+            // Taken meanwhile by a login that is now being evaluated.
+            Err(StoreError::Precondition(_)) => pending += 1,
             Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(Taken::Full { pending })
+}
+
+fn slot_value(at_ms: u64, failed: bool) -> Result<Vec<u8>, RegistryError> {
+    serde_json::to_vec(&Slot { at_ms, failed })
+        .map_err(|e| RegistryError::new(ErrorCode::Unknown, e.to_string()))
+}
+
+/// Claims a slot of one counter, waiting (bounded) while the counter is full of logins still
+/// being evaluated; `None` when it is full of failures, or still full after the wait.
+async fn claim_waiting<D: DocumentStore, E: Env>(
+    docs: &D,
+    env: &E,
+    prefix: &str,
+    limit: u32,
+) -> Result<Option<(String, Vec<String>, u64)>, RegistryError> {
+    let start = env.now_ms();
+    for _ in 0..=WAIT_MS / WAIT_STEP_MS {
+        let now = env.now_ms();
+        let window = now / WINDOW_MS;
+        match claim_slot(docs, prefix, window, limit, now).await? {
+            Taken::Claimed(key, seen) => return Ok(Some((key, seen, window))),
+            Taken::Full { pending: 0 } => return Ok(None),
+            Taken::Full { .. } if now.saturating_sub(start) >= WAIT_MS => return Ok(None),
+            Taken::Full { .. } => env.sleep_ms(WAIT_STEP_MS).await,
         }
     }
     Ok(None)
 }
 
 /// Claims a slot of both counters for a login of `user` from `addr`, before its password is
-/// evaluated; refuses with 429 and `Retry-After` (the window's end) if either is full. A
-/// failed login keeps its slots: they are the failure count.
-pub async fn claim<D: DocumentStore>(
+/// evaluated; refuses with 429 and `Retry-After` (the window's end) if either is full of
+/// failures (or of logins that stay undecided for the whole wait). A failed login keeps its
+/// slots, marked by [`record_failure`]: they are the failure count.
+pub async fn claim<D: DocumentStore, E: Env>(
     docs: &D,
+    env: &E,
     user: &str,
     addr: &str,
-    now_ms: u64,
 ) -> Result<Claim, RegistryError> {
-    let window = now_ms / WINDOW_MS;
     let ua = user_addr_prefix(user, addr);
-    let Some((user_addr, seen)) = claim_slot(docs, &ua, window, USER_ADDR_LIMIT, now_ms).await?
-    else {
-        return Err(too_many(now_ms, window));
+    let Some((user_addr, seen, _)) = claim_waiting(docs, env, &ua, USER_ADDR_LIMIT).await? else {
+        let now = env.now_ms();
+        return Err(too_many(now, now / WINDOW_MS));
     };
-    let claimed = claim_slot(docs, &addr_prefix(addr), window, ADDR_LIMIT, now_ms).await;
+    let claimed = claim_waiting(docs, env, &addr_prefix(addr), ADDR_LIMIT).await;
     match claimed {
-        Ok(Some((addr, _))) => Ok(Claim {
+        Ok(Some((addr, _, _))) => Ok(Claim {
             user_addr,
             seen,
             addr,
@@ -196,7 +253,8 @@ pub async fn claim<D: DocumentStore>(
         // This attempt will not be evaluated: it must not count against the user.
         Ok(None) => {
             delete_slot(docs, &user_addr).await;
-            Err(too_many(now_ms, window))
+            let now = env.now_ms();
+            Err(too_many(now, now / WINDOW_MS))
         }
         Err(e) => {
             delete_slot(docs, &user_addr).await;
@@ -209,6 +267,20 @@ pub async fn claim<D: DocumentStore>(
 async fn delete_slot<D: DocumentStore>(docs: &D, key: &str) {
     if let Err(e) = docs.delete_doc(KIND, key).await {
         tracing::warn!(slot = %key, error = %e, "releasing a throttle slot");
+    }
+}
+
+/// After a failed login: marks its slots failed, so attempts waiting for pending slots stop
+/// waiting for these. Best effort: a slot left pending counts as failed after
+/// [`PENDING_MAX_MS`] anyway.
+pub async fn record_failure<D: DocumentStore>(docs: &D, claim: &Claim, now_ms: u64) {
+    let Ok(value) = slot_value(now_ms, true) else {
+        return;
+    };
+    for key in [&claim.user_addr, &claim.addr] {
+        if let Err(e) = docs.put_doc(KIND, key, &value, false).await {
+            tracing::warn!(slot = %key, error = %e, "marking a throttle slot failed");
+        }
     }
 }
 
@@ -292,26 +364,59 @@ mod tests {
         );
     }
 
+    fn env_at(ms: u64) -> TestEnv {
+        let env = TestEnv::default();
+        env.now.store(ms, Ordering::SeqCst);
+        env
+    }
+
     #[test]
     fn slots_count_failures_per_window_and_release_on_success() {
         let docs = MemoryMetadata::default();
+        let env = env_at(T0);
         for _ in 0..USER_ADDR_LIMIT {
-            block_on(claim(&docs, "alice", "10.0.0.1", T0)).expect("claim");
+            let c = block_on(claim(&docs, &env, "alice", "10.0.0.1")).expect("claim");
+            block_on(record_failure(&docs, &c, T0));
         }
-        let e = block_on(claim(&docs, "alice", "10.0.0.1", T0)).expect_err("full");
+        let e = block_on(claim(&docs, &env, "alice", "10.0.0.1")).expect_err("full");
         assert_eq!(e.code, ErrorCode::TooManyRequests);
         // Another address, another user: unaffected.
-        let c = block_on(claim(&docs, "alice", "10.0.0.2", T0)).expect("other address");
+        let c = block_on(claim(&docs, &env, "alice", "10.0.0.2")).expect("other address");
         block_on(release(&docs, c));
-        block_on(claim(&docs, "bob", "10.0.0.1", T0)).expect("other user");
+        block_on(claim(&docs, &env, "bob", "10.0.0.1")).expect("other user");
         // The next window starts over; two windows on, the first one's slots are deleted.
         let next = (T0 / WINDOW_MS + 1) * WINDOW_MS;
-        let c = block_on(claim(&docs, "alice", "10.0.0.1", next)).expect("next window");
+        env.now.store(next, Ordering::SeqCst);
+        let c = block_on(claim(&docs, &env, "alice", "10.0.0.1")).expect("next window");
         block_on(release(&docs, c));
-        block_on(claim(&docs, "alice", "10.0.0.1", next + WINDOW_MS)).expect("later");
+        env.now.store(next + WINDOW_MS, Ordering::SeqCst);
+        block_on(claim(&docs, &env, "alice", "10.0.0.1")).expect("later");
         let left =
             block_on(docs.list_docs(KIND, &user_addr_prefix("alice", "10.0.0.1"), None, 100))
                 .expect("list");
         assert_eq!(left.len(), 1, "{left:?}");
+    }
+
+    #[test]
+    fn a_full_counter_of_pending_logins_is_waited_for_then_refused() {
+        let docs = MemoryMetadata::default();
+        let env = env_at(T0);
+        let claims: Vec<_> = (0..USER_ADDR_LIMIT)
+            .map(|_| block_on(claim(&docs, &env, "ci", "10.0.0.1")).expect("claim"))
+            .collect();
+        // All pending: TestEnv's sleep does not wait and its clock stands still, so the wait
+        // ends by its round count, and the attempt is refused.
+        let e = block_on(claim(&docs, &env, "ci", "10.0.0.1")).expect_err("still pending");
+        assert_eq!(e.code, ErrorCode::TooManyRequests);
+        // One succeeds and frees its slot (and the others it saw): the next gets in.
+        let mut it = claims.into_iter();
+        block_on(release(&docs, it.next().expect("claim")));
+        block_on(claim(&docs, &env, "ci", "10.0.0.1")).expect("a slot was freed");
+        // A pending slot whose login never finished counts as a failure after a while.
+        env.now.store(T0 + PENDING_MAX_MS + 1, Ordering::SeqCst);
+        let started = env.now_ms();
+        let e = block_on(claim(&docs, &env, "ci", "10.0.0.1")).expect_err("stale pending");
+        assert_eq!(e.code, ErrorCode::TooManyRequests);
+        assert_eq!(env.now_ms(), started);
     }
 }

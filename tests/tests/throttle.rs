@@ -245,3 +245,27 @@ fn an_address_is_throttled_across_users_only_at_its_own_limit() {
     assert_eq!(login(&t, "127.0.0.5", "someone-new", "guess").0, 429);
     assert_eq!(login(&t, "127.0.0.6", "bob", "bob-password").0, 200);
 }
+
+/// The slots bound evaluations, not logins: concurrent logins with the right password (a CI
+/// fleet with one robot behind one NAT, or skopeo sending Basic credentials on every pull)
+/// wait for each other's pending slots instead of being refused.
+#[test]
+fn concurrent_logins_with_the_right_password_all_succeed() {
+    let Some(t) = local_target("concurrent_logins_with_the_right_password_all_succeed") else {
+        return;
+    };
+    add_user(&t, "fleet", "fleet-password");
+    let statuses: Vec<u16> = std::thread::scope(|s| {
+        let logins: Vec<_> = (0..20)
+            .map(|_| {
+                let t = &t;
+                s.spawn(move || login(t, "127.0.0.7", "fleet", "fleet-password").0)
+            })
+            .collect();
+        logins.into_iter().map(|l| l.join().expect("login")).collect()
+    });
+    assert!(
+        statuses.iter().all(|&s| s == 200),
+        "20 concurrent good logins from one address: {statuses:?}"
+    );
+}

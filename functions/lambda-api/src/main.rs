@@ -88,6 +88,10 @@ async fn build() -> Result<ApiRegistry, String> {
         let settings = TokenSettings {
             service: var("WHARF_SERVICE").unwrap_or_else(|| "wharf".into()),
             ttl_secs: number("WHARF_TOKEN_TTL_SECS", 300)?,
+            refresh_ttl_secs: number(
+                "WHARF_REFRESH_TOKEN_TTL_SECS",
+                TokenSettings::default().refresh_ttl_secs,
+            )?,
             ..TokenSettings::default()
         };
         registry = registry.with_auth(TokenService::new(keys, settings));
@@ -103,8 +107,13 @@ fn origin(req: &Request, base: Option<&str>) -> String {
         return b.trim_end_matches('/').to_owned();
     }
     let h = |n: &str| req.headers().get(n).and_then(|v| v.to_str().ok());
-    let host = h("host").unwrap_or("localhost");
-    let proto = h("x-forwarded-proto").unwrap_or("http");
+    // Client-set headers: only a plain host[:port] and a known scheme reach the realm.
+    let host = h("host")
+        .filter(|h| wharf_core::gate::valid_host(h))
+        .unwrap_or("localhost");
+    let proto = h("x-forwarded-proto")
+        .filter(|p| matches!(*p, "http" | "https"))
+        .unwrap_or("http");
     format!("{proto}://{host}")
 }
 

@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::client::TrustedProxies;
+use wharf_core::auth::TokenSettings;
 
 /// `wharf serve` options. Every one can also come from the config file.
 #[derive(Args, Debug, Default)]
@@ -52,6 +53,9 @@ pub struct ServeArgs {
     /// Access token lifetime in seconds [default: 300].
     #[arg(long, env = "WHARF_TOKEN_TTL_SECS")]
     pub token_ttl_secs: Option<u64>,
+    /// Refresh token lifetime in seconds [default: 2592000, 30 days].
+    #[arg(long, env = "WHARF_REFRESH_TOKEN_TTL_SECS")]
+    pub refresh_token_ttl_secs: Option<u64>,
     /// Token service name (`service` in challenges, `aud` of tokens) [default: wharf].
     #[arg(long, env = "WHARF_SERVICE")]
     pub service: Option<String>,
@@ -113,6 +117,7 @@ struct FileConfig {
     auth: Option<String>,
     token_keys: Option<Vec<PathBuf>>,
     token_ttl_secs: Option<u64>,
+    refresh_token_ttl_secs: Option<u64>,
     service: Option<String>,
     storage: Option<String>,
     metadata: Option<String>,
@@ -139,6 +144,7 @@ pub struct Settings {
     pub auth: bool,
     pub token_keys: Vec<PathBuf>,
     pub token_ttl_secs: u64,
+    pub refresh_token_ttl_secs: u64,
     pub service: String,
     pub backend: Backend,
     pub upload_front: Option<String>,
@@ -265,6 +271,10 @@ impl ServeArgs {
             auth,
             token_keys: self.token_keys.or(file.token_keys).unwrap_or_default(),
             token_ttl_secs: self.token_ttl_secs.or(file.token_ttl_secs).unwrap_or(300),
+            refresh_token_ttl_secs: self
+                .refresh_token_ttl_secs
+                .or(file.refresh_token_ttl_secs)
+                .unwrap_or(TokenSettings::default().refresh_ttl_secs),
             service: self
                 .service
                 .or(file.service)

@@ -191,6 +191,7 @@ where
         let settings = TokenSettings {
             service: s.service.clone(),
             ttl_secs: s.token_ttl_secs,
+            refresh_ttl_secs: s.refresh_token_ttl_secs,
             ..TokenSettings::default()
         };
         keys::ensure_admin(&registry.meta, &registry.env).await?;
@@ -329,6 +330,8 @@ async fn handle(
                     let h = req.headers().get(http::header::HOST)?;
                     h.to_str().ok().map(str::to_owned)
                 })
+                // The client sets it: only a plain host[:port] goes into the token realm.
+                .filter(|h| wharf_core::gate::valid_host(h))
                 .unwrap_or_else(|| "localhost".into());
             format!("{}://{host}", state.scheme)
         }

@@ -62,6 +62,9 @@ impl CoreEnv for WorkerEnv {
             panic!("crypto.getRandomValues failed: {e}");
         }
     }
+    async fn sleep_ms(&self, ms: u64) {
+        worker::Delay::from(std::time::Duration::from_millis(ms)).await;
+    }
 }
 
 type App = Registry<R2Blobs, D1Meta, WorkerEnv>;
@@ -158,6 +161,10 @@ async fn build(env: &Env) -> Result<Isolate, String> {
         let settings = TokenSettings {
             service: vars.get("WHARF_SERVICE").unwrap_or_else(|| "wharf".into()),
             ttl_secs: vars.number("WHARF_TOKEN_TTL_SECS", 300)?,
+            refresh_ttl_secs: vars.number(
+                "WHARF_REFRESH_TOKEN_TTL_SECS",
+                TokenSettings::default().refresh_ttl_secs,
+            )?,
             ..TokenSettings::default()
         };
         app = app.with_auth(TokenService::new(keys, settings));
@@ -181,6 +188,7 @@ fn origin(req: &HttpRequest, base: Option<&str>) -> String {
         .authority()
         .map(|a| a.as_str().to_owned())
         .or_else(|| Some(req.headers().get("host")?.to_str().ok()?.to_owned()))
+        .filter(|h| wharf_core::gate::valid_host(h))
         .unwrap_or_else(|| "localhost".into());
     format!("{}://{host}", uri.scheme_str().unwrap_or("https"))
 }

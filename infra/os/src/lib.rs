@@ -35,6 +35,12 @@ impl Env for SystemEnv {
     {
         run_bounded(heavy_permits(), work).await
     }
+    /// tokio's timer; outside a runtime (no timer) it returns at once, like the default.
+    async fn sleep_ms(&self, ms: u64) {
+        if tokio::runtime::Handle::try_current().is_ok() {
+            tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
+        }
+    }
 }
 
 /// How many heavy jobs may run at once: one core fewer than the machine has, at least one.
