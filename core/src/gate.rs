@@ -187,7 +187,9 @@ impl<B: BlobStore, M: MetadataStore + DocumentStore, E: Env> Registry<B, M, E> {
                 scope.as_deref(),
                 Some("insufficient_scope"),
             );
-            if self.could_be_granted(&claims, need, catalog).await? {
+            if self.could_be_granted(&claims, need, catalog).await?
+                && tokens.first_scope_refusal(token.trim(), scope.as_deref().unwrap_or(""))
+            {
                 return Err(RegistryError::new(
                     ErrorCode::Unauthorized,
                     "the token does not grant this; ask the token endpoint for the scope in the challenge",

@@ -518,8 +518,11 @@ impl<B: BlobStore, M: MetadataStore + DocumentStore, E: Env> Registry<B, M, E> {
             .header(header::LOCATION, format!("/v2/{name}/manifests/{digest}"))
             .header(DOCKER_CONTENT_DIGEST, digest.to_string())
             .header(header::CONTENT_LENGTH, 0);
-        for t in &tags {
-            resp = resp.header(OCI_TAG, *t);
+        // One `OCI-Tag` line listing every tag set: the same list as one line per tag (RFC 9110
+        // §5.3), and what survives Lambda function URLs, whose response headers hold one value
+        // per name.
+        if !tags.is_empty() {
+            resp = resp.header(OCI_TAG, tags.join(", "));
         }
         if let Some(s) = subject {
             resp = resp.header(OCI_SUBJECT, s.to_string());
