@@ -149,7 +149,9 @@ impl<B: BlobStore, M: MetadataStore + DocumentStore, E: Env> Registry<B, M, E> {
         // Writes carry JSON: a browser on another origin cannot send that without a CORS
         // preflight, which this API never answers, so a page cannot forge a request with
         // credentials the browser holds.
-        if matches!(parts.method, Method::POST | Method::PUT | Method::PATCH) && !is_json(&parts.headers) {
+        if matches!(parts.method, Method::POST | Method::PUT | Method::PATCH)
+            && !is_json(&parts.headers)
+        {
             return Err(RegistryError::new(
                 ErrorCode::Unsupported,
                 "management API writes take a JSON body with Content-Type: application/json",
@@ -338,7 +340,8 @@ impl<B: BlobStore, M: MetadataStore + DocumentStore, E: Env> Registry<B, M, E> {
                 .delete_doc("member", &format!("{}/{}", m.project, m.username))
                 .await?;
         }
-        self.audit_global(ext, who.name(), "user_delete", name).await;
+        self.audit_global(ext, who.name(), "user_delete", name)
+            .await;
         Ok(ok_json::<B>(
             StatusCode::OK,
             serde_json::json!({"deleted": name}),
@@ -449,8 +452,15 @@ impl<B: BlobStore, M: MetadataStore + DocumentStore, E: Env> Registry<B, M, E> {
         self.dir()
             .put("member", &format!("{}/{}", p.name, u.username), &m, false)
             .await?;
-        self.record_event(ext, Some(&p.name), who.name(), "project_create", &p.name, None)
-            .await;
+        self.record_event(
+            ext,
+            Some(&p.name),
+            who.name(),
+            "project_create",
+            &p.name,
+            None,
+        )
+        .await;
         Ok(ok_json::<B>(StatusCode::CREATED, project_view(&p)))
     }
 
@@ -786,8 +796,15 @@ impl<B: BlobStore, M: MetadataStore + DocumentStore, E: Env> Registry<B, M, E> {
             .put("robot", &name, &r, true)
             .await
             .map_err(|e| exists(e, "a robot", &name))?;
-        self.record_event(ext, robot_project(&r), who.name(), "robot_create", &name, None)
-            .await;
+        self.record_event(
+            ext,
+            robot_project(&r),
+            who.name(),
+            "robot_create",
+            &name,
+            None,
+        )
+        .await;
         let mut v = robot_view(&r);
         v["secret"] = serde_json::json!(secret);
         Ok(ok_json::<B>(StatusCode::CREATED, v))
@@ -808,8 +825,15 @@ impl<B: BlobStore, M: MetadataStore + DocumentStore, E: Env> Registry<B, M, E> {
             self.may(who, &p.project, Right::ManageMembers).await?;
         }
         self.meta.delete_doc("robot", name).await?;
-        self.record_event(ext, robot_project(&r), who.name(), "robot_delete", name, None)
-            .await;
+        self.record_event(
+            ext,
+            robot_project(&r),
+            who.name(),
+            "robot_delete",
+            name,
+            None,
+        )
+        .await;
         Ok(ok_json::<B>(
             StatusCode::OK,
             serde_json::json!({"deleted": name}),
@@ -873,7 +897,10 @@ impl<B: BlobStore, M: MetadataStore + DocumentStore, E: Env> Registry<B, M, E> {
 /// A create-only write that found the record there already: 409 naming what exists.
 fn exists(e: RegistryError, what: &str, name: &str) -> RegistryError {
     if e.code == ErrorCode::Conflict {
-        RegistryError::new(ErrorCode::Conflict, format!("{what} named {name:?} already exists"))
+        RegistryError::new(
+            ErrorCode::Conflict,
+            format!("{what} named {name:?} already exists"),
+        )
     } else {
         e
     }

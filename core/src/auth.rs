@@ -413,7 +413,8 @@ pub async fn hash_password_off_thread(
 /// [`verify_password`] on [`Env::run_heavy`].
 pub async fn verify_password_off_thread(env: &impl Env, password: &str, hash: &str) -> bool {
     let (password, hash) = (password.to_owned(), hash.to_owned());
-    env.run_heavy(move || verify_password(&password, &hash)).await
+    env.run_heavy(move || verify_password(&password, &hash))
+        .await
 }
 
 /// A fresh random secret (robot secrets, generated passwords).
@@ -1012,7 +1013,10 @@ mod tests {
         let dup = put(FailingDocs(|| StoreError::Precondition("exists".into())));
         assert_eq!((dup.code, dup.status.as_u16()), (ErrorCode::Conflict, 409));
         let down = put(FailingDocs(|| StoreError::Unavailable("timeout".into())));
-        assert_eq!((down.code, down.status.as_u16()), (ErrorCode::Unavailable, 503));
+        assert_eq!(
+            (down.code, down.status.as_u16()),
+            (ErrorCode::Unavailable, 503)
+        );
     }
 
     #[test]

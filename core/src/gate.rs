@@ -77,13 +77,19 @@ pub fn valid_host(h: &str) -> bool {
         Some((a, p)) => (a, Some(p)),
         None => (h, None),
     };
-    let port_ok = port.is_none_or(|p| !p.is_empty() && p.len() <= 5 && p.bytes().all(|b| b.is_ascii_digit()));
+    let port_ok =
+        port.is_none_or(|p| !p.is_empty() && p.len() <= 5 && p.bytes().all(|b| b.is_ascii_digit()));
     let host_ok = if let Some(v6) = host.strip_prefix('[').and_then(|x| x.strip_suffix(']')) {
-        !v6.is_empty() && v6.bytes().all(|b| b.is_ascii_hexdigit() || b == b':' || b == b'.')
+        !v6.is_empty()
+            && v6
+                .bytes()
+                .all(|b| b.is_ascii_hexdigit() || b == b':' || b == b'.')
     } else {
         !host.is_empty()
             && host.len() <= 253
-            && host.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-')
+            && host
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-')
     };
     port_ok && host_ok
 }
@@ -630,10 +636,25 @@ mod tests {
 
     #[test]
     fn hosts() {
-        for h in ["reg.example", "127.0.0.1:5000", "[::1]:5000", "[::1]", "a-b.c"] {
+        for h in [
+            "reg.example",
+            "127.0.0.1:5000",
+            "[::1]:5000",
+            "[::1]",
+            "a-b.c",
+        ] {
             assert!(valid_host(h), "{h}");
         }
-        for h in ["a.example\",error=\"x", "", "u@h", "h:", "h:123456", "::1", "h/x", "h p"] {
+        for h in [
+            "a.example\",error=\"x",
+            "",
+            "u@h",
+            "h:",
+            "h:123456",
+            "::1",
+            "h/x",
+            "h p",
+        ] {
             assert!(!valid_host(h), "{h}");
         }
     }

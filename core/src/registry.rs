@@ -1072,7 +1072,10 @@ fn body_too_large(max: u64) -> RegistryError {
 fn too_many_bytes(offset: u64) -> RegistryError {
     RegistryError::new(
         ErrorCode::SizeInvalid,
-        format!("the upload has {offset} bytes and cannot grow past {}", u64::MAX),
+        format!(
+            "the upload has {offset} bytes and cannot grow past {}",
+            u64::MAX
+        ),
     )
 }
 

@@ -514,9 +514,7 @@ pub async fn metadata_conformance<M: MetadataStore>(m: &M) {
 
     // Manifests, tags, referrers.
     let base = test_manifest(&[d(1), d(2)], None, None);
-    m.put_manifest("c/one", &base, &["v1"])
-        .await
-        .expect("put");
+    m.put_manifest("c/one", &base, &["v1"]).await.expect("put");
     m.put_manifest("c/one", &base, &["latest"])
         .await
         .expect("put");

@@ -66,7 +66,10 @@ fn monolithic_upload_head_get_ranges_delete() {
         None,
     );
     p.expect(416, None);
-    assert!(!p.redirected, "the registry answers an unsatisfiable range itself");
+    assert!(
+        !p.redirected,
+        "the registry answers an unsatisfiable range itself"
+    );
     assert_eq!(p.header("content-range"), "bytes */100000");
 
     c.req("DELETE", &c.path(&format!("blobs/{d}")), &[], None)
@@ -1420,12 +1423,7 @@ fn ranges_and_lengths_beyond_u64_are_refused_or_clamped_not_wrapped() {
         "bytes 0-18446744073709551615/*",
         "0-18446744073709551616",
     ] {
-        let r = c.req(
-            "PATCH",
-            &loc,
-            &[("Content-Range", cr)],
-            Some(&[]),
-        );
+        let r = c.req("PATCH", &loc, &[("Content-Range", cr)], Some(&[]));
         r.expect(416, Some("BLOB_UPLOAD_INVALID"));
     }
     let r = c.req(
@@ -1448,7 +1446,10 @@ fn ranges_and_lengths_beyond_u64_are_refused_or_clamped_not_wrapped() {
     )
     .expect(201, None);
     // A last position past the end means the end, however many digits it has.
-    for range in ["bytes=0-99999999999999999999", "bytes=-99999999999999999999"] {
+    for range in [
+        "bytes=0-99999999999999999999",
+        "bytes=-99999999999999999999",
+    ] {
         let p = c.req(
             "GET",
             &c.path(&format!("blobs/{d}")),
@@ -1497,8 +1498,13 @@ fn sha512_digest_named_only_at_the_closing_put() {
     let h = c.req("HEAD", &c.path(&format!("blobs/{d512}")), &[], None);
     h.expect(200, None);
     assert_eq!(h.header("docker-content-digest"), d512);
-    c.req("HEAD", &c.path(&format!("blobs/{}", sha256(&data))), &[], None)
-        .expect(404, None);
+    c.req(
+        "HEAD",
+        &c.path(&format!("blobs/{}", sha256(&data))),
+        &[],
+        None,
+    )
+    .expect(404, None);
 
     // A wrong sha512 at the PUT: DIGEST_INVALID, and the upload is gone.
     let loc = c.start_upload();
@@ -1525,7 +1531,9 @@ fn manifest_put_by_digest_sets_every_tag_parameter() {
     let d = sha256(&m);
     let r = c.req(
         "PUT",
-        &c.path(&format!("manifests/{d}?tag=1.2.3&tag=1.2&tag=latest&tag=1.2")),
+        &c.path(&format!(
+            "manifests/{d}?tag=1.2.3&tag=1.2&tag=latest&tag=1.2"
+        )),
         &[("Content-Type", OCI_MANIFEST)],
         Some(&m),
     );
@@ -1619,8 +1627,5 @@ fn manifest_pushed_by_sha512_keeps_its_digest_by_tag() {
             assert_eq!(g.header("etag"), format!("\"{d}\""), "{method} {reference}");
         }
     }
-    assert_eq!(
-        c.req("GET", &c.path("manifests/v512"), &[], None).body,
-        m
-    );
+    assert_eq!(c.req("GET", &c.path("manifests/v512"), &[], None).body, m);
 }

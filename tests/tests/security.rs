@@ -8,7 +8,13 @@
 use wharf_tests::{Resp, Server, Target, agent, basic, random_hex, temp_dir};
 
 /// A request with optional `Authorization` and JSON body.
-fn call(t: &Target, method: &str, path: &str, auth: Option<&str>, body: Option<serde_json::Value>) -> Resp {
+fn call(
+    t: &Target,
+    method: &str,
+    path: &str,
+    auth: Option<&str>,
+    body: Option<serde_json::Value>,
+) -> Resp {
     let mut headers: Vec<(&str, String)> = Vec::new();
     if let Some(a) = auth {
         headers.push(("Authorization", a.to_owned()));
@@ -20,7 +26,13 @@ fn call(t: &Target, method: &str, path: &str, auth: Option<&str>, body: Option<s
     raw_call(t, method, path, &headers, body.as_deref())
 }
 
-fn raw_call(t: &Target, method: &str, path: &str, headers: &[(&str, String)], body: Option<&[u8]>) -> Resp {
+fn raw_call(
+    t: &Target,
+    method: &str,
+    path: &str,
+    headers: &[(&str, String)],
+    body: Option<&[u8]>,
+) -> Resp {
     let url = format!("{}{path}", t.base);
     let mut b = ureq::http::Request::builder().method(method).uri(&url);
     for (k, v) in headers {
@@ -34,11 +46,19 @@ fn raw_call(t: &Target, method: &str, path: &str, headers: &[(&str, String)], bo
     let status = resp.status().as_u16();
     let headers = resp.headers().clone();
     let body = resp.body_mut().read_to_vec().unwrap_or_default();
-    Resp { status, headers, body, redirected: false }
+    Resp {
+        status,
+        headers,
+        body,
+        redirected: false,
+    }
 }
 
 fn admin(t: &Target) -> String {
-    let (u, p) = t.creds.as_ref().expect("the security suite needs auth on (admin credentials)");
+    let (u, p) = t
+        .creds
+        .as_ref()
+        .expect("the security suite needs auth on (admin credentials)");
     basic(u, p)
 }
 
@@ -46,14 +66,25 @@ fn admin(t: &Target) -> String {
 fn user(t: &Target, prefix: &str) -> (String, String) {
     let name = format!("{prefix}-{}", random_hex(8));
     let pw = format!("pw-{}", random_hex(12));
-    call(t, "POST", "/api/v1/users", Some(&admin(t)),
-         Some(serde_json::json!({"username": name, "password": pw})))
-        .expect(201, None);
+    call(
+        t,
+        "POST",
+        "/api/v1/users",
+        Some(&admin(t)),
+        Some(serde_json::json!({"username": name, "password": pw})),
+    )
+    .expect(201, None);
     (name, pw)
 }
 
 fn project(t: &Target, auth: &str, name: &str) -> Resp {
-    call(t, "POST", "/api/v1/projects", Some(auth), Some(serde_json::json!({"name": name})))
+    call(
+        t,
+        "POST",
+        "/api/v1/projects",
+        Some(auth),
+        Some(serde_json::json!({"name": name})),
+    )
 }
 
 /// A token for `scope` from Basic credentials (`None`: anonymous).
@@ -62,15 +93,26 @@ fn token(t: &Target, who: Option<(&str, &str)>, scope: &str) -> String {
     if let Some((u, p)) = who {
         headers.push(("Authorization", basic(u, p)));
     }
-    let r = raw_call(t, "GET", &format!("/token?service=wharf&scope={scope}"), &headers, None);
+    let r = raw_call(
+        t,
+        "GET",
+        &format!("/token?service=wharf&scope={scope}"),
+        &headers,
+        None,
+    );
     r.expect(200, None);
     r.json()["token"].as_str().expect("token").to_owned()
 }
 
 /// The actions a token endpoint grants `who` on `repo`.
 fn granted(t: &Target, who: (&str, &str), repo: &str) -> Vec<String> {
-    let r = raw_call(t, "GET", &format!("/token?service=wharf&scope=repository:{repo}:pull,push,delete"),
-                     &[("Authorization", basic(who.0, who.1))], None);
+    let r = raw_call(
+        t,
+        "GET",
+        &format!("/token?service=wharf&scope=repository:{repo}:pull,push,delete"),
+        &[("Authorization", basic(who.0, who.1))],
+        None,
+    );
     if r.status != 200 {
         return Vec::new();
     }
@@ -99,7 +141,13 @@ fn push_as_admin(t: &Target, repo: &str) {
 }
 
 fn token_basic(t: &Target, auth: &str, scope: &str) -> String {
-    let r = raw_call(t, "GET", &format!("/token?service=wharf&scope={scope}"), &[("Authorization", auth.to_owned())], None);
+    let r = raw_call(
+        t,
+        "GET",
+        &format!("/token?service=wharf&scope={scope}"),
+        &[("Authorization", auth.to_owned())],
+        None,
+    );
     r.expect(200, None);
     r.json()["token"].as_str().expect("token").to_owned()
 }
@@ -116,12 +164,26 @@ fn a_project_with_repositories_cannot_be_deleted_whatever_sorts_next_to_it() {
     push_as_admin(&t, &format!("{team}/app"));
     // `team-a/x` sorts between `team` and `team/app`: the old guard looked only at it.
     push_as_admin(&t, &format!("{team}-a/x"));
-    call(&t, "DELETE", &format!("/api/v1/projects/{team}"), Some(&a), None).expect(403, Some("DENIED"));
+    call(
+        &t,
+        "DELETE",
+        &format!("/api/v1/projects/{team}"),
+        Some(&a),
+        None,
+    )
+    .expect(403, Some("DENIED"));
     // A repository named exactly like the project belongs to it too.
     let solo = format!("solo{}", random_hex(6));
     project(&t, &a, &solo).expect(201, None);
     push_as_admin(&t, &solo);
-    call(&t, "DELETE", &format!("/api/v1/projects/{solo}"), Some(&a), None).expect(403, Some("DENIED"));
+    call(
+        &t,
+        "DELETE",
+        &format!("/api/v1/projects/{solo}"),
+        Some(&a),
+        None,
+    )
+    .expect(403, Some("DENIED"));
 }
 
 #[test]
@@ -136,9 +198,18 @@ fn a_recreated_project_inherits_no_repository() {
     push_as_admin(&t, &format!("{team}/app"));
     project(&t, &a, &format!("{team}-a")).expect(201, None);
     push_as_admin(&t, &format!("{team}-a/x"));
-    let _ = call(&t, "DELETE", &format!("/api/v1/projects/{team}"), Some(&a), None);
+    let _ = call(
+        &t,
+        "DELETE",
+        &format!("/api/v1/projects/{team}"),
+        Some(&a),
+        None,
+    );
     let r = project(&t, &basic(&mallory, &mpw), &team);
-    assert_ne!(r.status, 201, "mallory re-created {team} over its old repositories");
+    assert_ne!(
+        r.status, 201,
+        "mallory re-created {team} over its old repositories"
+    );
     assert!(
         granted(&t, (&mallory, &mpw), &format!("{team}/app")).is_empty(),
         "mallory got access to the old {team}/app"
@@ -157,25 +228,64 @@ fn deleting_a_project_removes_its_robots_and_their_grants() {
     project(&t, &a, &p2).expect(201, None);
     project(&t, &a, &p3).expect(201, None);
     let robot = |name: &str, perms: serde_json::Value| {
-        let r = call(&t, "POST", "/api/v1/robots", Some(&a),
-                     Some(serde_json::json!({"name": name, "permissions": perms})));
+        let r = call(
+            &t,
+            "POST",
+            "/api/v1/robots",
+            Some(&a),
+            Some(serde_json::json!({"name": name, "permissions": perms})),
+        );
         r.expect(201, None);
-        (r.json()["name"].as_str().unwrap_or("").to_owned(), r.json()["secret"].as_str().unwrap_or("").to_owned())
+        (
+            r.json()["name"].as_str().unwrap_or("").to_owned(),
+            r.json()["secret"].as_str().unwrap_or("").to_owned(),
+        )
     };
-    let keep = robot("keep", serde_json::json!([{"project": p2, "actions": ["pull", "push", "delete"]}]));
-    let multi = robot(&format!("multi{}", random_hex(6)), serde_json::json!([
-        {"project": p2, "actions": ["pull", "push"]}, {"project": p3, "actions": ["pull"]}]));
-    call(&t, "DELETE", &format!("/api/v1/projects/{p2}"), Some(&a), None).expect(200, None);
+    let keep = robot(
+        "keep",
+        serde_json::json!([{"project": p2, "actions": ["pull", "push", "delete"]}]),
+    );
+    let multi = robot(
+        &format!("multi{}", random_hex(6)),
+        serde_json::json!([
+        {"project": p2, "actions": ["pull", "push"]}, {"project": p3, "actions": ["pull"]}]),
+    );
+    call(
+        &t,
+        "DELETE",
+        &format!("/api/v1/projects/{p2}"),
+        Some(&a),
+        None,
+    )
+    .expect(200, None);
     // Someone else creates the name again.
     project(&t, &basic(&eve, &epw), &p2).expect(201, None);
-    assert!(granted(&t, (&keep.0, &keep.1), &format!("{p2}/x")).is_empty(),
-            "{} kept access to the re-created {p2}", keep.0);
-    assert!(granted(&t, (&multi.0, &multi.1), &format!("{p2}/x")).is_empty(),
-            "{} kept access to the re-created {p2}", multi.0);
+    assert!(
+        granted(&t, (&keep.0, &keep.1), &format!("{p2}/x")).is_empty(),
+        "{} kept access to the re-created {p2}",
+        keep.0
+    );
+    assert!(
+        granted(&t, (&multi.0, &multi.1), &format!("{p2}/x")).is_empty(),
+        "{} kept access to the re-created {p2}",
+        multi.0
+    );
     // The robot named for the project is gone; the other keeps its other grant.
-    let r = raw_call(&t, "GET", "/token?service=wharf&scope=repository:x/y:pull", &[("Authorization", basic(&keep.0, &keep.1))], None);
-    assert_eq!(r.status, 401, "robot named for a deleted project can still log in");
-    assert_eq!(granted(&t, (&multi.0, &multi.1), &format!("{p3}/x")), vec!["pull".to_owned()]);
+    let r = raw_call(
+        &t,
+        "GET",
+        "/token?service=wharf&scope=repository:x/y:pull",
+        &[("Authorization", basic(&keep.0, &keep.1))],
+        None,
+    );
+    assert_eq!(
+        r.status, 401,
+        "robot named for a deleted project can still log in"
+    );
+    assert_eq!(
+        granted(&t, (&multi.0, &multi.1), &format!("{p3}/x")),
+        vec!["pull".to_owned()]
+    );
 }
 
 // ---- 3. registry tokens are not management credentials --------------------------------------
@@ -185,13 +295,30 @@ fn a_registry_token_cannot_manage_accounts() {
     let t = Target::fresh();
     let (alice, apw) = user(&t, "alice");
     let pull = token(&t, Some((&alice, &apw)), "repository:x/y:pull");
-    let r = call(&t, "PUT", &format!("/api/v1/users/{alice}/password"), Some(&format!("Bearer {pull}")),
-                 Some(serde_json::json!({"password": "taken-over-1"})));
-    assert_eq!(r.status, 401, "a pull token changed its owner's password: {}", String::from_utf8_lossy(&r.body));
+    let r = call(
+        &t,
+        "PUT",
+        &format!("/api/v1/users/{alice}/password"),
+        Some(&format!("Bearer {pull}")),
+        Some(serde_json::json!({"password": "taken-over-1"})),
+    );
+    assert_eq!(
+        r.status,
+        401,
+        "a pull token changed its owner's password: {}",
+        String::from_utf8_lossy(&r.body)
+    );
     let (u, p) = t.creds.clone().expect("creds");
     let admin_pull = token(&t, Some((&u, &p)), "repository:x/y:pull");
-    let r = call(&t, "POST", "/api/v1/users", Some(&format!("Bearer {admin_pull}")),
-                 Some(serde_json::json!({"username": format!("evil-{}", random_hex(6)), "password": "evil-pass-1", "admin": true})));
+    let r = call(
+        &t,
+        "POST",
+        "/api/v1/users",
+        Some(&format!("Bearer {admin_pull}")),
+        Some(
+            serde_json::json!({"username": format!("evil-{}", random_hex(6)), "password": "evil-pass-1", "admin": true}),
+        ),
+    );
     assert_eq!(r.status, 401, "an admin's pull token created an admin");
 }
 
@@ -199,14 +326,31 @@ fn a_registry_token_cannot_manage_accounts() {
 fn changing_ones_own_password_needs_the_current_one() {
     let t = Target::fresh();
     let (alice, apw) = user(&t, "alice");
-    let r = call(&t, "PUT", &format!("/api/v1/users/{alice}/password"), Some(&basic(&alice, &apw)),
-                 Some(serde_json::json!({"password": "new-pass-123"})));
+    let r = call(
+        &t,
+        "PUT",
+        &format!("/api/v1/users/{alice}/password"),
+        Some(&basic(&alice, &apw)),
+        Some(serde_json::json!({"password": "new-pass-123"})),
+    );
     assert_eq!(r.status, 403, "changed without the current password");
-    call(&t, "PUT", &format!("/api/v1/users/{alice}/password"), Some(&basic(&alice, &apw)),
-         Some(serde_json::json!({"password": "new-pass-123", "current_password": apw}))).expect(200, None);
+    call(
+        &t,
+        "PUT",
+        &format!("/api/v1/users/{alice}/password"),
+        Some(&basic(&alice, &apw)),
+        Some(serde_json::json!({"password": "new-pass-123", "current_password": apw})),
+    )
+    .expect(200, None);
     // An admin resets someone else's without it.
-    call(&t, "PUT", &format!("/api/v1/users/{alice}/password"), Some(&admin(&t)),
-         Some(serde_json::json!({"password": "reset-pass-1"}))).expect(200, None);
+    call(
+        &t,
+        "PUT",
+        &format!("/api/v1/users/{alice}/password"),
+        Some(&admin(&t)),
+        Some(serde_json::json!({"password": "reset-pass-1"})),
+    )
+    .expect(200, None);
     token(&t, Some((&alice, "reset-pass-1")), "repository:x/y:pull");
 }
 
@@ -216,29 +360,72 @@ fn changing_ones_own_password_needs_the_current_one() {
 fn the_name_anonymous_is_reserved() {
     let t = Target::fresh();
     let a = admin(&t);
-    let r = call(&t, "POST", "/api/v1/users", Some(&a),
-                 Some(serde_json::json!({"username": "anonymous", "password": "anon-pass-1", "admin": true})));
-    assert_eq!(r.status, 400, "created a user named anonymous: {}", String::from_utf8_lossy(&r.body));
+    let r = call(
+        &t,
+        "POST",
+        "/api/v1/users",
+        Some(&a),
+        Some(
+            serde_json::json!({"username": "anonymous", "password": "anon-pass-1", "admin": true}),
+        ),
+    );
+    assert_eq!(
+        r.status,
+        400,
+        "created a user named anonymous: {}",
+        String::from_utf8_lossy(&r.body)
+    );
     assert_eq!(r.code(), "NAME_INVALID");
     // An unauthenticated token never stands for a stored identity.
     let anon = token(&t, None, "repository:x/y:pull");
-    let r = call(&t, "GET", "/api/v1/users/anonymous", Some(&format!("Bearer {anon}")), None);
+    let r = call(
+        &t,
+        "GET",
+        "/api/v1/users/anonymous",
+        Some(&format!("Bearer {anon}")),
+        None,
+    );
     assert_eq!(r.status, 401);
-    let r = raw_call(&t, "GET", "/token?service=wharf&scope=repository:x/y:pull,push",
-                     &[("Authorization", format!("Bearer {anon}"))], None);
-    assert_ne!(r.status, 200, "a bearer token was taken as a login at /token");
+    let r = raw_call(
+        &t,
+        "GET",
+        "/token?service=wharf&scope=repository:x/y:pull,push",
+        &[("Authorization", format!("Bearer {anon}"))],
+        None,
+    );
+    assert_ne!(
+        r.status, 200,
+        "a bearer token was taken as a login at /token"
+    );
 }
 
 // ---- 5. refresh tokens ----------------------------------------------------------------------
 
 fn password_grant(t: &Target, user: &str, pw: &str) -> Resp {
-    let body = format!("grant_type=password&service=wharf&client_id=test&access_type=offline&username={user}&password={pw}&scope=repository:x/y:pull");
-    raw_call(t, "POST", "/token", &[("Content-Type", "application/x-www-form-urlencoded".into())], Some(body.as_bytes()))
+    let body = format!(
+        "grant_type=password&service=wharf&client_id=test&access_type=offline&username={user}&password={pw}&scope=repository:x/y:pull"
+    );
+    raw_call(
+        t,
+        "POST",
+        "/token",
+        &[("Content-Type", "application/x-www-form-urlencoded".into())],
+        Some(body.as_bytes()),
+    )
 }
 
 fn refresh_grant(t: &Target, refresh: &str) -> u16 {
-    let body = format!("grant_type=refresh_token&service=wharf&client_id=test&refresh_token={refresh}&scope=repository:x/y:pull");
-    raw_call(t, "POST", "/token", &[("Content-Type", "application/x-www-form-urlencoded".into())], Some(body.as_bytes())).status
+    let body = format!(
+        "grant_type=refresh_token&service=wharf&client_id=test&refresh_token={refresh}&scope=repository:x/y:pull"
+    );
+    raw_call(
+        t,
+        "POST",
+        "/token",
+        &[("Content-Type", "application/x-www-form-urlencoded".into())],
+        Some(body.as_bytes()),
+    )
+    .status
 }
 
 #[test]
@@ -248,20 +435,62 @@ fn refresh_tokens_die_with_a_password_change_or_the_account() {
     let (alice, apw) = user(&t, "alice");
     let r = password_grant(&t, &alice, &apw);
     r.expect(200, None);
-    let refresh = r.json()["refresh_token"].as_str().expect("refresh token").to_owned();
-    assert_eq!(refresh_grant(&t, &refresh), 200, "a fresh refresh token works");
-    assert_eq!(refresh_grant(&t, &refresh), 200, "and works again: it is not rotated");
-    call(&t, "PUT", &format!("/api/v1/users/{alice}/password"), Some(&a),
-         Some(serde_json::json!({"password": "changed-pass-1"}))).expect(200, None);
-    assert_eq!(refresh_grant(&t, &refresh), 401, "a refresh token survived a password reset");
+    let refresh = r.json()["refresh_token"]
+        .as_str()
+        .expect("refresh token")
+        .to_owned();
+    assert_eq!(
+        refresh_grant(&t, &refresh),
+        200,
+        "a fresh refresh token works"
+    );
+    assert_eq!(
+        refresh_grant(&t, &refresh),
+        200,
+        "and works again: it is not rotated"
+    );
+    call(
+        &t,
+        "PUT",
+        &format!("/api/v1/users/{alice}/password"),
+        Some(&a),
+        Some(serde_json::json!({"password": "changed-pass-1"})),
+    )
+    .expect(200, None);
+    assert_eq!(
+        refresh_grant(&t, &refresh),
+        401,
+        "a refresh token survived a password reset"
+    );
 
     // Deleted, then created again under the same name (same password, even).
     let (bob, bpw) = user(&t, "bob");
     let r = password_grant(&t, &bob, &bpw);
-    let refresh = r.json()["refresh_token"].as_str().expect("refresh token").to_owned();
-    call(&t, "DELETE", &format!("/api/v1/users/{bob}"), Some(&a), None).expect(200, None);
-    call(&t, "POST", "/api/v1/users", Some(&a), Some(serde_json::json!({"username": bob, "password": bpw}))).expect(201, None);
-    assert_eq!(refresh_grant(&t, &refresh), 401, "a deleted user's refresh token works for the new user");
+    let refresh = r.json()["refresh_token"]
+        .as_str()
+        .expect("refresh token")
+        .to_owned();
+    call(
+        &t,
+        "DELETE",
+        &format!("/api/v1/users/{bob}"),
+        Some(&a),
+        None,
+    )
+    .expect(200, None);
+    call(
+        &t,
+        "POST",
+        "/api/v1/users",
+        Some(&a),
+        Some(serde_json::json!({"username": bob, "password": bpw})),
+    )
+    .expect(201, None);
+    assert_eq!(
+        refresh_grant(&t, &refresh),
+        401,
+        "a deleted user's refresh token works for the new user"
+    );
 }
 
 // ---- 7. --disable-delete covers every delete path -------------------------------------------
@@ -272,20 +501,41 @@ fn disable_delete_covers_the_management_api() {
         eprintln!("skipped: needs a server of its own with deletes disabled");
         return;
     }
-    let server = Server::start_with_env(temp_dir("nodelete").join("data"), &format!("pw-{}", random_hex(12)),
-                                        &[("WHARF_DISABLE_DELETE", "true")]);
+    let server = Server::start_with_env(
+        temp_dir("nodelete").join("data"),
+        &format!("pw-{}", random_hex(12)),
+        &[("WHARF_DISABLE_DELETE", "true")],
+    );
     let t = Target::local(server);
     let a = admin(&t);
     let p = format!("p{}", random_hex(6));
     project(&t, &a, &p).expect(201, None);
     let repo = format!("{p}/app");
     push_as_admin(&t, &repo);
-    let r = call(&t, "DELETE", &format!("/api/v1/repositories/{repo}/tags/v1"), Some(&a), None);
-    assert_eq!(r.status, 405, "tag deleted through the API with deletes disabled");
+    let r = call(
+        &t,
+        "DELETE",
+        &format!("/api/v1/repositories/{repo}/tags/v1"),
+        Some(&a),
+        None,
+    );
+    assert_eq!(
+        r.status, 405,
+        "tag deleted through the API with deletes disabled"
+    );
     let tok = token_basic(&t, &a, &format!("repository:{repo}:pull,delete"));
-    t.client(&repo).with_token(Some(tok.clone())).req("DELETE", &format!("/v2/{repo}/manifests/v1"), &[], None)
+    t.client(&repo)
+        .with_token(Some(tok.clone()))
+        .req("DELETE", &format!("/v2/{repo}/manifests/v1"), &[], None)
         .expect(405, Some("UNSUPPORTED"));
-    t.client(&repo).with_token(Some(tok)).req("GET", &format!("/v2/{repo}/manifests/v1"), &[("Accept", "application/vnd.oci.image.manifest.v1+json")], None)
+    t.client(&repo)
+        .with_token(Some(tok))
+        .req(
+            "GET",
+            &format!("/v2/{repo}/manifests/v1"),
+            &[("Accept", "application/vnd.oci.image.manifest.v1+json")],
+            None,
+        )
         .expect(200, None);
 }
 
@@ -301,17 +551,40 @@ fn a_project_log_shows_only_that_projects_events() {
     project(&t, &basic(&mallory, &mpw), &victim).expect(201, None);
     let other = format!("other{}", random_hex(6));
     project(&t, &basic(&mallory, &mpw), &other).expect(201, None);
-    let r = raw_call(&t, "GET", "/token?service=wharf&scope=repository:x/y:pull",
-                     &[("Authorization", basic(&format!("{other}/x"), "wrong-password"))], None);
+    let r = raw_call(
+        &t,
+        "GET",
+        "/token?service=wharf&scope=repository:x/y:pull",
+        &[(
+            "Authorization",
+            basic(&format!("{other}/x"), "wrong-password"),
+        )],
+        None,
+    );
     assert_eq!(r.status, 401);
-    for (p, what) in [(&victim, "the victim's logins"), (&other, "a failed login named after the project")] {
-        let r = call(&t, "GET", &format!("/api/v1/audit?project={p}"), Some(&basic(&mallory, &mpw)), None);
+    for (p, what) in [
+        (&victim, "the victim's logins"),
+        (&other, "a failed login named after the project"),
+    ] {
+        let r = call(
+            &t,
+            "GET",
+            &format!("/api/v1/audit?project={p}"),
+            Some(&basic(&mallory, &mpw)),
+            None,
+        );
         r.expect(200, None);
         let events = r.json();
-        let leaked: Vec<_> = events.as_array().into_iter().flatten()
+        let leaked: Vec<_> = events
+            .as_array()
+            .into_iter()
+            .flatten()
             .filter(|e| e["action"] != "project_create")
             .collect();
-        assert!(leaked.is_empty(), "project {p}'s log shows {what}: {leaked:?}");
+        assert!(
+            leaked.is_empty(),
+            "project {p}'s log shows {what}: {leaked:?}"
+        );
     }
 }
 
@@ -322,12 +595,19 @@ fn the_host_header_is_not_reflected_into_the_challenge() {
     let t = Target::fresh();
     let c = t.client("x/y").with_token(None);
     let mut conn = wharf_tests::RawConn::open(&t.authority, None);
-    conn.send(b"GET /v2/ HTTP/1.1\r\nHost: a.example\",error=\"x\r\nConnection: close\r\n\r\n").expect("send");
+    conn.send(b"GET /v2/ HTTP/1.1\r\nHost: a.example\",error=\"x\r\nConnection: close\r\n\r\n")
+        .expect("send");
     let r = conn.response().expect("response");
     let challenge = r.header("www-authenticate");
     assert_eq!(r.status, 401, "{}", r.head);
-    assert!(!challenge.contains("error=\"x"), "Host reflected into the challenge: {challenge}");
-    assert!(!challenge.contains("a.example\""), "Host reflected into the challenge: {challenge}");
+    assert!(
+        !challenge.contains("error=\"x"),
+        "Host reflected into the challenge: {challenge}"
+    );
+    assert!(
+        !challenge.contains("a.example\""),
+        "Host reflected into the challenge: {challenge}"
+    );
     drop(c);
 }
 
@@ -339,22 +619,58 @@ fn the_management_api_refuses_what_a_cross_site_form_can_send() {
     let a = admin(&t);
     let name = format!("csrf{}", random_hex(6));
     let body = format!("{{\"name\":\"{name}\"}}");
-    let r = raw_call(&t, "POST", "/api/v1/projects",
-                     &[("Authorization", a.clone()), ("Content-Type", "text/plain".into()), ("Origin", "https://evil.example".into())],
-                     Some(body.as_bytes()));
-    assert_eq!(r.status, 415, "a text/plain POST created a project: {}", String::from_utf8_lossy(&r.body));
-    let r = call(&t, "GET", &format!("/api/v1/projects/{name}"), Some(&a), None);
+    let r = raw_call(
+        &t,
+        "POST",
+        "/api/v1/projects",
+        &[
+            ("Authorization", a.clone()),
+            ("Content-Type", "text/plain".into()),
+            ("Origin", "https://evil.example".into()),
+        ],
+        Some(body.as_bytes()),
+    );
+    assert_eq!(
+        r.status,
+        415,
+        "a text/plain POST created a project: {}",
+        String::from_utf8_lossy(&r.body)
+    );
+    let r = call(
+        &t,
+        "GET",
+        &format!("/api/v1/projects/{name}"),
+        Some(&a),
+        None,
+    );
     assert_eq!(r.status, 404, "the project exists");
     // No Basic challenge that a browser would answer and then cache.
     let r = call(&t, "GET", "/api/v1/projects", None, None);
     assert_eq!(r.status, 401);
-    assert!(!r.header("www-authenticate").to_ascii_lowercase().starts_with("basic"),
-            "invites the browser to cache Basic credentials: {}", r.header("www-authenticate"));
+    assert!(
+        !r.header("www-authenticate")
+            .to_ascii_lowercase()
+            .starts_with("basic"),
+        "invites the browser to cache Basic credentials: {}",
+        r.header("www-authenticate")
+    );
     assert_eq!(r.header("x-content-type-options"), "nosniff");
     // No CORS unless configured.
-    let r = raw_call(&t, "OPTIONS", "/api/v1/projects",
-                     &[("Origin", "https://evil.example".into()), ("Access-Control-Request-Method", "POST".into())], None);
-    assert!(r.header("access-control-allow-origin").is_empty(), "CORS allowed: {:?}", r.headers);
+    let r = raw_call(
+        &t,
+        "OPTIONS",
+        "/api/v1/projects",
+        &[
+            ("Origin", "https://evil.example".into()),
+            ("Access-Control-Request-Method", "POST".into()),
+        ],
+        None,
+    );
+    assert!(
+        r.header("access-control-allow-origin").is_empty(),
+        "CORS allowed: {:?}",
+        r.headers
+    );
 }
 
 // ---- 13. checked arithmetic (robot expiry) --------------------------------------------------
@@ -368,7 +684,12 @@ fn a_robot_expiry_that_overflows_is_refused() {
     let r = raw_call(&t, "POST", "/api/v1/robots",
                      &[("Authorization", a.clone()), ("Content-Type", "application/json".into())],
                      Some(format!("{{\"name\":\"late\",\"permissions\":[{{\"project\":\"{p}\",\"actions\":[\"pull\"]}}],\"expires_in_days\":18446744073709551615}}").as_bytes()));
-    assert_eq!(r.status, 400, "overflowing expiry: {}", String::from_utf8_lossy(&r.body));
+    assert_eq!(
+        r.status,
+        400,
+        "overflowing expiry: {}",
+        String::from_utf8_lossy(&r.body)
+    );
 }
 
 // ---- 15. duplicates are 409 -----------------------------------------------------------------
@@ -378,12 +699,19 @@ fn duplicates_are_conflicts_not_server_errors() {
     let t = Target::fresh();
     let a = admin(&t);
     let (alice, _) = user(&t, "alice");
-    let r = call(&t, "POST", "/api/v1/users", Some(&a), Some(serde_json::json!({"username": alice, "password": "other-pass-1"})));
+    let r = call(
+        &t,
+        "POST",
+        "/api/v1/users",
+        Some(&a),
+        Some(serde_json::json!({"username": alice, "password": "other-pass-1"})),
+    );
     r.expect(409, Some("CONFLICT"));
     let p = format!("p{}", random_hex(6));
     project(&t, &a, &p).expect(201, None);
     project(&t, &a, &p).expect(409, Some("CONFLICT"));
-    let robot = serde_json::json!({"name": "dup", "permissions": [{"project": p, "actions": ["pull"]}]});
+    let robot =
+        serde_json::json!({"name": "dup", "permissions": [{"project": p, "actions": ["pull"]}]});
     call(&t, "POST", "/api/v1/robots", Some(&a), Some(robot.clone())).expect(201, None);
     call(&t, "POST", "/api/v1/robots", Some(&a), Some(robot)).expect(409, Some("CONFLICT"));
 }
@@ -399,30 +727,76 @@ fn a_token_lacking_a_scope_the_caller_could_have_gets_401() {
     let p = format!("p{}", random_hex(6));
     project(&t, &a, &p).expect(201, None);
     for (u, role) in [(&dev, "developer"), (&guest, "guest")] {
-        call(&t, "POST", &format!("/api/v1/projects/{p}/members"), Some(&a),
-             Some(serde_json::json!({"username": u, "role": role}))).expect(200, None);
+        call(
+            &t,
+            "POST",
+            &format!("/api/v1/projects/{p}/members"),
+            Some(&a),
+            Some(serde_json::json!({"username": u, "role": role})),
+        )
+        .expect(200, None);
     }
     let repo = format!("{p}/app");
     let pull = token(&t, Some((&dev, &dpw)), &format!("repository:{repo}:pull"));
-    let r = t.client(&repo).with_token(Some(pull)).req("POST", &format!("/v2/{repo}/blobs/uploads/"), &[], None);
-    assert_eq!(r.status, 401, "a developer's pull token pushing: {}", String::from_utf8_lossy(&r.body));
+    let r = t.client(&repo).with_token(Some(pull)).req(
+        "POST",
+        &format!("/v2/{repo}/blobs/uploads/"),
+        &[],
+        None,
+    );
+    assert_eq!(
+        r.status,
+        401,
+        "a developer's pull token pushing: {}",
+        String::from_utf8_lossy(&r.body)
+    );
     let ch = r.header("www-authenticate");
-    assert!(ch.contains("error=\"insufficient_scope\"") && ch.contains(&format!("scope=\"repository:{repo}:pull,push\"")), "{ch}");
+    assert!(
+        ch.contains("error=\"insufficient_scope\"")
+            && ch.contains(&format!("scope=\"repository:{repo}:pull,push\"")),
+        "{ch}"
+    );
     // A client that retries with the same narrow token (the oras Python SDK asks for a new
     // one only after a 403) gets the 403 on its second try.
     let again = token(&t, Some((&dev, &dpw)), &format!("repository:{repo}:pull"));
-    let first = t.client(&repo).with_token(Some(again.clone())).req("POST", &format!("/v2/{repo}/blobs/uploads/"), &[], None);
-    let second = t.client(&repo).with_token(Some(again)).req("POST", &format!("/v2/{repo}/blobs/uploads/"), &[], None);
-    assert_eq!((first.status, second.status), (401, 403), "the same narrow token twice");
+    let first = t.client(&repo).with_token(Some(again.clone())).req(
+        "POST",
+        &format!("/v2/{repo}/blobs/uploads/"),
+        &[],
+        None,
+    );
+    let second = t.client(&repo).with_token(Some(again)).req(
+        "POST",
+        &format!("/v2/{repo}/blobs/uploads/"),
+        &[],
+        None,
+    );
+    assert_eq!(
+        (first.status, second.status),
+        (401, 403),
+        "the same narrow token twice"
+    );
     // With the wider token the same request goes through: the client's retry works.
-    let push = token(&t, Some((&dev, &dpw)), &format!("repository:{repo}:pull,push"));
-    let loc = t.client(&repo).with_token(Some(push.clone())).start_upload();
+    let push = token(
+        &t,
+        Some((&dev, &dpw)),
+        &format!("repository:{repo}:pull,push"),
+    );
+    let loc = t
+        .client(&repo)
+        .with_token(Some(push.clone()))
+        .start_upload();
     // Cancelling an upload is part of the push flow: push suffices.
     let only_push = token(&t, Some((&dev, &dpw)), &format!("repository:{repo}:push"));
-    t.client(&repo).with_token(Some(only_push)).req("DELETE", &loc, &[], None).expect(204, None);
+    t.client(&repo)
+        .with_token(Some(only_push))
+        .req("DELETE", &loc, &[], None)
+        .expect(204, None);
     // A guest can never push: 403 DENIED.
     let gpull = token(&t, Some((&guest, &gpw)), &format!("repository:{repo}:pull"));
-    t.client(&repo).with_token(Some(gpull)).req("POST", &format!("/v2/{repo}/blobs/uploads/"), &[], None)
+    t.client(&repo)
+        .with_token(Some(gpull))
+        .req("POST", &format!("/v2/{repo}/blobs/uploads/"), &[], None)
         .expect(403, Some("DENIED"));
 }
 
@@ -443,25 +817,63 @@ fn make_fixture() {
     let server = Server::start(data.clone(), "admin-fixture-1");
     let t = Target::local(server);
     let a = admin(&t);
-    call(&t, "POST", "/api/v1/users", Some(&a), Some(serde_json::json!({"username": "alice", "password": "alice-fixture-1"}))).expect(201, None);
+    call(
+        &t,
+        "POST",
+        "/api/v1/users",
+        Some(&a),
+        Some(serde_json::json!({"username": "alice", "password": "alice-fixture-1"})),
+    )
+    .expect(201, None);
     project(&t, &a, "team").expect(201, None);
-    call(&t, "POST", "/api/v1/projects/team/members", Some(&a), Some(serde_json::json!({"username": "alice", "role": "developer"}))).expect(200, None);
-    let r = call(&t, "POST", "/api/v1/robots", Some(&a), Some(serde_json::json!({"name": "ci", "permissions": [{"project": "team", "actions": ["pull", "push"]}]})));
+    call(
+        &t,
+        "POST",
+        "/api/v1/projects/team/members",
+        Some(&a),
+        Some(serde_json::json!({"username": "alice", "role": "developer"})),
+    )
+    .expect(200, None);
+    let r = call(
+        &t,
+        "POST",
+        "/api/v1/robots",
+        Some(&a),
+        Some(
+            serde_json::json!({"name": "ci", "permissions": [{"project": "team", "actions": ["pull", "push"]}]}),
+        ),
+    );
     r.expect(201, None);
     let robot_secret = r.json()["secret"].as_str().expect("secret").to_owned();
-    let tok = token(&t, Some(("alice", "alice-fixture-1")), "repository:team/app:pull,push");
+    let tok = token(
+        &t,
+        Some(("alice", "alice-fixture-1")),
+        "repository:team/app:pull,push",
+    );
     let (digest, _) = t.client("team/app").with_token(Some(tok)).push_image("v1");
-    let refresh = password_grant(&t, "alice", "alice-fixture-1").json()["refresh_token"].as_str().expect("refresh").to_owned();
+    let refresh = password_grant(&t, "alice", "alice-fixture-1").json()["refresh_token"]
+        .as_str()
+        .expect("refresh")
+        .to_owned();
     let server = t.server.expect("local");
     let data = server.stop();
     let out = fixture_dir();
     let _ = std::fs::remove_dir_all(&out);
     std::fs::create_dir_all(&out).expect("fixture dir");
-    let status = std::process::Command::new("cp").arg("-r").arg(&data).arg(out.join("data")).status().expect("cp");
+    let status = std::process::Command::new("cp")
+        .arg("-r")
+        .arg(&data)
+        .arg(out.join("data"))
+        .status()
+        .expect("cp");
     assert!(status.success());
     let secrets = serde_json::json!({"admin": "admin-fixture-1", "alice": "alice-fixture-1",
         "robot": "robot$team+ci", "robot_secret": robot_secret, "refresh_token": refresh, "manifest": digest});
-    std::fs::write(out.join("secrets.json"), serde_json::to_vec_pretty(&secrets).expect("json")).expect("write");
+    std::fs::write(
+        out.join("secrets.json"),
+        serde_json::to_vec_pretty(&secrets).expect("json"),
+    )
+    .expect("write");
 }
 
 #[test]
@@ -476,29 +888,70 @@ fn records_written_by_the_previous_version_are_read() {
     .expect("json");
     let s = |k: &str| secrets[k].as_str().expect(k).to_owned();
     let data = temp_dir("upgrade").join("data");
-    let status = std::process::Command::new("cp").arg("-r").arg(fixture_dir().join("data")).arg(&data).status().expect("cp");
+    let status = std::process::Command::new("cp")
+        .arg("-r")
+        .arg(fixture_dir().join("data"))
+        .arg(&data)
+        .status()
+        .expect("cp");
     assert!(status.success());
     let t = Target::local(Server::start(data, &s("admin")));
     // Users, members and robots from before incarnations keep exactly their rights.
-    assert_eq!(granted(&t, ("alice", &s("alice")), "team/app"), vec!["pull".to_owned(), "push".to_owned()]);
-    assert_eq!(granted(&t, (&s("robot"), &s("robot_secret")), "team/app"), vec!["pull".to_owned(), "push".to_owned()]);
+    assert_eq!(
+        granted(&t, ("alice", &s("alice")), "team/app"),
+        vec!["pull".to_owned(), "push".to_owned()]
+    );
+    assert_eq!(
+        granted(&t, (&s("robot"), &s("robot_secret")), "team/app"),
+        vec!["pull".to_owned(), "push".to_owned()]
+    );
     let tok = token(&t, Some(("alice", &s("alice"))), "repository:team/app:pull");
-    t.client("team/app").with_token(Some(tok))
-        .req("GET", "/v2/team/app/manifests/v1", &[("Accept", "application/vnd.oci.image.manifest.v1+json")], None)
+    t.client("team/app")
+        .with_token(Some(tok))
+        .req(
+            "GET",
+            "/v2/team/app/manifests/v1",
+            &[("Accept", "application/vnd.oci.image.manifest.v1+json")],
+            None,
+        )
         .expect(200, None);
     // Its refresh tokens carry no binding: refused once, then a login gives a bound one.
     assert_eq!(refresh_grant(&t, &s("refresh_token")), 401);
-    let fresh = password_grant(&t, "alice", &s("alice")).json()["refresh_token"].as_str().expect("refresh").to_owned();
+    let fresh = password_grant(&t, "alice", &s("alice")).json()["refresh_token"]
+        .as_str()
+        .expect("refresh")
+        .to_owned();
     assert_eq!(refresh_grant(&t, &fresh), 200);
     // Its audit events of repository actions still show in the project's log; its logins
     // do not.
-    let r = call(&t, "GET", "/api/v1/audit?project=team&limit=1000", Some(&admin(&t)), None);
+    let r = call(
+        &t,
+        "GET",
+        "/api/v1/audit?project=team&limit=1000",
+        Some(&admin(&t)),
+        None,
+    );
     let events = r.json();
     let events = events.as_array().expect("events");
-    assert!(events.iter().any(|e| e["action"] == "push" && e["actor"] == "alice"), "{events:?}");
+    assert!(
+        events
+            .iter()
+            .any(|e| e["action"] == "push" && e["actor"] == "alice"),
+        "{events:?}"
+    );
     assert!(events.iter().all(|e| e["action"] != "login"), "{events:?}");
     // A new project member is bound to the old project's incarnation (0) and works.
     let (bob, bpw) = user(&t, "bob");
-    call(&t, "POST", "/api/v1/projects/team/members", Some(&admin(&t)), Some(serde_json::json!({"username": bob, "role": "guest"}))).expect(200, None);
-    assert_eq!(granted(&t, (&bob, &bpw), "team/app"), vec!["pull".to_owned()]);
+    call(
+        &t,
+        "POST",
+        "/api/v1/projects/team/members",
+        Some(&admin(&t)),
+        Some(serde_json::json!({"username": bob, "role": "guest"})),
+    )
+    .expect(200, None);
+    assert_eq!(
+        granted(&t, (&bob, &bpw), "team/app"),
+        vec!["pull".to_owned()]
+    );
 }

@@ -262,7 +262,10 @@ fn concurrent_logins_with_the_right_password_all_succeed() {
                 s.spawn(move || login(t, "127.0.0.7", "fleet", "fleet-password").0)
             })
             .collect();
-        logins.into_iter().map(|l| l.join().expect("login")).collect()
+        logins
+            .into_iter()
+            .map(|l| l.join().expect("login"))
+            .collect()
     });
     assert!(
         statuses.iter().all(|&s| s == 200),

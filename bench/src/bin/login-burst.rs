@@ -165,7 +165,9 @@ impl Job {
                 let end = Instant::now();
                 if t0 >= self.count_from && end <= self.deadline {
                     let us = end.duration_since(t0).as_micros();
-                    tally.latencies_us.push(u64::try_from(us).unwrap_or(u64::MAX));
+                    tally
+                        .latencies_us
+                        .push(u64::try_from(us).unwrap_or(u64::MAX));
                     if status != StatusCode::OK {
                         tally.non_2xx += 1;
                     }
@@ -246,15 +248,15 @@ fn main() -> Result<(), BoxError> {
         )
     });
     let get = Job {
-            addr: args.addr.clone(),
-            path: args.get_path.clone(),
-            headers: vec![
-                ("authorization", format!("Bearer {}", args.token)),
-                ("accept", args.accept.clone()),
-            ],
-            pace: Some(Duration::from_secs_f64(args.get_interval_ms / 1000.0)),
-            count_from,
-            deadline,
+        addr: args.addr.clone(),
+        path: args.get_path.clone(),
+        headers: vec![
+            ("authorization", format!("Bearer {}", args.token)),
+            ("accept", args.accept.clone()),
+        ],
+        pace: Some(Duration::from_secs_f64(args.get_interval_ms / 1000.0)),
+        count_from,
+        deadline,
     };
     let gets = spawn_loop(vec![get; args.get_conns]);
     let gets = gets.join().map_err(|_| "GET loop panicked")?;

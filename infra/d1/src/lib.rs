@@ -240,7 +240,9 @@ impl<S: Db> MetadataStore for D1Meta<S> {
         manifest: &StoredManifest,
         tags: &[&str],
     ) -> Result<(), StoreError> {
-        self.db.run(sql::put_manifest(repo, manifest, tags)?).await?;
+        self.db
+            .run(sql::put_manifest(repo, manifest, tags)?)
+            .await?;
         Ok(())
     }
 

@@ -199,7 +199,9 @@ async fn paging_many_tags_repositories_and_stale_uploads() {
     let mut tags = BTreeSet::new();
     for i in 0..120 {
         let t = format!("t{i:03}");
-        m.put_manifest("p/app", &base, &[t.as_str()]).await.expect("tag");
+        m.put_manifest("p/app", &base, &[t.as_str()])
+            .await
+            .expect("tag");
         tags.insert(t);
     }
     let mut seen = Vec::new();

@@ -239,10 +239,11 @@ mod tests {
     async fn a_panic_reaches_the_caller_and_frees_the_permit() {
         let permits = Arc::new(Semaphore::new(1));
         let p = permits.clone();
-        let panicked = tokio::spawn(async move {
-            run_bounded(p, || -> u32 { panic!("argon2 exploded") }).await
-        })
-        .await;
+        let panicked =
+            tokio::spawn(
+                async move { run_bounded(p, || -> u32 { panic!("argon2 exploded") }).await },
+            )
+            .await;
         let err = panicked.expect_err("the panic is resumed in the caller");
         assert!(err.is_panic());
         let msg = err.into_panic();
