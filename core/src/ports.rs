@@ -284,6 +284,10 @@ pub trait MetadataStore {
     ) -> Result<(), StoreError>;
     /// Forgets an upload.
     async fn delete_upload(&self, id: &str) -> Result<(), StoreError>;
+    /// Forgets an upload only if it still exists at `expected_offset` (`NotFound` if it
+    /// does not, `Precondition` if its offset moved): the closing `PUT` claims the upload
+    /// with it, so of racing `PUT`s exactly one links the blob and the others get 404.
+    async fn claim_upload(&self, id: &str, expected_offset: u64) -> Result<(), StoreError>;
     /// Uploads last updated before `before_ms` (for the cleanup job).
     async fn stale_uploads(
         &self,

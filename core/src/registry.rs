@@ -924,10 +924,26 @@ impl<B: BlobStore, M: MetadataStore + DocumentStore, E: Env> Registry<B, M, E> {
                 .with_detail(serde_json::json!({ "digest": digest.to_string() })));
         }
         self.blobs.commit(upload, digest).await?;
+        // Racing closing `PUT`s may all commit (content-addressed, idempotent); only the
+        // one that claims the record links the blob and answers 201.
+        self.meta
+            .claim_upload(&upload.id, upload.offset)
+            .await
+            .map_err(|e| match e {
+                StoreError::NotFound => RegistryError::new(
+                    ErrorCode::BlobUploadUnknown,
+                    "the upload was closed or cancelled by a concurrent request",
+                ),
+                StoreError::Precondition(_) => RegistryError::new(
+                    ErrorCode::BlobUploadInvalid,
+                    "the upload was changed by a concurrent request",
+                )
+                .with_status(StatusCode::RANGE_NOT_SATISFIABLE),
+                e => e.into(),
+            })?;
         self.meta
             .link_blob(&upload.repo, digest, upload.offset)
             .await?;
-        self.meta.delete_upload(&upload.id).await?;
         tracing::info!(repo = %upload.repo, %digest, size = upload.offset, "blob pushed");
         Ok(blob_created::<B>(&upload.repo, digest))
     }

@@ -344,6 +344,17 @@ impl MetadataStore for MemoryMetadata {
         lock(&self.0).uploads.remove(id);
         Ok(())
     }
+    async fn claim_upload(&self, id: &str, expected_offset: u64) -> Result<(), StoreError> {
+        let mut s = lock(&self.0);
+        match s.uploads.get(id) {
+            Some(u) if u.offset == expected_offset => {
+                s.uploads.remove(id);
+                Ok(())
+            }
+            Some(_) => Err(StoreError::Precondition("offset moved".into())),
+            None => Err(StoreError::NotFound),
+        }
+    }
     async fn stale_uploads(
         &self,
         before_ms: u64,
@@ -722,9 +733,23 @@ pub async fn metadata_conformance<M: MetadataStore>(m: &M) {
     let stale = m.stale_uploads(1500, 10).await.expect("stale");
     assert!(stale.is_empty(), "{stale:?}");
     let stale = m.stale_uploads(2500, 10).await.expect("stale");
-    assert_eq!(stale, vec![next]);
+    assert_eq!(stale, vec![next.clone()]);
+    let dup = m.create_upload(&up).await;
+    assert!(matches!(dup, Err(StoreError::Precondition(_))), "{dup:?}");
     m.delete_upload("u1").await.expect("delete");
     assert!(m.upload("u1").await.expect("get").is_none());
+    let gone = m.update_upload(&next, 5).await;
+    assert!(matches!(gone, Err(StoreError::NotFound)), "{gone:?}");
+
+    // Claiming an upload (the closing PUT): only at its offset, and only once.
+    m.create_upload(&next).await.expect("create");
+    let moved = m.claim_upload("u1", 4).await;
+    assert!(matches!(moved, Err(StoreError::Precondition(_))), "{moved:?}");
+    assert_eq!(m.upload("u1").await.expect("get"), Some(next.clone()));
+    m.claim_upload("u1", 5).await.expect("claim");
+    assert!(m.upload("u1").await.expect("get").is_none());
+    let again = m.claim_upload("u1", 5).await;
+    assert!(matches!(again, Err(StoreError::NotFound)), "{again:?}");
 
     // Several tags in one write (a repeated one counts once: one DynamoDB transaction may
     // not touch an item twice); a later write moves some of them and leaves the others.

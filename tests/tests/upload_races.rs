@@ -25,9 +25,9 @@ fn chunked(c: &Client<'_>, data: &[u8]) -> String {
 #[test]
 fn concurrent_closing_puts_commit_one_whole_blob() {
     // Several closing PUTs of one upload at once (a client retrying on a timeout, or two
-    // pushers sharing a session): none may see a 5xx, at least one commits, the others are
-    // told the upload is gone (or, with the blob in place, that it was created), and a
-    // reader never sees anything but the whole blob.
+    // pushers sharing a session): none may see a 5xx, exactly one commits (201), the others
+    // are told the upload is gone (404 BLOB_UPLOAD_UNKNOWN), and a reader never sees
+    // anything but the whole blob.
     let t = Target::shared();
     for round in 0..3 {
         let c = t.repo("close-race");
@@ -64,9 +64,9 @@ fn concurrent_closing_puts_commit_one_whole_blob() {
             .map(|r| format!("{} {}", r.status, String::from_utf8_lossy(&r.body)))
             .collect();
         let created = answers.iter().filter(|r| r.status == 201).count();
-        assert!(
-            created >= 1,
-            "round {round}: no closing PUT committed: {summary:#?}"
+        assert_eq!(
+            created, 1,
+            "round {round}: exactly one closing PUT may commit: {summary:#?}"
         );
         for r in &answers {
             match r.status {

@@ -316,6 +316,14 @@ impl<S: Db> MetadataStore for D1Meta<S> {
         Ok(())
     }
 
+    async fn claim_upload(&self, id: &str, expected_offset: u64) -> Result<(), StoreError> {
+        let out = self
+            .db
+            .run(sql::claim_upload(id, expected_offset)?)
+            .await?;
+        sql::update_outcome(id, expected_offset, &out)
+    }
+
     async fn stale_uploads(
         &self,
         before_ms: u64,

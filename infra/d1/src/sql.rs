@@ -518,6 +518,18 @@ pub(crate) fn delete_upload(id: &str) -> Stmt {
     stmt("DELETE FROM uploads WHERE id = ?1", vec![text(id)])
 }
 
+/// The conditional delete of `claim_upload`, and a read of the offset in the same
+/// transaction ([`update_outcome`] tells the three outcomes apart).
+pub(crate) fn claim_upload(id: &str, expected: u64) -> Result<Vec<Stmt>, StoreError> {
+    Ok(vec![
+        stmt(
+            "DELETE FROM uploads WHERE id = ?1 AND off = ?2",
+            vec![text(id), int(expected)?],
+        ),
+        stmt("SELECT off FROM uploads WHERE id = ?1", vec![text(id)]),
+    ])
+}
+
 pub(crate) fn stale_uploads(before_ms: u64, n: usize) -> Result<Stmt, StoreError> {
     Ok(stmt(
         "SELECT record FROM uploads WHERE updated_ms < ?1 ORDER BY updated_ms LIMIT ?2",

@@ -215,6 +215,32 @@ impl<T: Transport> MetadataStore for DynamoRest<T> {
         .map(drop)
     }
 
+    async fn claim_upload(&self, id: &str, expected_offset: u64) -> Result<(), StoreError> {
+        let out = self
+            .call(
+                "DeleteItem",
+                json!({
+                    "Key": to_json(&crate::upload_key(id)),
+                    "ConditionExpression": "#off = :expected",
+                    "ExpressionAttributeNames": {"#off": "off"},
+                    "ExpressionAttributeValues": {":expected": {"N": expected_offset.to_string()}},
+                }),
+            )
+            .await;
+        match out {
+            Ok(_) => Ok(()),
+            // Lost the race, or the upload is gone: look.
+            Err(StoreError::Precondition(_)) => match self.upload(id).await? {
+                Some(u) => Err(StoreError::Precondition(format!(
+                    "upload {id} is at {}, not {expected_offset}",
+                    u.offset
+                ))),
+                None => Err(StoreError::NotFound),
+            },
+            Err(e) => Err(e),
+        }
+    }
+
     async fn stale_uploads(
         &self,
         _before_ms: u64,

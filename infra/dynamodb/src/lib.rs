@@ -54,6 +54,7 @@
 
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::SdkError;
+use aws_sdk_dynamodb::operation::delete_item::DeleteItemError;
 use aws_sdk_dynamodb::operation::put_item::PutItemError;
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{
@@ -1108,6 +1109,42 @@ impl MetadataStore for DynamoMetadata {
             .await
             .map_err(store_error)?;
         Ok(())
+    }
+
+    async fn claim_upload(&self, id: &str, expected_offset: u64) -> Result<(), StoreError> {
+        let out = self
+            .0
+            .client
+            .delete_item()
+            .table_name(&self.0.table)
+            .set_key(Some(sdk(items::upload_key(id))))
+            .condition_expression("#off = :expected")
+            .expression_attribute_names("#off", "off")
+            .expression_attribute_values(":expected", n(expected_offset))
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .send()
+            .await;
+        let e = match out {
+            Ok(_) => return Ok(()),
+            Err(e) => e,
+        };
+        match e.as_service_error() {
+            Some(DeleteItemError::ConditionalCheckFailedException(c)) => match c.item() {
+                Some(i) => Err(StoreError::Precondition(format!(
+                    "upload {id} is at {}, not {expected_offset}",
+                    get_n(i, "off")?
+                ))),
+                // The service did not say why: look.
+                None => match self.upload(id).await? {
+                    Some(u) => Err(StoreError::Precondition(format!(
+                        "upload {id} is at {}, not {expected_offset}",
+                        u.offset
+                    ))),
+                    None => Err(StoreError::NotFound),
+                },
+            },
+            _ => Err(store_error(e)),
+        }
     }
 
     async fn stale_uploads(

@@ -57,6 +57,20 @@ async fn rest_client_and_sdk_store_share_upload_link_and_doc_items() {
         "{:?}",
         repos.items
     );
+    // Claimed at a moved offset: refused, and the upload stays; at its offset: gone.
+    let e = rest.claim_upload("u1", 7).await;
+    assert!(
+        matches!(&e, Err(StoreError::Precondition(m)) if m.contains("at 42")),
+        "{e:?}"
+    );
+    assert_eq!(sdk.upload("u1").await.expect("read"), Some(up.clone()));
+    rest.claim_upload("u1", 42).await.expect("claim");
+    assert_eq!(sdk.upload("u1").await.expect("read"), None);
+    assert!(matches!(
+        rest.claim_upload("u1", 42).await,
+        Err(StoreError::NotFound)
+    ));
+    sdk.create_upload(&up).await.expect("create again");
     rest.delete_upload("u1").await.expect("delete");
     assert_eq!(sdk.upload("u1").await.expect("read"), None);
     // Advancing a closed upload: NotFound (the core answers BLOB_UPLOAD_UNKNOWN).

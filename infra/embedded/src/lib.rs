@@ -468,6 +468,26 @@ impl MetadataStore for EmbeddedMetadata {
         .await
     }
 
+    async fn claim_upload(&self, id: &str, expected_offset: u64) -> Result<(), StoreError> {
+        let id = id.to_owned();
+        self.write(move |tx| {
+            let mut t = tx.open_table(UPLOADS).map_err(err)?;
+            let current: UploadRecord = match t.get(id.as_str()).map_err(err)? {
+                Some(v) => serde_json::from_slice(v.value()).map_err(err)?,
+                None => return Err(StoreError::NotFound),
+            };
+            if current.offset != expected_offset {
+                return Err(StoreError::Precondition(format!(
+                    "upload {id} is at {}, not {expected_offset}",
+                    current.offset
+                )));
+            }
+            t.remove(id.as_str()).map_err(err)?;
+            Ok(())
+        })
+        .await
+    }
+
     async fn stale_uploads(
         &self,
         before_ms: u64,
