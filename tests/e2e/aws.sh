@@ -213,6 +213,15 @@ check_output "the protocol suite passes against the Lambda" "test result: ok" \
 check_output "the upload race suite passes against the Lambda" "test result: ok" \
   env WHARF_TEST_URL="http://$A" WHARF_TEST_USER=admin WHARF_TEST_PASSWORD="$WHARF_ADMIN_PASSWORD" \
   cargo test -q --manifest-path "$ROOT/Cargo.toml" -p wharf-tests --test upload_races
+check_output "the security suite passes against the Lambda" "test result: ok" \
+  env WHARF_TEST_URL="http://$A" WHARF_TEST_USER=admin WHARF_TEST_PASSWORD="$WHARF_ADMIN_PASSWORD" \
+  cargo test -q --manifest-path "$ROOT/Cargo.toml" -p wharf-tests --test security
+# The function-URL emulator gives every request sourceIp 127.0.0.1; the throttle suite
+# invokes the function with events of its own, each with the client address it chose.
+check_output "the throttle suite passes against the Lambda (addresses from the request context)" "test result: ok" \
+  env WHARF_TEST_URL="http://$A" WHARF_TEST_USER=admin WHARF_TEST_PASSWORD="$WHARF_ADMIN_PASSWORD" \
+  WHARF_TEST_LAMBDA_INVOKE="http://$A/2015-03-31/functions/_/invocations" \
+  cargo test -q --manifest-path "$ROOT/Cargo.toml" -p wharf-tests --test throttle
 
 # ---- sha512 on S3: a second Lambda deployment whose bucket is on moto ------------------------
 # s3s-fs cannot hold sha512 keys (above); moto's S3 (on moto's one port, beside DynamoDB) can.
@@ -265,7 +274,21 @@ kill -STOP "$MOTO_PID"
 curl -s -o "$WORK/dfault.json" -w '%{http_code}' -m 120 -X PUT -H "Authorization: Bearer $T" \
   -H 'Content-Type: application/vnd.oci.image.manifest.v1+json' --data-binary @"$WORK/man.json" \
   "http://$A/v2/aws/fault/manifests/v1" >"$WORK/dfault.code"
+# An outage is neither a wrong password nor a duplicate (issue 19, item 15): creating a user
+# and logging in both answer 503 while the table does not answer.
+curl -s -o "$WORK/ufault.json" -w '%{http_code}' -m 120 -u "admin:$WHARF_ADMIN_PASSWORD" \
+  -X POST -H 'Content-Type: application/json' -d '{"username":"during-outage","password":"pw-during-outage"}' \
+  "http://$A/api/v1/users" >"$WORK/ufault.code"
+curl -s -o "$WORK/tfault.json" -w '%{http_code}' -m 120 -u "admin:$WHARF_ADMIN_PASSWORD" \
+  "http://$A/token?service=wharf" >"$WORK/tfault.code"
 kill -CONT "$MOTO_PID"
+check_output "DynamoDB stopped: creating a user answers 503, not 409 or 401" "503" cat "$WORK/ufault.code"
+check_output "… with UNAVAILABLE, not a conflict" "UNAVAILABLE" cat "$WORK/ufault.json"
+check_output "DynamoDB stopped: a login answers 503, not 401" "503" cat "$WORK/tfault.code"
+check_output "once DynamoDB is back, the user can be created (201)" "201" \
+  curl -s -o /dev/null -w '%{http_code}' -u "admin:$WHARF_ADMIN_PASSWORD" -X POST \
+  -H 'Content-Type: application/json' -d '{"username":"during-outage","password":"pw-during-outage"}' \
+  "http://$A/api/v1/users"
 code=$(cat "$WORK/dfault.code")
 check "DynamoDB stopped: the manifest PUT fails with a 5xx (got $code)" sh -c "case '$code' in 5??) exit 0;; *) exit 1;; esac"
 check_output "… with an OCI error body" "UNAVAILABLE" cat "$WORK/dfault.json"

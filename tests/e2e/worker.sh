@@ -42,6 +42,14 @@ check_output "the upload race suite passes against the Worker" "test result: ok"
   env WHARF_TEST_URL="http://$A" WHARF_TEST_USER=admin WHARF_TEST_PASSWORD="$WHARF_ADMIN_PASSWORD" \
   WHARF_TEST_NO_CONTINUE="workerd does not answer Expect: 100-continue" \
   cargo test -q --manifest-path "$ROOT/Cargo.toml" -p wharf-tests --test upload_races
+check_output "the security suite passes against the Worker" "test result: ok" \
+  env WHARF_TEST_URL="http://$A" WHARF_TEST_USER=admin WHARF_TEST_PASSWORD="$WHARF_ADMIN_PASSWORD" \
+  WHARF_TEST_HOST_REFUSED_BY_RUNTIME="workerd cannot build a URL from an invalid Host and fails the request before the Worker runs" \
+  cargo test -q --manifest-path "$ROOT/Cargo.toml" -p wharf-tests --test security
+check_output "the throttle suite passes against the Worker (addresses from CF-Connecting-IP)" "test result: ok" \
+  env WHARF_TEST_URL="http://$A" WHARF_TEST_USER=admin WHARF_TEST_PASSWORD="$WHARF_ADMIN_PASSWORD" \
+  WHARF_TEST_CLIENT_ADDR_HEADER=CF-Connecting-IP \
+  cargo test -q --manifest-path "$ROOT/Cargo.toml" -p wharf-tests --test throttle
 
 # ---- docker and skopeo -----------------------------------------------------------------------
 start_dockerd

@@ -599,7 +599,16 @@ fn the_host_header_is_not_reflected_into_the_challenge() {
         .expect("send");
     let r = conn.response().expect("response");
     let challenge = r.header("www-authenticate");
-    assert_eq!(r.status, 401, "{}", r.head);
+    // workerd refuses to build the request's URL from such a Host (an uncaught exception
+    // before the Worker runs; Cloudflare's edge never forwards one), so there the request
+    // never reaches wharf; everywhere else wharf answers it.
+    match std::env::var("WHARF_TEST_HOST_REFUSED_BY_RUNTIME") {
+        Ok(why) if r.status != 401 => {
+            eprintln!("the runtime answered {} itself: {why}", r.status);
+            assert!(r.status >= 400, "{}", r.head);
+        }
+        _ => assert_eq!(r.status, 401, "{}", r.head),
+    }
     assert!(
         !challenge.contains("error=\"x"),
         "Host reflected into the challenge: {challenge}"

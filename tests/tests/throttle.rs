@@ -1,8 +1,15 @@
-//! Login throttling over real HTTP, from several client addresses: each test starts its own
-//! local `wharf serve` and reaches it from other loopback addresses (127.0.0.2, …; a socket
-//! bound before it connects), since the server counts failures by the TCP peer's address.
-//! Skipped against `WHARF_TEST_URL`: a remote registry sees one address, and a shared one
-//! would be left throttled.
+//! Login throttling over real HTTP, from several client addresses. A server counts
+//! failures by the client's address, which each runtime learns its own way, so a test picks
+//! random addresses and hands them over the way that runtime takes them:
+//! - `wharf serve` (the default; its own server per test): the TCP peer, so the test binds
+//!   its socket to a loopback address (127.x.y.z) before it connects;
+//! - the Worker (`WHARF_TEST_CLIENT_ADDR_HEADER=CF-Connecting-IP`, with `WHARF_TEST_URL`):
+//!   the header Cloudflare's edge sets;
+//! - the Lambda (`WHARF_TEST_LAMBDA_INVOKE=<the Invoke API URL of the function>`): the
+//!   request context's `sourceIp`, so the test invokes the function with the API Gateway
+//!   (v2) event AWS would deliver; the function-URL emulator would say 127.0.0.1 for all.
+//! Against any other `WHARF_TEST_URL` the tests skip: a remote registry sees one address,
+//! and a shared one would be left throttled.
 //!
 //! The limits are wharf-core's `throttle::USER_ADDR_LIMIT` and `throttle::ADDR_LIMIT`.
 
@@ -20,21 +27,43 @@ const ADDR_LIMIT: usize = 100;
 /// The server's fixed throttle window (`throttle::WINDOW_MS`).
 const WINDOW: Duration = Duration::from_secs(15 * 60);
 /// More than a test takes.
-const TEST_SPAN: Duration = Duration::from_secs(60);
+const TEST_SPAN: Duration = Duration::from_secs(90);
 
-/// A server of the test's own, or `None` (with a message) against `WHARF_TEST_URL`.
+/// How a login reaches the server from a chosen client address.
+enum Via {
+    /// A socket bound to the address (`wharf serve`: the TCP peer).
+    Bind,
+    /// A header naming the address (the Worker: `CF-Connecting-IP`).
+    Header(String),
+    /// An Invoke API call with the address as the event's `sourceIp` (the Lambda).
+    Invoke(String),
+}
+
+/// The registry under test and how to reach it from other addresses.
+struct Throttled {
+    t: Target,
+    via: Via,
+}
+
+/// A server of the test's own (or the configured runtime), or `None` (with a message).
 ///
 /// Counters start over when a fixed window ends (`now / WINDOW`, on the server's clock,
 /// which is this machine's), so a test that ran across the boundary would see its failures
 /// forgotten: one that would start within [`TEST_SPAN`] of it waits for the next window.
-fn local_target(test: &str) -> Option<Target> {
-    if !is_local() {
+fn target(test: &str) -> Option<Throttled> {
+    let via = if is_local() {
+        Via::Bind
+    } else if let Ok(url) = std::env::var("WHARF_TEST_LAMBDA_INVOKE") {
+        Via::Invoke(url)
+    } else if let Ok(h) = std::env::var("WHARF_TEST_CLIENT_ADDR_HEADER") {
+        Via::Header(h)
+    } else {
         eprintln!(
-            "{test}: skipped: WHARF_TEST_URL is set, and this test needs a local server it can \
-             reach from several loopback addresses"
+            "{test}: skipped: WHARF_TEST_URL is set without a way to send from other \
+             addresses (WHARF_TEST_CLIENT_ADDR_HEADER or WHARF_TEST_LAMBDA_INVOKE)"
         );
         return None;
-    }
+    };
     let since_epoch = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .expect("clock");
@@ -44,23 +73,66 @@ fn local_target(test: &str) -> Option<Target> {
         eprintln!("{test}: waiting {left:?} for the next throttle window");
         std::thread::sleep(left + Duration::from_millis(500));
     }
-    Some(Target::fresh())
+    Some(Throttled {
+        t: Target::fresh(),
+        via,
+    })
+}
+
+/// A loopback address no other test uses (127.x.y.z, never 127.0.0.1), so tests that share
+/// a registry do not share counters.
+fn addr() -> String {
+    let b = random_bytes(3);
+    format!("127.{}.{}.{}", b[0].max(1), b[1], b[2].clamp(2, 254))
+}
+
+/// A user name no other test uses.
+fn name(prefix: &str) -> String {
+    format!("{prefix}-{}", random_hex(6))
 }
 
 /// `GET /token` with Basic credentials from client address `from`: status and `Retry-After`.
-fn login(t: &Target, from: &str, user: &str, pass: &str) -> (u16, String) {
+fn login(t: &Throttled, from: &str, user: &str, pass: &str) -> (u16, String) {
+    let path = "/token";
+    let query = "service=wharf&scope=repository:x/y:pull";
+    match &t.via {
+        Via::Invoke(url) => invoke(url, &t.t, from, path, query, &basic(user, pass)),
+        Via::Bind => raw_login(&t.t, Some(from), None, &format!("{path}?{query}"), user, pass),
+        Via::Header(h) => raw_login(
+            &t.t,
+            None,
+            Some((h, from)),
+            &format!("{path}?{query}"),
+            user,
+            pass,
+        ),
+    }
+}
+
+/// One HTTP/1.1 request over a socket of its own (bound to `bind`, if given).
+fn raw_login(
+    t: &Target,
+    bind: Option<&str>,
+    header: Option<(&str, &str)>,
+    target: &str,
+    user: &str,
+    pass: &str,
+) -> (u16, String) {
     let sock = Socket::new(Domain::IPV4, Type::STREAM, None).expect("socket");
-    let src: SocketAddr = format!("{from}:0").parse().expect("source address");
-    sock.bind(&src.into())
-        .unwrap_or_else(|e| panic!("bind {from}: {e}"));
+    if let Some(from) = bind {
+        let src: SocketAddr = format!("{from}:0").parse().expect("source address");
+        sock.bind(&src.into())
+            .unwrap_or_else(|e| panic!("bind {from}: {e}"));
+    }
     let dst: SocketAddr = t.authority.parse().expect("server address");
     sock.connect(&dst.into()).expect("connect");
     let mut s: TcpStream = sock.into();
     s.set_read_timeout(Some(Duration::from_secs(120)))
         .expect("timeout");
+    let extra = header.map_or(String::new(), |(k, v)| format!("{k}: {v}\r\n"));
     let head = format!(
-        "GET /token?service=wharf&scope=repository:x/y:pull HTTP/1.1\r\nHost: {}\r\n\
-         Authorization: {}\r\nConnection: close\r\n\r\n",
+        "GET {target} HTTP/1.1\r\nHost: {}\r\nAuthorization: {}\r\n{extra}\
+         Connection: close\r\n\r\n",
         t.authority,
         basic(user, pass)
     );
@@ -85,32 +157,91 @@ fn login(t: &Target, from: &str, user: &str, pass: &str) -> (u16, String) {
     (status, retry)
 }
 
+/// A `GET` delivered to the Lambda as AWS delivers a function-URL request: an API Gateway
+/// v2 event through the Invoke API, with `sourceIp` set and an `X-Forwarded-For` that the
+/// function must not believe. Returns the status and `Retry-After` of the function's answer.
+fn invoke(url: &str, t: &Target, from: &str, path: &str, query: &str, auth: &str) -> (u16, String) {
+    let event = serde_json::json!({
+        "version": "2.0",
+        "routeKey": "$default",
+        "rawPath": path,
+        "rawQueryString": query,
+        "headers": {
+            "host": t.authority,
+            "authorization": auth,
+            "x-forwarded-for": "203.0.113.9",
+        },
+        "requestContext": {
+            "stage": "$default",
+            "routeKey": "$default",
+            "requestId": random_hex(8),
+            "domainName": t.authority,
+            "http": {
+                "method": "GET",
+                "path": path,
+                "protocol": "HTTP/1.1",
+                "sourceIp": from,
+                "userAgent": "wharf-tests",
+            },
+            "timeEpoch": 0,
+        },
+        "isBase64Encoded": false,
+    });
+    let mut r = agent()
+        .post(url)
+        .header("Content-Type", "application/json")
+        .send(event.to_string().as_bytes())
+        .unwrap_or_else(|e| panic!("invoke {url}: {e}"));
+    assert_eq!(r.status(), 200, "the Invoke API call itself");
+    let out: serde_json::Value = r.body_mut().read_json().expect("the function's answer");
+    let status = out["statusCode"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("no statusCode in {out}")) as u16;
+    let header = |h: &serde_json::Value| {
+        h.as_object().and_then(|m| {
+            m.iter()
+                .find(|(k, _)| k.eq_ignore_ascii_case("retry-after"))
+                .map(|(_, v)| match v {
+                    serde_json::Value::Array(a) => a[0].as_str().unwrap_or_default().to_owned(),
+                    v => v.as_str().unwrap_or_default().to_owned(),
+                })
+        })
+    };
+    let retry = header(&out["headers"])
+        .or_else(|| header(&out["multiValueHeaders"]))
+        .unwrap_or_default();
+    (status, retry)
+}
+
 fn admin_basic(t: &Target) -> String {
     let (u, p) = t.creds.as_ref().expect("admin credentials");
     basic(u, p)
 }
 
-/// Creates a user (as the admin, from 127.0.0.1).
-fn add_user(t: &Target, name: &str, password: &str) {
+/// Creates a user named `prefix-<random>` (as the admin, from this machine's own address);
+/// returns the name.
+fn add_user(t: &Throttled, prefix: &str, password: &str) -> String {
+    let name = name(prefix);
     let body = serde_json::json!({"username": name, "password": password}).to_string();
     let r = agent()
-        .post(&format!("{}/api/v1/users", t.base))
-        .header("Authorization", &admin_basic(t))
+        .post(&format!("{}/api/v1/users", t.t.base))
+        .header("Authorization", &admin_basic(&t.t))
         .header("Content-Type", "application/json")
         .send(body.as_bytes())
         .expect("create user");
     assert!(r.status().is_success(), "create {name}: {}", r.status());
+    name
 }
 
 /// The `login_failed` events of `user` from `from` in the audit log: how many passwords
 /// the server evaluated and rejected.
-fn evaluated_failures(t: &Target, user: &str, from: &str) -> usize {
+fn evaluated_failures(t: &Throttled, user: &str, from: &str) -> usize {
     let mut r = agent()
         .get(&format!(
             "{}/api/v1/audit?action=login_failed&actor={user}&limit=1000",
-            t.base
+            t.t.base
         ))
-        .header("Authorization", &admin_basic(t))
+        .header("Authorization", &admin_basic(&t.t))
         .call()
         .expect("audit");
     assert_eq!(r.status(), 200, "audit");
@@ -124,39 +255,41 @@ fn evaluated_failures(t: &Target, user: &str, from: &str) -> usize {
 
 #[test]
 fn failures_lock_the_user_out_of_that_address_only() {
-    let Some(t) = local_target("failures_lock_the_user_out_of_that_address_only") else {
+    let Some(t) = target("failures_lock_the_user_out_of_that_address_only") else {
         return;
     };
-    add_user(&t, "alice", "alice-password");
-    add_user(&t, "bob", "bob-password");
+    let alice = add_user(&t, "alice", "alice-password");
+    let bob = add_user(&t, "bob", "bob-password");
+    let (failed, other) = (addr(), addr());
     for i in 0..USER_ADDR_LIMIT {
-        let (s, _) = login(&t, "127.0.0.2", "alice", "wrong");
-        assert_eq!(s, 401, "bad password {i} for alice from 127.0.0.2");
+        let (s, _) = login(&t, &failed, &alice, "wrong");
+        assert_eq!(s, 401, "bad password {i} for {alice} from {failed}");
     }
-    let (s, retry) = login(&t, "127.0.0.2", "alice", "alice-password");
+    let (s, retry) = login(&t, &failed, &alice, "alice-password");
     assert_eq!(
         s, 429,
-        "alice from 127.0.0.2 after {USER_ADDR_LIMIT} failures"
+        "{alice} from {failed} after {USER_ADDR_LIMIT} failures"
     );
     let secs: u64 = retry.parse().expect("Retry-After seconds");
     assert!(secs > 0 && secs <= 900, "Retry-After {secs}");
-    let (s, _) = login(&t, "127.0.0.3", "alice", "alice-password");
-    assert_eq!(s, 200, "alice from 127.0.0.3, an address that did not fail");
-    let (s, _) = login(&t, "127.0.0.2", "bob", "bob-password");
-    assert_eq!(s, 200, "bob from 127.0.0.2, where only alice failed");
+    let (s, _) = login(&t, &other, &alice, "alice-password");
+    assert_eq!(s, 200, "{alice} from {other}, an address that did not fail");
+    let (s, _) = login(&t, &failed, &bob, "bob-password");
+    assert_eq!(s, 200, "{bob} from {failed}, where only {alice} failed");
 }
 
 #[test]
 fn concurrent_guesses_get_no_more_evaluations_than_the_limit() {
-    let Some(t) = local_target("concurrent_guesses_get_no_more_evaluations_than_the_limit") else {
+    let Some(t) = target("concurrent_guesses_get_no_more_evaluations_than_the_limit") else {
         return;
     };
-    add_user(&t, "alice", "alice-password");
+    let alice = add_user(&t, "alice", "alice-password");
+    let (from, other) = (addr(), addr());
     let statuses: Vec<u16> = std::thread::scope(|s| {
         let guesses: Vec<_> = (0..40)
             .map(|i| {
-                let t = &t;
-                s.spawn(move || login(t, "127.0.0.4", "alice", &format!("guess-{i}")).0)
+                let (t, from, alice) = (&t, &from, &alice);
+                s.spawn(move || login(t, from, alice, &format!("guess-{i}")).0)
             })
             .collect();
         guesses
@@ -167,14 +300,14 @@ fn concurrent_guesses_get_no_more_evaluations_than_the_limit() {
     let unauthorized = statuses.iter().filter(|&&s| s == 401).count();
     let throttled = statuses.iter().filter(|&&s| s == 429).count();
     // What the server says it evaluated: one login_failed event per rejected password.
-    let evaluated = evaluated_failures(&t, "alice", "127.0.0.4");
+    let evaluated = evaluated_failures(&t, &alice, &from);
     eprintln!(
         "40 concurrent guesses: {unauthorized} × 401, {throttled} × 429; \
          {evaluated} login_failed events"
     );
     assert!(
         evaluated <= USER_ADDR_LIMIT,
-        "the audit log shows {evaluated} evaluated failures from 127.0.0.4, at most \
+        "the audit log shows {evaluated} evaluated failures from {from}, at most \
          {USER_ADDR_LIMIT} may be"
     );
     assert_eq!(
@@ -191,31 +324,33 @@ fn concurrent_guesses_get_no_more_evaluations_than_the_limit() {
         "each 401 is one login_failed event"
     );
     // Throttled there, not elsewhere.
-    assert_eq!(login(&t, "127.0.0.4", "alice", "alice-password").0, 429);
-    assert_eq!(login(&t, "127.0.0.7", "alice", "alice-password").0, 200);
+    assert_eq!(login(&t, &from, &alice, "alice-password").0, 429);
+    assert_eq!(login(&t, &other, &alice, "alice-password").0, 200);
 }
 
 #[test]
 fn an_address_is_throttled_across_users_only_at_its_own_limit() {
-    let Some(t) = local_target("an_address_is_throttled_across_users_only_at_its_own_limit") else {
+    let Some(t) = target("an_address_is_throttled_across_users_only_at_its_own_limit") else {
         return;
     };
-    add_user(&t, "bob", "bob-password");
+    let bob = add_user(&t, "bob", "bob-password");
+    let (sprayed, other) = (addr(), addr());
+    let prefix = name("sprayed");
     // Successful logins from the address do not count against it.
     for _ in 0..3 {
-        assert_eq!(login(&t, "127.0.0.5", "bob", "bob-password").0, 200);
+        assert_eq!(login(&t, &sprayed, &bob, "bob-password").0, 200);
     }
     // ADDR_LIMIT failures spread over names (4 each, under the per-user limit; unknown
     // names are evaluated against the dummy hash and fail like wrong passwords).
     let statuses: Vec<(usize, u16)> = std::thread::scope(|s| {
         let workers: Vec<_> = (0..10)
             .map(|w| {
-                let t = &t;
+                let (t, sprayed, prefix) = (&t, &sprayed, &prefix);
                 s.spawn(move || {
                     (w * ADDR_LIMIT / 10..(w + 1) * ADDR_LIMIT / 10)
                         .map(|i| {
-                            let user = format!("sprayed-{}", i / 4);
-                            (i, login(t, "127.0.0.5", &user, "guess").0)
+                            let user = format!("{prefix}-{}", i / 4);
+                            (i, login(t, sprayed, &user, "guess").0)
                         })
                         .collect::<Vec<_>>()
                 })
@@ -236,14 +371,14 @@ fn an_address_is_throttled_across_users_only_at_its_own_limit() {
         &refused[..refused.len().min(5)]
     );
     // The address is full now, for every user; other addresses are not.
-    let (s, retry) = login(&t, "127.0.0.5", "bob", "bob-password");
+    let (s, retry) = login(&t, &sprayed, &bob, "bob-password");
     assert_eq!(
         s, 429,
-        "bob from 127.0.0.5 after {ADDR_LIMIT} failures from there"
+        "{bob} from {sprayed} after {ADDR_LIMIT} failures from there"
     );
     assert!(!retry.is_empty(), "Retry-After");
-    assert_eq!(login(&t, "127.0.0.5", "someone-new", "guess").0, 429);
-    assert_eq!(login(&t, "127.0.0.6", "bob", "bob-password").0, 200);
+    assert_eq!(login(&t, &sprayed, &name("someone-new"), "guess").0, 429);
+    assert_eq!(login(&t, &other, &bob, "bob-password").0, 200);
 }
 
 /// The slots bound evaluations, not logins: concurrent logins with the right password (a CI
@@ -251,15 +386,16 @@ fn an_address_is_throttled_across_users_only_at_its_own_limit() {
 /// wait for each other's pending slots instead of being refused.
 #[test]
 fn concurrent_logins_with_the_right_password_all_succeed() {
-    let Some(t) = local_target("concurrent_logins_with_the_right_password_all_succeed") else {
+    let Some(t) = target("concurrent_logins_with_the_right_password_all_succeed") else {
         return;
     };
-    add_user(&t, "fleet", "fleet-password");
+    let fleet = add_user(&t, "fleet", "fleet-password");
+    let from = addr();
     let statuses: Vec<u16> = std::thread::scope(|s| {
         let logins: Vec<_> = (0..20)
             .map(|_| {
-                let t = &t;
-                s.spawn(move || login(t, "127.0.0.7", "fleet", "fleet-password").0)
+                let (t, from, fleet) = (&t, &from, &fleet);
+                s.spawn(move || login(t, from, fleet, "fleet-password").0)
             })
             .collect();
         logins
@@ -270,5 +406,71 @@ fn concurrent_logins_with_the_right_password_all_succeed() {
     assert!(
         statuses.iter().all(|&s| s == 200),
         "20 concurrent good logins from one address: {statuses:?}"
+    );
+}
+
+/// Behind a trusted proxy the client is the right-most `X-Forwarded-For` address that is
+/// not a trusted proxy; from anyone else the header is ignored, so a client cannot pick
+/// the address its failures count against (and escape its own lockout).
+#[test]
+fn forwarded_addresses_count_only_from_a_trusted_proxy() {
+    if !is_local() {
+        eprintln!("skipped: starts a local server with a trusted proxy of its own");
+        return;
+    }
+    let proxy = addr();
+    let server = Server::start_with_env(
+        temp_dir("proxied").join("data"),
+        &format!("pw-{}", random_hex(12)),
+        &[("WHARF_TRUSTED_PROXIES", proxy.as_str())],
+    );
+    let t = Throttled {
+        t: Target::local(server),
+        via: Via::Bind,
+    };
+    let alice = add_user(&t, "alice", "alice-password");
+    let xff = |from: &str, client: &str, pass: &str| {
+        raw_login(
+            &t.t,
+            Some(from),
+            Some(("X-Forwarded-For", &format!("198.51.100.1, {client}"))),
+            "/token?service=wharf",
+            &alice,
+            pass,
+        )
+        .0
+    };
+
+    // Through the proxy: counted against the forwarded client, not the proxy.
+    let (behind, neighbour) = (addr(), addr());
+    for i in 0..USER_ADDR_LIMIT {
+        assert_eq!(xff(&proxy, &behind, "wrong"), 401, "guess {i} via the proxy");
+    }
+    assert_eq!(
+        evaluated_failures(&t, &alice, &behind),
+        USER_ADDR_LIMIT,
+        "the audit log names the forwarded client"
+    );
+    assert_eq!(xff(&proxy, &behind, "alice-password"), 429, "{behind} is locked out");
+    assert_eq!(
+        xff(&proxy, &neighbour, "alice-password"),
+        200,
+        "{neighbour}, behind the same proxy, is not"
+    );
+
+    // Not a proxy: the header is ignored, so a fresh forwarded address does not help.
+    let direct = addr();
+    for i in 0..USER_ADDR_LIMIT {
+        assert_eq!(xff(&direct, &addr(), "wrong"), 401, "spoofed guess {i}");
+    }
+    assert_eq!(
+        evaluated_failures(&t, &alice, &direct),
+        USER_ADDR_LIMIT,
+        "the failures count against the TCP peer {direct}"
+    );
+    assert_eq!(
+        xff(&direct, &addr(), "alice-password"),
+        429,
+        "{direct} stays locked out whatever it forwards"
     );
 }
