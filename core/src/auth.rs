@@ -715,9 +715,6 @@ pub struct TokenService {
     /// Settings.
     pub settings: TokenSettings,
     cache: Mutex<HashMap<String, Claims>>,
-    /// (token, scope) pairs already answered 401 insufficient_scope (see
-    /// [`TokenService::first_scope_refusal`]).
-    refused: Mutex<std::collections::HashSet<(String, String)>>,
 }
 
 const CACHE_MAX: usize = 4096;
@@ -729,21 +726,7 @@ impl TokenService {
             keys,
             settings,
             cache: Mutex::new(HashMap::new()),
-            refused: Mutex::new(std::collections::HashSet::new()),
         }
-    }
-
-    /// Whether this is the first time `token` is refused for lacking `scope`. A client that
-    /// asks for a wider token after a 401 (containerd, Go clients of the token spec) never
-    /// sends the narrow one again; one that retries with the same token (the oras Python SDK
-    /// asks again only after a 403) gets the 403 on its second try. Per instance, bounded:
-    /// an instance that has not seen the token answers 401, which such a client retries.
-    pub fn first_scope_refusal(&self, token: &str, scope: &str) -> bool {
-        let mut seen = self.refused.lock().unwrap_or_else(|p| p.into_inner());
-        if seen.len() >= CACHE_MAX {
-            seen.clear();
-        }
-        seen.insert((token.to_owned(), scope.to_owned()))
     }
 
     /// The JWKS document.

@@ -14,6 +14,9 @@ use http::header::{self, HeaderMap, HeaderValue};
 use http::{Method, StatusCode};
 use serde::Serialize;
 
+/// The document kind of first insufficient-scope refusals (see `first_scope_refusal`).
+pub const SCOPE_REFUSAL_KIND: &str = "scope_refusal";
+
 /// The client's address, inserted as a request extension by the runtime (for the audit log
 /// and login throttling).
 #[derive(Debug, Clone)]
@@ -194,7 +197,9 @@ impl<B: BlobStore, M: MetadataStore + DocumentStore, E: Env> Registry<B, M, E> {
                 Some("insufficient_scope"),
             );
             if self.could_be_granted(&claims, need, catalog).await?
-                && tokens.first_scope_refusal(token.trim(), scope.as_deref().unwrap_or(""))
+                && self
+                    .first_scope_refusal(token.trim(), scope.as_deref().unwrap_or(""), claims.exp)
+                    .await
             {
                 return Err(RegistryError::new(
                     ErrorCode::Unauthorized,
@@ -219,6 +224,26 @@ impl<B: BlobStore, M: MetadataStore + DocumentStore, E: Env> Registry<B, M, E> {
     /// Whether the token endpoint would give the token's subject what `need` asks: an
     /// anonymous caller may log in and so always could; a user or robot that no longer
     /// exists could not.
+    /// Whether this is the first time `token` is refused for lacking `scope`, on any
+    /// instance. A client that asks for a wider token after a 401 (containerd, Go clients of
+    /// the token spec) never sends the narrow one again; one that retries with the same
+    /// token (the oras Python SDK asks again only after a 403) gets the 403 on its second
+    /// try. Instances share nothing but the stores (a Lambda's next request may reach
+    /// another instance), so the first refusal is a create-only document per (token, scope),
+    /// keyed by their hash and kept with the token's expiry; refusals are rare (docker and
+    /// containerd ask for every scope they need up front). If the store cannot say, the
+    /// answer is 401, which such a client retries.
+    async fn first_scope_refusal(&self, token: &str, scope: &str, exp_secs: u64) -> bool {
+        let id = crate::digest::Digest::sha256_of(format!("{token}\n{scope}").as_bytes());
+        let doc = serde_json::json!({ "exp": exp_secs }).to_string();
+        !matches!(
+            self.meta
+                .put_doc(SCOPE_REFUSAL_KIND, id.hex(), doc.as_bytes(), true)
+                .await,
+            Err(crate::error::StoreError::Precondition(_))
+        )
+    }
+
     async fn could_be_granted(
         &self,
         claims: &Claims,

@@ -744,7 +744,10 @@ pub async fn metadata_conformance<M: MetadataStore>(m: &M) {
     // Claiming an upload (the closing PUT): only at its offset, and only once.
     m.create_upload(&next).await.expect("create");
     let moved = m.claim_upload("u1", 4).await;
-    assert!(matches!(moved, Err(StoreError::Precondition(_))), "{moved:?}");
+    assert!(
+        matches!(moved, Err(StoreError::Precondition(_))),
+        "{moved:?}"
+    );
     assert_eq!(m.upload("u1").await.expect("get"), Some(next.clone()));
     m.claim_upload("u1", 5).await.expect("claim");
     assert!(m.upload("u1").await.expect("get").is_none());

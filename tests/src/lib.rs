@@ -7,7 +7,9 @@
 //!
 //! Against another runtime: `WHARF_TEST_SKIP_SHA512=<why>` skips the sha512 uploads (a store
 //! that cannot hold their keys), `WHARF_TEST_NO_CONTINUE=<why>` stops waiting for `100
-//! Continue` on held-back PATCHes (a front that ignores `Expect`, like workerd).
+//! Continue` on held-back PATCHes (a front that ignores `Expect`, like workerd), and
+//! `WHARF_TEST_LAMBDA_INVOKE=<Invoke API URL>` names the function behind a Lambda target,
+//! for requests the function-URL emulator would not hand on as AWS does ([`invoke`]).
 //!
 //! A server outlives nothing: besides `Drop`, a watchdog (`sh`, reading a pipe the
 //! test process holds) stops it when the test process exits, since the shared target
@@ -768,5 +770,120 @@ impl RawConn {
         }
         r.body = self.buf.drain(..len).collect();
         Some(r)
+    }
+}
+
+/// The Invoke API URL of the function under test (`WHARF_TEST_LAMBDA_INVOKE`), if the target
+/// is a Lambda.
+pub fn lambda_invoke() -> Option<String> {
+    std::env::var("WHARF_TEST_LAMBDA_INVOKE").ok()
+}
+
+/// A request delivered to the Lambda as AWS delivers a function-URL request: an API Gateway
+/// v2 event through the Invoke API, from client address `source_ip`. cargo-lambda's
+/// emulator differs from AWS where some tests look: it says `sourceIp` 127.0.0.1 for every
+/// client, answers CORS preflights itself (AWS passes them to the function unless the URL
+/// has a CORS configuration, and wharf's has none), and fails a request whose `Host` it
+/// cannot parse instead of handing it on. Headers are sent once each, lower-cased (repeated
+/// ones joined with ", ", as AWS does).
+pub fn invoke(
+    url: &str,
+    method: &str,
+    target: &str,
+    headers: &[(&str, String)],
+    body: Option<&[u8]>,
+    source_ip: &str,
+) -> Resp {
+    let (path, query) = target.split_once('?').unwrap_or((target, ""));
+    let mut h = serde_json::Map::new();
+    for (k, v) in headers {
+        let k = k.to_ascii_lowercase();
+        let joined = match h.get(&k).and_then(|o| o.as_str()) {
+            Some(old) => format!("{old}, {v}"),
+            None => v.clone(),
+        };
+        h.insert(k, joined.into());
+    }
+    let (body, b64) = match body {
+        None => (serde_json::Value::Null, false),
+        Some(b) => match std::str::from_utf8(b) {
+            Ok(t) => (t.into(), false),
+            Err(_) => (
+                base64::engine::general_purpose::STANDARD.encode(b).into(),
+                true,
+            ),
+        },
+    };
+    let event = serde_json::json!({
+        "version": "2.0",
+        "routeKey": "$default",
+        "rawPath": path,
+        "rawQueryString": query,
+        "headers": h,
+        "requestContext": {
+            "stage": "$default",
+            "routeKey": "$default",
+            "requestId": random_hex(8),
+            "http": {
+                "method": method,
+                "path": path,
+                "protocol": "HTTP/1.1",
+                "sourceIp": source_ip,
+                "userAgent": "wharf-tests",
+            },
+            "timeEpoch": 0,
+        },
+        "body": body,
+        "isBase64Encoded": b64,
+    });
+    let mut r = agent()
+        .post(url)
+        .header("Content-Type", "application/json")
+        .send(event.to_string().as_bytes())
+        .unwrap_or_else(|e| panic!("invoke {url}: {e}"));
+    if r.status() != 200 || r.headers().contains_key("x-amz-function-error") {
+        // The function failed (cargo lambda answers 500; AWS, 200 with X-Amz-Function-Error):
+        // a function URL answers that with 502.
+        return Resp {
+            status: 502,
+            headers: ureq::http::HeaderMap::new(),
+            body: r.body_mut().read_to_vec().unwrap_or_default(),
+            redirected: false,
+        };
+    }
+    let out: serde_json::Value = r.body_mut().read_json().expect("the function's answer");
+    let status = out["statusCode"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("no statusCode in {out}")) as u16;
+    let mut headers = ureq::http::HeaderMap::new();
+    let mut add = |k: &str, v: &str| {
+        if let (Ok(k), Ok(v)) = (
+            ureq::http::HeaderName::from_bytes(k.as_bytes()),
+            ureq::http::HeaderValue::from_str(v),
+        ) {
+            headers.append(k, v);
+        }
+    };
+    for (k, v) in out["headers"].as_object().into_iter().flatten() {
+        add(k, v.as_str().unwrap_or_default());
+    }
+    for (k, vs) in out["multiValueHeaders"].as_object().into_iter().flatten() {
+        for v in vs.as_array().into_iter().flatten() {
+            add(k, v.as_str().unwrap_or_default());
+        }
+    }
+    let text = out["body"].as_str().unwrap_or_default();
+    let body = if out["isBase64Encoded"].as_bool() == Some(true) {
+        base64::engine::general_purpose::STANDARD
+            .decode(text)
+            .expect("a base64 body")
+    } else {
+        text.as_bytes().to_vec()
+    };
+    Resp {
+        status,
+        headers,
+        body,
+        redirected: false,
     }
 }

@@ -8,6 +8,7 @@
 //! - the Lambda (`WHARF_TEST_LAMBDA_INVOKE=<the Invoke API URL of the function>`): the
 //!   request context's `sourceIp`, so the test invokes the function with the API Gateway
 //!   (v2) event AWS would deliver; the function-URL emulator would say 127.0.0.1 for all.
+//!
 //! Against any other `WHARF_TEST_URL` the tests skip: a remote registry sees one address,
 //! and a shared one would be left throttled.
 //!
@@ -53,7 +54,7 @@ struct Throttled {
 fn target(test: &str) -> Option<Throttled> {
     let via = if is_local() {
         Via::Bind
-    } else if let Ok(url) = std::env::var("WHARF_TEST_LAMBDA_INVOKE") {
+    } else if let Some(url) = lambda_invoke() {
         Via::Invoke(url)
     } else if let Ok(h) = std::env::var("WHARF_TEST_CLIENT_ADDR_HEADER") {
         Via::Header(h)
@@ -96,8 +97,24 @@ fn login(t: &Throttled, from: &str, user: &str, pass: &str) -> (u16, String) {
     let path = "/token";
     let query = "service=wharf&scope=repository:x/y:pull";
     match &t.via {
-        Via::Invoke(url) => invoke(url, &t.t, from, path, query, &basic(user, pass)),
-        Via::Bind => raw_login(&t.t, Some(from), None, &format!("{path}?{query}"), user, pass),
+        Via::Invoke(url) => {
+            let headers = [
+                ("Host", t.t.authority.clone()),
+                ("Authorization", basic(user, pass)),
+                // The function must not believe it (no trusted proxy is configured).
+                ("X-Forwarded-For", "203.0.113.9".to_owned()),
+            ];
+            let r = invoke(url, "GET", &format!("{path}?{query}"), &headers, None, from);
+            (r.status, r.header("retry-after"))
+        }
+        Via::Bind => raw_login(
+            &t.t,
+            Some(from),
+            None,
+            &format!("{path}?{query}"),
+            user,
+            pass,
+        ),
         Via::Header(h) => raw_login(
             &t.t,
             None,
@@ -153,62 +170,6 @@ fn raw_login(
         .filter_map(|l| l.split_once(':'))
         .find(|(k, _)| k.trim().eq_ignore_ascii_case("retry-after"))
         .map(|(_, v)| v.trim().to_owned())
-        .unwrap_or_default();
-    (status, retry)
-}
-
-/// A `GET` delivered to the Lambda as AWS delivers a function-URL request: an API Gateway
-/// v2 event through the Invoke API, with `sourceIp` set and an `X-Forwarded-For` that the
-/// function must not believe. Returns the status and `Retry-After` of the function's answer.
-fn invoke(url: &str, t: &Target, from: &str, path: &str, query: &str, auth: &str) -> (u16, String) {
-    let event = serde_json::json!({
-        "version": "2.0",
-        "routeKey": "$default",
-        "rawPath": path,
-        "rawQueryString": query,
-        "headers": {
-            "host": t.authority,
-            "authorization": auth,
-            "x-forwarded-for": "203.0.113.9",
-        },
-        "requestContext": {
-            "stage": "$default",
-            "routeKey": "$default",
-            "requestId": random_hex(8),
-            "domainName": t.authority,
-            "http": {
-                "method": "GET",
-                "path": path,
-                "protocol": "HTTP/1.1",
-                "sourceIp": from,
-                "userAgent": "wharf-tests",
-            },
-            "timeEpoch": 0,
-        },
-        "isBase64Encoded": false,
-    });
-    let mut r = agent()
-        .post(url)
-        .header("Content-Type", "application/json")
-        .send(event.to_string().as_bytes())
-        .unwrap_or_else(|e| panic!("invoke {url}: {e}"));
-    assert_eq!(r.status(), 200, "the Invoke API call itself");
-    let out: serde_json::Value = r.body_mut().read_json().expect("the function's answer");
-    let status = out["statusCode"]
-        .as_u64()
-        .unwrap_or_else(|| panic!("no statusCode in {out}")) as u16;
-    let header = |h: &serde_json::Value| {
-        h.as_object().and_then(|m| {
-            m.iter()
-                .find(|(k, _)| k.eq_ignore_ascii_case("retry-after"))
-                .map(|(_, v)| match v {
-                    serde_json::Value::Array(a) => a[0].as_str().unwrap_or_default().to_owned(),
-                    v => v.as_str().unwrap_or_default().to_owned(),
-                })
-        })
-    };
-    let retry = header(&out["headers"])
-        .or_else(|| header(&out["multiValueHeaders"]))
         .unwrap_or_default();
     (status, retry)
 }
@@ -444,14 +405,22 @@ fn forwarded_addresses_count_only_from_a_trusted_proxy() {
     // Through the proxy: counted against the forwarded client, not the proxy.
     let (behind, neighbour) = (addr(), addr());
     for i in 0..USER_ADDR_LIMIT {
-        assert_eq!(xff(&proxy, &behind, "wrong"), 401, "guess {i} via the proxy");
+        assert_eq!(
+            xff(&proxy, &behind, "wrong"),
+            401,
+            "guess {i} via the proxy"
+        );
     }
     assert_eq!(
         evaluated_failures(&t, &alice, &behind),
         USER_ADDR_LIMIT,
         "the audit log names the forwarded client"
     );
-    assert_eq!(xff(&proxy, &behind, "alice-password"), 429, "{behind} is locked out");
+    assert_eq!(
+        xff(&proxy, &behind, "alice-password"),
+        429,
+        "{behind} is locked out"
+    );
     assert_eq!(
         xff(&proxy, &neighbour, "alice-password"),
         200,

@@ -317,10 +317,7 @@ impl<S: Db> MetadataStore for D1Meta<S> {
     }
 
     async fn claim_upload(&self, id: &str, expected_offset: u64) -> Result<(), StoreError> {
-        let out = self
-            .db
-            .run(sql::claim_upload(id, expected_offset)?)
-            .await?;
+        let out = self.db.run(sql::claim_upload(id, expected_offset)?).await?;
         sql::update_outcome(id, expected_offset, &out)
     }
 

@@ -246,6 +246,28 @@ async fn backoff(attempt: u32) {
 }
 
 impl DynamoMetadata {
+    /// Why a write conditional on an upload's offset failed: `Precondition` naming where
+    /// the upload is (from the item the service returned, or a read when it returned none),
+    /// or `NotFound` when the upload is gone (closed or cancelled meanwhile).
+    async fn offset_conflict(
+        &self,
+        id: &str,
+        expected: u64,
+        returned: Option<&Item>,
+    ) -> StoreError {
+        let at = match returned.map(|i| get_n(i, "off")) {
+            Some(Ok(at)) => Some(at),
+            _ => match self.upload(id).await {
+                Ok(u) => u.map(|u| u.offset),
+                Err(e) => return e,
+            },
+        };
+        match at {
+            Some(at) => StoreError::Precondition(format!("upload {id} is at {at}, not {expected}")),
+            None => StoreError::NotFound,
+        }
+    }
+
     /// Builds the store from an SDK config (region, credentials) and options.
     pub fn new(sdk: &SdkConfig, options: DynamoOptions) -> Self {
         let mut conf = aws_sdk_dynamodb::config::Builder::from(sdk);
@@ -1071,31 +1093,14 @@ impl MetadataStore for DynamoMetadata {
             .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
             .send()
             .await;
-        let e = match out {
-            Ok(_) => return Ok(()),
-            Err(e) => e,
-        };
-        let current = match e.as_service_error() {
-            Some(PutItemError::ConditionalCheckFailedException(c)) => {
-                Some(c.item().map(|i| get_n(i, "off")))
-            }
-            _ => None,
-        };
-        match current {
-            // The upload exists at another offset.
-            Some(Some(Ok(at))) => Err(StoreError::Precondition(format!(
-                "upload {} is at {at}, not {expected_offset}",
-                upload.id
-            ))),
-            // The condition failed but the service did not say why: look.
-            Some(_) => match self.upload(&upload.id).await? {
-                Some(u) => Err(StoreError::Precondition(format!(
-                    "upload {} is at {}, not {expected_offset}",
-                    upload.id, u.offset
-                ))),
-                None => Err(StoreError::NotFound),
+        match out {
+            Ok(_) => Ok(()),
+            Err(e) => match e.as_service_error() {
+                Some(PutItemError::ConditionalCheckFailedException(c)) => Err(self
+                    .offset_conflict(&upload.id, expected_offset, c.item())
+                    .await),
+                _ => Err(store_error(e)),
             },
-            None => Err(store_error(e)),
         }
     }
 
@@ -1124,26 +1129,14 @@ impl MetadataStore for DynamoMetadata {
             .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
             .send()
             .await;
-        let e = match out {
-            Ok(_) => return Ok(()),
-            Err(e) => e,
-        };
-        match e.as_service_error() {
-            Some(DeleteItemError::ConditionalCheckFailedException(c)) => match c.item() {
-                Some(i) => Err(StoreError::Precondition(format!(
-                    "upload {id} is at {}, not {expected_offset}",
-                    get_n(i, "off")?
-                ))),
-                // The service did not say why: look.
-                None => match self.upload(id).await? {
-                    Some(u) => Err(StoreError::Precondition(format!(
-                        "upload {id} is at {}, not {expected_offset}",
-                        u.offset
-                    ))),
-                    None => Err(StoreError::NotFound),
-                },
+        match out {
+            Ok(_) => Ok(()),
+            Err(e) => match e.as_service_error() {
+                Some(DeleteItemError::ConditionalCheckFailedException(c)) => {
+                    Err(self.offset_conflict(id, expected_offset, c.item()).await)
+                }
+                _ => Err(store_error(e)),
             },
-            _ => Err(store_error(e)),
         }
     }
 

@@ -175,6 +175,22 @@ fn touch_repo(tx: &redb::WriteTransaction, repo: &str) -> Result<(), StoreError>
     Ok(())
 }
 
+/// The condition of the writes to an upload: it exists (else `NotFound`) at `expected`
+/// (else `Precondition`), read in the writing transaction.
+fn upload_at(t: &redb::Table<&str, &[u8]>, id: &str, expected: u64) -> Result<(), StoreError> {
+    let current: UploadRecord = match t.get(id).map_err(err)? {
+        Some(v) => serde_json::from_slice(v.value()).map_err(err)?,
+        None => return Err(StoreError::NotFound),
+    };
+    if current.offset != expected {
+        return Err(StoreError::Precondition(format!(
+            "upload {id} is at {}, not {expected}",
+            current.offset
+        )));
+    }
+    Ok(())
+}
+
 impl MetadataStore for EmbeddedMetadata {
     async fn repository_exists(&self, repo: &str) -> Result<bool, StoreError> {
         let t = self.read()?.open_table(REPOS).map_err(err)?;
@@ -440,16 +456,7 @@ impl MetadataStore for EmbeddedMetadata {
         let id = upload.id.clone();
         self.write(move |tx| {
             let mut t = tx.open_table(UPLOADS).map_err(err)?;
-            let current: UploadRecord = match t.get(id.as_str()).map_err(err)? {
-                Some(v) => serde_json::from_slice(v.value()).map_err(err)?,
-                None => return Err(StoreError::NotFound),
-            };
-            if current.offset != expected_offset {
-                return Err(StoreError::Precondition(format!(
-                    "upload {id} is at {}, not {expected_offset}",
-                    current.offset
-                )));
-            }
+            upload_at(&t, &id, expected_offset)?;
             t.insert(id.as_str(), rec.as_slice()).map_err(err)?;
             Ok(())
         })
@@ -472,16 +479,7 @@ impl MetadataStore for EmbeddedMetadata {
         let id = id.to_owned();
         self.write(move |tx| {
             let mut t = tx.open_table(UPLOADS).map_err(err)?;
-            let current: UploadRecord = match t.get(id.as_str()).map_err(err)? {
-                Some(v) => serde_json::from_slice(v.value()).map_err(err)?,
-                None => return Err(StoreError::NotFound),
-            };
-            if current.offset != expected_offset {
-                return Err(StoreError::Precondition(format!(
-                    "upload {id} is at {}, not {expected_offset}",
-                    current.offset
-                )));
-            }
+            upload_at(&t, &id, expected_offset)?;
             t.remove(id.as_str()).map_err(err)?;
             Ok(())
         })
