@@ -3,27 +3,26 @@
 //! Architecture invariant: this crate does no I/O and knows nothing of tokio, AWS or
 //! Workers. Requests come in as `http::Request`, responses leave as `http::Response`,
 //! and storage, time and randomness come through the traits in [`ports`].
+//!
+//! Modules depend one way, lowest first: [`error`] → [`model`] → [`ports`] → [`testing`]
+//! → [`http`] → [`auth`] → [`policy`] → [`oci`], [`admin`], [`jobs`] → [`registry`]. A
+//! module uses only those before it (`core/tests/boundaries.rs` checks it).
 #![deny(missing_docs)]
 
-pub mod api;
+pub mod admin;
 pub mod auth;
-pub mod body;
-pub mod capability;
-pub mod digest;
 pub mod error;
-pub mod gate;
-pub mod manifest;
-pub mod name;
+pub mod http;
+pub mod jobs;
+pub mod model;
+pub mod oci;
+pub mod policy;
 pub mod ports;
 pub mod registry;
-pub mod route;
 pub mod testing;
-pub mod throttle;
 
-pub use body::Body;
-pub use digest::{Algorithm, Digest, Hasher};
 pub use error::{ErrorCode, RegistryError, StoreError};
-pub use ports::{
-    BlobStore, BlobWriter, Env, MetadataStore, Reference, StoredManifest, UploadRecord,
-};
+pub use http::Body;
+pub use model::{Algorithm, Digest, Hasher, Reference};
+pub use ports::{BlobStore, BlobWriter, Env, MetadataStore, StoredManifest, UploadRecord};
 pub use registry::{Config, Registry};

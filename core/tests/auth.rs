@@ -9,7 +9,7 @@ use http::{Method, Request, StatusCode};
 use http_body_util::Full;
 use std::sync::atomic::Ordering;
 use wharf_core::auth::{Access, Claims, Keys, TokenService, TokenSettings};
-use wharf_core::gate::ClientAddr;
+use wharf_core::http::ClientAddr;
 use wharf_core::testing::{MemoryBlobs, MemoryMetadata, TestEnv};
 use wharf_core::{Config, Registry};
 
@@ -668,7 +668,7 @@ fn robots_expire_and_deleted_users_lose_access() {
 
 #[test]
 fn brute_force_is_throttled() {
-    use wharf_core::throttle::{ADDR_LIMIT, USER_ADDR_LIMIT};
+    use wharf_core::auth::throttle::{ADDR_LIMIT, USER_ADDR_LIMIT};
     /// `GET /token` as `user` from client address `addr`.
     fn login(reg: &Reg, addr: &str, user: &str, pass: &str) -> (StatusCode, http::HeaderMap) {
         let mut req = Request::builder()

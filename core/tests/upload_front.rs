@@ -238,7 +238,7 @@ fn forged_expired_and_misused_capabilities_are_refused() {
         .config
         .upload_secret
         .as_deref()
-        .map(|s| wharf_core::capability::mint(s, "team/app", "0000", later));
+        .map(|s| wharf_core::auth::capability::mint(s, "team/app", "0000", later));
     refused(
         &format!(
             "/v2/team/app/blobs/uploads/{id}?cap={}",

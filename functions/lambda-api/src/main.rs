@@ -4,7 +4,7 @@
 //! Lambda takes at most 6 MB per request, so this function refuses larger bodies itself
 //! (413 with the way around it): the local emulator does not enforce the limit, and a
 //! truncated layer must never look like a short one. Layers bigger than that go through an
-//! upload front (`WHARF_UPLOAD_URL`, see `wharf_core::capability`) or in chunks.
+//! upload front (`WHARF_UPLOAD_URL`, see `wharf_core::auth::capability`) or in chunks.
 //!
 //! Configuration is the environment: the stores' variables (see `wharf_aws_stack`), and
 //!
@@ -26,7 +26,7 @@ use http_body_util::BodyExt;
 use lambda_http::request::RequestContext;
 use lambda_http::{Body, Error, Request, RequestExt, Response, service_fn};
 use wharf_core::auth::{TokenService, TokenSettings};
-use wharf_core::gate::{ClientAddr, PublicOrigin};
+use wharf_core::http::{ClientAddr, PublicOrigin};
 use wharf_core::{Config, Registry};
 use wharf_dynamodb::DynamoMetadata;
 use wharf_os::SystemEnv;
@@ -63,7 +63,7 @@ async fn build() -> Result<ApiRegistry, String> {
     let stores = wharf_aws_stack::open(&wharf_aws_stack::AwsSettings::from_env()?).await?;
     let upload_secret = var("WHARF_UPLOAD_SECRET");
     if let Some(s) = &upload_secret {
-        wharf_core::capability::check_secret(s, "WHARF_UPLOAD_SECRET")?;
+        wharf_core::auth::capability::check_secret(s, "WHARF_UPLOAD_SECRET")?;
     }
     let upload_front = var("WHARF_UPLOAD_URL");
     if upload_front.is_some() && upload_secret.is_none() {
@@ -109,7 +109,7 @@ fn origin(req: &Request, base: Option<&str>) -> String {
     let h = |n: &str| req.headers().get(n).and_then(|v| v.to_str().ok());
     // Client-set headers: only a plain host[:port] and a known scheme reach the realm.
     let host = h("host")
-        .filter(|h| wharf_core::gate::valid_host(h))
+        .filter(|h| wharf_core::http::valid_host(h))
         .unwrap_or("localhost");
     let proto = h("x-forwarded-proto")
         .filter(|p| matches!(*p, "http" | "https"))

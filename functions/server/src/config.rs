@@ -226,7 +226,7 @@ impl ServeArgs {
         };
         let upload_secret = self.upload_secret.or(file.upload_secret);
         if let Some(s) = &upload_secret {
-            wharf_core::capability::check_secret(s, "the upload secret")?;
+            wharf_core::auth::capability::check_secret(s, "the upload secret")?;
         }
         let upload_front = self.upload_url.or(file.upload_url);
         if upload_front.is_some() && upload_secret.is_none() {

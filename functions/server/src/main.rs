@@ -20,7 +20,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use wharf_aws_stack::{AwsSettings, AwsStores};
 use wharf_core::auth::{Keys, TokenService, TokenSettings};
-use wharf_core::gate::{ClientAddr, PublicOrigin};
+use wharf_core::http::{ClientAddr, PublicOrigin};
 use wharf_core::{Config, Registry, ports::DocumentStore};
 use wharf_dynamodb::DynamoMetadata;
 use wharf_embedded::EmbeddedMetadata;
@@ -331,7 +331,7 @@ async fn handle(
                     h.to_str().ok().map(str::to_owned)
                 })
                 // The client sets it: only a plain host[:port] goes into the token realm.
-                .filter(|h| wharf_core::gate::valid_host(h))
+                .filter(|h| wharf_core::http::valid_host(h))
                 .unwrap_or_else(|| "localhost".into());
             format!("{}://{host}", state.scheme)
         }

@@ -88,7 +88,7 @@ pub fn build(vars: &Vars) -> Result<Option<FrontApp>, String> {
     let table = need("WHARF_FRONT_DYNAMODB_TABLE")?;
     let region = need("WHARF_FRONT_AWS_REGION")?;
     let secret = need("WHARF_UPLOAD_SECRET")?;
-    wharf_core::capability::check_secret(&secret, "WHARF_UPLOAD_SECRET")?;
+    wharf_core::auth::capability::check_secret(&secret, "WHARF_UPLOAD_SECRET")?;
     let creds = aws_credential_types::Credentials::new(
         need("AWS_ACCESS_KEY_ID")?,
         need("AWS_SECRET_ACCESS_KEY")?,

@@ -39,7 +39,7 @@ mod log;
 use std::cell::RefCell;
 use std::rc::Rc;
 use wharf_core::auth::{Keys, TokenService, TokenSettings, split_pems, stored_keys};
-use wharf_core::gate::{ClientAddr, PublicOrigin};
+use wharf_core::http::{ClientAddr, PublicOrigin};
 use wharf_core::{Env as CoreEnv, Registry};
 use wharf_d1::D1Meta;
 use wharf_r2::R2Blobs;
@@ -188,7 +188,7 @@ fn origin(req: &HttpRequest, base: Option<&str>) -> String {
         .authority()
         .map(|a| a.as_str().to_owned())
         .or_else(|| Some(req.headers().get("host")?.to_str().ok()?.to_owned()))
-        .filter(|h| wharf_core::gate::valid_host(h))
+        .filter(|h| wharf_core::http::valid_host(h))
         .unwrap_or_else(|| "localhost".into());
     format!("{}://{host}", uri.scheme_str().unwrap_or("https"))
 }
@@ -319,7 +319,7 @@ impl IntoResponseBody
 }
 
 /// `http::Response` of the core → workerd's Response.
-fn into_response<B>(resp: wharf_core::registry::ApiResponse<B>) -> worker::Result<Response>
+fn into_response<B>(resp: wharf_core::http::ApiResponse<B>) -> worker::Result<Response>
 where
     B: wharf_core::BlobStore,
     B::Reader: IntoResponseBody,

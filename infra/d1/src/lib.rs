@@ -50,11 +50,9 @@ pub use d1::D1Sql;
 
 use std::cell::RefCell;
 use std::rc::Rc;
-use wharf_core::manifest::Descriptor;
-use wharf_core::ports::{
-    DocumentStore, MetadataStore, Page, Reference, StoredManifest, UploadRecord,
-};
-use wharf_core::{Digest, StoreError};
+use wharf_core::model::manifest::Descriptor;
+use wharf_core::ports::{DocumentStore, MetadataStore, Page, StoredManifest, UploadRecord};
+use wharf_core::{Digest, Reference, StoreError};
 
 /// The D1 schema, applied as the Worker's first migration.
 pub const SCHEMA: &str = include_str!("../../../functions/worker/migrations/0001_init.sql");

@@ -3,7 +3,7 @@
 
 use crate::{Outcome, Param, Row, Stmt};
 use bytes::Bytes;
-use wharf_core::manifest::Descriptor;
+use wharf_core::model::manifest::Descriptor;
 use wharf_core::ports::{StoredManifest, UploadRecord};
 use wharf_core::{Digest, StoreError};
 

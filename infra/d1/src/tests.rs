@@ -172,7 +172,7 @@ fn large_manifests_in_parts() {
         v["annotations"]["pad"] = fill.repeat((total - len) / fill.len()).into();
         let bytes = Bytes::from(serde_json::to_vec(&v).expect("json"));
         let digest = Digest::sha256_of(&bytes);
-        let info = wharf_core::manifest::parse(&bytes, None, digest).expect("valid");
+        let info = wharf_core::model::manifest::parse(&bytes, None, digest).expect("valid");
         StoredManifest { info, bytes }
     };
     let parts = |d: &Digest| -> i64 {

@@ -5,11 +5,9 @@
 use crate::{Item, from_json, get_n, to_json};
 use bytes::Bytes;
 use serde_json::{Value, json};
-use wharf_core::manifest::Descriptor;
-use wharf_core::ports::{
-    DocumentStore, MetadataStore, Page, Reference, StoredManifest, UploadRecord,
-};
-use wharf_core::{Digest, StoreError};
+use wharf_core::model::manifest::Descriptor;
+use wharf_core::ports::{DocumentStore, MetadataStore, Page, StoredManifest, UploadRecord};
+use wharf_core::{Digest, Reference, StoreError};
 use wharf_sigv4::{AwsClient, Transport};
 
 /// DynamoDB over signed HTTP: uploads (create, read, compare-and-set on the offset,

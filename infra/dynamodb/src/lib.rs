@@ -69,11 +69,9 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use wharf_aws::store_error;
-use wharf_core::manifest::{Descriptor, ManifestInfo};
-use wharf_core::ports::{
-    DocumentStore, MetadataStore, Page, Reference, StoredManifest, UploadRecord,
-};
-use wharf_core::{Digest, StoreError};
+use wharf_core::model::manifest::{Descriptor, ManifestInfo};
+use wharf_core::ports::{DocumentStore, MetadataStore, Page, StoredManifest, UploadRecord};
+use wharf_core::{Digest, Reference, StoreError};
 use wharf_dynamodb_items::{self as items, Attr, repo_pk};
 
 /// Item attributes larger than this (manifest info + bytes) go to S3.

@@ -5,7 +5,8 @@
 use std::collections::BTreeSet;
 use wharf_aws::CallCounter;
 use wharf_aws::testing::{self, LocalServer};
-use wharf_core::ports::{MetadataStore, Reference, UploadRecord};
+use wharf_core::Reference;
+use wharf_core::ports::{MetadataStore, UploadRecord};
 use wharf_core::testing::{document_conformance, metadata_conformance, test_manifest};
 use wharf_core::{Digest, StoreError};
 use wharf_dynamodb::{DynamoMetadata, DynamoOptions};

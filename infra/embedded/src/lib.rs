@@ -9,11 +9,9 @@
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use std::path::Path;
 use std::sync::Arc;
-use wharf_core::manifest::Descriptor;
-use wharf_core::ports::{
-    DocumentStore, MetadataStore, Page, Reference, StoredManifest, UploadRecord,
-};
-use wharf_core::{Digest, StoreError};
+use wharf_core::model::manifest::Descriptor;
+use wharf_core::ports::{DocumentStore, MetadataStore, Page, StoredManifest, UploadRecord};
+use wharf_core::{Digest, Reference, StoreError};
 
 /// Repositories ever written to.
 const REPOS: TableDefinition<&str, ()> = TableDefinition::new("repos");

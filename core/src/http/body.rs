@@ -1,10 +1,11 @@
 //! The response body the core produces: nothing, a buffer, or a blob stream.
 
-use crate::error::StoreError;
+use crate::error::{ErrorCode, RegistryError, Result, StoreError};
+use bytes::Buf;
 use bytes::Bytes;
 use futures_core::Stream;
 use http_body::{Frame, SizeHint};
-use std::pin::Pin;
+use std::pin::{Pin, pin};
 use std::task::{Context, Poll};
 
 /// A response body: empty, in memory, or streamed from a blob store.
@@ -59,4 +60,34 @@ where
             Body::Stream(_) => SizeHint::default(),
         }
     }
+}
+
+/// Reads a whole (small) request body, failing with `SIZE_INVALID` beyond `limit` bytes.
+pub(crate) async fn read_limited<In>(body: In, limit: usize) -> Result<Bytes>
+where
+    In: http_body::Body,
+    In::Error: std::fmt::Display,
+{
+    let mut body = pin!(body);
+    let mut out = bytes::BytesMut::new();
+    while let Some(frame) = std::future::poll_fn(|cx| body.as_mut().poll_frame(cx)).await {
+        let frame = frame.map_err(|e| {
+            RegistryError::new(
+                ErrorCode::ManifestInvalid,
+                format!("request body ended early: {e}"),
+            )
+        })?;
+        if let Ok(mut data) = frame.into_data() {
+            if out.len().saturating_add(data.remaining()) > limit {
+                return Err(RegistryError::new(ErrorCode::SizeInvalid, "body too large"));
+            }
+            while data.has_remaining() {
+                let c = data.chunk();
+                out.extend_from_slice(c);
+                let n = c.len();
+                data.advance(n);
+            }
+        }
+    }
+    Ok(out.freeze())
 }

@@ -5,8 +5,8 @@
 //! Docker schema 2 and OCI documents alike, keep unknown fields, and only need the
 //! descriptor graph; the stored bytes are always the client's own bytes.
 
-use crate::digest::Digest;
 use crate::error::{ErrorCode, RegistryError};
+use crate::model::digest::Digest;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 

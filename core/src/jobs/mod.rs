@@ -1,0 +1,33 @@
+//! Scheduled work outside requests: the upload cleanup job.
+//!
+//! May use: [`crate::error`], [`crate::model`] and [`crate::ports`]. Runtimes start it
+//! (a timer in `wharf serve`, the Worker's cron trigger) through the registry.
+
+use crate::error::Result;
+use crate::ports::{BlobStore, Env, MetadataStore};
+
+/// Removes uploads untouched for `max_age_ms`, stopping after `max` removals: a runtime
+/// that limits the calls one invocation may make (Workers: 1,000 subrequests) takes the
+/// rest next time. Each removal is independent, so stopping early loses nothing.
+pub async fn cleanup_uploads<B: BlobStore, M: MetadataStore, E: Env>(
+    blobs: &B,
+    meta: &M,
+    env: &E,
+    max_age_ms: u64,
+    max: usize,
+) -> Result<usize> {
+    let before = env.now_ms().saturating_sub(max_age_ms);
+    let mut removed = 0;
+    while removed < max {
+        let stale = meta.stale_uploads(before, (max - removed).min(100)).await?;
+        if stale.is_empty() {
+            break;
+        }
+        for u in &stale {
+            blobs.abort(u).await?;
+            meta.delete_upload(&u.id).await?;
+            removed += 1;
+        }
+    }
+    Ok(removed)
+}

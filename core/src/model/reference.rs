@@ -1,0 +1,26 @@
+//! Manifest references: a tag or a digest.
+
+use crate::error::Result;
+use crate::model::digest::Digest;
+use crate::model::name::validate_tag;
+
+/// A manifest reference: a tag or a digest.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reference {
+    /// By tag.
+    Tag(String),
+    /// By digest.
+    Digest(Digest),
+}
+
+impl Reference {
+    /// Parses the `<reference>` of a manifest URL: a digest if it contains `:`, else a tag.
+    pub fn parse(r: &str) -> Result<Reference> {
+        if r.contains(':') {
+            Ok(Reference::Digest(r.parse()?))
+        } else {
+            validate_tag(r)?;
+            Ok(Reference::Tag(r.to_owned()))
+        }
+    }
+}

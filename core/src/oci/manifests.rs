@@ -1,0 +1,186 @@
+//! Manifests: get, put (with tags), delete.
+
+use super::{internal, manifest_unknown, name_unknown};
+use crate::error::{ErrorCode, RegistryError, Result};
+use crate::http::body::Body;
+use crate::http::body::read_limited;
+use crate::http::headers::*;
+use crate::http::query::Query;
+use crate::http::response::empty;
+use crate::model::manifest::{self, MAX_MANIFEST_BYTES};
+use crate::model::name::validate_tag;
+use crate::model::{Digest, Reference};
+use crate::oci::{Oci, Resp};
+use crate::policy::check_delete;
+use crate::ports::{BlobStore, DocumentStore, Env, MetadataStore};
+use crate::ports::{MAX_TAGS_PER_PUT, StoredManifest};
+use http::header::{self, HeaderMap};
+use http::{Response, StatusCode};
+
+impl<B: BlobStore, M: MetadataStore + DocumentStore, E: Env> Oci<'_, B, M, E> {
+    pub(super) async fn get_manifest(
+        &self,
+        name: &str,
+        reference: &str,
+        headers: &HeaderMap,
+        head: bool,
+    ) -> Resp<B> {
+        let reference = Reference::parse(reference)?;
+        let Some(m) = self.meta.manifest(name, &reference).await? else {
+            if !self.meta.repository_exists(name).await? {
+                return Err(name_unknown(name));
+            }
+            return Err(manifest_unknown(&reference));
+        };
+        // By tag, a client that cannot read the stored type gets 404 rather than a document
+        // it would misparse (Distribution does the same); by digest, content is content.
+        if let Reference::Tag(t) = &reference
+            && !accepts(headers, &m.info.media_type)
+        {
+            return Err(RegistryError::new(
+                ErrorCode::ManifestUnknown,
+                format!(
+                    "tag {t:?} is a {} manifest, which the request's Accept header does not include",
+                    m.info.media_type
+                ),
+            ));
+        }
+        let mut resp = Response::builder()
+            .status(StatusCode::OK)
+            .header(header::CONTENT_TYPE, &m.info.media_type)
+            .header(header::CONTENT_LENGTH, m.bytes.len())
+            .header(DOCKER_CONTENT_DIGEST, m.info.digest.to_string())
+            .header(header::ETAG, format!("\"{}\"", m.info.digest));
+        if let Some(s) = &m.info.subject {
+            resp = resp.header(OCI_SUBJECT, s.to_string());
+        }
+        let body = if head {
+            Body::Empty
+        } else {
+            Body::full(m.bytes)
+        };
+        resp.body(body).map_err(internal)
+    }
+
+    pub(super) async fn put_manifest<In>(
+        &self,
+        name: &str,
+        reference: &str,
+        q: &Query,
+        headers: &HeaderMap,
+        body: In,
+    ) -> Resp<B>
+    where
+        In: http_body::Body,
+        In::Error: std::fmt::Display,
+    {
+        let reference = Reference::parse(reference)?;
+        let tags = tags_to_set(&reference, q)?;
+        let bytes = read_limited(body, MAX_MANIFEST_BYTES).await.map_err(|e| {
+            if e.code == ErrorCode::SizeInvalid {
+                RegistryError::new(
+                    ErrorCode::ManifestInvalid,
+                    format!("manifest exceeds the {MAX_MANIFEST_BYTES}-byte limit"),
+                )
+                .with_status(StatusCode::PAYLOAD_TOO_LARGE)
+            } else {
+                e
+            }
+        })?;
+        let digest = match &reference {
+            Reference::Digest(d) => {
+                let actual = Digest::of(d.algorithm(), &bytes);
+                if &actual != d {
+                    return Err(RegistryError::new(
+                        ErrorCode::DigestInvalid,
+                        format!("manifest body has digest {actual}, not {d}"),
+                    )
+                    .with_detail(serde_json::json!({ "digest": d.to_string() })));
+                }
+                actual
+            }
+            Reference::Tag(_) => Digest::sha256_of(&bytes),
+        };
+        let content_type = headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok());
+        let info = manifest::parse(&bytes, content_type, digest.clone())?;
+        let missing = self.meta.missing_blobs(name, &info.blobs).await?;
+        if let Some(d) = missing.first() {
+            return Err(RegistryError::new(
+                ErrorCode::ManifestBlobUnknown,
+                format!("blob {d} is not in repository {name}; push it before the manifest"),
+            )
+            .with_detail(serde_json::json!({ "digest": d.to_string() })));
+        }
+        let missing = self.meta.missing_manifests(name, &info.children).await?;
+        if let Some(d) = missing.first() {
+            return Err(RegistryError::new(
+                ErrorCode::ManifestBlobUnknown,
+                format!("manifest {d} is not in repository {name}; push it before the index"),
+            )
+            .with_detail(serde_json::json!({ "digest": d.to_string() })));
+        }
+        let subject = info.subject.clone();
+        let stored = StoredManifest { info, bytes };
+        self.meta.put_manifest(name, &stored, &tags).await?;
+        tracing::info!(repo = name, %digest, ?tags, "manifest pushed");
+        let mut resp = Response::builder()
+            .status(StatusCode::CREATED)
+            .header(header::LOCATION, format!("/v2/{name}/manifests/{digest}"))
+            .header(DOCKER_CONTENT_DIGEST, digest.to_string())
+            .header(header::CONTENT_LENGTH, 0);
+        // One `OCI-Tag` line listing every tag set: the same list as one line per tag (RFC 9110
+        // §5.3), and what survives Lambda function URLs, whose response headers hold one value
+        // per name.
+        if !tags.is_empty() {
+            resp = resp.header(OCI_TAG, tags.join(", "));
+        }
+        if let Some(s) = subject {
+            resp = resp.header(OCI_SUBJECT, s.to_string());
+        }
+        resp.body(Body::Empty).map_err(internal)
+    }
+
+    pub(super) async fn delete_manifest(&self, name: &str, reference: &str) -> Resp<B> {
+        check_delete(self.settings.delete_enabled)?;
+        let reference = Reference::parse(reference)?;
+        let found = match &reference {
+            Reference::Digest(d) => self.meta.delete_manifest(name, d).await?,
+            Reference::Tag(t) => self.meta.delete_tag(name, t).await?,
+        };
+        if !found {
+            return Err(manifest_unknown(&reference));
+        }
+        tracing::info!(repo = name, reference = ?reference, "manifest deleted");
+        Ok(empty::<B>(StatusCode::ACCEPTED))
+    }
+}
+
+/// The tags a manifest `PUT` sets: the reference if it is a tag, then each `?tag=` (the
+/// spec's tags pushed with a manifest by digest), repeats dropped. All are validated here,
+/// before the body is read, so a bad one fails the request with `TAG_INVALID` before
+/// anything is written.
+fn tags_to_set<'q>(reference: &'q Reference, q: &'q Query) -> Result<Vec<&'q str>> {
+    let mut tags: Vec<&str> = Vec::new();
+    if let Reference::Tag(t) = reference {
+        tags.push(t);
+    }
+    for t in q.all("tag") {
+        validate_tag(t)?;
+        if !tags.contains(&t) {
+            tags.push(t);
+        }
+    }
+    if tags.len() > MAX_TAGS_PER_PUT {
+        return Err(RegistryError::new(
+            ErrorCode::TagInvalid,
+            format!(
+                "{} tags in one manifest PUT; at most {MAX_TAGS_PER_PUT} are set at once",
+                tags.len()
+            ),
+        )
+        .with_status(StatusCode::URI_TOO_LONG));
+    }
+    Ok(tags)
+}
