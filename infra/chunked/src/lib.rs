@@ -22,6 +22,7 @@
 
 use bytes::{Buf, Bytes, BytesMut};
 use serde::{Deserialize, Serialize};
+use wharf_core::model::upload::valid_upload_id;
 use wharf_core::ports::UploadRecord;
 use wharf_core::{Digest, StoreError};
 
@@ -66,10 +67,7 @@ impl Layout {
 
     /// `uploads/<id>/`, after checking that the id cannot reach outside it.
     pub fn upload_prefix(&self, id: &str) -> Result<String, StoreError> {
-        if id.is_empty()
-            || id.len() > 128
-            || !id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
-        {
+        if !valid_upload_id(id) {
             return Err(other(format!("invalid upload id {id:?}")));
         }
         Ok(format!("{}uploads/{id}/", self.prefix))

@@ -20,6 +20,7 @@ use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
 use tokio_util::io::ReaderStream;
+use wharf_core::model::upload::valid_upload_id;
 use wharf_core::ports::{BlobStore, BlobWriter, ByteRange, UploadRecord};
 use wharf_core::{Digest, StoreError};
 
@@ -63,10 +64,7 @@ impl FsBlobStore {
     }
 
     fn upload_dir(&self, id: &str) -> Result<PathBuf, StoreError> {
-        if id.is_empty()
-            || id.len() > 128
-            || !id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
-        {
+        if !valid_upload_id(id) {
             return Err(StoreError::Other(format!("invalid upload id {id:?}")));
         }
         Ok(self.root.join("uploads").join(id))
