@@ -19,6 +19,7 @@ pub mod oci;
 pub mod policy;
 pub mod ports;
 pub mod registry;
+#[cfg(any(test, feature = "testing"))]
 pub mod testing;
 
 pub use error::{ErrorCode, RegistryError, StoreError};

@@ -219,3 +219,53 @@ fn core_has_no_runtime_dependencies() {
         );
     }
 }
+
+/// The memory adapters and conformance suites (`testing`) are for tests: no shipped
+/// artifact (the server, the Lambda, the Worker without its test-only `conformance`
+/// feature) compiles them in.
+#[test]
+fn shipped_artifacts_do_not_compile_the_testing_module() {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    for (package, target) in [
+        ("wharf", None),
+        ("wharf-lambda-api", None),
+        ("wharf-worker", Some("wasm32-unknown-unknown")),
+    ] {
+        let mut args = vec![
+            "tree",
+            "-p",
+            package,
+            "-e",
+            "normal,build",
+            "--prefix",
+            "none",
+            "--format",
+            "{p} [{f}]",
+        ];
+        if let Some(t) = target {
+            args.extend(["--target", t]);
+        }
+        let out = Command::new(&cargo)
+            .args(&args)
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .output()
+            .expect("cargo tree runs");
+        assert!(
+            out.status.success(),
+            "cargo tree -p {package} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let tree = String::from_utf8_lossy(&out.stdout);
+        let core: Vec<&str> = tree
+            .lines()
+            .filter(|l| l.starts_with("wharf-core "))
+            .collect();
+        assert!(!core.is_empty(), "{package} depends on wharf-core: {tree}");
+        for l in core {
+            assert!(
+                !l.contains("testing"),
+                "{package} compiles wharf-core's testing module in: {l}"
+            );
+        }
+    }
+}
