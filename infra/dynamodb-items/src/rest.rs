@@ -78,6 +78,38 @@ impl<T: Transport> DynamoRest<T> {
         body["Item"] = to_json(&item);
         self.call("PutItem", body).await.map(drop)
     }
+
+    /// Operation `op` on an upload, conditional on its offset being `expected`. When the
+    /// condition fails the service does not say why: the upload moved on (`Precondition`,
+    /// naming where it is) or is gone, closed or cancelled meanwhile (`NotFound`).
+    async fn offset_conditional(
+        &self,
+        op: &str,
+        body: Value,
+        id: &str,
+        expected: u64,
+    ) -> Result<(), StoreError> {
+        match self.call(op, body).await {
+            Ok(_) => Ok(()),
+            Err(StoreError::Precondition(_)) => match self.upload(id).await? {
+                Some(u) => Err(StoreError::Precondition(format!(
+                    "upload {id} is at {}, not {expected}",
+                    u.offset
+                ))),
+                None => Err(StoreError::NotFound),
+            },
+            Err(e) => Err(e),
+        }
+    }
+}
+
+/// The condition that an upload item is still at offset `expected`.
+fn at_offset(expected: u64) -> Value {
+    json!({
+        "ConditionExpression": "#off = :expected",
+        "ExpressionAttributeNames": {"#off": "off"},
+        "ExpressionAttributeValues": {":expected": {"N": expected.to_string()}},
+    })
 }
 
 impl<T: Transport> MetadataStore for DynamoRest<T> {
@@ -185,23 +217,10 @@ impl<T: Transport> MetadataStore for DynamoRest<T> {
         upload: &UploadRecord,
         expected_offset: u64,
     ) -> Result<(), StoreError> {
-        let cond = json!({
-            "ConditionExpression": "#off = :expected",
-            "ExpressionAttributeNames": {"#off": "off"},
-            "ExpressionAttributeValues": {":expected": {"N": expected_offset.to_string()}},
-        });
-        match self.put(crate::upload_item(upload), Some(cond)).await {
-            Ok(()) => Ok(()),
-            // Lost the race, or the upload is gone (closed or cancelled meanwhile): look.
-            Err(StoreError::Precondition(_)) => match self.upload(&upload.id).await? {
-                Some(u) => Err(StoreError::Precondition(format!(
-                    "upload {} is at {}, not {expected_offset}",
-                    upload.id, u.offset
-                ))),
-                None => Err(StoreError::NotFound),
-            },
-            Err(e) => Err(e),
-        }
+        let mut body = at_offset(expected_offset);
+        body["Item"] = to_json(&crate::upload_item(upload));
+        self.offset_conditional("PutItem", body, &upload.id, expected_offset)
+            .await
     }
 
     async fn delete_upload(&self, id: &str) -> Result<(), StoreError> {
@@ -214,29 +233,10 @@ impl<T: Transport> MetadataStore for DynamoRest<T> {
     }
 
     async fn claim_upload(&self, id: &str, expected_offset: u64) -> Result<(), StoreError> {
-        let out = self
-            .call(
-                "DeleteItem",
-                json!({
-                    "Key": to_json(&crate::upload_key(id)),
-                    "ConditionExpression": "#off = :expected",
-                    "ExpressionAttributeNames": {"#off": "off"},
-                    "ExpressionAttributeValues": {":expected": {"N": expected_offset.to_string()}},
-                }),
-            )
-            .await;
-        match out {
-            Ok(_) => Ok(()),
-            // Lost the race, or the upload is gone: look.
-            Err(StoreError::Precondition(_)) => match self.upload(id).await? {
-                Some(u) => Err(StoreError::Precondition(format!(
-                    "upload {id} is at {}, not {expected_offset}",
-                    u.offset
-                ))),
-                None => Err(StoreError::NotFound),
-            },
-            Err(e) => Err(e),
-        }
+        let mut body = at_offset(expected_offset);
+        body["Key"] = to_json(&crate::upload_key(id));
+        self.offset_conditional("DeleteItem", body, id, expected_offset)
+            .await
     }
 
     async fn stale_uploads(
