@@ -5,13 +5,14 @@
 //! and storage, time and randomness come through the traits in [`ports`].
 //!
 //! Modules depend one way, lowest first: [`error`] → [`model`] → [`ports`] → [`testing`]
-//! → [`http`] → [`auth`] → [`policy`] → [`oci`], [`admin`], [`jobs`] → [`registry`]. A
+//! → [`http`] → [`events`] → [`auth`] → [`policy`] → [`oci`], [`admin`], [`jobs`] → [`registry`]. A
 //! module uses only those before it (`core/tests/boundaries.rs` checks it).
 #![deny(missing_docs)]
 
 pub mod admin;
 pub mod auth;
 pub mod error;
+pub mod events;
 pub mod http;
 pub mod jobs;
 pub mod model;

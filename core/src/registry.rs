@@ -8,7 +8,10 @@ use crate::admin::Admin;
 use crate::auth::TokenService;
 use crate::auth::authorize::Gate;
 use crate::error::Result;
+use crate::events::audit::AuditTrail;
+use crate::events::{Emitter, EventSink};
 use crate::http::headers::{API_VERSION, X_CONTENT_TYPE_OPTIONS};
+use crate::http::request::ClientAddr;
 use crate::http::response::{ApiResponse, error_response};
 use crate::jobs;
 use crate::oci::{Oci, Settings};
@@ -97,15 +100,25 @@ impl<B: BlobStore, M: MetadataStore + DocumentStore, E: Env> Registry<B, M, E> {
     {
         let method = req.method().clone();
         let path = req.uri().path().to_owned();
+        let client = req.extensions().get::<ClientAddr>().map(|c| c.0.clone());
+        let events = Emitter::new(client.unwrap_or_default());
         let result = if path == "/token" {
-            self.gate().token_request::<B, _>(req).await
+            self.gate(&events).token_request::<B, _>(req).await
         } else if path == "/.well-known/jwks.json" {
-            self.gate().jwks::<B>()
+            self.gate(&events).jwks::<B>()
         } else if path == "/api/v1" || path.starts_with("/api/v1/") {
-            self.admin().api::<B, _>(req).await
+            self.admin(&events).api::<B, _>(req).await
         } else {
-            self.oci().dispatch(req).await
+            self.oci(&events).dispatch(req).await
         };
+        let batch = events.take(self.env.now_ms());
+        if !batch.is_empty() {
+            let trail = AuditTrail {
+                docs: &self.meta,
+                env: &self.env,
+            };
+            trail.deliver(&batch).await;
+        }
         let mut resp = match result {
             Ok(r) => r,
             Err(e) => {
@@ -135,21 +148,22 @@ impl<B: BlobStore, M: MetadataStore + DocumentStore, E: Env> Registry<B, M, E> {
         jobs::cleanup_uploads(&self.blobs, &self.meta, &self.env, max_age_ms, max).await
     }
 
-    fn gate(&self) -> Gate<'_, M, E> {
+    fn gate<'a>(&'a self, events: &'a Emitter) -> Gate<'a, M, E> {
         Gate {
             docs: &self.meta,
             env: &self.env,
             tokens: self.auth.as_ref(),
+            events,
         }
     }
 
-    fn oci(&self) -> Oci<'_, B, M, E> {
+    fn oci<'a>(&'a self, events: &'a Emitter) -> Oci<'a, B, M, E> {
         let c = &self.config;
         Oci {
             blobs: &self.blobs,
             meta: &self.meta,
             env: &self.env,
-            gate: self.gate(),
+            gate: self.gate(events),
             settings: Settings {
                 delete_enabled: c.delete_enabled,
                 redirect_blobs: c.redirect_blobs,
@@ -163,11 +177,11 @@ impl<B: BlobStore, M: MetadataStore + DocumentStore, E: Env> Registry<B, M, E> {
         }
     }
 
-    fn admin(&self) -> Admin<'_, M, E> {
+    fn admin<'a>(&'a self, events: &'a Emitter) -> Admin<'a, M, E> {
         Admin {
             meta: &self.meta,
             env: &self.env,
-            gate: self.gate(),
+            gate: self.gate(events),
             delete_enabled: self.config.delete_enabled,
         }
     }

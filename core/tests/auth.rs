@@ -383,6 +383,8 @@ fn every_role_and_action() {
     let events = a.body.as_array().expect("events");
     for (actor, action) in [
         ("admin", "push"),
+        ("admin", "blob_push"),
+        ("admin", "tag"),
         ("alice", "pull"),
         ("mona", "delete"),
         ("robot$team+ci", "pull"),

@@ -14,6 +14,7 @@ const LAYERS: &[&[&str]] = &[
     &["ports"],
     &["testing"],
     &["http"],
+    &["events"],
     &["auth"],
     &["policy"],
     &["oci", "admin", "jobs"],

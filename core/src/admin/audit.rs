@@ -1,8 +1,10 @@
 //! The audit log.
 
+use crate::admin::views::{AuditView, json};
 use crate::admin::{Admin, denied, ok_json};
-use crate::auth::{AuditEvent, Principal, Right};
+use crate::auth::{Principal, Right};
 use crate::error::Result;
+use crate::events::audit::{AUDIT_KIND, AuditEvent};
 use crate::http::response::ApiResponse;
 use crate::ports::{BlobStore, DocumentStore, Env, MetadataStore};
 use http::StatusCode;
@@ -31,7 +33,7 @@ impl<M: MetadataStore + DocumentStore, E: Env> Admin<'_, M, E> {
         loop {
             let page = self
                 .meta
-                .list_docs("audit", "", after.as_deref(), 1000)
+                .list_docs(AUDIT_KIND, "", after.as_deref(), 1000)
                 .await?;
             let Some((last, _)) = page.last() else { break };
             after = Some(last.clone());
@@ -57,7 +59,7 @@ impl<M: MetadataStore + DocumentStore, E: Env> Admin<'_, M, E> {
         }
         Ok(ok_json::<B>(
             StatusCode::OK,
-            serde_json::to_value(&out).unwrap_or_default(),
+            json(out.iter().map(AuditView::from).collect::<Vec<_>>()),
         ))
     }
 }

@@ -10,6 +10,7 @@ mod projects;
 mod repositories;
 mod robots;
 mod users;
+mod views;
 
 use crate::auth::authorize::Gate;
 use crate::auth::{Directory, Principal, Right};
@@ -111,6 +112,7 @@ impl<M: MetadataStore + DocumentStore, E: Env> Admin<'_, M, E> {
                 ));
             }
         };
+        self.gate.events.act_as(who.name());
         let body = read_limited(body, 1 << 20).await?;
         let path = parts
             .uri
@@ -122,27 +124,24 @@ impl<M: MetadataStore + DocumentStore, E: Env> Admin<'_, M, E> {
         let q = |k: &str| query.get(k).map(str::to_owned);
         let seg: Vec<&str> = path.split('/').collect();
         let m = &parts.method;
-        let ext = &parts.extensions;
         match (m.clone(), seg.as_slice()) {
             (Method::GET, ["users"]) => self.list_users::<B>(&who).await,
-            (Method::POST, ["users"]) => self.create_user::<B>(&who, parse(&body)?, ext).await,
+            (Method::POST, ["users"]) => self.create_user::<B>(&who, parse(&body)?).await,
             (Method::GET, ["users", name]) => self.get_user::<B>(&who, name).await,
-            (Method::DELETE, ["users", name]) => self.delete_user::<B>(&who, name, ext).await,
+            (Method::DELETE, ["users", name]) => self.delete_user::<B>(&who, name).await,
             (Method::PUT, ["users", name, "password"]) => {
-                self.set_password::<B>(&who, name, parse(&body)?, ext).await
+                self.set_password::<B>(&who, name, parse(&body)?).await
             }
             (Method::GET, ["projects"]) => self.list_projects::<B>(&who).await,
-            (Method::POST, ["projects"]) => {
-                self.create_project::<B>(&who, parse(&body)?, ext).await
-            }
+            (Method::POST, ["projects"]) => self.create_project::<B>(&who, parse(&body)?).await,
             (Method::GET, ["projects", p]) => self.get_project::<B>(&who, p).await,
             (Method::PUT, ["projects", p]) => {
                 self.update_project::<B>(&who, p, parse(&body)?).await
             }
-            (Method::DELETE, ["projects", p]) => self.delete_project::<B>(&who, p, ext).await,
+            (Method::DELETE, ["projects", p]) => self.delete_project::<B>(&who, p).await,
             (Method::GET, ["projects", p, "members"]) => self.list_members::<B>(&who, p).await,
             (Method::POST, ["projects", p, "members"]) => {
-                self.add_member::<B>(&who, p, parse(&body)?, ext).await
+                self.add_member::<B>(&who, p, parse(&body)?).await
             }
             (Method::PUT, ["projects", p, "members", u]) => {
                 let r: RoleUpdate = parse(&body)?;
@@ -153,19 +152,18 @@ impl<M: MetadataStore + DocumentStore, E: Env> Admin<'_, M, E> {
                         username: (*u).to_owned(),
                         role: r.role,
                     },
-                    ext,
                 )
                 .await
             }
             (Method::DELETE, ["projects", p, "members", u]) => {
-                self.remove_member::<B>(&who, p, u, ext).await
+                self.remove_member::<B>(&who, p, u).await
             }
             (Method::GET, ["projects", p, "repositories"]) => {
                 self.project_repositories::<B>(&who, p).await
             }
             (Method::GET, ["robots"]) => self.list_robots::<B>(&who).await,
-            (Method::POST, ["robots"]) => self.create_robot::<B>(&who, parse(&body)?, ext).await,
-            (Method::DELETE, ["robots", name]) => self.delete_robot::<B>(&who, name, ext).await,
+            (Method::POST, ["robots"]) => self.create_robot::<B>(&who, parse(&body)?).await,
+            (Method::DELETE, ["robots", name]) => self.delete_robot::<B>(&who, name).await,
             (Method::GET, ["audit"]) => {
                 self.read_audit::<B>(
                     &who,
@@ -178,13 +176,8 @@ impl<M: MetadataStore + DocumentStore, E: Env> Admin<'_, M, E> {
                 .await
             }
             (_, ["repositories", ..]) => {
-                self.repository_api::<B>(
-                    &who,
-                    m,
-                    &path["repositories/".len().min(path.len())..],
-                    ext,
-                )
-                .await
+                self.repository_api::<B>(&who, m, &path["repositories/".len().min(path.len())..])
+                    .await
             }
             _ => Err(RegistryError::new(
                 ErrorCode::Unsupported,

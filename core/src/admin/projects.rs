@@ -1,8 +1,10 @@
 //! Projects and their members.
 
+use crate::admin::views::{MemberView, ProjectView, json};
 use crate::admin::{Admin, denied, exists, not_found, ok_json};
 use crate::auth::{Action, Member, Principal, Project, Right, Robot, Role, new_incarnation};
 use crate::error::{ErrorCode, RegistryError, Result};
+use crate::events::Event;
 use crate::http::response::ApiResponse;
 use crate::model::name::validate_name;
 use crate::ports::{BlobStore, DocumentStore, Env, MetadataStore};
@@ -32,14 +34,6 @@ pub(super) struct RoleUpdate {
     pub(super) role: Role,
 }
 
-fn project_view(p: &Project) -> serde_json::Value {
-    serde_json::json!({"name": p.name, "public": p.public, "created_ms": p.created_ms})
-}
-
-fn member_view(m: &Member) -> serde_json::Value {
-    serde_json::json!({"project": m.project, "username": m.username, "role": m.role})
-}
-
 impl<M: MetadataStore + DocumentStore, E: Env> Admin<'_, M, E> {
     async fn visible(&self, who: &Principal, p: &Project) -> Result<bool> {
         Ok(p.public
@@ -57,7 +51,7 @@ impl<M: MetadataStore + DocumentStore, E: Env> Admin<'_, M, E> {
         let mut out = Vec::new();
         for p in all {
             if self.visible(who, &p).await? {
-                out.push(project_view(&p));
+                out.push(json(ProjectView::from(&p)));
             }
         }
         Ok(ok_json::<B>(StatusCode::OK, out.into()))
@@ -67,7 +61,6 @@ impl<M: MetadataStore + DocumentStore, E: Env> Admin<'_, M, E> {
         &self,
         who: &Principal,
         n: NewProject,
-        ext: &http::Extensions,
     ) -> Result<ApiResponse<B>> {
         let Principal::User(u) = who else {
             return Err(denied());
@@ -111,17 +104,13 @@ impl<M: MetadataStore + DocumentStore, E: Env> Admin<'_, M, E> {
         self.dir()
             .put("member", &format!("{}/{}", p.name, u.username), &m, false)
             .await?;
-        self.gate
-            .record_event(
-                ext,
-                Some(&p.name),
-                who.name(),
-                "project_create",
-                &p.name,
-                None,
-            )
-            .await;
-        Ok(ok_json::<B>(StatusCode::CREATED, project_view(&p)))
+        self.gate.events.emit(Event::ProjectCreated {
+            project: p.name.clone(),
+        });
+        Ok(ok_json::<B>(
+            StatusCode::CREATED,
+            json(ProjectView::from(&p)),
+        ))
     }
 
     pub(super) async fn get_project<B: BlobStore>(
@@ -137,7 +126,7 @@ impl<M: MetadataStore + DocumentStore, E: Env> Admin<'_, M, E> {
         if !self.visible(who, &p).await? {
             return Err(not_found("project"));
         }
-        Ok(ok_json::<B>(StatusCode::OK, project_view(&p)))
+        Ok(ok_json::<B>(StatusCode::OK, json(ProjectView::from(&p))))
     }
 
     pub(super) async fn update_project<B: BlobStore>(
@@ -154,14 +143,13 @@ impl<M: MetadataStore + DocumentStore, E: Env> Admin<'_, M, E> {
             .ok_or_else(|| not_found("project"))?;
         p.public = u.public;
         self.dir().put("project", name, &p, false).await?;
-        Ok(ok_json::<B>(StatusCode::OK, project_view(&p)))
+        Ok(ok_json::<B>(StatusCode::OK, json(ProjectView::from(&p))))
     }
 
     pub(super) async fn delete_project<B: BlobStore>(
         &self,
         who: &Principal,
         name: &str,
-        ext: &http::Extensions,
     ) -> Result<ApiResponse<B>> {
         self.may(who, name, Right::ManageMembers).await?;
         if self.has_repositories(name).await? {
@@ -194,9 +182,9 @@ impl<M: MetadataStore + DocumentStore, E: Env> Admin<'_, M, E> {
                 self.dir().put("robot", &r.name.clone(), &r, false).await?;
             }
         }
-        self.gate
-            .record_event(ext, Some(name), who.name(), "project_delete", name, None)
-            .await;
+        self.gate.events.emit(Event::ProjectDeleted {
+            project: name.to_owned(),
+        });
         Ok(ok_json::<B>(
             StatusCode::OK,
             serde_json::json!({"deleted": name}),
@@ -212,7 +200,7 @@ impl<M: MetadataStore + DocumentStore, E: Env> Admin<'_, M, E> {
         let members: Vec<Member> = self.dir().list("member", &format!("{project}/")).await?;
         Ok(ok_json::<B>(
             StatusCode::OK,
-            members.iter().map(member_view).collect(),
+            members.iter().map(MemberView::from).map(json).collect(),
         ))
     }
 
@@ -221,7 +209,6 @@ impl<M: MetadataStore + DocumentStore, E: Env> Admin<'_, M, E> {
         who: &Principal,
         project: &str,
         n: NewMember,
-        ext: &http::Extensions,
     ) -> Result<ApiResponse<B>> {
         self.may(who, project, Right::ManageMembers).await?;
         let p = self
@@ -244,17 +231,12 @@ impl<M: MetadataStore + DocumentStore, E: Env> Admin<'_, M, E> {
         self.dir()
             .put("member", &format!("{project}/{}", n.username), &m, false)
             .await?;
-        self.gate
-            .record_event(
-                ext,
-                Some(project),
-                who.name(),
-                "member_set",
-                project,
-                Some(format!("{}={:?}", n.username, n.role)),
-            )
-            .await;
-        Ok(ok_json::<B>(StatusCode::OK, member_view(&m)))
+        self.gate.events.emit(Event::MemberSet {
+            project: project.to_owned(),
+            user: n.username.clone(),
+            role: format!("{:?}", n.role),
+        });
+        Ok(ok_json::<B>(StatusCode::OK, json(MemberView::from(&m))))
     }
 
     pub(super) async fn remove_member<B: BlobStore>(
@@ -262,7 +244,6 @@ impl<M: MetadataStore + DocumentStore, E: Env> Admin<'_, M, E> {
         who: &Principal,
         project: &str,
         user: &str,
-        ext: &http::Extensions,
     ) -> Result<ApiResponse<B>> {
         self.may(who, project, Right::ManageMembers).await?;
         if !self
@@ -272,16 +253,10 @@ impl<M: MetadataStore + DocumentStore, E: Env> Admin<'_, M, E> {
         {
             return Err(not_found("member"));
         }
-        self.gate
-            .record_event(
-                ext,
-                Some(project),
-                who.name(),
-                "member_remove",
-                project,
-                Some(user.to_owned()),
-            )
-            .await;
+        self.gate.events.emit(Event::MemberRemoved {
+            project: project.to_owned(),
+            user: user.to_owned(),
+        });
         Ok(ok_json::<B>(
             StatusCode::OK,
             serde_json::json!({"removed": user}),

@@ -3,6 +3,7 @@
 use crate::admin::{Admin, ok_json};
 use crate::auth::{Action, Principal, Right};
 use crate::error::{ErrorCode, RegistryError, Result};
+use crate::events::Event;
 use crate::http::response::ApiResponse;
 use crate::model::name::{validate_name, validate_tag};
 use crate::policy::check_delete;
@@ -59,7 +60,6 @@ impl<M: MetadataStore + DocumentStore, E: Env> Admin<'_, M, E> {
         who: &Principal,
         m: &Method,
         rest: &str,
-        ext: &http::Extensions,
     ) -> Result<ApiResponse<B>> {
         let not_found = || {
             RegistryError::new(ErrorCode::Unsupported, "no such endpoint")
@@ -101,9 +101,10 @@ impl<M: MetadataStore + DocumentStore, E: Env> Admin<'_, M, E> {
             if !self.meta.delete_tag(name, tag).await? {
                 return Err(crate::admin::not_found("tag"));
             }
-            self.gate
-                .audit(ext, who.name(), "delete", name, Some(tag.to_owned()))
-                .await;
+            self.gate.events.emit(Event::TagDeleted {
+                repository: name.to_owned(),
+                tag: tag.to_owned(),
+            });
             return Ok(ok_json::<B>(
                 StatusCode::OK,
                 serde_json::json!({"deleted": tag}),

@@ -1,11 +1,13 @@
 //! Robot accounts.
 
+use crate::admin::views::{RobotView, json};
 use crate::admin::{Admin, bad, exists, not_found, ok_json, validate_simple};
 use crate::auth::{
     Action, Principal, Right, Robot, RobotPermission, hash_password_off_thread, new_incarnation,
     random_secret,
 };
 use crate::error::Result;
+use crate::events::Event;
 use crate::http::response::ApiResponse;
 use crate::ports::{BlobStore, DocumentStore, Env, MetadataStore};
 use http::StatusCode;
@@ -29,16 +31,6 @@ pub(super) struct NewRobot {
     description: String,
 }
 
-fn robot_view(r: &Robot) -> serde_json::Value {
-    let permissions: Vec<_> = r
-        .permissions
-        .iter()
-        .map(|p| serde_json::json!({"project": p.project, "actions": p.actions}))
-        .collect();
-    serde_json::json!({"name": r.name, "permissions": permissions, "expires_ms": r.expires_ms,
-                       "description": r.description, "created_ms": r.created_ms})
-}
-
 impl<M: MetadataStore + DocumentStore, E: Env> Admin<'_, M, E> {
     pub(super) async fn list_robots<B: BlobStore>(
         &self,
@@ -58,7 +50,7 @@ impl<M: MetadataStore + DocumentStore, E: Env> Admin<'_, M, E> {
                 }
             }
             if mine {
-                out.push(robot_view(&r));
+                out.push(json(RobotView::new(&r, None)));
             }
         }
         Ok(ok_json::<B>(StatusCode::OK, out.into()))
@@ -68,7 +60,6 @@ impl<M: MetadataStore + DocumentStore, E: Env> Admin<'_, M, E> {
         &self,
         who: &Principal,
         n: NewRobot,
-        ext: &http::Extensions,
     ) -> Result<ApiResponse<B>> {
         validate_simple("robot", &n.name)?;
         if n.permissions.is_empty() {
@@ -121,26 +112,20 @@ impl<M: MetadataStore + DocumentStore, E: Env> Admin<'_, M, E> {
             .put("robot", &name, &r, true)
             .await
             .map_err(|e| exists(e, "a robot", &name))?;
-        self.gate
-            .record_event(
-                ext,
-                robot_project(&r),
-                who.name(),
-                "robot_create",
-                &name,
-                None,
-            )
-            .await;
-        let mut v = robot_view(&r);
-        v["secret"] = serde_json::json!(secret);
-        Ok(ok_json::<B>(StatusCode::CREATED, v))
+        self.gate.events.emit(Event::RobotCreated {
+            robot: name.clone(),
+            project: robot_project(&r).map(str::to_owned),
+        });
+        Ok(ok_json::<B>(
+            StatusCode::CREATED,
+            json(RobotView::new(&r, Some(&secret))),
+        ))
     }
 
     pub(super) async fn delete_robot<B: BlobStore>(
         &self,
         who: &Principal,
         name: &str,
-        ext: &http::Extensions,
     ) -> Result<ApiResponse<B>> {
         let r = self
             .dir()
@@ -151,16 +136,10 @@ impl<M: MetadataStore + DocumentStore, E: Env> Admin<'_, M, E> {
             self.may(who, &p.project, Right::ManageMembers).await?;
         }
         self.meta.delete_doc("robot", name).await?;
-        self.gate
-            .record_event(
-                ext,
-                robot_project(&r),
-                who.name(),
-                "robot_delete",
-                name,
-                None,
-            )
-            .await;
+        self.gate.events.emit(Event::RobotDeleted {
+            robot: name.to_owned(),
+            project: robot_project(&r).map(str::to_owned),
+        });
         Ok(ok_json::<B>(
             StatusCode::OK,
             serde_json::json!({"deleted": name}),

@@ -1,11 +1,13 @@
 //! Users: list, create, read, delete, password changes.
 
+use crate::admin::views::{UserView, json};
 use crate::admin::{Admin, bad, denied, exists, not_found, ok_json, validate_simple};
 use crate::auth::{
     Member, Principal, User, hash_password_off_thread, new_incarnation, reserved_username,
     verify_password_off_thread,
 };
 use crate::error::{ErrorCode, RegistryError, Result};
+use crate::events::Event;
 use crate::http::response::ApiResponse;
 use crate::ports::{BlobStore, DocumentStore, Env, MetadataStore};
 use http::StatusCode;
@@ -30,10 +32,6 @@ pub(super) struct NewPassword {
     current_password: Option<String>,
 }
 
-fn user_view(u: &User) -> serde_json::Value {
-    serde_json::json!({"username": u.username, "email": u.email, "admin": u.admin, "created_ms": u.created_ms})
-}
-
 impl<M: MetadataStore + DocumentStore, E: Env> Admin<'_, M, E> {
     pub(super) async fn list_users<B: BlobStore>(&self, who: &Principal) -> Result<ApiResponse<B>> {
         if !who.is_admin() {
@@ -42,7 +40,7 @@ impl<M: MetadataStore + DocumentStore, E: Env> Admin<'_, M, E> {
         let users: Vec<User> = self.dir().list("user", "").await?;
         Ok(ok_json::<B>(
             StatusCode::OK,
-            users.iter().map(user_view).collect(),
+            users.iter().map(UserView::from).map(json).collect(),
         ))
     }
 
@@ -50,7 +48,6 @@ impl<M: MetadataStore + DocumentStore, E: Env> Admin<'_, M, E> {
         &self,
         who: &Principal,
         n: NewUser,
-        ext: &http::Extensions,
     ) -> Result<ApiResponse<B>> {
         if !who.is_admin() {
             return Err(denied());
@@ -78,10 +75,10 @@ impl<M: MetadataStore + DocumentStore, E: Env> Admin<'_, M, E> {
             .put("user", &u.username, &u, true)
             .await
             .map_err(|e| exists(e, "a user", &u.username))?;
-        self.gate
-            .audit_global(ext, who.name(), "user_create", &u.username)
-            .await;
-        Ok(ok_json::<B>(StatusCode::CREATED, user_view(&u)))
+        self.gate.events.emit(Event::UserCreated {
+            user: u.username.clone(),
+        });
+        Ok(ok_json::<B>(StatusCode::CREATED, json(UserView::from(&u))))
     }
 
     pub(super) async fn get_user<B: BlobStore>(
@@ -97,14 +94,13 @@ impl<M: MetadataStore + DocumentStore, E: Env> Admin<'_, M, E> {
             .user(name)
             .await?
             .ok_or_else(|| not_found("user"))?;
-        Ok(ok_json::<B>(StatusCode::OK, user_view(&u)))
+        Ok(ok_json::<B>(StatusCode::OK, json(UserView::from(&u))))
     }
 
     pub(super) async fn delete_user<B: BlobStore>(
         &self,
         who: &Principal,
         name: &str,
-        ext: &http::Extensions,
     ) -> Result<ApiResponse<B>> {
         if !who.is_admin() {
             return Err(denied());
@@ -121,9 +117,9 @@ impl<M: MetadataStore + DocumentStore, E: Env> Admin<'_, M, E> {
                 .delete_doc("member", &format!("{}/{}", m.project, m.username))
                 .await?;
         }
-        self.gate
-            .audit_global(ext, who.name(), "user_delete", name)
-            .await;
+        self.gate.events.emit(Event::UserDeleted {
+            user: name.to_owned(),
+        });
         Ok(ok_json::<B>(
             StatusCode::OK,
             serde_json::json!({"deleted": name}),
@@ -135,7 +131,6 @@ impl<M: MetadataStore + DocumentStore, E: Env> Admin<'_, M, E> {
         who: &Principal,
         name: &str,
         n: NewPassword,
-        ext: &http::Extensions,
     ) -> Result<ApiResponse<B>> {
         let own = who.name() == name && matches!(who, Principal::User(_));
         if !who.is_admin() && !own {
@@ -162,9 +157,9 @@ impl<M: MetadataStore + DocumentStore, E: Env> Admin<'_, M, E> {
         // Revokes every refresh token issued before the change.
         u.generation = u.generation.wrapping_add(1);
         self.dir().put("user", name, &u, false).await?;
-        self.gate
-            .audit_global(ext, who.name(), "password_change", name)
-            .await;
-        Ok(ok_json::<B>(StatusCode::OK, user_view(&u)))
+        self.gate.events.emit(Event::PasswordChanged {
+            user: name.to_owned(),
+        });
+        Ok(ok_json::<B>(StatusCode::OK, json(UserView::from(&u))))
     }
 }

@@ -8,6 +8,7 @@ use crate::auth::model::{ANONYMOUS, Action, Principal, Right, project_of};
 use crate::auth::throttle;
 use crate::auth::token::{Claims, TokenError, TokenService};
 use crate::error::{ErrorCode, RegistryError, Result, StoreError};
+use crate::events::{Emitter, Event};
 use crate::http::request::{ClientAddr, authorization, bearer_token, public_origin};
 use crate::model::digest::Digest;
 use crate::model::name::validate_name;
@@ -26,6 +27,8 @@ pub(crate) struct Gate<'a, D, E> {
     pub(crate) env: &'a E,
     /// Token auth; `None` serves everyone.
     pub(crate) tokens: Option<&'a TokenService>,
+    /// The request's events.
+    pub(crate) events: &'a Emitter,
 }
 
 impl<D, E> Clone for Gate<'_, D, E> {
@@ -292,7 +295,12 @@ impl<D: DocumentStore, E: Env> Gate<'_, D, E> {
         let ok = throttle::check_password(self.env, password, hash).await;
         let Some((_, p)) = found.filter(|_| ok) else {
             throttle::record_failure(self.docs, &claim, self.env.now_ms()).await;
-            self.audit_global(ext, user, "login_failed", user).await;
+            self.events.emit_by(
+                user,
+                Event::LoginFailed {
+                    account: user.to_owned(),
+                },
+            );
             return Err(RegistryError::new(
                 ErrorCode::Unauthorized,
                 "invalid username or password",

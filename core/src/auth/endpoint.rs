@@ -6,6 +6,7 @@ use crate::auth::directory::Directory;
 use crate::auth::model::{Action, Principal, Project, Right, new_incarnation, project_of};
 use crate::auth::token::{Access, Scope};
 use crate::error::{ErrorCode, RegistryError, Result};
+use crate::events::Event;
 use crate::http::body::read_limited;
 use crate::http::query::Query;
 use crate::http::response::{ApiResponse, json_response};
@@ -151,8 +152,12 @@ impl<D: DocumentStore, E: Env> Gate<'_, D, E> {
             _ => None,
         };
         if !matches!(who, Principal::Anonymous) && get("grant_type") != Some("refresh_token") {
-            self.audit_global(&parts.extensions, who.name(), "login", who.name())
-                .await;
+            self.events.emit_by(
+                who.name(),
+                Event::Login {
+                    account: who.name().to_owned(),
+                },
+            );
         }
         let mut body = serde_json::json!({
             "token": token,

@@ -9,7 +9,6 @@
 //! knows nothing of `/v2` handlers, the management API or the registry that holds it: what
 //! it needs of a registry comes in a [`Gate`](authorize) of borrowed parts.
 
-pub mod audit;
 pub(crate) mod authorize;
 mod basic;
 mod bootstrap;
@@ -22,7 +21,6 @@ mod password;
 pub mod throttle;
 mod token;
 
-pub use audit::AuditEvent;
 pub use authorize::Caller;
 pub use basic::parse_basic;
 pub use bootstrap::ensure_admin;

@@ -210,9 +210,7 @@ impl Principal {
     }
 }
 
-/// The subject name of unauthenticated tokens. It is reserved: no account may take it, and
-/// a token naming it never resolves to a stored identity.
-pub const ANONYMOUS: &str = "anonymous";
+pub use crate::model::name::{ANONYMOUS, project_of};
 
 /// Whether `name` may be given to a new user: not the anonymous subject, and nothing that
 /// reads as a robot's name (`robot$…`; `$` and `+` are refused by the name rules anyway).
@@ -231,11 +229,6 @@ pub fn new_incarnation(env: &impl Env) -> u64 {
             return v;
         }
     }
-}
-
-/// The project of a repository name.
-pub fn project_of(repo: &str) -> &str {
-    repo.split('/').next().unwrap_or(repo)
 }
 
 #[cfg(test)]

@@ -8,6 +8,15 @@ pub const MAX_NAME_LEN: usize = 255;
 /// Longest tag accepted (the spec's grammar allows 128 characters).
 pub const MAX_TAG_LEN: usize = 128;
 
+/// The subject name of unauthenticated tokens. It is reserved: no account may take it, and
+/// a token naming it never resolves to a stored identity.
+pub const ANONYMOUS: &str = "anonymous";
+
+/// The project of a repository name: its first path segment (`team/app` → `team`).
+pub fn project_of(repo: &str) -> &str {
+    repo.split('/').next().unwrap_or(repo)
+}
+
 /// Checks `name` against
 /// `[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*(\/[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*)*`.
 pub fn validate_name(name: &str) -> Result<(), RegistryError> {

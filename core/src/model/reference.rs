@@ -24,3 +24,13 @@ impl Reference {
         }
     }
 }
+
+impl std::fmt::Display for Reference {
+    /// The reference as a URL names it: the tag, or the digest.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Reference::Tag(t) => f.write_str(t),
+            Reference::Digest(d) => d.fmt(f),
+        }
+    }
+}

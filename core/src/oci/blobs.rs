@@ -2,6 +2,7 @@
 
 use super::{blob_unknown, internal};
 use crate::error::{ErrorCode, RegistryError, StoreError};
+use crate::events::Event;
 use crate::http::body::Body;
 use crate::http::headers::*;
 use crate::http::response::{ApiResponse, empty};
@@ -85,6 +86,10 @@ impl<B: BlobStore, M: MetadataStore + DocumentStore, E: Env> Oci<'_, B, M, E> {
         if !self.meta.unlink_blob(name, &digest).await? {
             return Err(blob_unknown(&digest));
         }
+        self.gate.events.emit(Event::BlobUnlinked {
+            repository: name.to_owned(),
+            digest,
+        });
         Ok(empty::<B>(StatusCode::ACCEPTED))
     }
 }

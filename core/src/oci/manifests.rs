@@ -2,6 +2,7 @@
 
 use super::{internal, manifest_unknown, name_unknown};
 use crate::error::{ErrorCode, RegistryError, Result};
+use crate::events::Event;
 use crate::http::body::Body;
 use crate::http::body::read_limited;
 use crate::http::headers::*;
@@ -57,6 +58,10 @@ impl<B: BlobStore, M: MetadataStore + DocumentStore, E: Env> Oci<'_, B, M, E> {
         let body = if head {
             Body::Empty
         } else {
+            self.gate.events.emit(Event::ManifestPulled {
+                repository: name.to_owned(),
+                reference: reference.to_string(),
+            });
             Body::full(m.bytes)
         };
         resp.body(body).map_err(internal)
@@ -125,6 +130,18 @@ impl<B: BlobStore, M: MetadataStore + DocumentStore, E: Env> Oci<'_, B, M, E> {
         let stored = StoredManifest { info, bytes };
         self.meta.put_manifest(name, &stored, &tags).await?;
         tracing::info!(repo = name, %digest, ?tags, "manifest pushed");
+        self.gate.events.emit(Event::ManifestPushed {
+            repository: name.to_owned(),
+            reference: reference.to_string(),
+            digest: digest.clone(),
+        });
+        for tag in &tags {
+            self.gate.events.emit(Event::TagMoved {
+                repository: name.to_owned(),
+                tag: (*tag).to_owned(),
+                digest: digest.clone(),
+            });
+        }
         let mut resp = Response::builder()
             .status(StatusCode::CREATED)
             .header(header::LOCATION, format!("/v2/{name}/manifests/{digest}"))
@@ -153,6 +170,16 @@ impl<B: BlobStore, M: MetadataStore + DocumentStore, E: Env> Oci<'_, B, M, E> {
             return Err(manifest_unknown(&reference));
         }
         tracing::info!(repo = name, reference = ?reference, "manifest deleted");
+        self.gate.events.emit(match reference {
+            Reference::Digest(digest) => Event::ManifestDeleted {
+                repository: name.to_owned(),
+                digest,
+            },
+            Reference::Tag(tag) => Event::TagDeleted {
+                repository: name.to_owned(),
+                tag,
+            },
+        });
         Ok(empty::<B>(StatusCode::ACCEPTED))
     }
 }

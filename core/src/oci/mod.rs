@@ -103,7 +103,7 @@ impl<B: BlobStore, M: MetadataStore + DocumentStore, E: Env> Oci<'_, B, M, E> {
                     .await?
             }
         };
-        let audit = audit_action(&r, m);
+        self.gate.events.act_as(&caller.name);
         let mut result = self
             .route_request(r.clone(), m, head, &query, &parts.headers, body)
             .await;
@@ -129,19 +129,6 @@ impl<B: BlobStore, M: MetadataStore + DocumentStore, E: Env> Oci<'_, B, M, E> {
                     }
                 }
             }
-        }
-        if let (Ok(resp), Some((action, repo, reference))) = (&result, audit)
-            && resp.status().is_success()
-        {
-            self.gate
-                .audit(
-                    &parts.extensions,
-                    &caller.name,
-                    action,
-                    repo,
-                    Some(reference.to_owned()),
-                )
-                .await;
         }
         result
     }
@@ -311,15 +298,4 @@ fn blob_unknown(d: &Digest) -> RegistryError {
         format!("blob {d} is not in this repository"),
     )
     .with_detail(serde_json::json!({ "digest": d.to_string() }))
-}
-
-/// Which successful requests the audit log records: (action, repository, reference).
-fn audit_action<'a>(r: &Route<'a>, m: &Method) -> Option<(&'static str, &'a str, &'a str)> {
-    match (r, m) {
-        (Route::Manifest { name, reference }, &Method::GET) => Some(("pull", name, reference)),
-        (Route::Manifest { name, reference }, &Method::PUT) => Some(("push", name, reference)),
-        (Route::Manifest { name, reference }, &Method::DELETE) => Some(("delete", name, reference)),
-        (Route::Blob { name, digest }, &Method::DELETE) => Some(("delete", name, digest)),
-        _ => None,
-    }
 }

@@ -5,6 +5,7 @@
 use super::blobs::blob_created;
 use super::internal;
 use crate::error::{ErrorCode, RegistryError, Result, StoreError};
+use crate::events::Event;
 use crate::http::body::Body;
 use crate::http::headers::*;
 use crate::http::query::Query;
@@ -40,6 +41,11 @@ impl<B: BlobStore, M: MetadataStore + DocumentStore, E: Env> Oci<'_, B, M, E> {
             if let Some(size) = self.meta.blob_link(from, &digest).await? {
                 self.meta.link_blob(name, &digest, size).await?;
                 tracing::info!(repo = name, from, %digest, "blob mounted");
+                self.gate.events.emit(Event::BlobMounted {
+                    repository: name.to_owned(),
+                    digest: digest.clone(),
+                    from: from.to_owned(),
+                });
                 return Ok(blob_created::<B>(name, &digest));
             }
             // Not mountable: the spec says to fall back to a regular upload session.
@@ -326,6 +332,11 @@ impl<B: BlobStore, M: MetadataStore + DocumentStore, E: Env> Oci<'_, B, M, E> {
             .link_blob(&upload.repo, digest, upload.offset)
             .await?;
         tracing::info!(repo = %upload.repo, %digest, size = upload.offset, "blob pushed");
+        self.gate.events.emit(Event::BlobPushed {
+            repository: upload.repo.clone(),
+            digest: digest.clone(),
+            size: upload.offset,
+        });
         Ok(blob_created::<B>(&upload.repo, digest))
     }
 
