@@ -98,7 +98,7 @@ impl<M: MetadataStore + DocumentStore, E: Env> Admin<'_, M, E> {
                 Right::Repo(Action::Delete),
             )
             .await?;
-            if !self.meta.delete_tag(name, tag).await? {
+            if !self.meta.delete_tag(name, tag, self.env.now_ms()).await? {
                 return Err(crate::admin::not_found("tag"));
             }
             self.gate.events.emit(Event::TagDeleted {

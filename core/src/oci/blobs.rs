@@ -83,7 +83,11 @@ impl<B: BlobStore, M: MetadataStore + DocumentStore, E: Env> Oci<'_, B, M, E> {
     pub(super) async fn delete_blob(&self, name: &str, digest: &str) -> Resp<B> {
         check_delete(self.settings.delete_enabled)?;
         let digest: Digest = digest.parse()?;
-        if !self.meta.unlink_blob(name, &digest).await? {
+        if !self
+            .meta
+            .unlink_blob(name, &digest, self.env.now_ms())
+            .await?
+        {
             return Err(blob_unknown(&digest));
         }
         self.gate.events.emit(Event::BlobUnlinked {

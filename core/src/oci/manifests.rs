@@ -128,7 +128,9 @@ impl<B: BlobStore, M: MetadataStore + DocumentStore, E: Env> Oci<'_, B, M, E> {
         }
         let subject = info.subject.clone();
         let stored = StoredManifest { info, bytes };
-        self.meta.put_manifest(name, &stored, &tags).await?;
+        self.meta
+            .put_manifest(name, &stored, &tags, self.env.now_ms())
+            .await?;
         tracing::info!(repo = name, %digest, ?tags, "manifest pushed");
         self.gate.events.emit(Event::ManifestPushed {
             repository: name.to_owned(),
@@ -163,8 +165,12 @@ impl<B: BlobStore, M: MetadataStore + DocumentStore, E: Env> Oci<'_, B, M, E> {
         check_delete(self.settings.delete_enabled)?;
         let reference = Reference::parse(reference)?;
         let found = match &reference {
-            Reference::Digest(d) => self.meta.delete_manifest(name, d).await?,
-            Reference::Tag(t) => self.meta.delete_tag(name, t).await?,
+            Reference::Digest(d) => {
+                self.meta
+                    .delete_manifest(name, d, self.env.now_ms())
+                    .await?
+            }
+            Reference::Tag(t) => self.meta.delete_tag(name, t, self.env.now_ms()).await?,
         };
         if !found {
             return Err(manifest_unknown(&reference));

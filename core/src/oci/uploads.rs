@@ -39,7 +39,9 @@ impl<B: BlobStore, M: MetadataStore + DocumentStore, E: Env> Oci<'_, B, M, E> {
             let digest: Digest = mount.parse()?;
             validate_name(from)?;
             if let Some(size) = self.meta.blob_link(from, &digest).await? {
-                self.meta.link_blob(name, &digest, size).await?;
+                self.meta
+                    .link_blob(name, &digest, size, self.env.now_ms())
+                    .await?;
                 tracing::info!(repo = name, from, %digest, "blob mounted");
                 self.gate.events.emit(Event::BlobMounted {
                     repository: name.to_owned(),
@@ -329,7 +331,7 @@ impl<B: BlobStore, M: MetadataStore + DocumentStore, E: Env> Oci<'_, B, M, E> {
                 e => e.into(),
             })?;
         self.meta
-            .link_blob(&upload.repo, digest, upload.offset)
+            .link_blob(&upload.repo, digest, upload.offset, self.env.now_ms())
             .await?;
         tracing::info!(repo = %upload.repo, %digest, size = upload.offset, "blob pushed");
         self.gate.events.emit(Event::BlobPushed {

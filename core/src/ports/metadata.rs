@@ -61,7 +61,9 @@ pub struct Page {
 }
 
 /// Registry metadata: repositories, blob links, manifests, tags, referrers, uploads.
-/// Every method is one atomic operation.
+/// Every method is one atomic operation. Writes of content take `at_ms`, the time by the
+/// core's clock, for the push, link and record times stores with the optional abilities
+/// keep (one clock for every runtime's writes, so garbage collection compares like with like).
 #[allow(async_fn_in_trait)]
 pub trait MetadataStore {
     /// Whether the repository has ever had a blob or manifest.
@@ -69,9 +71,20 @@ pub trait MetadataStore {
     /// Size of the blob if it is linked into `repo`.
     async fn blob_link(&self, repo: &str, digest: &Digest) -> Result<Option<u64>, StoreError>;
     /// Links a committed blob into `repo`.
-    async fn link_blob(&self, repo: &str, digest: &Digest, size: u64) -> Result<(), StoreError>;
+    async fn link_blob(
+        &self,
+        repo: &str,
+        digest: &Digest,
+        size: u64,
+        at_ms: u64,
+    ) -> Result<(), StoreError>;
     /// Removes the link; false if there was none.
-    async fn unlink_blob(&self, repo: &str, digest: &Digest) -> Result<bool, StoreError>;
+    async fn unlink_blob(
+        &self,
+        repo: &str,
+        digest: &Digest,
+        at_ms: u64,
+    ) -> Result<bool, StoreError>;
     /// Of `digests`, those not linked into `repo`.
     async fn missing_blobs(
         &self,
@@ -99,11 +112,17 @@ pub trait MetadataStore {
         repo: &str,
         manifest: &StoredManifest,
         tags: &[&str],
+        at_ms: u64,
     ) -> Result<(), StoreError>;
     /// Deletes a manifest, the tags that point at it and its referrer entry.
-    async fn delete_manifest(&self, repo: &str, digest: &Digest) -> Result<bool, StoreError>;
+    async fn delete_manifest(
+        &self,
+        repo: &str,
+        digest: &Digest,
+        at_ms: u64,
+    ) -> Result<bool, StoreError>;
     /// Deletes a tag only.
-    async fn delete_tag(&self, repo: &str, tag: &str) -> Result<bool, StoreError>;
+    async fn delete_tag(&self, repo: &str, tag: &str, at_ms: u64) -> Result<bool, StoreError>;
     /// Tags of `repo` after `last`, at most `n`; `None` if the repository is unknown.
     async fn list_tags(
         &self,

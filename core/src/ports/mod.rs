@@ -6,15 +6,34 @@
 //!
 //! May use: [`crate::error`] and [`crate::model`] only. One file per port; the records
 //! they pass ([`UploadRecord`], [`StoredManifest`], [`Page`]) stand with them.
+//!
+//! Optional abilities are separate traits (as `object_store` keeps `MultipartStore` apart
+//! from `ObjectStore`), so each backend adopts them in turn and code that needs one says so
+//! in its bounds: [`BlobInventory`] for blob stores; [`ManifestIndex`], [`BlobRecords`],
+//! [`Outbox`], [`ConditionalTags`], [`UsageCounters`] and [`Backfill`] for metadata stores.
 
 mod blob;
 mod documents;
 mod env;
+mod index;
+mod inventory;
 mod metadata;
+mod outbox;
+mod records;
+mod schema;
+mod tags;
 mod upload;
+mod usage;
 
 pub use blob::{BlobStore, BlobWriter, ByteRange};
 pub use documents::DocumentStore;
 pub use env::Env;
+pub use index::{LinkEntry, ManifestEntry, ManifestIndex, PULL_TIME_PRECISION_MS, TagEntry};
+pub use inventory::{BlobEntry, BlobInventory};
 pub use metadata::{MAX_TAGS_PER_PUT, MetadataStore, Page, StoredManifest};
+pub use outbox::{Change, OUTBOX_SKEW_MS, Outbox, OutboxEntry};
+pub use records::{BlobRecord, BlobRecords, BlobState, Cleared};
+pub use schema::{Backfill, BackfillProgress, SCHEMA_VERSION};
+pub use tags::{ConditionalTags, TagExpect};
 pub use upload::{DEFAULT_ALGORITHM, UploadRecord};
+pub use usage::{Usage, UsageCounters};

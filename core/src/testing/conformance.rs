@@ -7,6 +7,9 @@ use crate::model::manifest::{self};
 use crate::ports::*;
 use bytes::Bytes;
 
+/// The time the suites write at.
+const AT: u64 = 1_700_000_000_000;
+
 /// The conformance suite for a [`DocumentStore`].
 pub async fn document_conformance<D: DocumentStore>(d: &D) {
     assert_eq!(d.get_doc("user", "alice").await.expect("get"), None);
@@ -94,8 +97,8 @@ pub async fn metadata_conformance<M: MetadataStore>(m: &M) {
     // Repositories and blob links.
     assert!(!m.repository_exists("c/one").await.expect("exists"));
     assert_eq!(m.blob_link("c/one", &d(1)).await.expect("link"), None);
-    m.link_blob("c/one", &d(1), 11).await.expect("link");
-    m.link_blob("c/one", &d(2), 22).await.expect("link");
+    m.link_blob("c/one", &d(1), 11, AT).await.expect("link");
+    m.link_blob("c/one", &d(2), 22, AT).await.expect("link");
     assert!(m.repository_exists("c/one").await.expect("exists"));
     assert_eq!(m.blob_link("c/one", &d(1)).await.expect("link"), Some(11));
     assert_eq!(
@@ -109,14 +112,16 @@ pub async fn metadata_conformance<M: MetadataStore>(m: &M) {
             .expect("missing"),
         vec![d(3)]
     );
-    assert!(m.unlink_blob("c/one", &d(2)).await.expect("unlink"));
-    assert!(!m.unlink_blob("c/one", &d(2)).await.expect("unlink"));
-    m.link_blob("c/one", &d(2), 22).await.expect("link");
+    assert!(m.unlink_blob("c/one", &d(2), AT).await.expect("unlink"));
+    assert!(!m.unlink_blob("c/one", &d(2), AT).await.expect("unlink"));
+    m.link_blob("c/one", &d(2), 22, AT).await.expect("link");
 
     // Manifests, tags, referrers.
     let base = test_manifest(&[d(1), d(2)], None, None);
-    m.put_manifest("c/one", &base, &["v1"]).await.expect("put");
-    m.put_manifest("c/one", &base, &["latest"])
+    m.put_manifest("c/one", &base, &["v1"], AT)
+        .await
+        .expect("put");
+    m.put_manifest("c/one", &base, &["latest"], AT)
         .await
         .expect("put");
     let by_tag = m
@@ -154,8 +159,8 @@ pub async fn metadata_conformance<M: MetadataStore>(m: &M) {
         Some(&base.info.digest),
         Some("application/vnd.example.sbom"),
     );
-    m.put_manifest("c/one", &sig, &[]).await.expect("put");
-    m.put_manifest("c/one", &sbom, &[]).await.expect("put");
+    m.put_manifest("c/one", &sig, &[], AT).await.expect("put");
+    m.put_manifest("c/one", &sbom, &[], AT).await.expect("put");
     let mut refs = m
         .referrers("c/one", &base.info.digest)
         .await
@@ -176,7 +181,7 @@ pub async fn metadata_conformance<M: MetadataStore>(m: &M) {
 
     // Tag pages.
     for t in ["a", "b", "c", "d"] {
-        m.put_manifest("c/one", &base, &[t]).await.expect("put");
+        m.put_manifest("c/one", &base, &[t], AT).await.expect("put");
     }
     let p = m
         .list_tags("c/one", None, 3)
@@ -219,8 +224,8 @@ pub async fn metadata_conformance<M: MetadataStore>(m: &M) {
     );
 
     // Deletes: a tag alone; a manifest with its tags and referrer entry.
-    assert!(m.delete_tag("c/one", "a").await.expect("delete"));
-    assert!(!m.delete_tag("c/one", "a").await.expect("delete"));
+    assert!(m.delete_tag("c/one", "a", AT).await.expect("delete"));
+    assert!(!m.delete_tag("c/one", "a", AT).await.expect("delete"));
     assert!(
         m.manifest("c/one", &Reference::Tag("b".into()))
             .await
@@ -228,7 +233,7 @@ pub async fn metadata_conformance<M: MetadataStore>(m: &M) {
             .is_some()
     );
     assert!(
-        m.delete_manifest("c/one", &sig.info.digest)
+        m.delete_manifest("c/one", &sig.info.digest, AT)
             .await
             .expect("delete")
     );
@@ -240,12 +245,12 @@ pub async fn metadata_conformance<M: MetadataStore>(m: &M) {
         1
     );
     assert!(
-        m.delete_manifest("c/one", &base.info.digest)
+        m.delete_manifest("c/one", &base.info.digest, AT)
             .await
             .expect("delete")
     );
     assert!(
-        !m.delete_manifest("c/one", &base.info.digest)
+        !m.delete_manifest("c/one", &base.info.digest, AT)
             .await
             .expect("delete")
     );
@@ -266,8 +271,8 @@ pub async fn metadata_conformance<M: MetadataStore>(m: &M) {
     );
 
     // Catalog.
-    m.link_blob("c/two", &d(1), 11).await.expect("link");
-    m.link_blob("a/zero", &d(1), 11).await.expect("link");
+    m.link_blob("c/two", &d(1), 11, AT).await.expect("link");
+    m.link_blob("a/zero", &d(1), 11, AT).await.expect("link");
     let p = m.list_repositories(None, 2).await.expect("catalog");
     assert_eq!(
         p,
@@ -353,13 +358,13 @@ pub async fn metadata_conformance<M: MetadataStore>(m: &M) {
             .expect("get")
             .map(|s| s.info.digest)
     };
-    m.put_manifest("z/multi", &base, &["x", "y", "z", "y"])
+    m.put_manifest("z/multi", &base, &["x", "y", "z", "y"], AT)
         .await
         .expect("put with tags");
     for t in ["x", "y", "z"] {
         assert_eq!(tagged(t).await, Some(base.info.digest.clone()), "{t}");
     }
-    m.put_manifest("z/multi", &other, &["y", "w"])
+    m.put_manifest("z/multi", &other, &["y", "w"], AT)
         .await
         .expect("put moving tags");
     for (t, want) in [("w", &other), ("x", &base), ("y", &other), ("z", &base)] {
@@ -375,7 +380,7 @@ pub async fn metadata_conformance<M: MetadataStore>(m: &M) {
     );
     let many: Vec<String> = (0..MAX_TAGS_PER_PUT).map(|i| format!("t{i:03}")).collect();
     let many: Vec<&str> = many.iter().map(String::as_str).collect();
-    m.put_manifest("z/many", &base, &many)
+    m.put_manifest("z/many", &base, &many, AT)
         .await
         .expect("put with the most tags one PUT may set");
     assert_eq!(

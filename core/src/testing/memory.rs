@@ -182,13 +182,24 @@ impl MetadataStore for MemoryMetadata {
             .get(&(repo.to_owned(), digest.clone()))
             .copied())
     }
-    async fn link_blob(&self, repo: &str, digest: &Digest, size: u64) -> Result<(), StoreError> {
+    async fn link_blob(
+        &self,
+        repo: &str,
+        digest: &Digest,
+        size: u64,
+        _at_ms: u64,
+    ) -> Result<(), StoreError> {
         let mut s = lock(&self.0);
         s.repos.insert(repo.to_owned());
         s.links.insert((repo.to_owned(), digest.clone()), size);
         Ok(())
     }
-    async fn unlink_blob(&self, repo: &str, digest: &Digest) -> Result<bool, StoreError> {
+    async fn unlink_blob(
+        &self,
+        repo: &str,
+        digest: &Digest,
+        _at_ms: u64,
+    ) -> Result<bool, StoreError> {
         Ok(lock(&self.0)
             .links
             .remove(&(repo.to_owned(), digest.clone()))
@@ -238,6 +249,7 @@ impl MetadataStore for MemoryMetadata {
         repo: &str,
         m: &StoredManifest,
         tags: &[&str],
+        _at_ms: u64,
     ) -> Result<(), StoreError> {
         let mut s = lock(&self.0);
         let r = repo.to_owned();
@@ -256,7 +268,12 @@ impl MetadataStore for MemoryMetadata {
         }
         Ok(())
     }
-    async fn delete_manifest(&self, repo: &str, digest: &Digest) -> Result<bool, StoreError> {
+    async fn delete_manifest(
+        &self,
+        repo: &str,
+        digest: &Digest,
+        _at_ms: u64,
+    ) -> Result<bool, StoreError> {
         let mut s = lock(&self.0);
         let r = repo.to_owned();
         let Some(m) = s.manifests.remove(&(r.clone(), digest.clone())) else {
@@ -270,7 +287,7 @@ impl MetadataStore for MemoryMetadata {
         }
         Ok(true)
     }
-    async fn delete_tag(&self, repo: &str, tag: &str) -> Result<bool, StoreError> {
+    async fn delete_tag(&self, repo: &str, tag: &str, _at_ms: u64) -> Result<bool, StoreError> {
         Ok(lock(&self.0)
             .tags
             .remove(&(repo.to_owned(), tag.to_owned()))

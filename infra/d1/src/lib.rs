@@ -184,13 +184,24 @@ impl<S: Db> MetadataStore for D1Meta<S> {
         }
     }
 
-    async fn link_blob(&self, repo: &str, digest: &Digest, size: u64) -> Result<(), StoreError> {
+    async fn link_blob(
+        &self,
+        repo: &str,
+        digest: &Digest,
+        size: u64,
+        _at_ms: u64,
+    ) -> Result<(), StoreError> {
         let stmts = vec![sql::touch_repo(repo), sql::link_blob(repo, digest, size)?];
         self.db.run(stmts).await?;
         Ok(())
     }
 
-    async fn unlink_blob(&self, repo: &str, digest: &Digest) -> Result<bool, StoreError> {
+    async fn unlink_blob(
+        &self,
+        repo: &str,
+        digest: &Digest,
+        _at_ms: u64,
+    ) -> Result<bool, StoreError> {
         Ok(self.one(sql::unlink_blob(repo, digest)).await?.changes > 0)
     }
 
@@ -237,6 +248,7 @@ impl<S: Db> MetadataStore for D1Meta<S> {
         repo: &str,
         manifest: &StoredManifest,
         tags: &[&str],
+        _at_ms: u64,
     ) -> Result<(), StoreError> {
         self.db
             .run(sql::put_manifest(repo, manifest, tags)?)
@@ -244,12 +256,17 @@ impl<S: Db> MetadataStore for D1Meta<S> {
         Ok(())
     }
 
-    async fn delete_manifest(&self, repo: &str, digest: &Digest) -> Result<bool, StoreError> {
+    async fn delete_manifest(
+        &self,
+        repo: &str,
+        digest: &Digest,
+        _at_ms: u64,
+    ) -> Result<bool, StoreError> {
         let out = self.db.run(sql::delete_manifest(repo, digest)).await?;
         Ok(out.last().is_some_and(|o| o.changes > 0))
     }
 
-    async fn delete_tag(&self, repo: &str, tag: &str) -> Result<bool, StoreError> {
+    async fn delete_tag(&self, repo: &str, tag: &str, _at_ms: u64) -> Result<bool, StoreError> {
         Ok(self.one(sql::delete_tag(repo, tag)).await?.changes > 0)
     }
 

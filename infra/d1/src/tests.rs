@@ -133,7 +133,7 @@ fn missing_digests_in_chunks_of_99() {
     let (m, db) = store();
     let d = |i: u32| Digest::sha256_of(&i.to_be_bytes());
     for i in (0..250).step_by(3) {
-        block_on(m.link_blob("r", &d(i), 1)).expect("link");
+        block_on(m.link_blob("r", &d(i), 1, 0)).expect("link");
     }
     let mut asked: Vec<Digest> = (0..250).map(d).collect();
     asked.push(d(1)); // duplicates count once in the query, and stay in the answer
@@ -191,8 +191,8 @@ fn large_manifests_in_parts() {
         (base.clone(), 0),
     ];
     for (big, want_parts) in &cases {
-        block_on(m.put_manifest("r", big, &["big"])).expect("put");
-        block_on(m.put_manifest("r", big, &[])).expect("put again");
+        block_on(m.put_manifest("r", big, &["big"], 0)).expect("put");
+        block_on(m.put_manifest("r", big, &[], 0)).expect("put again");
         assert_eq!(
             parts(&big.info.digest),
             *want_parts,
@@ -212,7 +212,7 @@ fn large_manifests_in_parts() {
     let over = block_on(m.put_doc("k", "big", "x".repeat(2_000_001).as_bytes(), false));
     assert!(over.is_err(), "{over:?}");
     for (big, _) in &cases {
-        assert!(block_on(m.delete_manifest("r", &big.info.digest)).expect("delete"));
+        assert!(block_on(m.delete_manifest("r", &big.info.digest, 0)).expect("delete"));
         assert_eq!(parts(&big.info.digest), 0);
         let gone = block_on(m.manifest("r", &Reference::Digest(big.info.digest.clone())));
         assert!(gone.expect("get").is_none());
@@ -227,7 +227,7 @@ fn manifests_and_documents_must_be_text() {
         info: base.info.clone(),
         bytes: Bytes::from_static(b"\xff\xfe{}"),
     };
-    let refused = block_on(m.put_manifest("r", &binary, &[]));
+    let refused = block_on(m.put_manifest("r", &binary, &[], 0));
     assert!(matches!(refused, Err(StoreError::Other(_))), "{refused:?}");
     let refused = block_on(m.put_doc("user", "x", b"\xff", false));
     assert!(matches!(refused, Err(StoreError::Other(_))), "{refused:?}");

@@ -126,12 +126,23 @@ impl<T: Transport> MetadataStore for DynamoRest<T> {
 
     /// The catalog entry is put every time (the SDK store caches which it wrote; an
     /// isolate is short-lived): one more write unit per pushed blob.
-    async fn link_blob(&self, repo: &str, digest: &Digest, size: u64) -> Result<(), StoreError> {
+    async fn link_blob(
+        &self,
+        repo: &str,
+        digest: &Digest,
+        size: u64,
+        _at_ms: u64,
+    ) -> Result<(), StoreError> {
         self.put(crate::catalog_item(repo), None).await?;
         self.put(crate::link_item(repo, digest, size), None).await
     }
 
-    async fn unlink_blob(&self, _repo: &str, _digest: &Digest) -> Result<bool, StoreError> {
+    async fn unlink_blob(
+        &self,
+        _repo: &str,
+        _digest: &Digest,
+        _at_ms: u64,
+    ) -> Result<bool, StoreError> {
         unsupported("unlink_blob")
     }
 
@@ -160,15 +171,21 @@ impl<T: Transport> MetadataStore for DynamoRest<T> {
         _repo: &str,
         _manifest: &StoredManifest,
         _tags: &[&str],
+        _at_ms: u64,
     ) -> Result<(), StoreError> {
         unsupported("put_manifest")
     }
 
-    async fn delete_manifest(&self, _repo: &str, _digest: &Digest) -> Result<bool, StoreError> {
+    async fn delete_manifest(
+        &self,
+        _repo: &str,
+        _digest: &Digest,
+        _at_ms: u64,
+    ) -> Result<bool, StoreError> {
         unsupported("delete_manifest")
     }
 
-    async fn delete_tag(&self, _repo: &str, _tag: &str) -> Result<bool, StoreError> {
+    async fn delete_tag(&self, _repo: &str, _tag: &str, _at_ms: u64) -> Result<bool, StoreError> {
         unsupported("delete_tag")
     }
 

@@ -622,7 +622,13 @@ impl MetadataStore for DynamoMetadata {
         }
     }
 
-    async fn link_blob(&self, repo: &str, digest: &Digest, size: u64) -> Result<(), StoreError> {
+    async fn link_blob(
+        &self,
+        repo: &str,
+        digest: &Digest,
+        size: u64,
+        _at_ms: u64,
+    ) -> Result<(), StoreError> {
         self.touch_repo(repo).await?;
         let item = sdk(items::link_item(repo, digest, size));
         self.0
@@ -636,7 +642,12 @@ impl MetadataStore for DynamoMetadata {
         Ok(())
     }
 
-    async fn unlink_blob(&self, repo: &str, digest: &Digest) -> Result<bool, StoreError> {
+    async fn unlink_blob(
+        &self,
+        repo: &str,
+        digest: &Digest,
+        _at_ms: u64,
+    ) -> Result<bool, StoreError> {
         let out = self
             .0
             .client
@@ -686,6 +697,7 @@ impl MetadataStore for DynamoMetadata {
         repo: &str,
         m: &StoredManifest,
         tags: &[&str],
+        _at_ms: u64,
     ) -> Result<(), StoreError> {
         // One transaction item per tag, and two operations on one item fail a transaction.
         let mut distinct: Vec<&str> = Vec::with_capacity(tags.len());
@@ -829,7 +841,12 @@ impl MetadataStore for DynamoMetadata {
         self.transact(items).await
     }
 
-    async fn delete_manifest(&self, repo: &str, digest: &Digest) -> Result<bool, StoreError> {
+    async fn delete_manifest(
+        &self,
+        repo: &str,
+        digest: &Digest,
+        _at_ms: u64,
+    ) -> Result<bool, StoreError> {
         let t = &self.0.table;
         let pk = repo_pk(repo);
         let mkey = key(&pk, format!("MANIFEST#{digest}"));
@@ -965,7 +982,7 @@ impl MetadataStore for DynamoMetadata {
         )))
     }
 
-    async fn delete_tag(&self, repo: &str, tag: &str) -> Result<bool, StoreError> {
+    async fn delete_tag(&self, repo: &str, tag: &str, _at_ms: u64) -> Result<bool, StoreError> {
         let out = self
             .0
             .client
@@ -1284,8 +1301,8 @@ mod tests {
         fn shared<T: Clone + Send + Sync + 'static>() {}
         shared::<DynamoMetadata>();
         send(m.manifest("r", &Reference::Digest(d.clone())));
-        send(m.put_manifest("r", sm, &["t"]));
-        send(m.delete_manifest("r", d));
+        send(m.put_manifest("r", sm, &["t"], 0));
+        send(m.delete_manifest("r", d, 0));
         send(m.update_upload(u, 0));
         send(m.stale_uploads(0, 1));
         send(m.list_docs("k", "", None, 1));

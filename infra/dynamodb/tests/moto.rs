@@ -73,7 +73,7 @@ async fn manifests_over_400_kb_go_to_s3_and_tag_reads_are_one_call() {
         .collect();
     let big = test_manifest(&blobs, None, None);
     assert!(big.bytes.len() > 400 * 1024, "{} bytes", big.bytes.len());
-    m.put_manifest("big/repo", &big, &["v1"])
+    m.put_manifest("big/repo", &big, &["v1"], 0)
         .await
         .expect("put large manifest");
 
@@ -99,7 +99,7 @@ async fn manifests_over_400_kb_go_to_s3_and_tag_reads_are_one_call() {
 
     // A small manifest by tag: exactly one DynamoDB read and nothing else.
     let small = test_manifest(&blobs[..2], None, None);
-    m.put_manifest("big/repo", &small, &["small"])
+    m.put_manifest("big/repo", &small, &["small"], 0)
         .await
         .expect("put");
     counter.reset();
@@ -128,7 +128,7 @@ async fn manifests_over_400_kb_go_to_s3_and_tag_reads_are_one_call() {
     };
     assert_eq!(objects(s3.clone()).await, 1);
     assert!(
-        m.delete_manifest("big/repo", &big.info.digest)
+        m.delete_manifest("big/repo", &big.info.digest, 0)
             .await
             .expect("delete")
     );
@@ -194,13 +194,13 @@ async fn paging_many_tags_repositories_and_stale_uploads() {
     let d = |i: u32| Digest::sha256_of(&i.to_be_bytes());
     let base = test_manifest(&[d(1), d(2)], None, None);
     let sig = test_manifest(&[d(3)], Some(&base.info.digest), Some("application/x.sig"));
-    m.put_manifest("p/app", &base, &[]).await.expect("put");
-    m.put_manifest("p/app", &sig, &[]).await.expect("put");
+    m.put_manifest("p/app", &base, &[], 0).await.expect("put");
+    m.put_manifest("p/app", &sig, &[], 0).await.expect("put");
     // 120 tags on one manifest: more than one transaction can delete at once.
     let mut tags = BTreeSet::new();
     for i in 0..120 {
         let t = format!("t{i:03}");
-        m.put_manifest("p/app", &base, &[t.as_str()])
+        m.put_manifest("p/app", &base, &[t.as_str()], 0)
             .await
             .expect("tag");
         tags.insert(t);
@@ -221,7 +221,7 @@ async fn paging_many_tags_repositories_and_stale_uploads() {
     }
     assert_eq!(seen, tags.iter().cloned().collect::<Vec<_>>());
     assert!(
-        m.delete_manifest("p/app", &base.info.digest)
+        m.delete_manifest("p/app", &base.info.digest, 0)
             .await
             .expect("delete")
     );
@@ -245,7 +245,7 @@ async fn paging_many_tags_repositories_and_stale_uploads() {
     let mut names = BTreeSet::from(["p/app".to_owned()]);
     for i in 0..30 {
         let r = format!("team{}/img{i}", i % 3);
-        m.link_blob(&r, &d(1), 1).await.expect("link");
+        m.link_blob(&r, &d(1), 1, 0).await.expect("link");
         names.insert(r);
     }
     let mut seen = Vec::new();

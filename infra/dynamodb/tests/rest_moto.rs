@@ -48,7 +48,7 @@ async fn rest_client_and_sdk_store_share_upload_link_and_doc_items() {
 
     // Finishing: the link and catalog entry the API then serves, and the upload is gone.
     let d = Digest::sha256_of(b"layer");
-    rest.link_blob("team/app", &d, 5).await.expect("link");
+    rest.link_blob("team/app", &d, 5, 0).await.expect("link");
     assert_eq!(sdk.blob_link("team/app", &d).await.expect("link"), Some(5));
     assert_eq!(rest.blob_link("team/app", &d).await.expect("link"), Some(5));
     let repos = sdk.list_repositories(None, 10).await.expect("catalog");

@@ -201,7 +201,13 @@ impl MetadataStore for EmbeddedMetadata {
         Ok(t.get((repo, d.as_str())).map_err(err)?.map(|v| v.value()))
     }
 
-    async fn link_blob(&self, repo: &str, digest: &Digest, size: u64) -> Result<(), StoreError> {
+    async fn link_blob(
+        &self,
+        repo: &str,
+        digest: &Digest,
+        size: u64,
+        _at_ms: u64,
+    ) -> Result<(), StoreError> {
         let (repo, d) = (repo.to_owned(), digest.to_string());
         self.write(move |tx| {
             touch_repo(tx, &repo)?;
@@ -214,7 +220,12 @@ impl MetadataStore for EmbeddedMetadata {
         .await
     }
 
-    async fn unlink_blob(&self, repo: &str, digest: &Digest) -> Result<bool, StoreError> {
+    async fn unlink_blob(
+        &self,
+        repo: &str,
+        digest: &Digest,
+        _at_ms: u64,
+    ) -> Result<bool, StoreError> {
         let (repo, d) = (repo.to_owned(), digest.to_string());
         self.write(move |tx| {
             let mut t = tx.open_table(LINKS).map_err(err)?;
@@ -269,6 +280,7 @@ impl MetadataStore for EmbeddedMetadata {
         repo: &str,
         m: &StoredManifest,
         tags: &[&str],
+        _at_ms: u64,
     ) -> Result<(), StoreError> {
         let record = m.to_record()?;
         let referrer = match &m.info.subject {
@@ -307,7 +319,12 @@ impl MetadataStore for EmbeddedMetadata {
         .await
     }
 
-    async fn delete_manifest(&self, repo: &str, digest: &Digest) -> Result<bool, StoreError> {
+    async fn delete_manifest(
+        &self,
+        repo: &str,
+        digest: &Digest,
+        _at_ms: u64,
+    ) -> Result<bool, StoreError> {
         let (repo, d) = (repo.to_owned(), digest.to_string());
         self.write(move |tx| {
             let removed = {
@@ -342,7 +359,7 @@ impl MetadataStore for EmbeddedMetadata {
         .await
     }
 
-    async fn delete_tag(&self, repo: &str, tag: &str) -> Result<bool, StoreError> {
+    async fn delete_tag(&self, repo: &str, tag: &str, _at_ms: u64) -> Result<bool, StoreError> {
         let (repo, tag) = (repo.to_owned(), tag.to_owned());
         self.write(move |tx| {
             let mut t = tx.open_table(TAGS).map_err(err)?;
@@ -615,7 +632,7 @@ mod tests {
         let d = Digest::sha256_of(b"a");
         {
             let m = EmbeddedMetadata::open(&path).expect("open");
-            m.link_blob("r", &d, 1).await.expect("link");
+            m.link_blob("r", &d, 1, 0).await.expect("link");
         }
         let m = EmbeddedMetadata::open(&path).expect("reopen");
         assert_eq!(m.blob_link("r", &d).await.expect("link"), Some(1));
