@@ -4,7 +4,7 @@
 //! Workers. Requests come in as `http::Request`, responses leave as `http::Response`,
 //! and storage, time and randomness come through the traits in [`ports`].
 //!
-//! Modules depend one way, lowest first: [`error`] → [`model`] → [`ports`] → [`testing`]
+//! Modules depend one way, lowest first: [`error`] → [`model`] → [`ports`] → [`ledger`] → [`testing`]
 //! → [`http`] → [`events`] → [`auth`] → [`policy`] → [`oci`], [`admin`], [`jobs`] → [`registry`]. A
 //! module uses only those before it (`core/tests/boundaries.rs` checks it).
 #![deny(missing_docs)]
@@ -15,6 +15,7 @@ pub mod error;
 pub mod events;
 pub mod http;
 pub mod jobs;
+pub mod ledger;
 pub mod model;
 pub mod oci;
 pub mod policy;

@@ -12,6 +12,7 @@ const LAYERS: &[&[&str]] = &[
     &["error"],
     &["model"],
     &["ports"],
+    &["ledger"],
     &["testing"],
     &["http"],
     &["events"],

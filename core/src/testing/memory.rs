@@ -1,6 +1,7 @@
 //! The memory adapters: an [`Env`] with a clock tests move, blobs, metadata and documents.
 
 use crate::error::StoreError;
+use crate::ledger;
 use crate::model::Reference;
 use crate::model::digest::Digest;
 use crate::model::manifest::Descriptor;
@@ -48,7 +49,7 @@ pub struct MemoryWriter {
     buf: Vec<u8>,
 }
 
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+pub(super) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
@@ -126,7 +127,7 @@ impl BlobWriter for MemoryWriter {
 /// Metadata in memory: the reference semantics of [`MetadataStore`] (and documents).
 /// Clones share their state, like two functions on one table.
 #[derive(Default, Clone)]
-pub struct MemoryMetadata(Arc<Mutex<MemState>>, Arc<MemoryDocs>);
+pub struct MemoryMetadata(pub(super) Arc<Mutex<MemState>>, Arc<MemoryDocs>);
 
 impl DocumentStore for MemoryMetadata {
     async fn get_doc(&self, kind: &str, id: &str) -> Result<Option<Vec<u8>>, StoreError> {
@@ -155,14 +156,61 @@ impl DocumentStore for MemoryMetadata {
     }
 }
 
-#[derive(Default)]
-struct MemState {
-    repos: BTreeSet<String>,
-    links: HashMap<(String, Digest), u64>,
-    manifests: HashMap<(String, Digest), StoredManifest>,
-    tags: BTreeMap<(String, String), Digest>,
+pub(super) struct MemState {
+    pub(super) repos: BTreeSet<String>,
+    pub(super) links: HashMap<(String, Digest), u64>,
+    pub(super) manifests: HashMap<(String, Digest), StoredManifest>,
+    pub(super) tags: BTreeMap<(String, String), Digest>,
     referrers: BTreeMap<(String, Digest), BTreeMap<Digest, Descriptor>>,
     uploads: HashMap<String, UploadRecord>,
+    /// Blob records, the manifest index, the outbox, usage ([`crate::ledger`]).
+    pub(super) ledger: BTreeMap<String, Vec<u8>>,
+}
+
+impl Default for MemState {
+    fn default() -> Self {
+        let mut ledger = BTreeMap::new();
+        // A new store has no content from before the ledger: its backfill is done.
+        let _ = ledger::set_backfill_checkpoint(&mut ledger, "");
+        Self {
+            repos: BTreeSet::new(),
+            links: HashMap::new(),
+            manifests: HashMap::new(),
+            tags: BTreeMap::new(),
+            referrers: BTreeMap::new(),
+            uploads: HashMap::new(),
+            ledger,
+        }
+    }
+}
+
+impl MemState {
+    /// `put_manifest` under the lock (conditional tag writes share it).
+    pub(super) fn put_manifest(
+        &mut self,
+        repo: &str,
+        m: &StoredManifest,
+        tags: &[&str],
+        at_ms: u64,
+    ) -> Result<(), StoreError> {
+        ledger::check_referenceable(&mut self.ledger, &m.info)?;
+        ledger::on_manifest_put(&mut self.ledger, repo, &m.info, tags, at_ms)?;
+        let r = repo.to_owned();
+        self.repos.insert(r.clone());
+        self.manifests
+            .insert((r.clone(), m.info.digest.clone()), m.clone());
+        for t in tags {
+            self.tags
+                .insert((r.clone(), (*t).to_owned()), m.info.digest.clone());
+        }
+        if let Some(subject) = &m.info.subject {
+            self.referrers
+                .entry((r, subject.clone()))
+                .or_default()
+                .insert(m.info.digest.clone(), m.info.referrer_descriptor());
+        }
+        Ok(())
+    }
 }
 
 fn page(items: impl Iterator<Item = String>, n: usize) -> Page {
@@ -187,23 +235,26 @@ impl MetadataStore for MemoryMetadata {
         repo: &str,
         digest: &Digest,
         size: u64,
-        _at_ms: u64,
+        at_ms: u64,
     ) -> Result<(), StoreError> {
         let mut s = lock(&self.0);
+        ledger::check_linkable(&mut s.ledger, digest)?;
         s.repos.insert(repo.to_owned());
         s.links.insert((repo.to_owned(), digest.clone()), size);
-        Ok(())
+        ledger::on_link(&mut s.ledger, repo, digest, size, at_ms)
     }
     async fn unlink_blob(
         &self,
         repo: &str,
         digest: &Digest,
-        _at_ms: u64,
+        at_ms: u64,
     ) -> Result<bool, StoreError> {
-        Ok(lock(&self.0)
-            .links
-            .remove(&(repo.to_owned(), digest.clone()))
-            .is_some())
+        let mut s = lock(&self.0);
+        if s.links.remove(&(repo.to_owned(), digest.clone())).is_none() {
+            return Ok(false);
+        }
+        ledger::on_unlink(&mut s.ledger, repo, digest, at_ms)?;
+        Ok(true)
     }
     async fn missing_blobs(
         &self,
@@ -249,37 +300,29 @@ impl MetadataStore for MemoryMetadata {
         repo: &str,
         m: &StoredManifest,
         tags: &[&str],
-        _at_ms: u64,
+        at_ms: u64,
     ) -> Result<(), StoreError> {
-        let mut s = lock(&self.0);
-        let r = repo.to_owned();
-        s.repos.insert(r.clone());
-        s.manifests
-            .insert((r.clone(), m.info.digest.clone()), m.clone());
-        for t in tags {
-            s.tags
-                .insert((r.clone(), (*t).to_owned()), m.info.digest.clone());
-        }
-        if let Some(subject) = &m.info.subject {
-            s.referrers
-                .entry((r, subject.clone()))
-                .or_default()
-                .insert(m.info.digest.clone(), m.info.referrer_descriptor());
-        }
-        Ok(())
+        lock(&self.0).put_manifest(repo, m, tags, at_ms)
     }
     async fn delete_manifest(
         &self,
         repo: &str,
         digest: &Digest,
-        _at_ms: u64,
+        at_ms: u64,
     ) -> Result<bool, StoreError> {
         let mut s = lock(&self.0);
         let r = repo.to_owned();
         let Some(m) = s.manifests.remove(&(r.clone(), digest.clone())) else {
             return Ok(false);
         };
+        let tags: Vec<String> = s
+            .tags
+            .iter()
+            .filter(|((rr, _), d)| rr == &r && *d == digest)
+            .map(|((_, t), _)| t.clone())
+            .collect();
         s.tags.retain(|(rr, _), d| !(rr == &r && d == digest));
+        ledger::on_manifest_delete(&mut s.ledger, repo, digest, &tags, at_ms)?;
         if let Some(subject) = &m.info.subject
             && let Some(list) = s.referrers.get_mut(&(r, subject.clone()))
         {
@@ -287,11 +330,13 @@ impl MetadataStore for MemoryMetadata {
         }
         Ok(true)
     }
-    async fn delete_tag(&self, repo: &str, tag: &str, _at_ms: u64) -> Result<bool, StoreError> {
-        Ok(lock(&self.0)
-            .tags
-            .remove(&(repo.to_owned(), tag.to_owned()))
-            .is_some())
+    async fn delete_tag(&self, repo: &str, tag: &str, at_ms: u64) -> Result<bool, StoreError> {
+        let mut s = lock(&self.0);
+        if s.tags.remove(&(repo.to_owned(), tag.to_owned())).is_none() {
+            return Ok(false);
+        }
+        ledger::on_tag_delete(&mut s.ledger, repo, tag, at_ms)?;
+        Ok(true)
     }
     async fn list_tags(
         &self,

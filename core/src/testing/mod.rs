@@ -7,8 +7,14 @@
 //! May use: [`crate::error`], [`crate::model`] and [`crate::ports`] only (it is the ports'
 //! reference implementation, so the unit tests of every module above may use it).
 
+mod capabilities;
 mod conformance;
 mod memory;
+mod memory_ledger;
 
+pub use capabilities::{
+    all_capabilities_conformance, index_conformance, outbox_conformance, records_conformance,
+    tags_conformance, usage_conformance,
+};
 pub use conformance::{document_conformance, metadata_conformance, test_manifest};
 pub use memory::{MemoryBlobs, MemoryDocs, MemoryMetadata, MemoryWriter, TestEnv};
