@@ -31,21 +31,52 @@ impl Env for TestEnv {
     }
 }
 
-/// Blobs in memory.
+/// Blobs in memory. Like the fs store, every request writes a chunk of its own (named
+/// `<offset>-<n>`), and an upload's `store_state` lists the recorded chunks in order, so the
+/// bytes of a request that failed, lost a race or is still sending are in nothing the record
+/// lists.
 #[derive(Default, Clone)]
 pub struct MemoryBlobs(Arc<MemoryInner>);
 
 #[derive(Default)]
 struct MemoryInner {
     blobs: Mutex<HashMap<Digest, Bytes>>,
-    uploads: Mutex<HashMap<String, Vec<u8>>>,
+    /// Per upload id, the chunks finished requests wrote, by name.
+    uploads: Mutex<HashMap<String, HashMap<String, Bytes>>>,
+    chunks: AtomicU64,
 }
 
-/// Writer of [`MemoryBlobs`].
+impl MemoryInner {
+    /// The recorded bytes of `upload`: its chunks in the order its state lists them, which
+    /// must add up to its offset.
+    fn staged(&self, upload: &UploadRecord) -> Result<Vec<u8>, StoreError> {
+        let uploads = lock(&self.uploads);
+        let mut data = Vec::new();
+        for name in upload.store_state.split(',').filter(|n| !n.is_empty()) {
+            let chunk = uploads
+                .get(&upload.id)
+                .and_then(|c| c.get(name))
+                .ok_or(StoreError::NotFound)?;
+            data.extend_from_slice(chunk);
+        }
+        if data.len() as u64 != upload.offset {
+            return Err(StoreError::Other(format!(
+                "upload {} has {} recorded bytes, the record says {}",
+                upload.id,
+                data.len(),
+                upload.offset
+            )));
+        }
+        Ok(data)
+    }
+}
+
+/// Writer of [`MemoryBlobs`]: one request's chunk.
 pub struct MemoryWriter {
     store: Arc<MemoryInner>,
     id: String,
-    offset: usize,
+    name: String,
+    recorded: String,
     buf: Vec<u8>,
 }
 
@@ -80,17 +111,24 @@ impl BlobStore for MemoryBlobs {
         Ok(())
     }
     async fn writer(&self, upload: &UploadRecord) -> Result<Self::Writer, StoreError> {
+        let n = self.0.chunks.fetch_add(1, Ordering::Relaxed);
         Ok(MemoryWriter {
             store: self.0.clone(),
             id: upload.id.clone(),
-            offset: upload.offset as usize,
+            name: format!("{}-{n}", upload.offset),
+            recorded: upload.store_state.clone(),
             buf: Vec::new(),
         })
     }
+    /// An existing blob is never replaced (content-addressed: it holds these bytes).
     async fn commit(&self, upload: &UploadRecord, digest: &Digest) -> Result<(), StoreError> {
-        let mut data = lock(&self.0.uploads).remove(&upload.id).unwrap_or_default();
-        data.truncate(upload.offset as usize);
-        lock(&self.0.blobs).insert(digest.clone(), Bytes::from(data));
+        if !lock(&self.0.blobs).contains_key(digest) {
+            let data = self.0.staged(upload)?;
+            lock(&self.0.blobs)
+                .entry(digest.clone())
+                .or_insert_with(|| Bytes::from(data));
+        }
+        lock(&self.0.uploads).remove(&upload.id);
         Ok(())
     }
     async fn abort(&self, upload: &UploadRecord) -> Result<(), StoreError> {
@@ -102,10 +140,7 @@ impl BlobStore for MemoryBlobs {
         upload: &UploadRecord,
         sink: &mut (dyn FnMut(&[u8]) + Send),
     ) -> Result<(), StoreError> {
-        let uploads = lock(&self.0.uploads);
-        let data = uploads.get(&upload.id).map_or(&[][..], Vec::as_slice);
-        let n = usize::try_from(upload.offset).unwrap_or(usize::MAX);
-        sink(data.get(..n).ok_or(StoreError::NotFound)?);
+        sink(&self.0.staged(upload)?);
         Ok(())
     }
 }
@@ -116,11 +151,15 @@ impl BlobWriter for MemoryWriter {
         Ok(())
     }
     async fn finish(self) -> Result<String, StoreError> {
-        let mut uploads = lock(&self.store.uploads);
-        let data = uploads.entry(self.id).or_default();
-        data.truncate(self.offset);
-        data.extend_from_slice(&self.buf);
-        Ok(String::new())
+        lock(&self.store.uploads)
+            .entry(self.id)
+            .or_default()
+            .insert(self.name.clone(), Bytes::from(self.buf));
+        Ok(if self.recorded.is_empty() {
+            self.name
+        } else {
+            format!("{},{}", self.recorded, self.name)
+        })
     }
 }
 
