@@ -1,17 +1,20 @@
-//! In-memory adapters and the metadata conformance suite.
+//! In-memory adapters and the conformance suites.
 //!
 //! The memory adapters exist for unit tests of the core; they are never a runtime.
 //! [`metadata_conformance`] is the one suite every [`MetadataStore`] backend must pass
-//! (embedded, DynamoDB, D1): each backend's tests call it.
+//! (embedded, DynamoDB, D1), [`blob_conformance`] the one every [`BlobStore`] backend must
+//! pass (memory, fs, S3, R2): each backend's tests call them.
 //!
 //! May use: [`crate::error`], [`crate::model`] and [`crate::ports`] only (it is the ports'
 //! reference implementation, so the unit tests of every module above may use it).
 
+mod blob_conformance;
 mod capabilities;
 mod conformance;
 mod memory;
 mod memory_ledger;
 
+pub use blob_conformance::blob_conformance;
 pub use capabilities::{
     all_capabilities_conformance, index_conformance, outbox_conformance, records_conformance,
     tags_conformance, usage_conformance,
