@@ -456,6 +456,22 @@ mod tests {
         ));
     }
 
+    /// The blob store conformance suite, and nothing of it left on disk afterwards.
+    #[tokio::test]
+    async fn conforms() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let s = FsBlobStore::open(dir.path()).expect("open");
+        wharf_core::testing::blob_conformance(&s).await;
+        let uploads: Vec<_> = std::fs::read_dir(dir.path().join("uploads"))
+            .expect("uploads")
+            .collect();
+        assert!(uploads.is_empty(), "upload files left: {uploads:?}");
+        let tmp = std::fs::read_dir(dir.path().join("tmp"))
+            .expect("tmp")
+            .count();
+        assert_eq!(tmp, 0, "no join file left behind");
+    }
+
     /// Racing closing PUTs of one upload: every commit either places the whole blob or
     /// finds it placed; none writes into a file another one placed.
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
