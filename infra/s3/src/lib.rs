@@ -421,8 +421,14 @@ impl<A: S3Api> BlobStore for S3Blobs<A> {
         if let Ok(state) = self.0.layout.state(upload)
             && let Some(d) = &state.direct
             && let Some(mpu) = &d.mpu
+            && let Err(e) = self.abort_multipart(&d.key, mpu).await
         {
-            self.abort_multipart(&d.key, mpu).await?;
+            // A commit completed it already (S3 then says NoSuchUpload, taken for done
+            // above; some stand-ins say AccessDenied): nothing of it is staged any more.
+            match self.head(&d.key).await? {
+                Some((n, _)) if n == upload.offset => {}
+                _ => return Err(e),
+            }
         }
         // Multipart uploads of requests that died before completing theirs.
         let strays = match self.0.api.multipart_uploads(&prefix).await {
