@@ -75,6 +75,17 @@ async fn staged(s: &S3BlobStore) -> usize {
     out.contents().len()
 }
 
+/// The blob store conformance suite over signed HTTP (the Worker front's path), under a
+/// key prefix; it leaves nothing staged.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn conforms_over_rest() {
+    let Some((srv, sdk)) = setup().await else {
+        return;
+    };
+    wharf_core::testing::blob_conformance(&rest(&srv)).await;
+    assert_eq!(staged(&sdk).await, 0, "staging objects left");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chunked_upload_over_rest_is_served_by_the_sdk_store() {
     let Some((srv, sdk)) = setup().await else {

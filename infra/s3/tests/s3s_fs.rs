@@ -146,6 +146,18 @@ fn print_calls(what: &str, c: &CallCounter) {
     eprintln!("S3 calls for {what}: {calls:?}");
 }
 
+/// The blob store conformance suite over the SDK; it leaves no object and no open
+/// multipart upload behind.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn conforms() {
+    let Some(srv) = server().await else { return };
+    let s = store(&srv, None, None).await;
+    wharf_core::testing::blob_conformance(&s).await;
+    let left = keys(&s, "").await;
+    assert!(left.is_empty(), "objects left: {left:?}");
+    assert_eq!(open_multiparts(&srv), (0, 0), "multipart uploads left open");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chunked_upload_across_invocations_with_a_failed_request() {
     let Some(srv) = server().await else { return };
