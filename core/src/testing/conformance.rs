@@ -392,6 +392,42 @@ pub async fn metadata_conformance<M: MetadataStore>(m: &M) {
             .len(),
         MAX_TAGS_PER_PUT
     );
+
+    // A second create of one upload id is refused and changes nothing; an update after the
+    // delete (a PATCH that finished after a cancel) is NotFound and creates nothing, as is
+    // one of an id never created; deleting a missing upload is fine (cancel and cleanup race).
+    let first = UploadRecord {
+        id: "u-dup".into(),
+        ..up.clone()
+    };
+    m.create_upload(&first).await.expect("create");
+    let dup = m
+        .create_upload(&UploadRecord {
+            offset: 7,
+            store_state: "other".into(),
+            ..first.clone()
+        })
+        .await;
+    assert!(matches!(dup, Err(StoreError::Precondition(_))), "{dup:?}");
+    assert_eq!(m.upload("u-dup").await.expect("get"), Some(first.clone()));
+    m.delete_upload("u-dup").await.expect("delete");
+    let after = UploadRecord {
+        offset: 3,
+        ..first.clone()
+    };
+    let gone = m.update_upload(&after, 0).await;
+    assert!(matches!(gone, Err(StoreError::NotFound)), "{gone:?}");
+    assert!(m.upload("u-dup").await.expect("get").is_none());
+    let never = UploadRecord {
+        id: "u-never".into(),
+        ..after
+    };
+    let gone = m.update_upload(&never, 0).await;
+    assert!(matches!(gone, Err(StoreError::NotFound)), "{gone:?}");
+    assert!(m.upload("u-never").await.expect("get").is_none());
+    m.delete_upload("u-never")
+        .await
+        .expect("deleting a missing upload");
 }
 
 #[cfg(test)]
