@@ -235,7 +235,7 @@ async fn fetch(mut req: HttpRequest, env: Env, ctx: Context) -> worker::Result<R
     };
     #[cfg(feature = "conformance")]
     if req.uri().path() == "/__conformance" && req.method() == http::Method::POST {
-        conformance::run(&app.meta).await;
+        conformance::run(&app.meta, &app.blobs).await;
         return Response::ok("conformance passed");
     }
     #[cfg(feature = "conformance")]
