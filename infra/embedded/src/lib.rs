@@ -6,21 +6,26 @@
 //! for fsync, run on tokio's blocking pool.
 #![deny(missing_docs)]
 
+mod ledger;
+
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use std::path::Path;
 use std::sync::Arc;
 use wharf_core::model::manifest::Descriptor;
-use wharf_core::ports::{DocumentStore, MetadataStore, Page, StoredManifest, UploadRecord};
+use wharf_core::ports::{
+    ConditionalTags, DocumentStore, MetadataStore, Page, StoredManifest, TagExpect, UploadRecord,
+};
 use wharf_core::{Digest, Reference, StoreError};
 
 /// Repositories ever written to.
-const REPOS: TableDefinition<&str, ()> = TableDefinition::new("repos");
+pub(crate) const REPOS: TableDefinition<&str, ()> = TableDefinition::new("repos");
 /// (repo, digest) → blob size: the blob is linked into the repository.
-const LINKS: TableDefinition<(&str, &str), u64> = TableDefinition::new("links");
+pub(crate) const LINKS: TableDefinition<(&str, &str), u64> = TableDefinition::new("links");
 /// (repo, digest) → manifest record (see [`StoredManifest::to_record`]).
-const MANIFESTS: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("manifests");
+pub(crate) const MANIFESTS: TableDefinition<(&str, &str), &[u8]> =
+    TableDefinition::new("manifests");
 /// (repo, tag) → manifest digest.
-const TAGS: TableDefinition<(&str, &str), &str> = TableDefinition::new("tags");
+pub(crate) const TAGS: TableDefinition<(&str, &str), &str> = TableDefinition::new("tags");
 /// (repo, subject, referrer digest) → referrer descriptor (JSON).
 const REFERRERS: TableDefinition<(&str, &str, &str), &[u8]> = TableDefinition::new("referrers");
 /// upload id → upload record (JSON).
@@ -91,7 +96,7 @@ fn audit_writer(db: std::sync::Weak<Database>, rx: std::sync::mpsc::Receiver<Aud
     }
 }
 
-fn err(e: impl std::fmt::Display) -> StoreError {
+pub(crate) fn err(e: impl std::fmt::Display) -> StoreError {
     StoreError::Other(e.to_string())
 }
 
@@ -108,6 +113,7 @@ impl EmbeddedMetadata {
             tx.open_table(REFERRERS).map_err(err)?;
             tx.open_table(UPLOADS).map_err(err)?;
             tx.open_table(DOCS).map_err(err)?;
+            ledger::init(&tx)?;
         }
         tx.commit().map_err(err)?;
         let db = Arc::new(db);
@@ -189,6 +195,126 @@ fn upload_at(t: &redb::Table<&str, &[u8]>, id: &str, expected: u64) -> Result<()
     Ok(())
 }
 
+/// Deletes a tag (only if it points at `expect`, when given) with its ledger records.
+fn delete_tag_tx(
+    tx: &redb::WriteTransaction,
+    repo: &str,
+    tag: &str,
+    expect: Option<&Digest>,
+    at_ms: u64,
+) -> Result<bool, StoreError> {
+    let mut t = tx.open_table(TAGS).map_err(err)?;
+    let now: Option<Digest> = match t.get((repo, tag)).map_err(err)? {
+        Some(v) => Some(v.value().parse().map_err(err)?),
+        None => return Ok(false),
+    };
+    if let Some(d) = expect {
+        wharf_core::ledger::check_tag(tag, now.as_ref(), &TagExpect::At(d.clone()))?;
+    }
+    t.remove((repo, tag)).map_err(err)?;
+    wharf_core::ledger::on_tag_delete(&mut ledger::kv(tx)?, repo, tag, at_ms)?;
+    Ok(true)
+}
+
+impl ConditionalTags for EmbeddedMetadata {
+    async fn put_manifest_expecting(
+        &self,
+        repo: &str,
+        manifest: &StoredManifest,
+        tags: &[(&str, TagExpect)],
+        at_ms: u64,
+    ) -> Result<(), StoreError> {
+        let names: Vec<&str> = tags.iter().map(|(t, _)| *t).collect();
+        let put = ManifestPut::new(repo, manifest, &names)?;
+        let expect: Vec<(String, TagExpect)> = tags
+            .iter()
+            .map(|(t, e)| ((*t).to_owned(), e.clone()))
+            .collect();
+        self.write(move |tx| {
+            {
+                let t = tx.open_table(TAGS).map_err(err)?;
+                for (tag, e) in &expect {
+                    let now: Option<Digest> =
+                        match t.get((put.repo.as_str(), tag.as_str())).map_err(err)? {
+                            Some(v) => Some(v.value().parse().map_err(err)?),
+                            None => None,
+                        };
+                    wharf_core::ledger::check_tag(tag, now.as_ref(), e)?;
+                }
+            }
+            put.run(tx, at_ms)
+        })
+        .await
+    }
+
+    async fn delete_tag_expecting(
+        &self,
+        repo: &str,
+        tag: &str,
+        digest: &Digest,
+        at_ms: u64,
+    ) -> Result<bool, StoreError> {
+        let (repo, tag, digest) = (repo.to_owned(), tag.to_owned(), digest.clone());
+        self.write(move |tx| delete_tag_tx(tx, &repo, &tag, Some(&digest), at_ms))
+            .await
+    }
+}
+
+/// A manifest `PUT`, prepared outside the write transaction.
+struct ManifestPut {
+    repo: String,
+    info: wharf_core::model::manifest::ManifestInfo,
+    record: Vec<u8>,
+    referrer: Option<(String, Vec<u8>)>,
+    tags: Vec<String>,
+}
+
+impl ManifestPut {
+    fn new(repo: &str, m: &StoredManifest, tags: &[&str]) -> Result<Self, StoreError> {
+        let referrer = match &m.info.subject {
+            Some(s) => Some((
+                s.to_string(),
+                serde_json::to_vec(&m.info.referrer_descriptor()).map_err(err)?,
+            )),
+            None => None,
+        };
+        Ok(Self {
+            repo: repo.to_owned(),
+            info: m.info.clone(),
+            record: m.to_record()?,
+            referrer,
+            tags: tags.iter().map(|t| (*t).to_owned()).collect(),
+        })
+    }
+
+    /// The manifest, its tags, its referrer entry and its ledger records, in `tx`.
+    fn run(&self, tx: &redb::WriteTransaction, at_ms: u64) -> Result<(), StoreError> {
+        let (repo, d) = (self.repo.as_str(), self.info.digest.to_string());
+        let mut kv = ledger::kv(tx)?;
+        wharf_core::ledger::check_referenceable(&mut kv, &self.info)?;
+        touch_repo(tx, repo)?;
+        tx.open_table(MANIFESTS)
+            .map_err(err)?
+            .insert((repo, d.as_str()), self.record.as_slice())
+            .map_err(err)?;
+        let mut tag_table = tx.open_table(TAGS).map_err(err)?;
+        for t in &self.tags {
+            tag_table
+                .insert((repo, t.as_str()), d.as_str())
+                .map_err(err)?;
+        }
+        drop(tag_table);
+        if let Some((subject, desc)) = &self.referrer {
+            tx.open_table(REFERRERS)
+                .map_err(err)?
+                .insert((repo, subject.as_str(), d.as_str()), desc.as_slice())
+                .map_err(err)?;
+        }
+        let tags: Vec<&str> = self.tags.iter().map(String::as_str).collect();
+        wharf_core::ledger::on_manifest_put(&mut kv, repo, &self.info, &tags, at_ms)
+    }
+}
+
 impl MetadataStore for EmbeddedMetadata {
     async fn repository_exists(&self, repo: &str) -> Result<bool, StoreError> {
         let t = self.read()?.open_table(REPOS).map_err(err)?;
@@ -206,16 +332,18 @@ impl MetadataStore for EmbeddedMetadata {
         repo: &str,
         digest: &Digest,
         size: u64,
-        _at_ms: u64,
+        at_ms: u64,
     ) -> Result<(), StoreError> {
-        let (repo, d) = (repo.to_owned(), digest.to_string());
+        let (repo, digest) = (repo.to_owned(), digest.clone());
         self.write(move |tx| {
+            let mut kv = ledger::kv(tx)?;
+            wharf_core::ledger::check_linkable(&mut kv, &digest)?;
             touch_repo(tx, &repo)?;
             tx.open_table(LINKS)
                 .map_err(err)?
-                .insert((repo.as_str(), d.as_str()), size)
+                .insert((repo.as_str(), digest.to_string().as_str()), size)
                 .map_err(err)?;
-            Ok(())
+            wharf_core::ledger::on_link(&mut kv, &repo, &digest, size, at_ms)
         })
         .await
     }
@@ -224,14 +352,20 @@ impl MetadataStore for EmbeddedMetadata {
         &self,
         repo: &str,
         digest: &Digest,
-        _at_ms: u64,
+        at_ms: u64,
     ) -> Result<bool, StoreError> {
-        let (repo, d) = (repo.to_owned(), digest.to_string());
+        let (repo, digest) = (repo.to_owned(), digest.clone());
         self.write(move |tx| {
             let mut t = tx.open_table(LINKS).map_err(err)?;
-            Ok(t.remove((repo.as_str(), d.as_str()))
+            let d = digest.to_string();
+            if t.remove((repo.as_str(), d.as_str()))
                 .map_err(err)?
-                .is_some())
+                .is_none()
+            {
+                return Ok(false);
+            }
+            wharf_core::ledger::on_unlink(&mut ledger::kv(tx)?, &repo, &digest, at_ms)?;
+            Ok(true)
         })
         .await
     }
@@ -280,52 +414,19 @@ impl MetadataStore for EmbeddedMetadata {
         repo: &str,
         m: &StoredManifest,
         tags: &[&str],
-        _at_ms: u64,
+        at_ms: u64,
     ) -> Result<(), StoreError> {
-        let record = m.to_record()?;
-        let referrer = match &m.info.subject {
-            Some(s) => Some((
-                s.to_string(),
-                serde_json::to_vec(&m.info.referrer_descriptor()).map_err(err)?,
-            )),
-            None => None,
-        };
-        let (repo, d) = (repo.to_owned(), m.info.digest.to_string());
-        let tags: Vec<String> = tags.iter().map(|t| (*t).to_owned()).collect();
-        self.write(move |tx| {
-            touch_repo(tx, &repo)?;
-            tx.open_table(MANIFESTS)
-                .map_err(err)?
-                .insert((repo.as_str(), d.as_str()), record.as_slice())
-                .map_err(err)?;
-            let mut tag_table = tx.open_table(TAGS).map_err(err)?;
-            for t in &tags {
-                tag_table
-                    .insert((repo.as_str(), t.as_str()), d.as_str())
-                    .map_err(err)?;
-            }
-            drop(tag_table);
-            if let Some((subject, desc)) = &referrer {
-                tx.open_table(REFERRERS)
-                    .map_err(err)?
-                    .insert(
-                        (repo.as_str(), subject.as_str(), d.as_str()),
-                        desc.as_slice(),
-                    )
-                    .map_err(err)?;
-            }
-            Ok(())
-        })
-        .await
+        let put = ManifestPut::new(repo, m, tags)?;
+        self.write(move |tx| put.run(tx, at_ms)).await
     }
 
     async fn delete_manifest(
         &self,
         repo: &str,
         digest: &Digest,
-        _at_ms: u64,
+        at_ms: u64,
     ) -> Result<bool, StoreError> {
-        let (repo, d) = (repo.to_owned(), digest.to_string());
+        let (repo, d, digest) = (repo.to_owned(), digest.to_string(), digest.clone());
         self.write(move |tx| {
             let removed = {
                 let mut t = tx.open_table(MANIFESTS).map_err(err)?;
@@ -345,7 +446,7 @@ impl MetadataStore for EmbeddedMetadata {
                 .filter(|(_, v)| v.value() == d)
                 .map(|(k, _)| k.value().1.to_owned())
                 .collect();
-            for t in stale {
+            for t in &stale {
                 tags.remove((repo.as_str(), t.as_str())).map_err(err)?;
             }
             if let Some(s) = &m.info.subject {
@@ -354,20 +455,22 @@ impl MetadataStore for EmbeddedMetadata {
                     .remove((repo.as_str(), s.to_string().as_str(), d.as_str()))
                     .map_err(err)?;
             }
+            wharf_core::ledger::on_manifest_delete(
+                &mut ledger::kv(tx)?,
+                &repo,
+                &digest,
+                &stale,
+                at_ms,
+            )?;
             Ok(true)
         })
         .await
     }
 
-    async fn delete_tag(&self, repo: &str, tag: &str, _at_ms: u64) -> Result<bool, StoreError> {
+    async fn delete_tag(&self, repo: &str, tag: &str, at_ms: u64) -> Result<bool, StoreError> {
         let (repo, tag) = (repo.to_owned(), tag.to_owned());
-        self.write(move |tx| {
-            let mut t = tx.open_table(TAGS).map_err(err)?;
-            Ok(t.remove((repo.as_str(), tag.as_str()))
-                .map_err(err)?
-                .is_some())
-        })
-        .await
+        self.write(move |tx| delete_tag_tx(tx, &repo, &tag, None, at_ms))
+            .await
     }
 
     async fn list_tags(
@@ -623,6 +726,130 @@ mod tests {
         let m = EmbeddedMetadata::open(&dir.path().join("meta.redb")).expect("open");
         wharf_core::testing::metadata_conformance(&m).await;
         wharf_core::testing::document_conformance(&m).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn every_ability_conforms() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let m = EmbeddedMetadata::open(&dir.path().join("meta.redb")).expect("open");
+        use wharf_core::ports::Backfill;
+        assert_eq!(
+            m.schema_version().await.expect("version"),
+            wharf_core::ports::SCHEMA_VERSION,
+            "a new store"
+        );
+        wharf_core::testing::metadata_conformance(&m).await;
+        wharf_core::testing::all_capabilities_conformance(&m).await;
+    }
+
+    /// The data directory written by 727e058 (`tests/fixtures/data-727e058`, made by the
+    /// security suite's `make_fixture`): read as schema 1, backfilled in small resumable
+    /// steps (reopened between two), and then its records are what live writes keep.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_store_written_by_727e058_is_backfilled() {
+        use wharf_core::ports::*;
+        let fixture = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../tests/fixtures/data-727e058/data/meta.redb");
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("meta.redb");
+        std::fs::copy(&fixture, &path).expect("copy the fixture");
+        let m = EmbeddedMetadata::open(&path).expect("open");
+        assert_eq!(m.schema_version().await.expect("version"), 1);
+        let v1 = Reference::Tag("v1".into());
+        let img = m
+            .manifest("team/app", &v1)
+            .await
+            .expect("get")
+            .expect("the fixture's image");
+        assert!(
+            m.list_manifests("team/app", None, 10)
+                .await
+                .expect("list")
+                .is_empty(),
+            "not yet"
+        );
+        // Live traffic before the backfill: a pull and a re-link of one of its blobs.
+        let layer = img.info.blobs[1].clone();
+        let size = m
+            .blob_link("team/app", &layer)
+            .await
+            .expect("link")
+            .expect("linked");
+        m.link_blob("team/app", &layer, size, 5)
+            .await
+            .expect("relink");
+        let mut steps = 0;
+        let mut m = m;
+        loop {
+            steps += 1;
+            assert!(steps < 100, "the backfill ends");
+            match m.backfill_step(1).await.expect("step") {
+                BackfillProgress::Done => break,
+                BackfillProgress::Running { .. } => {}
+            }
+            if steps == 2 {
+                drop(m);
+                m = EmbeddedMetadata::open(&path).expect("reopen mid-backfill");
+            }
+        }
+        assert!(steps > 3, "small steps: {steps}");
+        assert_eq!(m.schema_version().await.expect("version"), SCHEMA_VERSION);
+        let ms = m.list_manifests("team/app", None, 10).await.expect("list");
+        assert_eq!(ms.len(), 1);
+        assert_eq!(
+            (ms[0].digest.clone(), ms[0].pushed_ms),
+            (img.info.digest.clone(), None)
+        );
+        let tags = m
+            .list_tag_entries("team/app", None, 10)
+            .await
+            .expect("tags");
+        assert_eq!(tags.len(), 1);
+        assert_eq!(
+            (tags[0].tag.as_str(), &tags[0].digest),
+            ("v1", &img.info.digest)
+        );
+        let mut bytes = 0;
+        for b in &img.info.blobs {
+            let r = m.blob_record(b).await.expect("record").expect("backfilled");
+            assert_eq!(
+                (r.links, r.refs, r.state),
+                (1, 1, BlobState::Live),
+                "{b}: counted once"
+            );
+            bytes += r.size;
+            assert_eq!(
+                m.repositories_with(b, None, 10).await.expect("with"),
+                ["team/app"]
+            );
+        }
+        let links = m.list_links("team/app", None, 10).await.expect("links");
+        assert!(links.iter().all(|l| l.refs == 1), "{links:?}");
+        assert_eq!(
+            m.list_links("team/app", None, 10)
+                .await
+                .expect("links")
+                .len(),
+            img.info.blobs.len()
+        );
+        assert_eq!(
+            m.project_usage("team").await.expect("usage"),
+            Usage {
+                bytes,
+                blobs: img.info.blobs.len() as u64
+            }
+        );
+        assert_eq!(
+            m.backfill_step(10).await.expect("again"),
+            BackfillProgress::Done
+        );
+        // And the image is still there to pull.
+        let again = m
+            .manifest("team/app", &v1)
+            .await
+            .expect("get")
+            .expect("image");
+        assert_eq!(again.bytes, img.bytes);
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
