@@ -260,7 +260,7 @@ struct Checkpoint {
 
 impl Backfill for EmbeddedMetadata {
     async fn schema_version(&self) -> Result<u32, StoreError> {
-        self.with_ledger(|kv| ledger::schema_version(kv))
+        self.with_ledger(ledger::schema_version)
     }
 
     /// One write transaction of at most `budget` rows (links first, then manifests, then
