@@ -4,9 +4,10 @@
 //! Workers. Requests come in as `http::Request`, responses leave as `http::Response`,
 //! and storage, time and randomness come through the traits in [`ports`].
 //!
-//! Modules depend one way, lowest first: [`error`] → [`model`] → [`ports`] → [`ledger`] → [`testing`]
-//! → [`http`] → [`events`] → [`auth`] → [`policy`] → [`oci`], [`admin`], [`jobs`] → [`registry`]. A
-//! module uses only those before it (`core/tests/boundaries.rs` checks it).
+//! Modules depend one way, lowest first: [`error`] → [`model`] → [`ports`] → [`ledger`] →
+//! [`testing`] → [`http`] → [`events`] → [`auth`] → [`policy`] → [`oci`], [`admin`],
+//! [`jobs`] → [`settings`] → [`registry`]. A module uses only those before it
+//! (`core/tests/boundaries.rs` checks it).
 #![deny(missing_docs)]
 
 pub mod admin;
@@ -21,6 +22,7 @@ pub mod oci;
 pub mod policy;
 pub mod ports;
 pub mod registry;
+pub mod settings;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
 
@@ -28,4 +30,5 @@ pub use error::{ErrorCode, RegistryError, StoreError};
 pub use http::Body;
 pub use model::{Algorithm, Digest, Hasher, Reference};
 pub use ports::{BlobStore, BlobWriter, Env, MetadataStore, StoredManifest, UploadRecord};
-pub use registry::{Config, Registry};
+pub use registry::Registry;
+pub use settings::Config;

@@ -1,8 +1,9 @@
 //! The registry: its adapters and configuration, and the one entry point, [`Registry::handle`],
 //! that hands each request to the API it addresses.
 //!
-//! May use every module below it: [`crate::oci`], [`crate::admin`], [`crate::jobs`],
-//! [`crate::auth`] and what they stand on. Nothing imports it but the crate root.
+//! May use every module below it: [`crate::settings`] (its [`Config`]), [`crate::oci`],
+//! [`crate::admin`], [`crate::jobs`], [`crate::auth`] and what they stand on. Nothing
+//! imports it but the crate root.
 
 use crate::admin::Admin;
 use crate::auth::TokenService;
@@ -16,49 +17,9 @@ use crate::http::response::{ApiResponse, error_response};
 use crate::jobs;
 use crate::oci::{Oci, Settings};
 use crate::ports::{BlobStore, DocumentStore, Env, MetadataStore};
+use crate::settings::Config;
 use http::header::HeaderValue;
 use http::{Method, Request};
-
-/// Behaviour switches of the API.
-#[derive(Debug, Clone)]
-pub struct Config {
-    /// Allow DELETE of manifests, tags and blob links.
-    pub delete_enabled: bool,
-    /// Answer blob GETs with a redirect when the store can presign.
-    pub redirect_blobs: bool,
-    /// Lifetime of presigned URLs.
-    pub presign_ttl_secs: u64,
-    /// Largest request body accepted in one request (`None`: no limit). Lambda sets 6 MB.
-    pub max_request_body: Option<u64>,
-    /// Base URL of an upload front (`WHARF_UPLOAD_URL`): upload sessions started here send
-    /// their bytes there, with a capability in the URL (see [`crate::auth::capability`]). Needs
-    /// `upload_secret`.
-    pub upload_front: Option<String>,
-    /// Secret that signs upload capabilities, shared by the API and its upload front. With
-    /// it, a request that carries a valid capability for its upload needs no token.
-    pub upload_secret: Option<Vec<u8>>,
-    /// Lifetime of an upload capability (checked when each request of the upload starts).
-    pub upload_capability_ttl_secs: u64,
-    /// Serve only requests that carry a valid upload capability, and refuse everything else
-    /// with `401`: an upload front that has no token service of its own (the Worker in front
-    /// of a Lambda deployment) must not fall back to anonymous access.
-    pub capability_only: bool,
-}
-
-impl Default for Config {
-    fn default() -> Self {
-        Self {
-            delete_enabled: true,
-            redirect_blobs: true,
-            presign_ttl_secs: 900,
-            max_request_body: None,
-            upload_front: None,
-            upload_secret: None,
-            upload_capability_ttl_secs: 3600,
-            capability_only: false,
-        }
-    }
-}
 
 /// The registry: adapters plus configuration. Cheap to share by reference.
 pub struct Registry<B, M, E> {

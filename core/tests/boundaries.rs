@@ -19,6 +19,7 @@ const LAYERS: &[&[&str]] = &[
     &["auth"],
     &["policy"],
     &["oci", "admin", "jobs"],
+    &["settings"],
     &["registry"],
 ];
 

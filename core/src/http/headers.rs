@@ -21,6 +21,10 @@ pub const OCI_TAG: HeaderName = HeaderName::from_static("oci-tag");
 pub const OCI_FILTERS_APPLIED: HeaderName = HeaderName::from_static("oci-filters-applied");
 /// `X-Content-Type-Options`.
 pub const X_CONTENT_TYPE_OPTIONS: HeaderName = HeaderName::from_static("x-content-type-options");
+/// `X-Forwarded-For`: the addresses a request came through, each appended by a proxy.
+pub const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+/// `X-Forwarded-Proto`: the scheme a client used, as a TLS-terminating proxy states it.
+pub const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 
 pub(crate) fn content_length(h: &HeaderMap) -> Result<Option<u64>> {
     match h.get(header::CONTENT_LENGTH) {

@@ -1,0 +1,113 @@
+//! The deployment's settings: [`Config`], the behaviour of the API, and [`Vars`], the one
+//! reader of the `WHARF_*` variables that `wharf serve`, the Lambda and the Worker share.
+//! Each runtime hands it its own lookup (`std::env`, the Worker's variables and secrets,
+//! or flags over variables over a config file), so a variable means the same, has the
+//! same default and is refused with the same message everywhere:
+//!
+//! | variable | default | accessor |
+//! |---|---|---|
+//! | `WHARF_AUTH` | `on` | [`Vars::tokens`]: `None` when off |
+//! | `WHARF_SERVICE` | `wharf` | [`Vars::tokens`] (token `service`/`aud`) |
+//! | `WHARF_TOKEN_TTL_SECS` | 300 | [`Vars::tokens`] |
+//! | `WHARF_REFRESH_TOKEN_TTL_SECS` | 2592000 (30 days) | [`Vars::tokens`] |
+//! | `WHARF_TOKEN_KEYS_PEM` | none (a stored or generated key) | [`Vars::token_keys_pem`] |
+//! | `WHARF_ADMIN_PASSWORD` | none | [`Vars::admin_password`] |
+//! | `WHARF_DISABLE_DELETE` | off | [`Vars::config`] |
+//! | `WHARF_PRESIGN_TTL_SECS` | 900 | [`Vars::config`] |
+//! | `WHARF_MAX_BODY_BYTES` | the runtime's (none, Lambda's 6 MB, the Workers plan's 100 MB) | [`Vars::config`], [`Vars::front_config`] |
+//! | `WHARF_UPLOAD_URL` | none | [`Vars::config`]; needs `WHARF_UPLOAD_SECRET` |
+//! | `WHARF_UPLOAD_SECRET` | none | [`Vars::config`], [`Vars::front_config`] (required); at least 32 characters |
+//! | `WHARF_BASE_URL` | none (the request's origin) | [`Vars::origin`] |
+//! | `WHARF_TRUSTED_PROXIES` | none | [`Vars::trusted_proxies`] |
+//! | `WHARF_UPLOAD_MAX_AGE_HOURS` | 24 | [`Vars::upload_max_age_hours`] |
+//!
+//! A runtime reads what it has (the Lambda has no trusted proxies, the server's lookup
+//! answers only the variables it documents) and its own variables (listen address, table,
+//! bindings) through the same [`Vars`]: [`Vars::text`], [`Vars::number`],
+//! [`Vars::switch`], [`Vars::required`]. The loader reads no environment itself: it does no
+//! I/O, like the rest of the core.
+//!
+//! May use: [`crate::http`] (origin rule, trusted proxies), [`crate::auth`] (token settings
+//! and keys) and what they stand on. The registry takes its [`Config`] from here.
+
+mod error;
+mod vars;
+
+#[cfg(test)]
+mod tests;
+
+pub use error::{Problem, SettingError};
+pub use vars::{DEFAULT_UPLOAD_MAX_AGE_HOURS, Vars};
+
+/// The names of the variables [`Vars`] reads itself.
+pub mod var {
+    /// Token auth, on or off.
+    pub const AUTH: &str = "WHARF_AUTH";
+    /// Token service name.
+    pub const SERVICE: &str = "WHARF_SERVICE";
+    /// Access token lifetime in seconds.
+    pub const TOKEN_TTL_SECS: &str = "WHARF_TOKEN_TTL_SECS";
+    /// Refresh token lifetime in seconds.
+    pub const REFRESH_TOKEN_TTL_SECS: &str = "WHARF_REFRESH_TOKEN_TTL_SECS";
+    /// Token keys as PEM text.
+    pub const TOKEN_KEYS_PEM: &str = "WHARF_TOKEN_KEYS_PEM";
+    /// Password of `admin` when it is created.
+    pub const ADMIN_PASSWORD: &str = "WHARF_ADMIN_PASSWORD";
+    /// Refuse deletes.
+    pub const DISABLE_DELETE: &str = "WHARF_DISABLE_DELETE";
+    /// Presigned URL lifetime in seconds.
+    pub const PRESIGN_TTL_SECS: &str = "WHARF_PRESIGN_TTL_SECS";
+    /// Largest request body in bytes.
+    pub const MAX_BODY_BYTES: &str = "WHARF_MAX_BODY_BYTES";
+    /// Base URL of the upload front.
+    pub const UPLOAD_URL: &str = "WHARF_UPLOAD_URL";
+    /// Secret that signs upload capabilities.
+    pub const UPLOAD_SECRET: &str = "WHARF_UPLOAD_SECRET";
+    /// Public base URL.
+    pub const BASE_URL: &str = "WHARF_BASE_URL";
+    /// Proxies whose `X-Forwarded-For` is believed.
+    pub const TRUSTED_PROXIES: &str = "WHARF_TRUSTED_PROXIES";
+    /// Age in hours after which idle uploads are removed.
+    pub const UPLOAD_MAX_AGE_HOURS: &str = "WHARF_UPLOAD_MAX_AGE_HOURS";
+}
+
+/// Behaviour switches of the API.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    /// Allow DELETE of manifests, tags and blob links.
+    pub delete_enabled: bool,
+    /// Answer blob GETs with a redirect when the store can presign.
+    pub redirect_blobs: bool,
+    /// Lifetime of presigned URLs.
+    pub presign_ttl_secs: u64,
+    /// Largest request body accepted in one request (`None`: no limit). Lambda sets 6 MB.
+    pub max_request_body: Option<u64>,
+    /// Base URL of an upload front (`WHARF_UPLOAD_URL`): upload sessions started here send
+    /// their bytes there, with a capability in the URL (see [`crate::auth::capability`]). Needs
+    /// `upload_secret`.
+    pub upload_front: Option<String>,
+    /// Secret that signs upload capabilities, shared by the API and its upload front. With
+    /// it, a request that carries a valid capability for its upload needs no token.
+    pub upload_secret: Option<Vec<u8>>,
+    /// Lifetime of an upload capability (checked when each request of the upload starts).
+    pub upload_capability_ttl_secs: u64,
+    /// Serve only requests that carry a valid upload capability, and refuse everything else
+    /// with `401`: an upload front that has no token service of its own (the Worker in front
+    /// of a Lambda deployment) must not fall back to anonymous access.
+    pub capability_only: bool,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            delete_enabled: true,
+            redirect_blobs: true,
+            presign_ttl_secs: 900,
+            max_request_body: None,
+            upload_front: None,
+            upload_secret: None,
+            upload_capability_ttl_secs: 3600,
+            capability_only: false,
+        }
+    }
+}
