@@ -6,13 +6,16 @@
 //! truncated layer must never look like a short one. Layers bigger than that go through an
 //! upload front (`WHARF_UPLOAD_URL`, see `wharf_core::auth::capability`) or in chunks.
 //!
-//! Configuration is the environment: the stores' variables (see `wharf_aws_stack`), and
+//! Configuration is the environment, read by the core's settings loader
+//! (`wharf_core::settings`, which has the defaults): the stores' variables (see
+//! `wharf_aws_stack`), and
 //!
 //! | variable | meaning |
 //! |---|---|
 //! | `WHARF_AUTH` | `on` (default) or `off` |
 //! | `WHARF_SERVICE` | token service name (default `wharf`) |
 //! | `WHARF_TOKEN_TTL_SECS` | access token lifetime (default 300) |
+//! | `WHARF_REFRESH_TOKEN_TTL_SECS` | refresh token lifetime (default 2592000, 30 days) |
 //! | `WHARF_TOKEN_KEYS_PEM` | signing keys (PEM); default: the key kept in the table |
 //! | `WHARF_ADMIN_PASSWORD` | creates `admin` with it if missing (else `wharf aws bootstrap` does) |
 //! | `WHARF_UPLOAD_URL`, `WHARF_UPLOAD_SECRET` | the upload front, and the secret shared with it |
@@ -25,9 +28,10 @@ use bytes::Bytes;
 use http_body_util::BodyExt;
 use lambda_http::request::RequestContext;
 use lambda_http::{Body, Error, Request, RequestExt, Response, service_fn};
-use wharf_core::auth::{TokenService, TokenSettings};
-use wharf_core::http::{ClientAddr, PublicOrigin};
-use wharf_core::{Config, Registry};
+use wharf_core::Registry;
+use wharf_core::auth::TokenService;
+use wharf_core::http::{ClientAddr, OriginRule, RequestOrigin};
+use wharf_core::settings::Vars;
 use wharf_dynamodb::DynamoMetadata;
 use wharf_os::SystemEnv;
 use wharf_s3::S3BlobStore;
@@ -37,84 +41,39 @@ const LAMBDA_PAYLOAD: u64 = 6 * 1024 * 1024;
 
 type ApiRegistry = Registry<S3BlobStore, DynamoMetadata, SystemEnv>;
 
-fn var(name: &str) -> Option<String> {
-    std::env::var(name).ok().filter(|v| !v.trim().is_empty())
+/// The function's settings: its environment, through the core's loader.
+fn env_var(name: &str) -> Option<String> {
+    std::env::var(name).ok()
 }
 
-fn number(name: &str, default: u64) -> Result<u64, String> {
-    var(name).map_or(Ok(default), |v| {
-        v.trim()
-            .parse()
-            .map_err(|_| format!("{name} must be a number, not {v:?}"))
-    })
-}
-
-fn switch(name: &str, default: bool) -> Result<bool, String> {
-    match var(name).as_deref().map(str::trim) {
-        None => Ok(default),
-        Some("on" | "true" | "1") => Ok(true),
-        Some("off" | "false" | "0") => Ok(false),
-        Some(v) => Err(format!("{name} must be on or off, not {v:?}")),
-    }
+/// What one instance keeps: the registry, and how requests get their public origin.
+struct Function {
+    registry: ApiRegistry,
+    origin: OriginRule,
 }
 
 /// Builds the registry once per cold start.
-async fn build() -> Result<ApiRegistry, String> {
-    let stores = wharf_aws_stack::open(&wharf_aws_stack::AwsSettings::from_env()?).await?;
-    let upload_secret = var("WHARF_UPLOAD_SECRET");
-    if let Some(s) = &upload_secret {
-        wharf_core::auth::capability::check_secret(s, "WHARF_UPLOAD_SECRET")?;
-    }
-    let upload_front = var("WHARF_UPLOAD_URL");
-    if upload_front.is_some() && upload_secret.is_none() {
-        return Err("WHARF_UPLOAD_URL needs WHARF_UPLOAD_SECRET (shared with the front)".into());
-    }
-    let config = Config {
-        delete_enabled: !switch("WHARF_DISABLE_DELETE", false)?,
-        presign_ttl_secs: number("WHARF_PRESIGN_TTL_SECS", 900)?,
-        max_request_body: Some(number("WHARF_MAX_BODY_BYTES", LAMBDA_PAYLOAD)?),
-        upload_front,
-        upload_secret: upload_secret.map(String::into_bytes),
-        ..Config::default()
-    };
+async fn build() -> Result<Function, String> {
+    let vars = Vars::new(env_var);
+    let stores = wharf_aws_stack::open(&wharf_aws_stack::AwsSettings::from_vars(&vars)?).await?;
+    let config = vars.config(Some(LAMBDA_PAYLOAD))?;
     let mut registry = Registry::new(stores.blobs.clone(), stores.meta.clone(), SystemEnv, config);
-    if switch("WHARF_AUTH", true)? {
-        let keys = wharf_aws_stack::token_keys(&stores, &SystemEnv).await?;
-        if let Some(p) = var("WHARF_ADMIN_PASSWORD") {
+    if let Some(settings) = vars.tokens()? {
+        let keys = wharf_aws_stack::token_keys(&stores, &SystemEnv, vars.token_keys_pem()?).await?;
+        if let Some(p) = vars.admin_password() {
             wharf_core::auth::ensure_admin(&registry.meta, &SystemEnv, Some(&p))
                 .await
                 .map_err(|e| e.message)?;
         }
-        let settings = TokenSettings {
-            service: var("WHARF_SERVICE").unwrap_or_else(|| "wharf".into()),
-            ttl_secs: number("WHARF_TOKEN_TTL_SECS", 300)?,
-            refresh_ttl_secs: number(
-                "WHARF_REFRESH_TOKEN_TTL_SECS",
-                TokenSettings::default().refresh_ttl_secs,
-            )?,
-            ..TokenSettings::default()
-        };
         registry = registry.with_auth(TokenService::new(keys, settings));
     } else {
         tracing::warn!("auth is off: anyone who can reach this function can push, pull and delete");
     }
-    Ok(registry)
-}
-
-/// The public origin: `WHARF_BASE_URL`, else the Host the client used.
-fn origin(req: &Request, base: Option<&str>) -> String {
-    if let Some(b) = base {
-        return b.trim_end_matches('/').to_owned();
-    }
-    let h = |n: &str| req.headers().get(n).and_then(|v| v.to_str().ok());
-    // Client-set headers: only a plain host[:port] and a known scheme reach the realm.
-    let host = h("host")
-        .filter(|h| wharf_core::http::valid_host(h))
-        .unwrap_or("localhost");
-    let proto = h("x-forwarded-proto")
-        .filter(|p| matches!(*p, "http" | "https"))
-        .unwrap_or("http");
-    format!("{proto}://{host}")
+    Ok(Function {
+        registry,
+        // Function URLs, API Gateway and ALBs terminate TLS and say so in X-Forwarded-Proto.
+        origin: vars.origin(RequestOrigin::Forwarded),
+    })
 }
 
 /// The client's address, from what AWS measured, never from a header alone: function URLs
@@ -138,14 +97,14 @@ fn last_forwarded_for(headers: &http::HeaderMap) -> Option<String> {
     (!hop.is_empty()).then(|| hop.to_owned())
 }
 
-async fn handle(registry: &ApiRegistry, base: Option<&str>, mut req: Request) -> Response<Body> {
-    let origin = origin(&req, base);
+async fn handle(f: &Function, mut req: Request) -> Response<Body> {
+    let origin = f.origin.origin(req.uri(), req.headers());
     let client = client_addr(&req);
-    req.extensions_mut().insert(PublicOrigin(origin));
+    req.extensions_mut().insert(origin);
     req.extensions_mut().insert(ClientAddr(client));
     let method = req.method().clone();
     let path = req.uri().path().to_owned();
-    let resp = registry.handle(req).await;
+    let resp = f.registry.handle(req).await;
     tracing::debug!(%method, %path, status = resp.status().as_u16(), "request");
     let (parts, body) = resp.into_parts();
     // Responses are small (manifests, JSON, redirects): blob GETs redirect to S3. A blob
@@ -197,16 +156,15 @@ async fn main() -> Result<(), Error> {
         .with_ansi(false)
         .without_time() // CloudWatch stamps each line
         .init();
-    let registry: &'static ApiRegistry = match build().await {
-        Ok(r) => Box::leak(Box::new(r)),
+    let function: &'static Function = match build().await {
+        Ok(f) => Box::leak(Box::new(f)),
         Err(e) => {
             tracing::error!("cannot start: {e}");
             return Err(e.into());
         }
     };
-    let base: &'static Option<String> = Box::leak(Box::new(var("WHARF_BASE_URL")));
     lambda_http::run(service_fn(move |req: Request| async move {
-        Ok::<_, Error>(handle(registry, base.as_deref(), req).await)
+        Ok::<_, Error>(handle(function, req).await)
     }))
     .await
 }

@@ -1,5 +1,9 @@
 //! Configuration: defaults, then a TOML file, then environment variables and flags
-//! (clap merges those two; a flag wins over its variable).
+//! (clap merges those two; a flag wins over its variable). The settings the server shares
+//! with the Lambda and the Worker are parsed, with their defaults, by the core's loader
+//! (`wharf_core::settings::Vars`), over a lookup that answers each of their variables with
+//! the flag or variable, else the file; only the server's own (listen address, TLS, data
+//! directory, limits, backend) are resolved here.
 
 use clap::Args;
 use serde::Deserialize;
@@ -7,8 +11,10 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::client::TrustedProxies;
+use wharf_core::Config;
 use wharf_core::auth::TokenSettings;
+use wharf_core::http::{OriginRule, RequestOrigin, TrustedProxies};
+use wharf_core::settings::{SettingError, Vars, var};
 
 /// `wharf serve` options. Every one can also come from the config file.
 #[derive(Args, Debug, Default)]
@@ -131,25 +137,24 @@ struct FileConfig {
 }
 
 /// Resolved settings.
-#[derive(Debug)]
 pub struct Settings {
     pub listen: SocketAddr,
     pub data_dir: PathBuf,
     pub tls: Option<(PathBuf, PathBuf)>,
-    pub base_url: Option<String>,
     pub json_logs: bool,
-    pub delete_enabled: bool,
     pub upload_max_age_hours: u64,
     pub shutdown_grace_secs: u64,
-    pub auth: bool,
     pub token_keys: Vec<PathBuf>,
-    pub token_ttl_secs: u64,
-    pub refresh_token_ttl_secs: u64,
-    pub service: String,
     pub backend: Backend,
-    pub upload_front: Option<String>,
-    pub upload_secret: Option<String>,
     pub limits: Limits,
+    /// The API's behaviour: deletes, the upload front.
+    pub config: Config,
+    /// Token auth; `None` when it is off.
+    pub tokens: Option<TokenSettings>,
+    /// The password `admin` is created with (`WHARF_ADMIN_PASSWORD`, environment only).
+    pub admin_password: Option<String>,
+    /// `--base-url`, else the request's host with this server's scheme.
+    pub origin: OriginRule,
     pub trusted_proxies: TrustedProxies,
 }
 
@@ -200,11 +205,6 @@ impl ServeArgs {
             "text" => false,
             other => return Err(format!("log format must be text or json, not {other:?}")),
         };
-        let auth = match self.auth.or(file.auth).as_deref().unwrap_or("on") {
-            "on" | "true" => true,
-            "off" | "false" => false,
-            other => return Err(format!("auth must be on or off, not {other:?}")),
-        };
         let storage = self.storage.or(file.storage).unwrap_or_else(|| "fs".into());
         let metadata = self
             .metadata
@@ -224,14 +224,6 @@ impl ServeArgs {
                 ));
             }
         };
-        let upload_secret = self.upload_secret.or(file.upload_secret);
-        if let Some(s) = &upload_secret {
-            wharf_core::auth::capability::check_secret(s, "the upload secret")?;
-        }
-        let upload_front = self.upload_url.or(file.upload_url);
-        if upload_front.is_some() && upload_secret.is_none() {
-            return Err("an upload URL needs an upload secret (WHARF_UPLOAD_SECRET)".into());
-        }
         let secs = |v: Option<u64>, default: u64, what: &str| match v.unwrap_or(default) {
             0 => Err(format!("{what} must be at least 1 second")),
             n => Ok(Duration::from_secs(n)),
@@ -256,29 +248,78 @@ impl ServeArgs {
                 .or(file.drain_body_bytes)
                 .unwrap_or(64 << 20),
         };
-        let trusted_proxies = TrustedProxies::parse(
-            &self
-                .trusted_proxies
-                .or(file.trusted_proxies)
-                .unwrap_or_default(),
-        )?;
+        // What the core's settings loader reads, from the flag or its variable (clap), else
+        // the file; with each variable's flag, to name both in an error.
+        let num = |n: Option<u64>| n.map(|n| n.to_string());
+        let shared = [
+            (var::BASE_URL, "--base-url", self.base_url.or(file.base_url)),
+            (
+                var::DISABLE_DELETE,
+                "--disable-delete",
+                self.disable_delete
+                    .or(file.disable_delete)
+                    .map(|b| b.to_string()),
+            ),
+            (
+                var::UPLOAD_MAX_AGE_HOURS,
+                "--upload-max-age-hours",
+                num(self.upload_max_age_hours.or(file.upload_max_age_hours)),
+            ),
+            (var::AUTH, "--auth", self.auth.or(file.auth)),
+            (
+                var::TOKEN_TTL_SECS,
+                "--token-ttl-secs",
+                num(self.token_ttl_secs.or(file.token_ttl_secs)),
+            ),
+            (
+                var::REFRESH_TOKEN_TTL_SECS,
+                "--refresh-token-ttl-secs",
+                num(self.refresh_token_ttl_secs.or(file.refresh_token_ttl_secs)),
+            ),
+            (var::SERVICE, "--service", self.service.or(file.service)),
+            (
+                var::UPLOAD_URL,
+                "--upload-url",
+                self.upload_url.or(file.upload_url),
+            ),
+            (
+                var::UPLOAD_SECRET,
+                "--upload-secret",
+                self.upload_secret.or(file.upload_secret),
+            ),
+            (
+                var::TRUSTED_PROXIES,
+                "--trusted-proxy",
+                self.trusted_proxies
+                    .or(file.trusted_proxies)
+                    .map(|v| v.join(",")),
+            ),
+        ];
+        let vars = Vars::new(
+            |name: &str| match shared.iter().find(|(v, ..)| *v == name) {
+                Some((.., value)) => value.clone(),
+                // The one the server takes from its environment only (README: "env only");
+                // nothing else: WHARF_MAX_BODY_BYTES and WHARF_PRESIGN_TTL_SECS are not its.
+                None if name == var::ADMIN_PASSWORD => std::env::var(name).ok(),
+                None => None,
+            },
+        );
+        let named = |e: SettingError| {
+            e.describe(|v| match shared.iter().find(|(name, ..)| *name == v) {
+                Some((_, flag, _)) => format!("{v} ({flag})"),
+                None => v.to_owned(),
+            })
+        };
         Ok(Settings {
             limits,
-            trusted_proxies,
             backend,
-            upload_front,
-            upload_secret,
-            auth,
+            config: vars.config(None).map_err(named)?,
+            tokens: vars.tokens().map_err(named)?,
+            admin_password: vars.admin_password(),
+            origin: vars.origin(RequestOrigin::Direct { tls: tls.is_some() }),
+            trusted_proxies: vars.trusted_proxies().map_err(named)?,
+            upload_max_age_hours: vars.upload_max_age_hours().map_err(named)?,
             token_keys: self.token_keys.or(file.token_keys).unwrap_or_default(),
-            token_ttl_secs: self.token_ttl_secs.or(file.token_ttl_secs).unwrap_or(300),
-            refresh_token_ttl_secs: self
-                .refresh_token_ttl_secs
-                .or(file.refresh_token_ttl_secs)
-                .unwrap_or(TokenSettings::default().refresh_ttl_secs),
-            service: self
-                .service
-                .or(file.service)
-                .unwrap_or_else(|| "wharf".into()),
             listen: self
                 .listen
                 .or(file.listen)
@@ -288,16 +329,7 @@ impl ServeArgs {
                 .or(file.data_dir)
                 .unwrap_or_else(|| "wharf-data".into()),
             tls,
-            base_url: self
-                .base_url
-                .or(file.base_url)
-                .map(|u| u.trim_end_matches('/').to_owned()),
             json_logs,
-            delete_enabled: !self.disable_delete.or(file.disable_delete).unwrap_or(false),
-            upload_max_age_hours: self
-                .upload_max_age_hours
-                .or(file.upload_max_age_hours)
-                .unwrap_or(24),
             shutdown_grace_secs: self
                 .shutdown_grace_secs
                 .or(file.shutdown_grace_secs)
@@ -344,5 +376,92 @@ mod tests {
         }
         .resolve();
         assert!(e.is_err());
+    }
+
+    #[test]
+    fn shared_settings_go_through_the_core_loader_flags_over_the_file() {
+        let dir = std::env::temp_dir().join(format!("wharf-cfg-shared-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let file = dir.join("wharf.toml");
+        std::fs::write(
+            &file,
+            "auth = \"off\"\ndisable_delete = true\nbase_url = \"https://r.example/\"\n\
+             trusted_proxies = [\"10.0.0.0/8\"]\nupload_max_age_hours = 2\n",
+        )
+        .expect("write");
+        let s = ServeArgs {
+            config: Some(file.clone()),
+            ..Default::default()
+        }
+        .resolve()
+        .expect("resolve");
+        assert!(s.tokens.is_none(), "auth off from the file");
+        assert!(!s.config.delete_enabled);
+        assert_eq!(
+            s.config.max_request_body, None,
+            "the server has no body limit"
+        );
+        assert_eq!(s.origin.base_url(), Some("https://r.example"));
+        assert!(!s.trusted_proxies.is_empty());
+        assert_eq!(s.upload_max_age_hours, 2);
+        let s = ServeArgs {
+            config: Some(file),
+            auth: Some("on".into()),
+            token_ttl_secs: Some(60),
+            service: Some("reg".into()),
+            disable_delete: Some(false),
+            ..Default::default()
+        }
+        .resolve()
+        .expect("resolve");
+        let t = s.tokens.expect("the flag beats the file");
+        assert_eq!((t.ttl_secs, t.service.as_str()), (60, "reg"));
+        assert!(s.config.delete_enabled);
+        // Without a base URL, the origin is the request's host with the server's scheme.
+        let s = ServeArgs {
+            tls_cert: Some("c".into()),
+            tls_key: Some("k".into()),
+            ..Default::default()
+        }
+        .resolve()
+        .expect("resolve");
+        let mut h = http::HeaderMap::new();
+        h.insert(http::header::HOST, "r.example:5000".parse().expect("host"));
+        let o = s.origin.origin(&"/v2/".parse().expect("uri"), &h);
+        assert_eq!(o.0, "https://r.example:5000");
+    }
+
+    #[test]
+    fn bad_shared_settings_name_the_variable_and_the_flag() {
+        let refused = |args: ServeArgs| args.resolve().err().expect("refused");
+        assert_eq!(
+            refused(ServeArgs {
+                upload_url: Some("https://front.example".into()),
+                ..Default::default()
+            }),
+            "WHARF_UPLOAD_URL (--upload-url) needs WHARF_UPLOAD_SECRET (--upload-secret)"
+        );
+        assert_eq!(
+            refused(ServeArgs {
+                upload_secret: Some("short".into()),
+                ..Default::default()
+            }),
+            "WHARF_UPLOAD_SECRET (--upload-secret) must be at least 32 characters"
+        );
+        assert_eq!(
+            refused(ServeArgs {
+                auth: Some("maybe".into()),
+                ..Default::default()
+            }),
+            r#"WHARF_AUTH (--auth) must be on or off, not "maybe""#
+        );
+        assert_eq!(
+            refused(ServeArgs {
+                trusted_proxies: Some(vec!["10.0.0.0/8".into(), "proxy.example".into()]),
+                ..Default::default()
+            }),
+            "WHARF_TRUSTED_PROXIES (--trusted-proxy) must be IP addresses or CIDR ranges, \
+             comma-separated, not \"proxy.example\""
+        );
     }
 }

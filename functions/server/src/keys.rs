@@ -40,11 +40,14 @@ fn generate_key(path: &Path, env: &impl Env) -> Result<(), String> {
         .map_err(|e| format!("writing {}: {e}", path.display()))
 }
 
-/// Creates the system administrator `admin` if it does not exist: its password from
-/// `WHARF_ADMIN_PASSWORD`, or generated and printed once on standard output (never logged).
-pub async fn ensure_admin<D: DocumentStore>(docs: &D, env: &impl Env) -> Result<(), String> {
-    let from_env = std::env::var("WHARF_ADMIN_PASSWORD").ok();
-    let generated = wharf_core::auth::ensure_admin(docs, env, from_env.as_deref())
+/// Creates the system administrator `admin` if it does not exist: its password `password`
+/// (`WHARF_ADMIN_PASSWORD`), or generated and printed once on standard output (never logged).
+pub async fn ensure_admin<D: DocumentStore>(
+    docs: &D,
+    env: &impl Env,
+    password: Option<&str>,
+) -> Result<(), String> {
+    let generated = wharf_core::auth::ensure_admin(docs, env, password)
         .await
         .map_err(|e| e.to_string())?;
     if let Some(password) = generated {

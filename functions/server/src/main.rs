@@ -2,7 +2,6 @@
 //! configuration and hands every request to `wharf_core::Registry`.
 
 mod cli;
-mod client;
 mod config;
 mod keys;
 mod limits;
@@ -10,7 +9,6 @@ mod limits;
 use axum::extract::{ConnectInfo, Request, State};
 use axum::response::Response;
 use clap::{Parser, Subcommand};
-use client::TrustedProxies;
 use config::{Backend, Limits, ServeArgs, Settings};
 use limits::{ConnectionLimit, Retained};
 use std::future::Future;
@@ -19,9 +17,10 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use wharf_aws_stack::{AwsSettings, AwsStores};
-use wharf_core::auth::{Keys, TokenService, TokenSettings};
-use wharf_core::http::{ClientAddr, PublicOrigin};
-use wharf_core::{Config, Registry, ports::DocumentStore};
+use wharf_core::auth::{Keys, TokenService};
+use wharf_core::http::{ClientAddr, OriginRule, TrustedProxies};
+use wharf_core::settings::Vars;
+use wharf_core::{Registry, ports::DocumentStore};
 use wharf_dynamodb::DynamoMetadata;
 use wharf_embedded::EmbeddedMetadata;
 use wharf_fs::FsBlobStore;
@@ -105,8 +104,7 @@ app_for!(S3BlobStore, DynamoMetadata);
 
 struct AppState {
     app: Box<dyn App>,
-    base_url: Option<String>,
-    scheme: &'static str,
+    origin: OriginRule,
     limits: Limits,
     trusted_proxies: TrustedProxies,
 }
@@ -150,28 +148,26 @@ fn serve(s: Settings) -> Result<(), String> {
     runtime()?.block_on(run(s))
 }
 
+/// The process environment, through the core's settings loader: what `wharf aws
+/// bootstrap` and the AWS stores of `wharf serve` read (they have no flags).
+fn env_vars() -> Vars<impl Fn(&str) -> Option<String>> {
+    Vars::new(|name: &str| std::env::var(name).ok())
+}
+
 fn aws_bootstrap() -> Result<(), String> {
     init_logging(false);
     runtime()?.block_on(async {
-        let stores = wharf_aws_stack::open(&AwsSettings::from_env()?).await?;
+        let vars = env_vars();
+        let stores = wharf_aws_stack::open(&AwsSettings::from_vars(&vars)?).await?;
         for line in wharf_aws_stack::bootstrap(&stores).await? {
             println!("{line}");
         }
-        let keys = wharf_aws_stack::token_keys(&stores, &SystemEnv).await?;
+        let keys = wharf_aws_stack::token_keys(&stores, &SystemEnv, vars.token_keys_pem()?).await?;
         println!("token signing key {}", keys.signing_kid());
-        keys::ensure_admin(&stores.meta, &SystemEnv).await?;
+        keys::ensure_admin(&stores.meta, &SystemEnv, vars.admin_password().as_deref()).await?;
         println!("user admin ready");
         Ok(())
     })
-}
-
-fn core_config(s: &Settings) -> Config {
-    Config {
-        delete_enabled: s.delete_enabled,
-        upload_front: s.upload_front.clone(),
-        upload_secret: s.upload_secret.clone().map(String::into_bytes),
-        ..Config::default()
-    }
 }
 
 /// Builds the registry on `blobs` and `meta`, with auth from `keys` when it is on.
@@ -185,17 +181,11 @@ where
     B: wharf_core::BlobStore,
     M: wharf_core::MetadataStore + DocumentStore,
 {
-    let mut registry = Registry::new(blobs, meta, SystemEnv, core_config(s));
-    if s.auth {
+    let mut registry = Registry::new(blobs, meta, SystemEnv, s.config.clone());
+    if let Some(settings) = &s.tokens {
         let keys = keys(&registry.meta).await?;
-        let settings = TokenSettings {
-            service: s.service.clone(),
-            ttl_secs: s.token_ttl_secs,
-            refresh_ttl_secs: s.refresh_token_ttl_secs,
-            ..TokenSettings::default()
-        };
-        keys::ensure_admin(&registry.meta, &registry.env).await?;
-        registry = registry.with_auth(TokenService::new(keys, settings));
+        keys::ensure_admin(&registry.meta, &registry.env, s.admin_password.as_deref()).await?;
+        registry = registry.with_auth(TokenService::new(keys, settings.clone()));
     } else {
         tracing::warn!("auth is off: anyone who can reach this address can push, pull and delete");
     }
@@ -218,14 +208,16 @@ async fn build_app(s: &Settings) -> Result<(Box<dyn App>, Option<AwsStores>), St
             Ok((Box::new(r), None))
         }
         Backend::Aws => {
-            let stores = wharf_aws_stack::open(&AwsSettings::from_env()?).await?;
+            let vars = env_vars();
+            let stores = wharf_aws_stack::open(&AwsSettings::from_vars(&vars)?).await?;
             let r = registry(
                 s,
                 stores.blobs.clone(),
                 stores.meta.clone(),
                 async |_: &DynamoMetadata| {
                     if s.token_keys.is_empty() {
-                        wharf_aws_stack::token_keys(&stores, &SystemEnv).await
+                        wharf_aws_stack::token_keys(&stores, &SystemEnv, vars.token_keys_pem()?)
+                            .await
                     } else {
                         keys::load_keys(&s.token_keys, &s.data_dir, &SystemEnv)
                     }
@@ -241,8 +233,7 @@ async fn run(s: Settings) -> Result<(), String> {
     let (app, aws) = build_app(&s).await?;
     let state = Arc::new(AppState {
         app,
-        base_url: s.base_url.clone(),
-        scheme: if s.tls.is_some() { "https" } else { "http" },
+        origin: s.origin.clone(),
         limits: s.limits,
         trusted_proxies: s.trusted_proxies.clone(),
     });
@@ -318,25 +309,8 @@ async fn handle(
     mut req: Request,
 ) -> Response {
     let started = Instant::now();
-    let origin = match &state.base_url {
-        Some(b) => b.clone(),
-        None => {
-            // HTTP/2 carries the host in the URI's authority, HTTP/1.1 in the Host header.
-            let host = req
-                .uri()
-                .authority()
-                .map(|a| a.as_str().to_owned())
-                .or_else(|| {
-                    let h = req.headers().get(http::header::HOST)?;
-                    h.to_str().ok().map(str::to_owned)
-                })
-                // The client sets it: only a plain host[:port] goes into the token realm.
-                .filter(|h| wharf_core::http::valid_host(h))
-                .unwrap_or_else(|| "localhost".into());
-            format!("{}://{host}", state.scheme)
-        }
-    };
-    req.extensions_mut().insert(PublicOrigin(origin));
+    let origin = state.origin.origin(req.uri(), req.headers());
+    req.extensions_mut().insert(origin);
     let client = state.trusted_proxies.client(peer.ip(), req.headers());
     req.extensions_mut().insert(ClientAddr(client.to_string()));
     let method = req.method().clone();
@@ -359,7 +333,7 @@ async fn handle(
             state.limits.body_idle_timeout,
         );
     }
-    if let Some(base) = &state.base_url
+    if let Some(base) = state.origin.base_url()
         && let Some(loc) = resp.headers().get(http::header::LOCATION)
         && loc.as_bytes().starts_with(b"/")
         && let Ok(v) =
