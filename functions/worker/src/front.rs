@@ -23,10 +23,10 @@
 //! | `AWS_SESSION_TOKEN` (secret) | with temporary credentials |
 
 use crate::WorkerEnv;
-use crate::config::Vars;
 use bytes::Bytes;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use wharf_core::Registry;
+use wharf_core::settings::Vars;
 use wharf_dynamodb_items::DynamoRest;
 use wharf_s3::{RestApi, S3Blobs};
 use wharf_sigv4::{AwsClient, Transport};
@@ -77,43 +77,33 @@ impl Transport for Fetch {
 }
 
 /// The front's registry, or `None` when `WHARF_FRONT_S3_BUCKET` is unset (edge mode).
-pub fn build(vars: &Vars) -> Result<Option<FrontApp>, String> {
-    let Some(bucket) = vars.get("WHARF_FRONT_S3_BUCKET") else {
+pub fn build(vars: &Vars<impl Fn(&str) -> Option<String>>) -> Result<Option<FrontApp>, String> {
+    const MODE: &str = "front mode (WHARF_FRONT_S3_BUCKET)";
+    let Some(bucket) = vars.text("WHARF_FRONT_S3_BUCKET") else {
         return Ok(None);
     };
-    let need = |name: &str| {
-        vars.get(name)
-            .ok_or_else(|| format!("front mode (WHARF_FRONT_S3_BUCKET) needs {name}"))
-    };
-    let table = need("WHARF_FRONT_DYNAMODB_TABLE")?;
-    let region = need("WHARF_FRONT_AWS_REGION")?;
-    let secret = need("WHARF_UPLOAD_SECRET")?;
-    wharf_core::auth::capability::check_secret(&secret, "WHARF_UPLOAD_SECRET")?;
+    let table = vars.required_by("WHARF_FRONT_DYNAMODB_TABLE", MODE)?;
+    let region = vars.required_by("WHARF_FRONT_AWS_REGION", MODE)?;
+    let config = vars.front_config(MODE, Some(crate::config::FREE_PLAN_BODY))?;
     let creds = aws_credential_types::Credentials::new(
-        need("AWS_ACCESS_KEY_ID")?,
-        need("AWS_SECRET_ACCESS_KEY")?,
-        vars.get("AWS_SESSION_TOKEN"),
+        vars.required_by("AWS_ACCESS_KEY_ID", MODE)?,
+        vars.required_by("AWS_SECRET_ACCESS_KEY", MODE)?,
+        vars.text("AWS_SESSION_TOKEN"),
         None,
         "wharf-front",
     );
     let s3 = RestApi::new(
         AwsClient::new(Fetch, creds.clone(), "s3", &region),
-        vars.get("WHARF_FRONT_S3_ENDPOINT").as_deref(),
+        vars.text("WHARF_FRONT_S3_ENDPOINT").as_deref(),
         &bucket,
         vars.switch("WHARF_FRONT_S3_PATH_STYLE", false)?,
     )
     .map_err(|e| format!("WHARF_FRONT_S3_ENDPOINT: {e}"))?;
-    let blobs = S3Blobs::from_api(s3, vars.get("WHARF_FRONT_S3_PREFIX").unwrap_or_default());
+    let blobs = S3Blobs::from_api(s3, vars.text("WHARF_FRONT_S3_PREFIX").unwrap_or_default());
     let meta = DynamoRest::new(
         AwsClient::new(Fetch, creds, "dynamodb", &region),
-        vars.get("WHARF_FRONT_DYNAMODB_ENDPOINT").as_deref(),
+        vars.text("WHARF_FRONT_DYNAMODB_ENDPOINT").as_deref(),
         &table,
     );
-    let config = wharf_core::Config {
-        upload_secret: Some(secret.into_bytes()),
-        capability_only: true,
-        max_request_body: Some(vars.number("WHARF_MAX_BODY_BYTES", crate::config::FREE_PLAN_BODY)?),
-        ..wharf_core::Config::default()
-    };
     Ok(Some(Registry::new(blobs, meta, WorkerEnv, config)))
 }

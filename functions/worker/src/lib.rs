@@ -7,16 +7,19 @@
 //! each write before the next read); blob responses hand R2's own stream to the response
 //! untouched, so layer bytes never pass through wasm on a pull.
 //!
-//! Configuration (`[vars]` and secrets in `wrangler.toml`):
+//! Configuration (`[vars]` and secrets in `wrangler.toml`, read by the core's settings
+//! loader, `wharf_core::settings`, which has the defaults):
 //!
 //! | variable | meaning |
 //! |---|---|
 //! | `WHARF_AUTH` | `on` (default) or `off` |
 //! | `WHARF_SERVICE` | token service name (default `wharf`) |
 //! | `WHARF_TOKEN_TTL_SECS` | access token lifetime (default 300) |
+//! | `WHARF_REFRESH_TOKEN_TTL_SECS` | refresh token lifetime (default 2592000, 30 days) |
 //! | `WHARF_TOKEN_KEYS_PEM` | signing keys (PEM, a secret); default: a key generated once and kept in D1 |
 //! | `WHARF_ADMIN_PASSWORD` | creates `admin` with it if missing (a secret) |
 //! | `WHARF_MAX_BODY_BYTES` | largest request body (default 104857600, the Free/Pro plans' limit) |
+//! | `WHARF_UPLOAD_URL`, `WHARF_UPLOAD_SECRET` | an upload front and the secret shared with it, as on the Lambda (default none) |
 //! | `WHARF_UPLOAD_MAX_AGE_HOURS` | the cron job removes uploads idle this long (default 24) |
 //! | `WHARF_DISABLE_DELETE` | `true` refuses DELETEs |
 //! | `WHARF_BASE_URL` | public URL, when the request URL is not it |
@@ -38,14 +41,12 @@ mod log;
 
 use std::cell::RefCell;
 use std::rc::Rc;
-use wharf_core::auth::{Keys, TokenService, TokenSettings, split_pems, stored_keys};
-use wharf_core::http::{ClientAddr, PublicOrigin};
+use wharf_core::auth::{TokenService, stored_keys};
+use wharf_core::http::{ClientAddr, OriginRule, RequestOrigin};
 use wharf_core::{Env as CoreEnv, Registry};
 use wharf_d1::D1Meta;
 use wharf_r2::R2Blobs;
 use worker::{Context, Env, Headers, HttpRequest, Response, ResponseBuilder, event};
-
-use config::Vars;
 
 /// The core's clock and randomness on workerd: `Date.now()` and `crypto.getRandomValues`.
 /// (`SystemTime::now()` panics on wasm32.)
@@ -81,7 +82,7 @@ enum Mode {
 /// the settings the entry point itself reads.
 struct Isolate {
     mode: Mode,
-    base_url: Option<String>,
+    origin: OriginRule,
     upload_max_age_ms: u64,
 }
 
@@ -95,7 +96,7 @@ async fn isolate(env: &Env) -> Result<Rc<Isolate>, String> {
     if let Some(i) = ISOLATE.with(|c| c.borrow().clone()) {
         return Ok(i);
     }
-    log::init(Vars(env).get("WHARF_LOG").as_deref());
+    log::init(config::vars(env).text("WHARF_LOG").as_deref());
     let built = Rc::new(build(env).await?);
     // Two first requests may both build; the second keeps its own (both are equivalent).
     ISOLATE.with(|c| *c.borrow_mut() = Some(built.clone()));
@@ -103,11 +104,13 @@ async fn isolate(env: &Env) -> Result<Rc<Isolate>, String> {
 }
 
 async fn build(env: &Env) -> Result<Isolate, String> {
-    let vars = Vars(env);
+    let vars = config::vars(env);
+    // workerd hands over the URL the client used.
+    let origin = vars.origin(RequestOrigin::Url);
     if let Some(app) = front::build(&vars)? {
         return Ok(Isolate {
             mode: Mode::Front(app),
-            base_url: vars.get("WHARF_BASE_URL"),
+            origin,
             upload_max_age_ms: 0,
         });
     }
@@ -115,82 +118,42 @@ async fn build(env: &Env) -> Result<Isolate, String> {
         .bucket("BLOBS")
         .map_err(|e| format!("R2 binding BLOBS: {e}"))?;
     let db = env.d1("DB").map_err(|e| format!("D1 binding DB: {e}"))?;
-    let mut blobs = R2Blobs::new(bucket, vars.get("WHARF_R2_PREFIX").unwrap_or_default());
+    let mut blobs = R2Blobs::new(bucket, vars.text("WHARF_R2_PREFIX").unwrap_or_default());
     // Tests only: a lower single-put limit sends smaller blobs through the multipart
     // assembly that blobs over 4.995 GiB take.
     #[cfg(feature = "conformance")]
-    if let Some(n) = vars.get("WHARF_R2_MAX_SINGLE_PUT") {
-        let n = n
-            .parse()
-            .map_err(|_| format!("WHARF_R2_MAX_SINGLE_PUT: not a number: {n:?}"))?;
+    if let Some(n) = vars.optional_number("WHARF_R2_MAX_SINGLE_PUT")? {
         blobs = blobs.with_max_single_put(n);
     }
-    if let Some(url) = vars.get("WHARF_R2_PRESIGN_URL") {
-        let (Some(id), Some(secret)) = (
-            vars.get("R2_ACCESS_KEY_ID"),
-            vars.get("R2_SECRET_ACCESS_KEY"),
-        ) else {
-            return Err(
-                "WHARF_R2_PRESIGN_URL needs the secrets R2_ACCESS_KEY_ID and R2_SECRET_ACCESS_KEY"
-                    .into(),
-            );
-        };
+    if let Some(url) = vars.text("WHARF_R2_PRESIGN_URL") {
+        let id = vars.required_by("R2_ACCESS_KEY_ID", "WHARF_R2_PRESIGN_URL")?;
+        let secret = vars.required_by("R2_SECRET_ACCESS_KEY", "WHARF_R2_PRESIGN_URL")?;
         blobs = blobs.with_presign(&url, &id, &secret);
     }
     let meta = D1Meta::new(db);
-    let config = wharf_core::Config {
-        delete_enabled: !vars.switch("WHARF_DISABLE_DELETE", false)?,
-        presign_ttl_secs: vars.number("WHARF_PRESIGN_TTL_SECS", 900)?,
-        max_request_body: Some(vars.number("WHARF_MAX_BODY_BYTES", config::FREE_PLAN_BODY)?),
-        ..wharf_core::Config::default()
-    };
+    let config = vars.config(Some(config::FREE_PLAN_BODY))?;
     let mut app = Registry::new(blobs, meta, WorkerEnv, config);
-    if vars.switch("WHARF_AUTH", true)? {
-        let keys = match vars.get("WHARF_TOKEN_KEYS_PEM") {
-            Some(text) => Keys::from_pems(&split_pems(&text))
-                .map_err(|e| format!("WHARF_TOKEN_KEYS_PEM: {e}"))?,
+    if let Some(settings) = vars.tokens()? {
+        let keys = match vars.token_keys_pem()? {
+            Some(keys) => keys,
             None => stored_keys(&app.meta, &WorkerEnv)
                 .await
                 .map_err(|e| format!("token key in D1: {}", e.message))?,
         };
-        if let Some(p) = vars.get("WHARF_ADMIN_PASSWORD") {
+        if let Some(p) = vars.admin_password() {
             wharf_core::auth::ensure_admin(&app.meta, &WorkerEnv, Some(&p))
                 .await
                 .map_err(|e| e.message)?;
         }
-        let settings = TokenSettings {
-            service: vars.get("WHARF_SERVICE").unwrap_or_else(|| "wharf".into()),
-            ttl_secs: vars.number("WHARF_TOKEN_TTL_SECS", 300)?,
-            refresh_ttl_secs: vars.number(
-                "WHARF_REFRESH_TOKEN_TTL_SECS",
-                TokenSettings::default().refresh_ttl_secs,
-            )?,
-            ..TokenSettings::default()
-        };
         app = app.with_auth(TokenService::new(keys, settings));
     } else {
         tracing::warn!("auth is off: anyone who can reach this Worker can push, pull and delete");
     }
     Ok(Isolate {
         mode: Mode::Edge(app),
-        base_url: vars.get("WHARF_BASE_URL"),
-        upload_max_age_ms: vars.number("WHARF_UPLOAD_MAX_AGE_HOURS", 24)? * 3_600_000,
+        origin,
+        upload_max_age_ms: vars.upload_max_age_hours()? * 3_600_000,
     })
-}
-
-/// The public origin: `WHARF_BASE_URL`, else scheme and host of the URL the client used.
-fn origin(req: &HttpRequest, base: Option<&str>) -> String {
-    if let Some(b) = base {
-        return b.trim_end_matches('/').to_owned();
-    }
-    let uri = req.uri();
-    let host = uri
-        .authority()
-        .map(|a| a.as_str().to_owned())
-        .or_else(|| Some(req.headers().get("host")?.to_str().ok()?.to_owned()))
-        .filter(|h| wharf_core::http::valid_host(h))
-        .unwrap_or_else(|| "localhost".into());
-    format!("{}://{host}", uri.scheme_str().unwrap_or("https"))
 }
 
 fn unavailable(msg: &str) -> worker::Result<Response> {
@@ -213,14 +176,14 @@ async fn fetch(mut req: HttpRequest, env: Env, ctx: Context) -> worker::Result<R
             return unavailable(&format!("the registry is misconfigured: {e}"));
         }
     };
-    let origin = origin(&req, isolate.base_url.as_deref());
+    let origin = isolate.origin.origin(req.uri(), req.headers());
     let client = req
         .headers()
         .get("cf-connecting-ip")
         .and_then(|v| v.to_str().ok())
         .unwrap_or_default()
         .to_owned();
-    req.extensions_mut().insert(PublicOrigin(origin));
+    req.extensions_mut().insert(origin);
     req.extensions_mut().insert(ClientAddr(client));
     let (parts, req_body) = req.into_parts();
     let req_body = body::Retained::new(req_body);
