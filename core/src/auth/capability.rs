@@ -21,19 +21,9 @@ use sha2::Sha256;
 /// The query parameter that carries a capability.
 pub const PARAM: &str = "cap";
 
-/// Shortest upload secret a runtime accepts.
+/// Shortest upload secret a runtime accepts (`crate::settings` refuses shorter ones, for
+/// every runtime that mints or verifies).
 pub const MIN_SECRET_LEN: usize = 32;
-
-/// Refuses an upload secret shorter than [`MIN_SECRET_LEN`]; the message names it as `what`
-/// (the variable or flag the operator set). Every runtime that mints or verifies checks it.
-pub fn check_secret(secret: &str, what: &str) -> Result<(), String> {
-    if secret.len() < MIN_SECRET_LEN {
-        return Err(format!(
-            "{what} must be at least {MIN_SECRET_LEN} characters"
-        ));
-    }
-    Ok(())
-}
 
 /// Why a capability was refused.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -97,15 +87,6 @@ mod tests {
     use super::*;
 
     const S: &[u8] = b"0123456789abcdef0123456789abcdef";
-
-    #[test]
-    fn short_secrets_are_refused_by_name() {
-        assert_eq!(
-            check_secret(&"x".repeat(31), "WHARF_UPLOAD_SECRET"),
-            Err("WHARF_UPLOAD_SECRET must be at least 32 characters".to_owned())
-        );
-        assert_eq!(check_secret(&"x".repeat(32), "WHARF_UPLOAD_SECRET"), Ok(()));
-    }
 
     #[test]
     fn round_trip_and_refusals() {
