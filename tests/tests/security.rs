@@ -945,15 +945,31 @@ fn records_written_by_the_previous_version_are_read() {
         vec!["pull".to_owned(), "push".to_owned()]
     );
     let tok = token(&t, Some(("alice", &s("alice"))), "repository:team/app:pull");
-    t.client("team/app")
-        .with_token(Some(tok))
-        .req(
-            "GET",
-            "/v2/team/app/manifests/v1",
-            &[("Accept", "application/vnd.oci.image.manifest.v1+json")],
-            None,
-        )
-        .expect(200, None);
+    let c = t.client("team/app").with_token(Some(tok));
+    let m = c.req(
+        "GET",
+        "/v2/team/app/manifests/v1",
+        &[("Accept", "application/vnd.oci.image.manifest.v1+json")],
+        None,
+    );
+    m.expect(200, None);
+    assert_eq!(
+        wharf_tests::sha256(&m.body),
+        s("manifest"),
+        "the manifest it pushed"
+    );
+    // The whole image pulls: every blob, with its digest verified.
+    let doc: serde_json::Value = serde_json::from_slice(&m.body).expect("manifest json");
+    let layers = doc["layers"].as_array().expect("layers").iter();
+    let mut pulled = 0;
+    for desc in std::iter::once(&doc["config"]).chain(layers) {
+        let d = desc["digest"].as_str().expect("digest");
+        let b = c.req("GET", &format!("/v2/team/app/blobs/{d}"), &[], None);
+        b.expect(200, None);
+        assert_eq!(wharf_tests::sha256(&b.body), d, "blob {d}");
+        pulled += 1;
+    }
+    assert_eq!(pulled, 2, "config and layer");
     // Its refresh tokens carry no binding: refused once, then a login gives a bound one.
     assert_eq!(refresh_grant(&t, &s("refresh_token")), 401);
     let fresh = password_grant(&t, "alice", &s("alice")).json()["refresh_token"]

@@ -74,6 +74,32 @@ trait App: Send + Sync + 'static {
     fn call(&self, req: Request) -> BoxFuture<'_, Response>;
     fn cleanup_uploads(&self, max_age_ms: u64) -> BoxFuture<'_, Result<usize, String>>;
     fn flush(&self) -> BoxFuture<'_, ()>;
+    fn backfill(&self) -> BoxFuture<'_, Result<(), String>>;
+}
+
+/// The metadata stores' backfill (records for content written before this version), for
+/// the stores that have one yet.
+trait StoreBackfill {
+    fn run_backfill(&self) -> BoxFuture<'_, Result<(), String>>;
+}
+
+impl StoreBackfill for EmbeddedMetadata {
+    fn run_backfill(&self) -> BoxFuture<'_, Result<(), String>> {
+        use wharf_core::ports::{Backfill, BackfillProgress};
+        Box::pin(async move {
+            // Steps of 1,000 rows, each its own transaction, so serving goes on beside it.
+            while let BackfillProgress::Running { .. } =
+                self.backfill_step(1000).await.map_err(|e| e.to_string())?
+            {}
+            Ok(())
+        })
+    }
+}
+
+impl StoreBackfill for DynamoMetadata {
+    fn run_backfill(&self) -> BoxFuture<'_, Result<(), String>> {
+        Box::pin(async { Ok(()) })
+    }
 }
 
 macro_rules! app_for {
@@ -88,6 +114,9 @@ macro_rules! app_for {
                         .await
                         .map_err(|e| e.message)
                 })
+            }
+            fn backfill(&self) -> BoxFuture<'_, Result<(), String>> {
+                self.meta.run_backfill()
             }
             fn flush(&self) -> BoxFuture<'_, ()> {
                 Box::pin(async move {
@@ -240,6 +269,17 @@ async fn run(s: Settings) -> Result<(), String> {
     // The first sweep is part of start-up, then one every ten minutes.
     sweep_uploads(&state, s.upload_max_age_hours).await;
     tokio::spawn(upload_cleanup(state.clone(), s.upload_max_age_hours));
+    // Content written before this version gets its records in the background; garbage
+    // collection will wait for it.
+    let b = state.clone();
+    tokio::spawn(async move {
+        match b.app.backfill().await {
+            Ok(()) => tracing::debug!("metadata backfill done"),
+            Err(e) => {
+                tracing::warn!(error = %e, "metadata backfill failed; it resumes at the next start")
+            }
+        }
+    });
     // Counted calls start after set-up, so a benchmark sees only what requests cost.
     let calls = aws.and_then(|a| a.calls);
     if let Some(c) = &calls {
