@@ -272,3 +272,54 @@ fn shipped_artifacts_do_not_compile_the_testing_module() {
         }
     }
 }
+
+/// A line's header-name constants taken from the `http` crate directly (`header::LOCATION`)
+/// or made on the spot (`HeaderName::from_static`): outside `src/http/`, header names come
+/// from `crate::http::headers`, the one place that knows them.
+fn names_headers_itself(line: &str) -> bool {
+    let code = line.split("//").next().unwrap_or("");
+    if code.contains("HeaderName::from_static") || code.contains("header::HeaderName::from") {
+        return true;
+    }
+    code.match_indices("header::").any(|(i, _)| {
+        let before = &code[..i];
+        let after = code[i + "header::".len()..].chars().next();
+        !before.ends_with("headers::")
+            && !before.ends_with('s')
+            && after.is_some_and(|c| c.is_ascii_uppercase())
+            && code[i + "header::".len()..]
+                .chars()
+                .take_while(|c| c.is_alphanumeric() || *c == '_')
+                .all(|c| c.is_ascii_uppercase() || c == '_')
+    })
+}
+
+#[test]
+fn header_names_live_in_http() {
+    assert!(names_headers_itself("    .header(header::LOCATION, x)"));
+    assert!(names_headers_itself("use http::header::CONTENT_TYPE;"));
+    assert!(names_headers_itself(
+        "let h = HeaderName::from_static(\"x-y\");"
+    ));
+    assert!(!names_headers_itself("    .header(headers::LOCATION, x)"));
+    assert!(!names_headers_itself(
+        "use http::header::{HeaderMap, HeaderValue};"
+    ));
+    assert!(!names_headers_itself("// header::LOCATION in a comment"));
+    let mut wrong = Vec::new();
+    for (rel, text) in core_sources() {
+        if rel.starts_with("http/") {
+            continue;
+        }
+        for (n, line) in text.lines().enumerate() {
+            if names_headers_itself(line) {
+                wrong.push(format!("{rel}:{}: {}", n + 1, line.trim()));
+            }
+        }
+    }
+    assert!(
+        wrong.is_empty(),
+        "header names outside src/http/ (use crate::http::headers):\n{}",
+        wrong.join("\n")
+    );
+}

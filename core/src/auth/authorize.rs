@@ -9,11 +9,12 @@ use crate::auth::throttle;
 use crate::auth::token::{Claims, TokenError, TokenService};
 use crate::error::{ErrorCode, RegistryError, Result, StoreError};
 use crate::events::{Emitter, Event};
+use crate::http::headers;
 use crate::http::request::{ClientAddr, authorization, bearer_token, public_origin};
 use crate::model::digest::Digest;
 use crate::model::name::validate_name;
 use crate::ports::{DocumentStore, Env};
-use http::header::{self, HeaderMap};
+use http::header::HeaderMap;
 
 /// The document kind of first insufficient-scope refusals (see `Gate::first_scope_refusal`).
 pub const SCOPE_REFUSAL_KIND: &str = "scope_refusal";
@@ -97,7 +98,7 @@ impl<D: DocumentStore, E: Env> Gate<'_, D, E> {
         };
         let unauthorized = |msg: &str, error: Option<&str>| {
             RegistryError::new(ErrorCode::Unauthorized, msg).with_header(
-                header::WWW_AUTHENTICATE,
+                headers::WWW_AUTHENTICATE,
                 challenge(&realm, service, scope.as_deref(), error),
             )
         };
@@ -141,14 +142,14 @@ impl<D: DocumentStore, E: Env> Gate<'_, D, E> {
                     "the token does not grant this; ask the token endpoint for the scope in the challenge",
                 )
                 .with_detail(serde_json::json!({ "scope": scope }))
-                .with_header(header::WWW_AUTHENTICATE, challenge));
+                .with_header(headers::WWW_AUTHENTICATE, challenge));
             }
             return Err(RegistryError::new(
                 ErrorCode::Denied,
                 "requested access to the resource is denied",
             )
             .with_detail(serde_json::json!({ "scope": scope }))
-            .with_header(header::WWW_AUTHENTICATE, challenge));
+            .with_header(headers::WWW_AUTHENTICATE, challenge));
         }
         Ok(Caller {
             name: claims.sub.clone(),

@@ -8,11 +8,12 @@ use crate::auth::token::{Access, Scope};
 use crate::error::{ErrorCode, RegistryError, Result};
 use crate::events::Event;
 use crate::http::body::read_limited;
+use crate::http::headers;
 use crate::http::query::Query;
 use crate::http::response::{ApiResponse, json_response};
 use crate::model::name::validate_name;
 use crate::ports::{BlobStore, DocumentStore, Env};
-use http::header::{self, HeaderValue};
+use http::header::HeaderValue;
 use http::{Method, StatusCode};
 
 impl<D: DocumentStore, E: Env> Gate<'_, D, E> {
@@ -179,7 +180,7 @@ impl<D: DocumentStore, E: Env> Gate<'_, D, E> {
         }
         let mut resp = json_response::<B>(StatusCode::OK, body.to_string().into_bytes());
         resp.headers_mut()
-            .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+            .insert(headers::CACHE_CONTROL, HeaderValue::from_static("no-store"));
         Ok(resp)
     }
 

@@ -138,7 +138,7 @@ fn too_many(now_ms: u64, window: u64) -> RegistryError {
         ErrorCode::TooManyRequests,
         format!("too many failed logins; retry in {retry} seconds"),
     )
-    .with_header(http::header::RETRY_AFTER, retry.to_string())
+    .with_header(crate::http::headers::RETRY_AFTER, retry.to_string())
 }
 
 /// Claims a slot of the counter at `prefix` in `window`: [`Taken::Claimed`] with the slot

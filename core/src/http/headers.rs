@@ -5,6 +5,12 @@ use crate::ports::ByteRange;
 use http::StatusCode;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 
+/// The standard header names the core uses: every module names headers through here.
+pub use http::header::{
+    ACCEPT, ACCEPT_RANGES, AUTHORIZATION, CACHE_CONTROL, CONTENT_LENGTH, CONTENT_RANGE,
+    CONTENT_TYPE, ETAG, HOST, LINK, LOCATION, RANGE, RETRY_AFTER, WWW_AUTHENTICATE,
+};
+
 /// `Docker-Content-Digest`.
 pub const DOCKER_CONTENT_DIGEST: HeaderName = HeaderName::from_static("docker-content-digest");
 /// `Docker-Upload-UUID`.

@@ -4,13 +4,14 @@ use super::{blob_unknown, internal};
 use crate::error::{ErrorCode, RegistryError, StoreError};
 use crate::events::Event;
 use crate::http::body::Body;
+use crate::http::headers;
 use crate::http::headers::*;
 use crate::http::response::{ApiResponse, empty};
 use crate::model::Digest;
 use crate::oci::{Oci, Resp};
 use crate::policy::check_delete;
 use crate::ports::{BlobStore, DocumentStore, Env, MetadataStore};
-use http::header::{self, HeaderMap, HeaderValue};
+use http::header::{HeaderMap, HeaderValue};
 use http::{Response, StatusCode};
 
 impl<B: BlobStore, M: MetadataStore + DocumentStore, E: Env> Oci<'_, B, M, E> {
@@ -27,20 +28,20 @@ impl<B: BlobStore, M: MetadataStore + DocumentStore, E: Env> Oci<'_, B, M, E> {
         };
         let base = Response::builder()
             .header(DOCKER_CONTENT_DIGEST, digest.to_string())
-            .header(header::ACCEPT_RANGES, "bytes")
-            .header(header::ETAG, format!("\"{digest}\""));
+            .header(headers::ACCEPT_RANGES, "bytes")
+            .header(headers::ETAG, format!("\"{digest}\""));
         if head {
             return base
                 .status(StatusCode::OK)
-                .header(header::CONTENT_LENGTH, size)
-                .header(header::CONTENT_TYPE, "application/octet-stream")
+                .header(headers::CONTENT_LENGTH, size)
+                .header(headers::CONTENT_TYPE, "application/octet-stream")
                 .body(Body::Empty)
                 .map_err(internal);
         }
         // Checked before any redirect: the size is known here, so an unsatisfiable range
         // gets the same 416 (with `Content-Range: bytes */size`) on every runtime, instead
         // of whatever the object store behind a presigned URL answers.
-        let range = match headers.get(header::RANGE) {
+        let range = match headers.get(headers::RANGE) {
             Some(v) => parse_range(v, size)?,
             None => None,
         };
@@ -51,8 +52,8 @@ impl<B: BlobStore, M: MetadataStore + DocumentStore, E: Env> Oci<'_, B, M, E> {
         {
             return base
                 .status(StatusCode::TEMPORARY_REDIRECT)
-                .header(header::LOCATION, url)
-                .header(header::CONTENT_LENGTH, 0)
+                .header(headers::LOCATION, url)
+                .header(headers::CONTENT_LENGTH, 0)
                 .body(Body::Empty)
                 .map_err(internal);
         }
@@ -67,15 +68,15 @@ impl<B: BlobStore, M: MetadataStore + DocumentStore, E: Env> Oci<'_, B, M, E> {
             Some(r) => base
                 .status(StatusCode::PARTIAL_CONTENT)
                 .header(
-                    header::CONTENT_RANGE,
+                    headers::CONTENT_RANGE,
                     format!("bytes {}-{}/{size}", r.start, r.end),
                 )
-                .header(header::CONTENT_LENGTH, r.len()),
+                .header(headers::CONTENT_LENGTH, r.len()),
             None => base
                 .status(StatusCode::OK)
-                .header(header::CONTENT_LENGTH, size),
+                .header(headers::CONTENT_LENGTH, size),
         };
-        resp.header(header::CONTENT_TYPE, "application/octet-stream")
+        resp.header(headers::CONTENT_TYPE, "application/octet-stream")
             .body(Body::Stream(reader))
             .map_err(internal)
     }
@@ -102,7 +103,7 @@ impl<B: BlobStore, M: MetadataStore + DocumentStore, E: Env> Oci<'_, B, M, E> {
 pub(super) fn blob_created<B: BlobStore>(name: &str, digest: &Digest) -> ApiResponse<B> {
     let mut r = empty::<B>(StatusCode::CREATED);
     if let Ok(v) = HeaderValue::from_str(&format!("/v2/{name}/blobs/{digest}")) {
-        r.headers_mut().insert(header::LOCATION, v);
+        r.headers_mut().insert(headers::LOCATION, v);
     }
     if let Ok(v) = HeaderValue::from_str(&digest.to_string()) {
         r.headers_mut().insert(DOCKER_CONTENT_DIGEST, v);

@@ -5,6 +5,7 @@ use crate::error::{ErrorCode, RegistryError, Result};
 use crate::events::Event;
 use crate::http::body::Body;
 use crate::http::body::read_limited;
+use crate::http::headers;
 use crate::http::headers::*;
 use crate::http::query::Query;
 use crate::http::response::empty;
@@ -15,7 +16,7 @@ use crate::oci::{Oci, Resp};
 use crate::policy::check_delete;
 use crate::ports::{BlobStore, DocumentStore, Env, MetadataStore};
 use crate::ports::{MAX_TAGS_PER_PUT, StoredManifest};
-use http::header::{self, HeaderMap};
+use http::header::HeaderMap;
 use http::{Response, StatusCode};
 
 impl<B: BlobStore, M: MetadataStore + DocumentStore, E: Env> Oci<'_, B, M, E> {
@@ -48,10 +49,10 @@ impl<B: BlobStore, M: MetadataStore + DocumentStore, E: Env> Oci<'_, B, M, E> {
         }
         let mut resp = Response::builder()
             .status(StatusCode::OK)
-            .header(header::CONTENT_TYPE, &m.info.media_type)
-            .header(header::CONTENT_LENGTH, m.bytes.len())
+            .header(headers::CONTENT_TYPE, &m.info.media_type)
+            .header(headers::CONTENT_LENGTH, m.bytes.len())
             .header(DOCKER_CONTENT_DIGEST, m.info.digest.to_string())
-            .header(header::ETAG, format!("\"{}\"", m.info.digest));
+            .header(headers::ETAG, format!("\"{}\"", m.info.digest));
         if let Some(s) = &m.info.subject {
             resp = resp.header(OCI_SUBJECT, s.to_string());
         }
@@ -107,7 +108,7 @@ impl<B: BlobStore, M: MetadataStore + DocumentStore, E: Env> Oci<'_, B, M, E> {
             Reference::Tag(_) => Digest::sha256_of(&bytes),
         };
         let content_type = headers
-            .get(header::CONTENT_TYPE)
+            .get(headers::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok());
         let info = manifest::parse(&bytes, content_type, digest.clone())?;
         let missing = self.meta.missing_blobs(name, &info.blobs).await?;
@@ -146,9 +147,9 @@ impl<B: BlobStore, M: MetadataStore + DocumentStore, E: Env> Oci<'_, B, M, E> {
         }
         let mut resp = Response::builder()
             .status(StatusCode::CREATED)
-            .header(header::LOCATION, format!("/v2/{name}/manifests/{digest}"))
+            .header(headers::LOCATION, format!("/v2/{name}/manifests/{digest}"))
             .header(DOCKER_CONTENT_DIGEST, digest.to_string())
-            .header(header::CONTENT_LENGTH, 0);
+            .header(headers::CONTENT_LENGTH, 0);
         // One `OCI-Tag` line listing every tag set: the same list as one line per tag (RFC 9110
         // §5.3), and what survives Lambda function URLs, whose response headers hold one value
         // per name.

@@ -17,12 +17,13 @@ use crate::auth::authorize::Gate;
 use crate::auth::capability;
 use crate::auth::{Action, Caller};
 use crate::error::{ErrorCode, RegistryError, Result};
+use crate::http::headers;
 use crate::http::query::Query;
 use crate::http::response::ApiResponse;
 use crate::model::name::validate_name;
 use crate::model::{Digest, Reference};
 use crate::ports::{BlobStore, DocumentStore, Env, MetadataStore};
-use http::header::{self, HeaderMap, HeaderValue};
+use http::header::{HeaderMap, HeaderValue};
 use http::{Method, Request, StatusCode};
 use route::{Route, route};
 
@@ -112,17 +113,17 @@ impl<B: BlobStore, M: MetadataStore + DocumentStore, E: Env> Oci<'_, B, M, E> {
             Ok(resp) => {
                 let new = resp
                     .headers()
-                    .get(header::LOCATION)
+                    .get(headers::LOCATION)
                     .and_then(|v| v.to_str().ok())
                     .and_then(|loc| self.upload_location_for(&r, cap, loc))
                     .and_then(|l| HeaderValue::from_str(&l).ok());
                 if let Some(v) = new {
-                    resp.headers_mut().insert(header::LOCATION, v);
+                    resp.headers_mut().insert(headers::LOCATION, v);
                 }
             }
             Err(e) => {
                 for (k, v) in e.headers.iter_mut() {
-                    if *k == header::LOCATION
+                    if *k == headers::LOCATION
                         && let Some(new) = self.upload_location_for(&r, cap, v)
                     {
                         *v = new;

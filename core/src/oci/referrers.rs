@@ -2,13 +2,13 @@
 
 use super::internal;
 use crate::http::body::Body;
+use crate::http::headers;
 use crate::http::headers::*;
 use crate::http::query::Query;
 use crate::model::Digest;
 use crate::model::manifest::{Descriptor, OCI_INDEX};
 use crate::oci::{Oci, Resp};
 use crate::ports::{BlobStore, DocumentStore, Env, MetadataStore};
-use http::header::{self};
 use http::{Response, StatusCode};
 
 impl<B: BlobStore, M: MetadataStore + DocumentStore, E: Env> Oci<'_, B, M, E> {
@@ -35,8 +35,8 @@ impl<B: BlobStore, M: MetadataStore + DocumentStore, E: Env> Oci<'_, B, M, E> {
         .map_err(internal)?;
         let mut resp = Response::builder()
             .status(StatusCode::OK)
-            .header(header::CONTENT_TYPE, OCI_INDEX)
-            .header(header::CONTENT_LENGTH, body.len());
+            .header(headers::CONTENT_TYPE, OCI_INDEX)
+            .header(headers::CONTENT_LENGTH, body.len());
         if filter.is_some() {
             resp = resp.header(OCI_FILTERS_APPLIED, "artifactType");
         }

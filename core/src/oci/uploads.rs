@@ -7,6 +7,7 @@ use super::internal;
 use crate::error::{ErrorCode, RegistryError, Result, StoreError};
 use crate::events::Event;
 use crate::http::body::Body;
+use crate::http::headers;
 use crate::http::headers::*;
 use crate::http::query::Query;
 use crate::http::response::{ApiResponse, empty};
@@ -19,7 +20,7 @@ use crate::ports::{
     BlobStore, BlobWriter, ByteRange, DocumentStore, Env, MetadataStore, UploadRecord,
 };
 use bytes::Buf;
-use http::header::{self, HeaderMap};
+use http::header::HeaderMap;
 use http::{Response, StatusCode};
 use std::pin::pin;
 
@@ -190,8 +191,8 @@ impl<B: BlobStore, M: MetadataStore + DocumentStore, E: Env> Oci<'_, B, M, E> {
                     ),
                 )
                 .with_status(StatusCode::RANGE_NOT_SATISFIABLE)
-                .with_header(header::LOCATION, upload_location(upload))
-                .with_header(header::RANGE, range_value(upload.offset)));
+                .with_header(headers::LOCATION, upload_location(upload))
+                .with_header(headers::RANGE, range_value(upload.offset)));
             }
             if let Some(n) = declared_len
                 && n != r.len()
@@ -381,10 +382,10 @@ impl<B: BlobStore, M: MetadataStore + DocumentStore, E: Env> Oci<'_, B, M, E> {
     fn upload_accepted(&self, upload: &UploadRecord, status: StatusCode) -> ApiResponse<B> {
         let mut resp = Response::builder()
             .status(status)
-            .header(header::LOCATION, upload_location(upload))
-            .header(header::RANGE, range_value(upload.offset))
+            .header(headers::LOCATION, upload_location(upload))
+            .header(headers::RANGE, range_value(upload.offset))
             .header(DOCKER_UPLOAD_UUID, &upload.id)
-            .header(header::CONTENT_LENGTH, 0);
+            .header(headers::CONTENT_LENGTH, 0);
         if let Some(min) = self.blobs.min_chunk() {
             resp = resp.header(OCI_CHUNK_MIN_LENGTH, min);
         }
