@@ -1,7 +1,8 @@
 //! The object-per-request upload layout that wharf-s3 and wharf-r2 share: key names, the
-//! upload's recorded state, where a request's object starts, and how its bytes are cut into
-//! parts. No I/O here, so the two stores differ only in how they talk to their bucket, and
-//! all of this is unit-tested on the host.
+//! upload's recorded state, where a request's object starts, how its bytes are cut into
+//! parts, and the one writer that does all of it ([`UploadWriter`]) over a store's few
+//! bucket calls ([`PartSink`]). No I/O here, so the two stores differ only in how they talk
+//! to their bucket, and all of this is unit-tested on the host.
 //!
 //! # Layout
 //!
@@ -17,8 +18,13 @@
 //! by that request's object ([`Begin::tail`]). No request writes into another's object, so
 //! the bytes of a failed, racing or still-streaming request are in nothing the record lists.
 //! An upload whose digest was declared (`POST ?digest=`) writes one multipart upload at the
-//! blob's own key instead ([`State::direct`]); a short last part seals it.
+//! blob's own key instead ([`State::direct`]); a last part shorter than a full part seals
+//! it.
 #![deny(missing_docs)]
+
+mod writer;
+
+pub use writer::{PartSink, ReadBack, UploadWriter};
 
 use bytes::{Buf, Bytes, BytesMut};
 use serde::{Deserialize, Serialize};
@@ -229,7 +235,8 @@ pub struct State {
     /// A declared-digest upload: its multipart upload at the blob's own key.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub direct: Option<Multi>,
-    /// The direct upload's last part is short: nothing may follow it.
+    /// The direct upload's last part is shorter than a full part: nothing may follow it
+    /// (R2 wants all parts but the last the same size).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub sealed: bool,
 }
