@@ -19,10 +19,11 @@
 //! Each request of an upload writes one object of its own: one PutObject if its bytes fit
 //! in one part ([`S3Options::part_size`], 8 MiB), else a multipart upload of its own (parts
 //! of 8 MiB, growing by 8 MiB every 1,000 parts so S3's 10,000-part limit is not reached
-//! below ~400 GB) that [`BlobWriter::finish`] completes. A writer holds at most about one
-//! part in memory. The opaque `store_state` that the core records after `finish` is JSON
-//! listing these objects in order (key, ETag, size); their sizes add up to the recorded
-//! offset. Every object but the last is at least 5 MiB (S3's smallest part): when the last
+//! below ~400 GB) that [`BlobWriter::finish`](wharf_core::ports::BlobWriter::finish)
+//! completes. The writer ([`S3Writer`]) is wharf-chunked's, the one R2 uses too; it holds
+//! at most about one part in memory. The opaque `store_state` that the core records after
+//! `finish` is JSON listing these objects in order (key, ETag, size); their sizes add up to
+//! the recorded offset. Every object but the last is at least 5 MiB (S3's smallest part): when the last
 //! recorded object is smaller (a request that ended with less than 5 MiB in all), the next
 //! request's writer reads it back into its buffer and writes an object that starts where
 //! it started and replaces it in the state.
@@ -68,8 +69,8 @@ use futures_core::Stream;
 use futures_util::StreamExt;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
-use wharf_chunked::{Full, Layout, MAX_PARTS, Multi, Obj, Part, PartBuffer, State};
-use wharf_core::ports::{BlobStore, BlobWriter, ByteRange, UploadRecord};
+use wharf_chunked::{Layout, MAX_PARTS, Obj, Part, PartSink, UploadWriter};
+use wharf_core::ports::{BlobStore, ByteRange, UploadRecord};
 use wharf_core::{Digest, StoreError};
 
 /// S3's smallest part (except the last).
@@ -235,10 +236,6 @@ impl<A: S3Api> S3Blobs<A> {
         self.0.layout.blob_key(d)
     }
 
-    fn part_size(&self, parts_done: usize) -> usize {
-        self.0.part_size * (1 + parts_done / PARTS_PER_STEP)
-    }
-
     async fn head(&self, key: &str) -> Result<Option<(u64, Option<String>)>, StoreError> {
         self.0.api.head(key).await
     }
@@ -367,17 +364,8 @@ impl<A: S3Api> BlobStore for S3Blobs<A> {
     }
 
     async fn writer(&self, upload: &UploadRecord) -> Result<S3Writer<A>, StoreError> {
-        let b = self.0.layout.begin(upload, MAX_OBJECTS)?;
-        Ok(S3Writer {
-            store: self.clone(),
-            key: b.key,
-            prefix: b.prefix,
-            state: b.state,
-            tail: b.tail,
-            multi: b.multi,
-            buf: PartBuffer::new(),
-            size: 0,
-        })
+        let begin = self.0.layout.begin(upload, MAX_OBJECTS)?;
+        Ok(UploadWriter::new(self.clone(), begin))
     }
 
     async fn commit(&self, upload: &UploadRecord, digest: &Digest) -> Result<(), StoreError> {
@@ -470,156 +458,47 @@ impl<A: S3Api> BlobStore for S3Blobs<A> {
     }
 }
 
-/// Appends one request's bytes to an upload, into an object of the request's own (or, for
-/// a declared digest, into the multipart upload at the blob's key).
-pub struct S3Writer<A> {
-    store: S3Blobs<A>,
-    /// This request's object.
-    key: String,
-    /// `uploads/<id>/`.
-    prefix: String,
-    /// The recorded state.
-    state: State,
-    /// The recorded small last object, read into `buf` before the first new byte.
-    tail: Option<Obj>,
-    /// The multipart upload being written: the direct one, or this request's own.
-    multi: Option<Multi>,
-    buf: PartBuffer,
-    /// Bytes of this request's object so far (a read-back tail included).
-    size: u64,
-}
+/// Appends one request's bytes to an upload: wharf-chunked's writer over this store.
+pub type S3Writer<A> = UploadWriter<S3Blobs<A>>;
 
-impl<A: S3Api> S3Writer<A> {
-    /// Reads the recorded small last object into the buffer, once.
-    async fn load_tail(&mut self) -> Result<(), StoreError> {
-        let Some(t) = &self.tail else { return Ok(()) };
-        if self.size > 0 {
-            return Ok(());
-        }
-        let missing = |e| match e {
-            StoreError::NotFound | StoreError::Precondition(_) => {
-                other("the upload's recorded last object is missing or changed")
-            }
-            e => e,
-        };
-        let mut body = self
-            .store
-            .0
-            .api
-            .get(&t.key, None, Some(&t.etag))
-            .await
-            .map_err(missing)?;
+/// The calls the upload writer makes, straight onto the [`S3Api`]. Parts are 8 MiB,
+/// growing by 8 MiB every 1,000 parts (S3 takes parts of any size from 5 MiB).
+impl<A: S3Api> PartSink for S3Blobs<A> {
+    type Read = Vec<Bytes>;
+
+    fn part_size(&self, parts_done: usize) -> usize {
+        self.0.part_size * (1 + parts_done / PARTS_PER_STEP)
+    }
+
+    async fn read(&self, obj: &Obj) -> Result<Vec<Bytes>, StoreError> {
+        let mut body = self.0.api.get(&obj.key, None, Some(&obj.etag)).await?;
         let mut chunks = Vec::new();
-        let mut n = 0;
         while let Some(c) = body.next().await {
-            let c = c?;
-            n += c.len();
-            chunks.push(c);
+            chunks.push(c?);
         }
-        if n as u64 != t.size {
-            return Err(other(
-                "the upload's recorded last object has the wrong size",
-            ));
-        }
-        self.buf.preload_with(n, self.store.part_size(0), |dst| {
-            let mut at = 0;
-            for c in &chunks {
-                dst[at..at + c.len()].copy_from_slice(c);
-                at += c.len();
-            }
-        });
-        Ok(())
+        Ok(chunks)
     }
 
-    fn parts_done(&self) -> usize {
-        self.multi.as_ref().map_or(0, |m| m.parts.len())
+    async fn put(&self, key: &str, body: Bytes) -> Result<String, StoreError> {
+        self.0.api.put(key, body).await
     }
 
-    async fn upload_part(&mut self, data: Bytes) -> Result<(), StoreError> {
-        let api = &self.store.0.api;
-        let m = self.multi.get_or_insert_with(|| Multi {
-            key: self.key.clone(),
-            ..Multi::default()
-        });
-        let mpu = match &m.mpu {
-            Some(id) => id.clone(),
-            None => {
-                let id = api.create_multipart(&m.key).await?;
-                m.mpu = Some(id.clone());
-                id
-            }
-        };
-        let n = m.next_part()?;
-        let size = data.len() as u64;
-        let etag = api.upload_part(&m.key, &mpu, n, data).await?;
-        m.parts.push(Part { n, etag, size });
-        Ok(())
-    }
-}
-
-impl<A: S3Api> BlobWriter for S3Writer<A> {
-    async fn write(&mut self, mut chunk: Bytes) -> Result<(), StoreError> {
-        if chunk.is_empty() {
-            return Ok(());
-        }
-        self.load_tail().await?;
-        self.size += chunk.len() as u64;
-        while !chunk.is_empty() {
-            let ps = self.store.part_size(self.parts_done());
-            match self.buf.feed(&mut chunk, ps) {
-                Some(Full::Slice(part)) => self.upload_part(part).await?,
-                Some(Full::Buffered) => {
-                    let part = self.buf.take_head();
-                    self.upload_part(part).await?;
-                }
-                None => {}
-            }
-        }
-        Ok(())
+    async fn create_multipart(&self, key: &str) -> Result<String, StoreError> {
+        self.0.api.create_multipart(key).await
     }
 
-    async fn finish(mut self) -> Result<String, StoreError> {
-        if self.size == 0 {
-            // Nothing new: the recorded state stands.
-            return self.state.record(&self.prefix);
-        }
-        self.size += self.tail.as_ref().map_or(0, |t| t.size);
-        let rest = self.buf.take_rest();
-        let rest_len = rest.len() as u64;
-        if self.state.direct.is_some() {
-            // The declared digest's only request: its last part may be small.
-            if !rest.is_empty() {
-                self.upload_part(rest).await?;
-            }
-            self.state.sealed = rest_len < MIN_PART;
-            self.state.direct = self.multi.take();
-            return self.state.record(&self.prefix);
-        }
-        let obj = match self.multi.is_some() {
-            true => {
-                if !rest.is_empty() {
-                    self.upload_part(rest).await?;
-                }
-                let m = self.multi.take().unwrap_or_default();
-                let mpu = m
-                    .mpu
-                    .as_deref()
-                    .ok_or_else(|| other("no multipart upload id"))?;
-                let etag = self.store.0.api.complete(&m.key, mpu, &m.parts).await?;
-                Obj {
-                    key: m.key,
-                    etag,
-                    size: self.size,
-                }
-            }
-            false => Obj {
-                key: self.key.clone(),
-                etag: self.store.0.api.put(&self.key, rest).await?,
-                size: rest_len,
-            },
-        };
-        self.state.push_object(obj, self.tail.is_some());
-        self.state.record(&self.prefix)
+    async fn upload_part(
+        &self,
+        key: &str,
+        id: &str,
+        n: u16,
+        body: Bytes,
+    ) -> Result<String, StoreError> {
+        self.0.api.upload_part(key, id, n, body).await
+    }
+
+    async fn complete(&self, key: &str, id: &str, parts: &[Part]) -> Result<String, StoreError> {
+        self.0.api.complete(key, id, parts).await
     }
 }
 
@@ -665,7 +544,14 @@ mod tests {
     /// The server needs concrete, shareable adapters whose futures are `Send`.
     #[allow(dead_code)]
     #[cfg(feature = "sdk")]
-    fn adapters_are_send(s: &S3BlobStore, u: &UploadRecord, d: &Digest, w: &mut S3Writer<SdkApi>) {
+    fn adapters_are_send(
+        s: &S3BlobStore,
+        u: &UploadRecord,
+        d: &Digest,
+        w: &mut S3Writer<SdkApi>,
+        done: S3Writer<SdkApi>,
+    ) {
+        use wharf_core::ports::BlobWriter;
         fn send<T: Send>(_: T) {}
         fn shared<T: Clone + Send + Sync + 'static>() {}
         shared::<S3BlobStore>();
@@ -676,5 +562,6 @@ mod tests {
         send(s.abort(u));
         send(s.delete(d));
         send(w.write(Bytes::new()));
+        send(done.finish());
     }
 }
