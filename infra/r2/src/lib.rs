@@ -1,5 +1,5 @@
 //! Blobs in Cloudflare R2 through a Worker's bucket binding: the core's [`BlobStore`] and
-//! [`BlobWriter`] for the Workers runtime.
+//! [`BlobWriter`](wharf_core::ports::BlobWriter) for the Workers runtime.
 //!
 //! # Layout
 //!
@@ -10,14 +10,15 @@
 //!
 //! Each request writes one object of its own: a single put if its bytes fit in one part
 //! ([`PART`], 8 MiB), else a multipart upload of its own with parts of exactly 8 MiB (R2
-//! wants all parts but the last the same size) that [`BlobWriter::finish`] completes. A
-//! writer holds at most one part in memory. The upload's `store_state` lists the recorded
-//! objects (key, ETag, size); every object but the last is at least 5 MiB: a smaller last
-//! one is read back by the next request and replaced by that request's object. No request
-//! writes into another's object, so bytes of a failed, racing or still-streaming request are
-//! in nothing the record lists; recorded objects are only read with their recorded ETag.
-//! An upload whose digest was declared (`POST ?digest=`) writes its multipart upload at the
-//! blob's own key instead, and commit just completes it.
+//! wants all parts but the last the same size) that the writer's `finish` completes. The
+//! writer ([`R2Writer`]) is wharf-chunked's, the one S3 uses too, over this store's
+//! [`PartSink`]; it holds at most one part in memory. The upload's `store_state` lists the
+//! recorded objects (key, ETag, size); every object but the last is at least 5 MiB: a
+//! smaller last one is read back by the next request and replaced by that request's object.
+//! No request writes into another's object, so bytes of a failed, racing or still-streaming
+//! request are in nothing the record lists; recorded objects are only read with their
+//! recorded ETag. An upload whose digest was declared (`POST ?digest=`) writes its multipart
+//! upload at the blob's own key instead, and commit just completes it.
 //!
 //! # Commit
 //!
@@ -44,8 +45,8 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use wasm_bindgen::{JsCast, JsValue};
 use web_sys::{ReadableStream, StreamPipeOptions, WritableStream};
-use wharf_chunked::{Full, Layout, MAX_PARTS, Multi, Obj, Part, PartBuffer, State};
-use wharf_core::ports::{BlobStore, BlobWriter, ByteRange, UploadRecord};
+use wharf_chunked::{Layout, MAX_PARTS, Obj, Part, PartSink, ReadBack, UploadWriter};
+use wharf_core::ports::{BlobStore, ByteRange, UploadRecord};
 use wharf_core::{Digest, StoreError};
 use worker::worker_sys::{
     FixedLengthStream, R2Bucket, R2MultipartUpload, R2Object, R2ObjectBody, R2Objects,
@@ -217,12 +218,12 @@ impl R2Blobs {
     }
 
     /// Puts `value` (bytes, or a stream of known length) at `key`; returns its ETag.
-    async fn put(&self, key: &str, value: JsValue) -> Result<String, StoreError> {
+    async fn put_value(&self, key: &str, value: JsValue) -> Result<String, StoreError> {
         let v = call("put", self.bucket.put(key.to_owned(), value, js_obj(&[])?)).await?;
         put_etag(v)
     }
 
-    async fn create_multipart(&self, key: &str) -> Result<R2MultipartUpload, StoreError> {
+    async fn start_multipart(&self, key: &str) -> Result<R2MultipartUpload, StoreError> {
         let v = call(
             "createMultipartUpload",
             self.bucket
@@ -240,7 +241,7 @@ impl R2Blobs {
     }
 
     /// Completes a multipart upload from recorded parts; returns the object's ETag.
-    async fn complete(
+    async fn complete_upload(
         &self,
         mpu: &R2MultipartUpload,
         parts: &[Part],
@@ -342,7 +343,7 @@ impl R2Blobs {
                     .await?
                     .body()
                     .map_err(|e| js_error("get", e))?;
-                return self.put(to, body.into()).await.map(drop);
+                return self.put_value(to, body.into()).await.map(drop);
             }
             let fls = fixed_length_stream(size)?;
             let put = self
@@ -364,7 +365,7 @@ impl R2Blobs {
         if plan.len() > usize::from(MAX_PARTS) {
             return Err(other("blob too large to assemble"));
         }
-        let mpu = self.create_multipart(to).await?;
+        let mpu = self.start_multipart(to).await?;
         let result = async {
             let mut parts = Vec::with_capacity(plan.len());
             for (i, segments) in plan.iter().enumerate() {
@@ -382,7 +383,7 @@ impl R2Blobs {
                 let etag = p.etag().map_err(|e| js_error("uploadPart", e))?;
                 parts.push(Part { n, etag, size: len });
             }
-            self.complete(&mpu, &parts).await
+            self.complete_upload(&mpu, &parts).await
         }
         .await;
         if let Err(e) = &result {
@@ -395,7 +396,7 @@ impl R2Blobs {
     }
 
     async fn put_empty(&self, key: &str) -> Result<(), StoreError> {
-        self.put(key, Uint8Array::new_with_length(0).into())
+        self.put_value(key, Uint8Array::new_with_length(0).into())
             .await
             .map(drop)
     }
@@ -514,19 +515,8 @@ impl BlobStore for R2Blobs {
     }
 
     async fn writer(&self, upload: &UploadRecord) -> Result<R2Writer, StoreError> {
-        let b = self.layout.begin(upload, MAX_OBJECTS)?;
-        Ok(R2Writer {
-            store: self.clone(),
-            key: b.key,
-            prefix: b.prefix,
-            state: b.state,
-            tail: b.tail,
-            tail_loaded: false,
-            multi: b.multi,
-            mpu: None,
-            parts: PartBuffer::new(),
-            size: 0,
-        })
+        let begin = self.layout.begin(upload, MAX_OBJECTS)?;
+        Ok(UploadWriter::new(self.clone(), begin))
     }
 
     async fn commit(&self, upload: &UploadRecord, digest: &Digest) -> Result<(), StoreError> {
@@ -537,7 +527,7 @@ impl BlobStore for R2Blobs {
         if let Some(d) = self.layout.direct(&state, upload, digest)? {
             let done = match &d.mpu {
                 Some(id) => match self.resume_multipart(&d.key, id) {
-                    Ok(mpu) => self.complete(&mpu, &d.parts).await.map(drop),
+                    Ok(mpu) => self.complete_upload(&mpu, &d.parts).await.map(drop),
                     Err(e) => Err(e),
                 },
                 None if size == 0 => self.put_empty(&cas).await,
@@ -607,142 +597,70 @@ impl BlobStore for R2Blobs {
     }
 }
 
-/// Appends one request's bytes to an upload, into an object of the request's own (or, for
-/// a declared digest, into the multipart upload at the blob's key).
-pub struct R2Writer {
-    store: R2Blobs,
-    /// This request's object.
-    key: String,
-    /// `uploads/<id>/`.
-    prefix: String,
-    /// The recorded state.
-    state: State,
-    /// The recorded small last object, read into the buffer before the first new byte.
-    tail: Option<Obj>,
-    tail_loaded: bool,
-    /// The multipart upload being written: the direct one, or this request's own.
-    multi: Option<Multi>,
-    /// Its binding handle, once created or resumed.
-    mpu: Option<R2MultipartUpload>,
-    parts: PartBuffer,
-    /// Bytes of this request's object so far (a read-back tail included once loaded).
-    size: u64,
-}
+/// Appends one request's bytes to an upload: wharf-chunked's writer over this store.
+pub type R2Writer = UploadWriter<R2Blobs>;
 
-impl R2Writer {
-    /// Reads the recorded small last object into the buffer, once.
-    async fn load_tail(&mut self) -> Result<(), StoreError> {
-        if self.tail_loaded {
-            return Ok(());
-        }
-        self.tail_loaded = true;
-        let Some(t) = &self.tail else { return Ok(()) };
-        let o = self.store.read_recorded(t, None).await?;
-        let bytes = Uint8Array::new(&call("get", o.array_buffer()).await?);
-        if u64::from(bytes.length()) != t.size {
-            return Err(other(
-                "the upload's recorded last object has the wrong size",
-            ));
-        }
-        self.parts
-            .preload_with(bytes.length() as usize, PART, |dst| bytes.copy_to(dst));
-        self.size += t.size;
-        Ok(())
+/// A recorded object read back, as R2 returned it: copied once, straight into the writer's
+/// buffer.
+pub struct ReadBackArray(Uint8Array);
+
+impl ReadBack for ReadBackArray {
+    fn len(&self) -> usize {
+        self.0.length() as usize
     }
 
-    /// Uploads the next part (creating or resuming the multipart upload on first use).
-    async fn upload_part(&mut self, data: Uint8Array) -> Result<(), StoreError> {
-        let size = u64::from(data.length());
-        let m = self.multi.get_or_insert_with(|| Multi {
-            key: self.key.clone(),
-            ..Multi::default()
-        });
-        let mpu = match &self.mpu {
-            Some(u) => u.clone(),
-            None => {
-                let u = match &m.mpu {
-                    Some(id) => self.store.resume_multipart(&m.key, id)?,
-                    None => {
-                        let u = self.store.create_multipart(&m.key).await?;
-                        m.mpu = Some(u.upload_id().map_err(|e| js_error("uploadId", e))?);
-                        u
-                    }
-                };
-                self.mpu = Some(u.clone());
-                u
-            }
-        };
-        let n = m.next_part()?;
+    fn copy_to(&self, dst: &mut [u8]) {
+        self.0.copy_to(dst)
+    }
+}
+
+/// The calls the upload writer makes, onto the binding. Parts are always [`PART`]: R2 wants
+/// all parts but the last the same size. Each part is one copy into JS memory.
+impl PartSink for R2Blobs {
+    type Read = ReadBackArray;
+
+    fn part_size(&self, _parts_done: usize) -> usize {
+        PART
+    }
+
+    async fn read(&self, obj: &Obj) -> Result<ReadBackArray, StoreError> {
+        let o = self.read_recorded(obj, None).await?;
+        Ok(ReadBackArray(Uint8Array::new(
+            &call("get", o.array_buffer()).await?,
+        )))
+    }
+
+    async fn put(&self, key: &str, body: Bytes) -> Result<String, StoreError> {
+        self.put_value(key, Uint8Array::from(&body[..]).into())
+            .await
+    }
+
+    async fn create_multipart(&self, key: &str) -> Result<String, StoreError> {
+        self.start_multipart(key)
+            .await?
+            .upload_id()
+            .map_err(|e| js_error("uploadId", e))
+    }
+
+    async fn upload_part(
+        &self,
+        key: &str,
+        id: &str,
+        n: u16,
+        body: Bytes,
+    ) -> Result<String, StoreError> {
+        // A handle on the upload, no call: resuming is how a later request writes on too.
+        let mpu = self.resume_multipart(key, id)?;
+        let data = Uint8Array::from(&body[..]);
+        drop(body);
         let part: R2UploadedPart = call("uploadPart", mpu.upload_part(n, data.into()))
             .await?
             .unchecked_into();
-        let etag = part.etag().map_err(|e| js_error("uploadPart", e))?;
-        m.parts.push(Part { n, etag, size });
-        Ok(())
-    }
-}
-
-impl BlobWriter for R2Writer {
-    async fn write(&mut self, mut chunk: Bytes) -> Result<(), StoreError> {
-        if chunk.is_empty() {
-            return Ok(());
-        }
-        self.load_tail().await?;
-        self.size += chunk.len() as u64;
-        while !chunk.is_empty() {
-            match self.parts.feed(&mut chunk, PART) {
-                Some(Full::Slice(part)) => self.upload_part(Uint8Array::from(&part[..])).await?,
-                Some(Full::Buffered) => {
-                    // One copy into JS memory; the buffer is free again before the upload.
-                    let part = Uint8Array::from(self.parts.head());
-                    self.parts.consume_head();
-                    self.upload_part(part).await?;
-                }
-                None => {}
-            }
-        }
-        Ok(())
+        part.etag().map_err(|e| js_error("uploadPart", e))
     }
 
-    async fn finish(mut self) -> Result<String, StoreError> {
-        if self.size == 0 {
-            // Nothing new: the recorded state stands.
-            return self.state.record(&self.prefix);
-        }
-        let rest = self.parts.take_rest();
-        let rest_len = rest.len() as u64;
-        let rest = Uint8Array::from(&rest[..]);
-        if self.state.direct.is_some() {
-            // The declared digest's request: its last part may be short, and then is last.
-            if rest_len > 0 {
-                self.upload_part(rest).await?;
-            }
-            self.state.sealed = rest_len < PART as u64;
-            self.state.direct = self.multi.take();
-            return self.state.record(&self.prefix);
-        }
-        let obj = if self.multi.is_some() {
-            // A request of more than one part: its own multipart upload, completed now.
-            self.upload_part(rest).await?;
-            let (Some(m), Some(mpu)) = (self.multi.take(), self.mpu.take()) else {
-                return Err(other("no multipart upload to complete"));
-            };
-            if m.parts.iter().map(|p| p.size).sum::<u64>() != self.size {
-                return Err(other("parts do not add up to the request's bytes"));
-            }
-            Obj {
-                etag: self.store.complete(&mpu, &m.parts).await?,
-                key: m.key,
-                size: self.size,
-            }
-        } else {
-            Obj {
-                etag: self.store.put(&self.key, rest.into()).await?,
-                key: self.key.clone(),
-                size: rest_len,
-            }
-        };
-        self.state.push_object(obj, self.tail.is_some());
-        self.state.record(&self.prefix)
+    async fn complete(&self, key: &str, id: &str, parts: &[Part]) -> Result<String, StoreError> {
+        let mpu = self.resume_multipart(key, id)?;
+        self.complete_upload(&mpu, parts).await
     }
 }
