@@ -21,7 +21,7 @@ start_worker() {
   WORKER_PORT=${WORKER_PORT:-$(free_port)}
   local log="$LOGDIR/$SUITE-wharf-worker.log" i
   : >"$WORK/worker.ready"
-  node "$ROOT/tests/e2e/worker_serve.mjs" "$WORKER_BUILD" "$ROOT/functions/worker/migrations/0001_init.sql" \
+  node "$ROOT/tests/e2e/worker_serve.mjs" "$WORKER_BUILD" "$ROOT/functions/worker/migrations" \
     "$WORK/worker-state" "$WORKER_PORT" "$@" >"$WORK/worker.ready" 2>>"$log" &
   WORKER_PID=$!
   PIDS+=("$WORKER_PID")
