@@ -2,25 +2,41 @@
 //!
 //! # Schema
 //!
-//! [`SCHEMA`] (`functions/worker/migrations/0001_init.sql`): tables `repos`, `links`,
-//! `manifests` (+ `manifest_parts`), `tags`, `referrers`, `uploads`, `docs`, all TEXT but
-//! the sizes, offsets and times the queries compare.
+//! [`MIGRATIONS`] (`functions/worker/migrations/`). `0001_init.sql`: tables `repos`,
+//! `links`, `manifests` (+ `manifest_parts`), `tags`, `referrers`, `uploads`, `docs`, all
+//! TEXT but the sizes, offsets and times the queries compare. `0002_ledger.sql` (schema
+//! version 2, the optional abilities): tables `blobs` (per-digest records, a partial index
+//! on the unlinked ones), `holds` (the reverse index, `(digest, repo)`), `project_blobs` and
+//! `usage`, `outbox`, `meta` (schema version, backfill checkpoint, outbox counter), `guards`
+//! (always empty: refusals), and columns for link, push and pull times, link references and
+//! the manifest index on `links`, `manifests` and `tags`.
 //!
 //! # One D1 call per method
 //!
 //! Every method is one statement, or one `batch` (D1 runs a batch as one transaction),
 //! which is how "one atomic metadata operation per change" holds without modelling items:
-//! `put_manifest` writes catalog entry, manifest, tag and referrer entry in one batch;
+//! `put_manifest` writes catalog entry, manifest, tags and referrer entry in one batch;
 //! `delete_manifest` deletes tags, referrer entry, parts and manifest in one; `update_upload` is
 //! `UPDATE … WHERE off = expected` with a read of the offset in the same batch (no change
 //! and a row: `Precondition`; no row: `NotFound`). A manifest GET by tag is one join, so a
 //! pull stays one read. Pages are `WHERE k > last ORDER BY k LIMIT n + 1`.
 //!
+//! The content writes (`link_blob`, `unlink_blob`, `put_manifest`, `delete_manifest`,
+//! `delete_tag`) keep the abilities' bookkeeping in the same batch, done by the statements
+//! themselves since nothing is read between them: conditions (`WHERE EXISTS …`) decide what
+//! the reference (`wharf_core::ledger`) decides from its entries, and a refusal (a blob
+//! being deleted, a tag not as expected) is a guard statement whose constraint fails the
+//! batch, so it leaves nothing (see `ledger.rs`). The backfill walks old rows by primary key
+//! from a checkpoint in `meta`, a few rows a step, with the same counting statements as
+//! live writes.
+//!
 //! # Limits and choices
 //!
 //! - D1 takes at most 100 bound parameters a statement: `missing_blobs` and
 //!   `missing_manifests` query 99 digests a statement (all in one batch).
-//! - Integers are bound as JS numbers, exact below 2^53; larger ones are refused.
+//! - Integers are bound as JS numbers, exact below 2^53; larger ones are refused. SQLite
+//!   keeps them as 64-bit signed integers, so sums (usage bytes) stay exact in SQL; a sum
+//!   read back above 2^53 (8 PiB) is refused rather than rounded.
 //! - Manifests are stored as text (the worker crate binds bytes as a JS array of numbers).
 //!   The core only accepts manifests that parse as JSON, hence UTF-8; non-UTF-8 bytes (and
 //!   non-UTF-8 documents) are refused with `StoreError::Other` instead of being stored in a
@@ -43,7 +59,9 @@
 //! in the host tests, which run the core's conformance suites on the same statements.
 #![deny(missing_docs)]
 
+mod abilities;
 pub mod d1;
+mod ledger;
 pub mod sql;
 
 pub use d1::D1Sql;
@@ -51,11 +69,23 @@ pub use d1::D1Sql;
 use std::cell::RefCell;
 use std::rc::Rc;
 use wharf_core::model::manifest::Descriptor;
-use wharf_core::ports::{DocumentStore, MetadataStore, Page, StoredManifest, UploadRecord};
+use wharf_core::ports::{
+    DocumentStore, MetadataStore, Page, StoredManifest, TagExpect, UploadRecord,
+};
 use wharf_core::{Digest, Reference, StoreError};
 
-/// The D1 schema, applied as the Worker's first migration.
-pub const SCHEMA: &str = include_str!("../../../functions/worker/migrations/0001_init.sql");
+/// The D1 schema: the Worker's migrations (`functions/worker/migrations/`), by name, in the
+/// order D1 applies them. Never edit one that was applied: add the next.
+pub const MIGRATIONS: &[(&str, &str)] = &[
+    (
+        "0001_init.sql",
+        include_str!("../../../functions/worker/migrations/0001_init.sql"),
+    ),
+    (
+        "0002_ledger.sql",
+        include_str!("../../../functions/worker/migrations/0002_ledger.sql"),
+    ),
+];
 
 /// Audit events queued at most; past this `append_event` writes the queue itself, so an
 /// isolate whose events nobody takes still has bounded memory.
@@ -117,7 +147,7 @@ pub struct PendingEvents<S: Db = D1Sql> {
 }
 
 impl D1Meta {
-    /// The store on the Worker's D1 binding (schema [`SCHEMA`] applied).
+    /// The store on the Worker's D1 binding ([`MIGRATIONS`] applied).
     pub fn new(db: worker::D1Database) -> Self {
         Self::on(D1Sql::new(db))
     }
@@ -189,10 +219,10 @@ impl<S: Db> MetadataStore for D1Meta<S> {
         repo: &str,
         digest: &Digest,
         size: u64,
-        _at_ms: u64,
+        at_ms: u64,
     ) -> Result<(), StoreError> {
-        let stmts = vec![sql::touch_repo(repo), sql::link_blob(repo, digest, size)?];
-        self.db.run(stmts).await?;
+        let stmts = ledger::link_blob(repo, digest, size, at_ms)?;
+        self.db.run(stmts).await.map_err(ledger::refused)?;
         Ok(())
     }
 
@@ -200,9 +230,13 @@ impl<S: Db> MetadataStore for D1Meta<S> {
         &self,
         repo: &str,
         digest: &Digest,
-        _at_ms: u64,
+        at_ms: u64,
     ) -> Result<bool, StoreError> {
-        Ok(self.one(sql::unlink_blob(repo, digest)).await?.changes > 0)
+        let out = self
+            .db
+            .run(ledger::unlink_blob(repo, digest, at_ms)?)
+            .await?;
+        Ok(out.last().is_some_and(|o| o.changes > 0))
     }
 
     async fn missing_blobs(
@@ -248,11 +282,11 @@ impl<S: Db> MetadataStore for D1Meta<S> {
         repo: &str,
         manifest: &StoredManifest,
         tags: &[&str],
-        _at_ms: u64,
+        at_ms: u64,
     ) -> Result<(), StoreError> {
-        self.db
-            .run(sql::put_manifest(repo, manifest, tags)?)
-            .await?;
+        let tags: Vec<(&str, TagExpect)> = tags.iter().map(|t| (*t, TagExpect::Any)).collect();
+        let stmts = ledger::put_manifest(repo, manifest, &tags, at_ms)?;
+        self.db.run(stmts).await.map_err(ledger::refused)?;
         Ok(())
     }
 
@@ -260,14 +294,21 @@ impl<S: Db> MetadataStore for D1Meta<S> {
         &self,
         repo: &str,
         digest: &Digest,
-        _at_ms: u64,
+        at_ms: u64,
     ) -> Result<bool, StoreError> {
-        let out = self.db.run(sql::delete_manifest(repo, digest)).await?;
+        let out = self
+            .db
+            .run(ledger::delete_manifest(repo, digest, at_ms)?)
+            .await?;
         Ok(out.last().is_some_and(|o| o.changes > 0))
     }
 
-    async fn delete_tag(&self, repo: &str, tag: &str, _at_ms: u64) -> Result<bool, StoreError> {
-        Ok(self.one(sql::delete_tag(repo, tag)).await?.changes > 0)
+    async fn delete_tag(&self, repo: &str, tag: &str, at_ms: u64) -> Result<bool, StoreError> {
+        let out = self
+            .db
+            .run(ledger::delete_tag(repo, tag, None, at_ms)?)
+            .await?;
+        Ok(out.last().is_some_and(|o| o.changes > 0))
     }
 
     async fn list_tags(

@@ -33,11 +33,11 @@ pub(crate) fn int(n: u64) -> Result<Param, StoreError> {
 }
 
 /// A `LIMIT`: `n` (saturating at the largest safe number, as good as no limit).
-fn limit(n: usize) -> Param {
+pub(crate) fn limit(n: usize) -> Param {
     Param::Int(n.min(MAX_SAFE_INTEGER as usize) as i64)
 }
 
-fn text(s: impl Into<String>) -> Param {
+pub(crate) fn text(s: impl Into<String>) -> Param {
     Param::Text(s.into())
 }
 
@@ -128,11 +128,23 @@ pub(crate) fn blob_link(repo: &str, digest: &Digest) -> Stmt {
     )
 }
 
-pub(crate) fn link_blob(repo: &str, digest: &Digest, size: u64) -> Result<Stmt, StoreError> {
+/// The link, made or updated, linked at `at_ms`; `refs` (kept by manifest writes) stays.
+pub(crate) fn link_blob(
+    repo: &str,
+    digest: &Digest,
+    size: u64,
+    at_ms: u64,
+) -> Result<Stmt, StoreError> {
     Ok(stmt(
-        "INSERT INTO links (repo, digest, size) VALUES (?1, ?2, ?3) \
-         ON CONFLICT (repo, digest) DO UPDATE SET size = excluded.size",
-        vec![text(repo), text(digest.to_string()), int(size)?],
+        "INSERT INTO links (repo, digest, size, linked_ms) VALUES (?1, ?2, ?3, ?4) \
+         ON CONFLICT (repo, digest) DO UPDATE SET \
+         size = excluded.size, linked_ms = excluded.linked_ms",
+        vec![
+            text(repo),
+            text(digest.to_string()),
+            int(size)?,
+            int(at_ms)?,
+        ],
     ))
 }
 
@@ -303,14 +315,16 @@ pub(crate) fn split_text(s: &str, max: usize) -> Vec<&str> {
     out
 }
 
-/// The statements of `put_manifest`, one transaction: the catalog entry, the manifest, its
-/// tags and its referrer entry. A record over [`MAX_MANIFEST_ROW`] goes to `manifest_parts`
-/// (replacing any parts of an earlier put), one statement a part. Bytes that are not
-/// UTF-8 are refused.
+/// The content statements of `put_manifest`: the catalog entry, the manifest (pushed at
+/// `at_ms`; a new row is not counted yet, `blobs` NULL, and an existing one keeps its
+/// `blobs` and pull time), its tags and its referrer entry. A record over
+/// [`MAX_MANIFEST_ROW`] goes to `manifest_parts` (replacing any parts of an earlier put),
+/// one statement a part. Bytes that are not UTF-8 are refused.
 pub(crate) fn put_manifest(
     repo: &str,
     m: &StoredManifest,
     tags: &[&str],
+    at_ms: u64,
 ) -> Result<Vec<Stmt>, StoreError> {
     let record = encode_record(m)?;
     let digest = m.info.digest.to_string();
@@ -328,15 +342,21 @@ pub(crate) fn put_manifest(
     let mut out = vec![
         touch_repo(repo),
         stmt(
-            "INSERT INTO manifests (repo, digest, subject, record, parts) \
-             VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (repo, digest) DO UPDATE SET \
-             subject = excluded.subject, record = excluded.record, parts = excluded.parts",
+            "INSERT INTO manifests \
+             (repo, digest, subject, record, parts, media_type, size, pushed_ms) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) ON CONFLICT (repo, digest) DO UPDATE SET \
+             subject = excluded.subject, record = excluded.record, parts = excluded.parts, \
+             media_type = excluded.media_type, size = excluded.size, \
+             pushed_ms = excluded.pushed_ms",
             vec![
                 text(repo),
                 text(digest.as_str()),
                 subject.clone().map_or(Param::Null, Param::Text),
                 text(inline),
                 int(pieces.len() as u64)?,
+                text(m.info.media_type.as_str()),
+                int(m.info.size)?,
+                int(at_ms)?,
             ],
         ),
     ];
@@ -357,11 +377,20 @@ pub(crate) fn put_manifest(
             ));
         }
     }
-    for tag in tags {
+    if !tags.is_empty() {
+        // One statement for every tag (a JSON array read with json_each), so a push with
+        // many tags is as many statements as one with one.
         out.push(stmt(
-            "INSERT INTO tags (repo, tag, digest) VALUES (?1, ?2, ?3) \
-             ON CONFLICT (repo, tag) DO UPDATE SET digest = excluded.digest",
-            vec![text(repo), text(*tag), text(digest.as_str())],
+            "INSERT INTO tags (repo, tag, digest, pushed_ms) \
+             SELECT ?1, value, ?2, ?3 FROM json_each(?4) WHERE true \
+             ON CONFLICT (repo, tag) DO UPDATE SET \
+             digest = excluded.digest, pushed_ms = excluded.pushed_ms",
+            vec![
+                text(repo),
+                text(digest.as_str()),
+                int(at_ms)?,
+                text(serde_json::to_string(tags).map_err(other)?),
+            ],
         ));
     }
     if let Some(subject) = subject {

@@ -7,7 +7,9 @@ use futures_executor::block_on;
 use rusqlite::types::{Value, ValueRef};
 use wharf_core::testing::{MemoryDocs, test_manifest};
 
-/// [`Db`] on an in-memory SQLite database with [`SCHEMA`] applied. Each `run` is one
+mod abilities;
+
+/// [`Db`] on an in-memory SQLite database with [`MIGRATIONS`] applied. Each `run` is one
 /// transaction, like a D1 batch; every statement must bind exactly its parameters, at most
 /// 100, in at most 100 KB of SQL (D1's limits).
 #[derive(Clone)]
@@ -15,12 +17,26 @@ struct Lite(Rc<rusqlite::Connection>, Rc<RefCell<Vec<usize>>>);
 
 impl Lite {
     fn new() -> Self {
+        Self::migrated(MIGRATIONS.len())
+    }
+
+    /// A database with the first `n` migrations applied (`migrate` applies the rest).
+    fn migrated(n: usize) -> Self {
         let c = rusqlite::Connection::open_in_memory().expect("sqlite");
-        c.execute_batch(SCHEMA).expect("schema");
+        for (name, sql) in &MIGRATIONS[..n] {
+            c.execute_batch(sql).expect(name);
+        }
         // D1's largest string or row.
         c.set_limit(rusqlite::limits::Limit::SQLITE_LIMIT_LENGTH, 2_000_000)
             .expect("limit");
         Self(Rc::new(c), Rc::default())
+    }
+
+    /// Applies migrations `from..` (an upgrade).
+    fn migrate(&self, from: usize) {
+        for (name, sql) in &MIGRATIONS[from..] {
+            self.0.execute_batch(sql).expect(name);
+        }
     }
 
     /// Statements per `run` so far.
@@ -103,29 +119,48 @@ fn conformance() {
     block_on(wharf_core::testing::document_conformance(&m));
 }
 
-/// The tests' Miniflare runner splits the migration at `;` after dropping comment lines
-/// (tests/e2e/worker_serve.mjs): every piece must be one whole statement.
+/// The tests' Miniflare runner splits each migration at `;` after dropping comment lines
+/// (tests/e2e/worker_serve.mjs): every piece must be one whole statement, and applied in
+/// order they make the schema. Every file of the migrations directory is in [`MIGRATIONS`].
 #[test]
-fn schema_splits_into_statements() {
-    let statements: Vec<String> = SCHEMA
-        .lines()
-        .filter(|l| !l.trim().starts_with("--"))
-        .collect::<Vec<_>>()
-        .join("\n")
-        .split(';')
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .map(str::to_owned)
-        .collect();
-    assert_eq!(statements.len(), 10);
+fn migrations_split_into_statements() {
     let c = rusqlite::Connection::open_in_memory().expect("sqlite");
-    for s in &statements {
-        assert!(
-            s.starts_with("CREATE TABLE ") || s.starts_with("CREATE INDEX "),
-            "{s}"
-        );
-        c.execute(s, []).expect(s);
+    let mut counts = Vec::new();
+    for (name, sql) in MIGRATIONS {
+        let statements: Vec<String> = sql
+            .lines()
+            .filter(|l| !l.trim().starts_with("--"))
+            .collect::<Vec<_>>()
+            .join("\n")
+            .split(';')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+            .collect();
+        for s in &statements {
+            let known = [
+                "CREATE TABLE ",
+                "CREATE INDEX ",
+                "ALTER TABLE ",
+                "INSERT INTO ",
+            ];
+            assert!(known.iter().any(|k| s.starts_with(k)), "{name}: {s}");
+            c.execute(s, []).expect(s);
+        }
+        counts.push(statements.len());
     }
+    assert_eq!(counts, [10, 17]);
+    let dir = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../functions/worker/migrations"
+    );
+    let mut files: Vec<String> = std::fs::read_dir(dir)
+        .expect("migrations")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .collect();
+    files.sort();
+    let names: Vec<&str> = MIGRATIONS.iter().map(|(n, _)| *n).collect();
+    assert_eq!(files, names);
 }
 
 #[test]
