@@ -9,6 +9,8 @@ use wharf_core::ports::*;
 use wharf_core::{Digest, StoreError};
 
 impl<S: Db> ManifestIndex for D1Meta<S> {
+    /// The manifests the index has: every one once the backfill is done (until then, one
+    /// from before the upgrade is listed once pushed again or reached).
     async fn list_manifests(
         &self,
         repo: &str,
@@ -33,6 +35,8 @@ impl<S: Db> ManifestIndex for D1Meta<S> {
         o.rows.iter().map(ledger::decode_tag_entry).collect()
     }
 
+    /// Every link row, those from before the upgrade too (no link time; their `refs`
+    /// right once the backfill has counted the manifests).
     async fn list_links(
         &self,
         repo: &str,
@@ -55,7 +59,8 @@ impl<S: Db> ManifestIndex for D1Meta<S> {
         o.rows.iter().map(|r| get_text(r, "repo")).collect()
     }
 
-    /// The pull time and the event in one batch.
+    /// The pull time and the event in one batch (a manifest from before the upgrade gets
+    /// its pull time too).
     async fn note_pull(
         &self,
         repo: &str,
