@@ -333,4 +333,22 @@ async fn scheduled(event: worker::ScheduledEvent, env: Env, _ctx: worker::Schedu
             tracing::error!(cron = %event.cron(), error = %e.message, "upload cleanup failed")
         }
     }
+    // Content written before this version gets its records, a bounded step per run (each
+    // step is a few subrequests); garbage collection will wait for it.
+    use wharf_core::ports::{Backfill, BackfillProgress};
+    for _ in 0..BACKFILL_STEPS_PER_RUN {
+        match app.meta.backfill_step(BACKFILL_ROWS_PER_STEP).await {
+            Ok(BackfillProgress::Done) => break,
+            Ok(BackfillProgress::Running { .. }) => {}
+            Err(e) => {
+                tracing::error!(cron = %event.cron(), error = %e, "metadata backfill failed");
+                break;
+            }
+        }
+    }
 }
+
+/// Backfill steps one cron run makes at most, and rows each step counts: about 3 D1 calls
+/// a step, well inside an invocation's subrequests beside the upload cleanup.
+const BACKFILL_STEPS_PER_RUN: usize = 20;
+const BACKFILL_ROWS_PER_STEP: usize = 200;
