@@ -18,8 +18,9 @@ pub struct BlobEntry {
 /// Lists committed blobs (never staged upload data).
 #[allow(async_fn_in_trait)]
 pub trait BlobInventory {
-    /// Committed blobs after `after`, at most `limit`, ordered by algorithm then hex (the
-    /// order of their keys in every store, so a page is one listing call).
+    /// Committed blobs after `after` (which need not exist), at most `limit`, ordered by
+    /// algorithm then hex (the order of their keys in every store, so a page is one listing
+    /// call). Fewer than `limit` only at the end: a short page means nothing follows.
     async fn list_blobs(
         &self,
         after: Option<&Digest>,

@@ -27,8 +27,8 @@
 //! - `stat` of a missing blob is `None`, `get` of one is [`StoreError::NotFound`] (which the
 //!   core turns into `BLOB_UNKNOWN`), `delete` of one succeeds.
 //!
-//! Not covered: listing. The port has no list method yet; when a blob inventory exists, its
-//! listing belongs in this suite.
+//! Not covered: listing, an optional ability ([`crate::ports::BlobInventory`]) with a suite
+//! of its own, [`super::inventory_conformance`], built on this one's helpers.
 //!
 //! The suite is generic over the store with no `Send` bounds and needs no runtime: it runs
 //! under tokio, `futures_executor` and in a single-threaded Worker alike. It uses fixed
@@ -60,7 +60,7 @@ pub async fn blob_conformance<B: BlobStore>(store: &B) {
 }
 
 /// Deterministic pseudo-random bytes: every seed makes other content.
-fn data(n: usize, seed: u64) -> Vec<u8> {
+pub(super) fn data(n: usize, seed: u64) -> Vec<u8> {
     let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
     (0..n)
         .map(|_| {
@@ -72,12 +72,12 @@ fn data(n: usize, seed: u64) -> Vec<u8> {
         .collect()
 }
 
-fn digest_of(bytes: &[u8]) -> Digest {
+pub(super) fn digest_of(bytes: &[u8]) -> Digest {
     Digest::of(DEFAULT_ALGORITHM, bytes)
 }
 
 /// A new upload as `POST` records it.
-fn new_upload(id: &str, digest: Option<Digest>) -> UploadRecord {
+pub(super) fn new_upload(id: &str, digest: Option<Digest>) -> UploadRecord {
     UploadRecord {
         id: id.into(),
         repo: "conformance/blobs".into(),
@@ -91,7 +91,7 @@ fn new_upload(id: &str, digest: Option<Digest>) -> UploadRecord {
 }
 
 /// `bytes` cut into pieces of the given sizes (the last piece takes the rest).
-fn pieces<'a>(bytes: &'a [u8], sizes: &[usize]) -> Vec<&'a [u8]> {
+pub(super) fn pieces<'a>(bytes: &'a [u8], sizes: &[usize]) -> Vec<&'a [u8]> {
     let mut out = Vec::new();
     let mut at = 0;
     for &n in sizes {
@@ -120,7 +120,7 @@ fn record(up: &mut UploadRecord, written: usize, store_state: String) {
 }
 
 /// One request that the core records: write, finish, record.
-async fn request<B: BlobStore>(store: &B, up: &mut UploadRecord, pieces: &[&[u8]]) {
+pub(super) async fn request<B: BlobStore>(store: &B, up: &mut UploadRecord, pieces: &[&[u8]]) {
     let w = write(store, up, pieces).await;
     let state = w.finish().await.expect("finish");
     record(up, pieces.iter().map(|p| p.len()).sum(), state);

@@ -34,19 +34,40 @@ impl Env for TestEnv {
 /// Blobs in memory. Like the fs store, every request writes a chunk of its own (named
 /// `<offset>-<n>`), and an upload's `store_state` lists the recorded chunks in order, so the
 /// bytes of a request that failed, lost a race or is still sending are in nothing the record
-/// lists.
+/// lists. A blob's modified time is its commit's, read from the store's clock
+/// ([`MemoryBlobs::with_clock`]; the default clock stands at 0).
 #[derive(Default, Clone)]
 pub struct MemoryBlobs(Arc<MemoryInner>);
 
+/// The clock a [`MemoryBlobs`] stamps commits with (ms since the epoch).
+type Clock = Arc<dyn Fn() -> u64 + Send + Sync>;
+
 #[derive(Default)]
 struct MemoryInner {
-    blobs: Mutex<HashMap<Digest, Bytes>>,
+    /// Committed blobs with their commit time, in digest order (the inventory's).
+    blobs: Mutex<BTreeMap<Digest, (Bytes, u64)>>,
+    clock: Option<Clock>,
     /// Per upload id, the chunks finished requests wrote, by name.
     uploads: Mutex<HashMap<String, HashMap<String, Bytes>>>,
     chunks: AtomicU64,
 }
 
+impl MemoryBlobs {
+    /// A store whose commits take their modified time from `clock` (e.g. a test's
+    /// [`TestEnv`], or an `AtomicU64` the test moves).
+    pub fn with_clock(clock: impl Fn() -> u64 + Send + Sync + 'static) -> Self {
+        Self(Arc::new(MemoryInner {
+            clock: Some(Arc::new(clock)),
+            ..MemoryInner::default()
+        }))
+    }
+}
+
 impl MemoryInner {
+    fn now_ms(&self) -> u64 {
+        self.clock.as_ref().map_or(0, |c| c())
+    }
+
     /// The recorded bytes of `upload`: its chunks in the order its state lists them, which
     /// must add up to its offset.
     fn staged(&self, upload: &UploadRecord) -> Result<Vec<u8>, StoreError> {
@@ -89,14 +110,14 @@ impl BlobStore for MemoryBlobs {
     type Writer = MemoryWriter;
 
     async fn stat(&self, digest: &Digest) -> Result<Option<u64>, StoreError> {
-        Ok(lock(&self.0.blobs).get(digest).map(|b| b.len() as u64))
+        Ok(lock(&self.0.blobs).get(digest).map(|(b, _)| b.len() as u64))
     }
     async fn get(
         &self,
         digest: &Digest,
         range: Option<ByteRange>,
     ) -> Result<Self::Reader, StoreError> {
-        let b = lock(&self.0.blobs)
+        let (b, _) = lock(&self.0.blobs)
             .get(digest)
             .cloned()
             .ok_or(StoreError::NotFound)?;
@@ -124,9 +145,10 @@ impl BlobStore for MemoryBlobs {
     async fn commit(&self, upload: &UploadRecord, digest: &Digest) -> Result<(), StoreError> {
         if !lock(&self.0.blobs).contains_key(digest) {
             let data = self.0.staged(upload)?;
+            let now = self.0.now_ms();
             lock(&self.0.blobs)
                 .entry(digest.clone())
-                .or_insert_with(|| Bytes::from(data));
+                .or_insert_with(|| (Bytes::from(data), now));
         }
         lock(&self.0.uploads).remove(&upload.id);
         Ok(())
@@ -142,6 +164,26 @@ impl BlobStore for MemoryBlobs {
     ) -> Result<(), StoreError> {
         sink(&self.0.staged(upload)?);
         Ok(())
+    }
+}
+
+impl BlobInventory for MemoryBlobs {
+    async fn list_blobs(
+        &self,
+        after: Option<&Digest>,
+        limit: usize,
+    ) -> Result<Vec<BlobEntry>, StoreError> {
+        use std::ops::Bound;
+        let from = after.map_or(Bound::Unbounded, Bound::Excluded);
+        Ok(lock(&self.0.blobs)
+            .range::<Digest, _>((from, Bound::Unbounded))
+            .take(limit)
+            .map(|(d, (b, t))| BlobEntry {
+                digest: d.clone(),
+                size: b.len() as u64,
+                modified_ms: *t,
+            })
+            .collect())
     }
 }
 

@@ -3,7 +3,8 @@
 //! The memory adapters exist for unit tests of the core; they are never a runtime.
 //! [`metadata_conformance`] is the one suite every [`MetadataStore`] backend must pass
 //! (embedded, DynamoDB, D1), [`blob_conformance`] the one every [`BlobStore`] backend must
-//! pass (memory, fs, S3, R2): each backend's tests call them.
+//! pass (memory, fs, S3, R2), [`inventory_conformance`] the one every [`BlobInventory`]
+//! must pass (the same four): each backend's tests call them.
 //!
 //! May use: [`crate::error`], [`crate::model`] and [`crate::ports`] only (it is the ports'
 //! reference implementation, so the unit tests of every module above may use it).
@@ -11,6 +12,7 @@
 mod blob_conformance;
 mod capabilities;
 mod conformance;
+mod inventory_conformance;
 mod memory;
 mod memory_ledger;
 
@@ -20,4 +22,5 @@ pub use capabilities::{
     tags_conformance, usage_conformance,
 };
 pub use conformance::{document_conformance, metadata_conformance, test_manifest};
+pub use inventory_conformance::inventory_conformance;
 pub use memory::{MemoryBlobs, MemoryDocs, MemoryMetadata, MemoryWriter, TestEnv};
