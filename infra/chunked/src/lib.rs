@@ -71,6 +71,20 @@ impl Layout {
         )
     }
 
+    /// `blobs/`: the prefix of every committed blob's key (listing it lists the blobs, in
+    /// the order of their digests: algorithm, then hex).
+    pub fn blobs_prefix(&self) -> String {
+        format!("{}blobs/", self.prefix)
+    }
+
+    /// The digest a committed blob's key names (the inverse of [`Layout::blob_key`]), or
+    /// `None` for a key that is not one (another prefix, an unknown algorithm, bad hex).
+    pub fn blob_digest(&self, key: &str) -> Option<Digest> {
+        let rest = key.strip_prefix(&self.prefix)?.strip_prefix("blobs/")?;
+        let (alg, hex) = rest.split_once('/')?;
+        format!("{alg}:{hex}").parse().ok()
+    }
+
     /// `uploads/<id>/`, after checking that the id cannot reach outside it.
     pub fn upload_prefix(&self, id: &str) -> Result<String, StoreError> {
         if !valid_upload_id(id) {
@@ -400,7 +414,23 @@ mod tests {
             Layout::new("w/").blob_key(&d),
             format!("w/blobs/sha256/{}", "ab".repeat(32))
         );
+        let w = Layout::new("w/");
+        assert_eq!(w.blob_digest(&w.blob_key(&d)), Some(d.clone()));
+        assert_eq!(w.blobs_prefix(), "w/blobs/");
+        let hex = "ab".repeat(32);
+        for bad in [
+            format!("blobs/sha256/{hex}"),
+            format!("w/blobs/sha256/{}", &hex[1..]),
+            format!("w/blobs/sha256/{}", hex.to_uppercase()),
+            format!("w/blobs/md5/{hex}"),
+            format!("w/blobs/sha256/{hex}/x"),
+            format!("w/blobs/sha256:{hex}"),
+            format!("w/uploads/sha256/{hex}"),
+        ] {
+            assert_eq!(w.blob_digest(&bad), None, "{bad:?}");
+        }
         let l = Layout::default();
+        assert_eq!(l.blob_digest(&l.blob_key(&d)), Some(d));
         assert_eq!(l.upload_prefix("abc-1").expect("ok"), "uploads/abc-1/");
         for bad in ["", "../x", "a/b", "a.b", &"a".repeat(129)] {
             assert!(l.upload_prefix(bad).is_err(), "{bad:?}");
