@@ -12,6 +12,8 @@
 //! and concurrent commits of one upload never write into the same file: the first link wins.
 #![deny(missing_docs)]
 
+mod inventory;
+
 use bytes::{Bytes, BytesMut};
 use futures_util::{Stream, StreamExt};
 use std::io::{self, SeekFrom};
@@ -470,6 +472,45 @@ mod tests {
             .expect("tmp")
             .count();
         assert_eq!(tmp, 0, "no join file left behind");
+    }
+
+    /// The blob inventory suite, on a store that holds other blobs and stray files.
+    #[tokio::test]
+    async fn lists_its_blobs() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let s = FsBlobStore::open(dir.path()).expect("open");
+        let kept = Digest::sha256_of(b"kept");
+        let mut w = s.writer(&upload("k1", 0)).await.expect("writer");
+        w.write(Bytes::from_static(b"kept")).await.expect("write");
+        let st = w.finish().await.expect("finish");
+        s.commit(&at("k1", 4, &st), &kept).await.expect("commit");
+        // What is not a blob file under blobs/ is not listed.
+        let blobs = dir.path().join("blobs");
+        let hex = kept.hex().to_owned();
+        for (fan, name) in [
+            ("00", "00notahexdigest".to_owned()),
+            (&hex[..2], format!("{}x", &hex[..63])),
+            ("ff", hex.clone()),
+            ("abc", format!("abc{}", &hex[3..])),
+        ] {
+            std::fs::create_dir_all(blobs.join("sha256").join(fan)).expect("mkdir");
+            std::fs::write(blobs.join("sha256").join(fan).join(name), b"x").expect("write");
+        }
+        std::fs::create_dir_all(blobs.join("md5").join("00")).expect("mkdir");
+        std::fs::write(blobs.join("md5").join("00").join("00ab"), b"x").expect("write");
+        std::fs::write(blobs.join("stray"), b"x").expect("write");
+        let now = || {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as u64)
+        };
+        wharf_core::testing::inventory_conformance(&s, &now, 2000).await;
+        use wharf_core::ports::BlobInventory;
+        let left = s.list_blobs(None, 10).await.expect("list");
+        assert_eq!(
+            left.iter().map(|e| (&e.digest, e.size)).collect::<Vec<_>>(),
+            [(&kept, 4)]
+        );
     }
 
     /// Racing closing PUTs of one upload: every commit either places the whole blob or
