@@ -78,12 +78,14 @@ const BLOBS: [Spec; 7] = [
         requests: &[300],
         declared: false,
     },
+    // Declared digests are sha256 only: s3s-fs, the S3 stand-in, cannot open a multipart
+    // upload at a sha512 key (its metadata file's name gets too long).
     Spec {
-        id: "inventory-sha512-declared",
+        id: "inventory-sha512-single",
         algorithm: Algorithm::Sha512,
         size: 1234,
         requests: &[],
-        declared: true,
+        declared: false,
     },
     // The empty blob's digest is everybody's: made (and deleted) only if it is not there.
     Spec {
