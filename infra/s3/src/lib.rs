@@ -56,10 +56,12 @@
 //! before the URL does, it returns `None` and the core streams the blob itself.
 #![deny(missing_docs)]
 
+mod inventory;
 mod rest;
 #[cfg(feature = "sdk")]
 mod sdk;
 
+pub use inventory::{Listed, MAX_LIST};
 pub use rest::RestApi;
 #[cfg(feature = "sdk")]
 pub use sdk::{S3BlobStore, S3Options, S3Reader, SdkApi};
@@ -135,6 +137,14 @@ pub trait S3Api {
     async fn delete(&self, key: &str) -> Result<(), StoreError>;
     /// Deletes every object under `prefix`.
     async fn delete_prefix(&self, prefix: &str) -> Result<(), StoreError>;
+    /// ListObjectsV2 under `prefix`, keys after `start_after`, at most `max` (up to
+    /// [`MAX_LIST`]): the objects in key order, and whether more follow.
+    async fn list(
+        &self,
+        prefix: &str,
+        start_after: Option<&str>,
+        max: usize,
+    ) -> Result<(Vec<Listed>, bool), StoreError>;
     /// ListMultipartUploads under `prefix`: `(key, upload id)`.
     async fn multipart_uploads(&self, prefix: &str) -> Result<Vec<(String, String)>, StoreError>;
     /// A presigned GET of `key`, computed locally, or `None`.

@@ -9,7 +9,8 @@
 //! URLs or refuses them); upload objects are deleted one DELETE each, since DeleteObjects
 //! needs a Content-MD5 (an upload has a handful of objects).
 
-use crate::{S3Api, bucket_url, other, range_value};
+use crate::inventory::parse_list;
+use crate::{Listed, MAX_LIST, S3Api, bucket_url, other, range_value};
 use bytes::Bytes;
 use std::time::{Duration, SystemTime};
 use wharf_chunked::Part;
@@ -287,6 +288,31 @@ impl<T: Transport> S3Api for RestApi<T> {
                 _ => return Ok(()),
             }
         }
+    }
+
+    async fn list(
+        &self,
+        prefix: &str,
+        start_after: Option<&str>,
+        max: usize,
+    ) -> Result<(Vec<Listed>, bool), StoreError> {
+        let mut q = format!(
+            "list-type=2&max-keys={}&prefix={}",
+            max.min(MAX_LIST),
+            query_value(prefix)
+        );
+        if let Some(s) = start_after {
+            q.push_str(&format!("&start-after={}", query_value(s)));
+        }
+        let text = self
+            .call_xml(
+                http::Method::GET,
+                format!("{}?{q}", self.bucket_url),
+                &[],
+                Bytes::new(),
+            )
+            .await?;
+        parse_list(&text)
     }
 
     async fn multipart_uploads(&self, prefix: &str) -> Result<Vec<(String, String)>, StoreError> {

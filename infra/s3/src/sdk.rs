@@ -1,6 +1,6 @@
 //! The S3 API through aws-sdk-s3: what the Lambda and `wharf serve --storage s3` use.
 
-use crate::{MIN_PART, S3Api, S3Blobs, bucket_url, other, range_value};
+use crate::{Listed, MAX_LIST, MIN_PART, S3Api, S3Blobs, bucket_url, other, range_value};
 use aws_credential_types::Credentials;
 use aws_credential_types::provider::{ProvideCredentials, SharedCredentialsProvider};
 use aws_sdk_s3::Client;
@@ -437,6 +437,44 @@ impl S3Api for SdkApi {
                 _ => return Ok(()),
             }
         }
+    }
+
+    async fn list(
+        &self,
+        prefix: &str,
+        start_after: Option<&str>,
+        max: usize,
+    ) -> Result<(Vec<Listed>, bool), StoreError> {
+        let page = self
+            .client
+            .list_objects_v2()
+            .bucket(&self.bucket)
+            .prefix(prefix)
+            .set_start_after(start_after.map(str::to_owned))
+            .max_keys(i32::try_from(max.min(MAX_LIST)).unwrap_or(1000))
+            .send()
+            .await
+            .map_err(store_error)?;
+        let objects = page
+            .contents()
+            .iter()
+            .map(|o| {
+                let key = o
+                    .key()
+                    .ok_or_else(|| other("a listed object without a key"))?;
+                let modified = o
+                    .last_modified()
+                    .ok_or_else(|| other(format!("{key}: listed without LastModified")))?
+                    .to_millis()
+                    .map_err(other)?;
+                Ok(Listed {
+                    key: key.to_owned(),
+                    size: o.size().unwrap_or(0).max(0) as u64,
+                    modified_ms: u64::try_from(modified).unwrap_or(0),
+                })
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        Ok((objects, page.is_truncated() == Some(true)))
     }
 
     async fn multipart_uploads(&self, prefix: &str) -> Result<Vec<(String, String)>, StoreError> {

@@ -86,6 +86,48 @@ async fn conforms_over_rest() {
     assert_eq!(staged(&sdk).await, 0, "staging objects left");
 }
 
+/// The blob inventory suite over signed HTTP, under a key prefix: a blob outside the
+/// prefix and a stray key inside it are not listed. The SDK store (same prefix) lists the
+/// same.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn inventory_conforms_over_rest() {
+    use wharf_core::ports::BlobInventory;
+    let Some((srv, sdk)) = setup().await else {
+        return;
+    };
+    let outside = format!("blobs/sha256/{}", Digest::sha256_of(b"outside").hex());
+    let client = sdk.client();
+    for k in [outside.as_str(), "p/blobs/stray"] {
+        client
+            .put_object()
+            .bucket(BUCKET)
+            .key(k)
+            .body(Bytes::from_static(b"x").into())
+            .send()
+            .await
+            .expect("put");
+    }
+    let now = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64)
+    };
+    let s = rest(&srv);
+    wharf_core::testing::inventory_conformance(&s, &now, 2000).await;
+    assert!(s.list_blobs(None, 10).await.expect("list").is_empty());
+    // One blob, listed alike over both paths.
+    let mut up = record("inv-1", None);
+    request(&s, &mut up, b"listed", 6, true).await;
+    let d = Digest::sha256_of(b"listed");
+    s.commit(&up, &d).await.expect("commit");
+    let over_rest = s.list_blobs(None, 10).await.expect("list");
+    assert_eq!(over_rest.len(), 1);
+    assert_eq!((&over_rest[0].digest, over_rest[0].size), (&d, 6));
+    assert_eq!(sdk.list_blobs(None, 10).await.expect("list"), over_rest);
+    s.delete(&d).await.expect("delete");
+    assert_eq!(staged(&sdk).await, 0, "staging objects left");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chunked_upload_over_rest_is_served_by_the_sdk_store() {
     let Some((srv, sdk)) = setup().await else {

@@ -14,7 +14,7 @@ use wharf_aws::CallCounter;
 use wharf_aws::testing::{self, LocalServer};
 use wharf_core::ports::{BlobStore, BlobWriter, ByteRange, UploadRecord};
 use wharf_core::{Digest, StoreError};
-use wharf_s3::{S3BlobStore, S3Options};
+use wharf_s3::{S3Api, S3BlobStore, S3Options};
 
 mod common;
 use common::{data, record};
@@ -156,6 +156,27 @@ async fn conforms() {
     let left = keys(&s, "").await;
     assert!(left.is_empty(), "objects left: {left:?}");
     assert_eq!(open_multiparts(&srv), (0, 0), "multipart uploads left open");
+}
+
+/// The blob inventory suite over the SDK, among objects under `blobs/` that are not blobs
+/// (skipped); LastModified is s3s-fs's clock, this machine's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn inventory_conforms() {
+    use wharf_core::ports::BlobInventory;
+    let Some(srv) = server().await else { return };
+    let s = store(&srv, None, None).await;
+    let stray = [
+        "blobs/README".to_owned(),
+        format!("blobs/sha256/{}", "A".repeat(64)),
+        format!("blobs/sha384/{}", "a".repeat(96)),
+    ];
+    for k in &stray {
+        s.api().put(k, Bytes::from_static(b"x")).await.expect("put");
+    }
+    wharf_core::testing::inventory_conformance(&s, &now_ms, 2000).await;
+    assert!(s.list_blobs(None, 10).await.expect("list").is_empty());
+    let left = keys(&s, "").await;
+    assert_eq!(left, stray, "only the stray objects are left");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
