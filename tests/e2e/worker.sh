@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The Cloudflare Worker under workerd (Miniflare 4, as `wrangler dev` runs it) on local R2
 # and D1, with real clients:
-#   - the metadata (and its optional abilities), document and blob conformance suites inside
-#     the Worker, on its D1 and R2
+#   - the metadata (and its optional abilities), document, blob and blob inventory
+#     conformance suites inside the Worker, on its D1 and R2
 #   - the protocol suite (the same one every runtime passes) against the Worker
 #   - docker push/pull of an image with a 90 MB layer sent in one PATCH, skopeo copy out
 #   - 300 MB by chunked upload (several R2 objects joined into one at commit)
@@ -24,7 +24,7 @@ WVARS=(WHARF_ADMIN_PASSWORD="$WHARF_ADMIN_PASSWORD" WHARF_LOG=debug WHARF_R2_MAX
 start_worker "${WVARS[@]}" || { _record 1 "the Worker starts" /dev/null; finish; exit 1; }
 A=$R
 
-check_output "the metadata, abilities, document and blob conformance suites pass on D1 and R2" "conformance passed" \
+check_output "the metadata, abilities, document, blob and inventory conformance suites pass on D1 and R2" "conformance passed" \
   curl -s -X POST "http://$A/__conformance"
 check_output "the Worker asks for a token (401 + Bearer challenge)" 'Bearer realm="http://'"$A"'/token"' \
   curl -si "http://$A/v2/"

@@ -34,6 +34,7 @@
 //! uploads of requests that died are not listable, and R2 aborts them after 7 days.
 #![deny(missing_docs)]
 
+mod inventory;
 mod plan;
 
 use bytes::Bytes;
