@@ -7,13 +7,16 @@
 //! | item | `pk` | `sk` | attributes |
 //! |---|---|---|---|
 //! | upload | `UPLOAD#<id>` | `UPLOAD` | `repo`, `off`, `hash`, `state`, `digest`, `created`, `updated`, `gsi1pk` = `UPLOADS#<shard>`, `gsi1sk` = `<updated, 15 digits>#<id>` |
-//! | blob link | `REPO#<name>` | `BLOB#<digest>` | `size` |
+//! | blob link | `REPO#<name>` | `BLOB#<digest>` | `size`, `linked`, `refs` |
 //! | catalog entry | `CATALOG` | `<name>` | |
 //! | document | `DOC#<kind>` | `<id>` | `v` (bytes): users, robots, projects, audit events… |
 //!
-//! [`DynamoRest`] reads and writes them over DynamoDB's JSON API without an SDK.
+//! [`ledger`] builds the records every content write keeps with it (blob records, the
+//! reverse index, usage, the outbox) as SDK-free transaction writes. [`DynamoRest`] reads
+//! and writes them over DynamoDB's JSON API without an SDK.
 #![deny(missing_docs)]
 
+pub mod ledger;
 mod rest;
 
 pub use rest::DynamoRest;

@@ -2,7 +2,8 @@
 //! API over a runtime's own HTTP ([`wharf_sigv4::AwsClient`]; `fetch` in a Worker), writing
 //! the same items as wharf-dynamodb.
 
-use crate::{Item, from_json, get_n, to_json};
+use crate::ledger::{self, LinkSeen, Write};
+use crate::{Item, from_json, get_n, get_s, to_json};
 use bytes::Bytes;
 use serde_json::{Value, json};
 use wharf_core::model::manifest::Descriptor;
@@ -49,6 +50,12 @@ impl<T: Transport> DynamoRest<T> {
     /// Calls operation `op` with `body` (the table name added); returns the answer.
     async fn call(&self, op: &str, mut body: Value) -> Result<Value, StoreError> {
         body["TableName"] = json!(self.table);
+        self.call_raw(op, body).await
+    }
+
+    /// Calls operation `op` with `body` as it is (operations on several items name the
+    /// table in each).
+    async fn call_raw(&self, op: &str, body: Value) -> Result<Value, StoreError> {
         let req = http::Request::post(&self.url)
             .header("content-type", "application/x-amz-json-1.0")
             .header("x-amz-target", format!("DynamoDB_20120810.{op}"))
@@ -69,6 +76,64 @@ impl<T: Transport> DynamoRest<T> {
         match out.get("Item") {
             Some(i) => from_json(i).map(Some),
             None => Ok(None),
+        }
+    }
+
+    /// The items at `keys` (one BatchGetItem, strongly consistent), in the keys' order.
+    async fn batch_get(&self, keys: &[Item]) -> Result<Vec<Option<Item>>, StoreError> {
+        let mut found: Vec<Item> = Vec::new();
+        let mut request = json!({ &self.table: {
+            "Keys": keys.iter().map(to_json).collect::<Vec<_>>(),
+            "ConsistentRead": true,
+        }});
+        for _ in 0..8 {
+            let out = self
+                .call_raw("BatchGetItem", json!({ "RequestItems": request }))
+                .await?;
+            if let Some(items) = out["Responses"][&self.table].as_array() {
+                for i in items {
+                    found.push(from_json(i)?);
+                }
+            }
+            match out.get("UnprocessedKeys") {
+                Some(u) if u.get(&self.table).is_some() => request = u.clone(),
+                _ => {
+                    let same = |a: &Item, k: &Item| {
+                        get_s(a, "pk") == get_s(k, "pk") && get_s(a, "sk") == get_s(k, "sk")
+                    };
+                    return Ok(keys
+                        .iter()
+                        .map(|k| found.iter().find(|a| same(a, k)).cloned())
+                        .collect());
+                }
+            }
+        }
+        Err(StoreError::Unavailable(
+            "DynamoDB kept keys unprocessed".into(),
+        ))
+    }
+
+    /// One TransactWriteItems. A cancelled transaction is `Precondition` when a condition
+    /// failed (the caller reads again) and `Unavailable` on a conflict with another.
+    async fn transact(&self, writes: &[Write]) -> Result<(), StoreError> {
+        let items: Vec<Value> = writes
+            .iter()
+            .map(|w| ledger::write_json(w, &self.table))
+            .collect();
+        match self
+            .call_raw("TransactWriteItems", json!({ "TransactItems": items }))
+            .await
+        {
+            Ok(_) => Ok(()),
+            // The reasons are in the message: "… [None, ConditionalCheckFailed]".
+            Err(StoreError::Other(m)) if m.contains("TransactionCanceled") => {
+                if m.contains("ConditionalCheckFailed") {
+                    Err(StoreError::Precondition(m))
+                } else {
+                    Err(StoreError::Unavailable(m))
+                }
+            }
+            Err(e) => Err(e),
         }
     }
 
@@ -125,16 +190,42 @@ impl<T: Transport> MetadataStore for DynamoRest<T> {
     }
 
     /// The catalog entry is put every time (the SDK store caches which it wrote; an
-    /// isolate is short-lived): one more write unit per pushed blob.
+    /// isolate is short-lived): one more write unit per pushed blob. Then the same read and
+    /// transaction as wharf-dynamodb's (the link, its blob record, reverse-index item,
+    /// project count and usage, outbox entry: [`ledger::link_writes`]), read again and
+    /// retried while a concurrent write changes what it read.
     async fn link_blob(
         &self,
         repo: &str,
         digest: &Digest,
         size: u64,
-        _at_ms: u64,
+        at_ms: u64,
     ) -> Result<(), StoreError> {
         self.put(crate::catalog_item(repo), None).await?;
-        self.put(crate::link_item(repo, digest, size), None).await
+        let mut last = None;
+        for _ in 0..ledger::ATTEMPTS {
+            let [reverse, record, pblob]: [Option<Item>; 3] = self
+                .batch_get(&ledger::link_reads(repo, digest))
+                .await?
+                .try_into()
+                .map_err(|_| StoreError::Other("BatchGetItem answered badly".into()))?;
+            let seen = LinkSeen {
+                reverse,
+                record,
+                pblob,
+            };
+            let writes = ledger::link_writes(repo, digest, size, Some(at_ms), &seen)?;
+            match self.transact(&writes).await {
+                Ok(()) => return Ok(()),
+                Err(e @ (StoreError::Precondition(_) | StoreError::Unavailable(_))) => {
+                    last = Some(e);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Err(StoreError::Unavailable(format!(
+            "blob {digest} kept changing while being linked: {last:?}"
+        )))
     }
 
     async fn unlink_blob(
