@@ -305,7 +305,9 @@ pub fn record_of(d: &Digest, item: &Item) -> BlobRecord {
     }
 }
 
-fn refuse_deleting(d: &Digest, record: Option<&Item>) -> Result<(), StoreError> {
+/// `Precondition` if the record says the blob is being deleted: nothing may start to rely
+/// on it (a link, a manifest referencing it).
+pub fn check_linkable(d: &Digest, record: Option<&Item>) -> Result<(), StoreError> {
     match record.map(state_of) {
         Some(BlobState::Deleting { .. }) => Err(StoreError::Precondition(format!(
             "blob {d} is being garbage-collected; upload it again"
@@ -385,7 +387,7 @@ pub struct LinkSeen {
 /// only what the link is not counted in yet. The link is new, and counted (record `links`,
 /// reverse `l`, the project's count and, for its first copy, usage), only if the reverse
 /// item has no `l`; so live writes and the backfill never count one twice. `Precondition`
-/// if the blob is being deleted.
+/// if the blob is being deleted (a live link only: the backfill counts what is there).
 pub fn link_writes(
     repo: &str,
     d: &Digest,
@@ -393,7 +395,9 @@ pub fn link_writes(
     at: Option<u64>,
     seen: &LinkSeen,
 ) -> Result<Vec<Write>, StoreError> {
-    refuse_deleting(d, seen.record.as_ref())?;
+    if at.is_some() {
+        check_linkable(d, seen.record.as_ref())?;
+    }
     let is_new = !has(seen.reverse.as_ref(), "l");
     let size_of_record = seen
         .record
@@ -420,18 +424,15 @@ pub fn link_writes(
             } else {
                 &[]
             };
-            out.push(
-                use_record(d, r, at, sets, &["#gsi1pk", "#gsi1sk"]).value("one", n(1)),
-            );
+            out.push(use_record(d, r, at, sets, &["#gsi1pk", "#gsi1sk"]).value("one", n(1)));
         }
         (Some(_), None) if is_new => out.push(
             Write::update(
                 record_key(d),
                 "SET #links = #links + :one REMOVE #gsi1pk, #gsi1sk",
             )
-            .when("attribute_exists(pk) AND #state <> :deleting")
-            .value("one", n(1))
-            .value("deleting", s("deleting")),
+            .when("attribute_exists(pk)")
+            .value("one", n(1)),
         ),
         (Some(_), None) => {}
     }
@@ -526,9 +527,7 @@ pub fn unlink_writes(
                     .when("attribute_exists(#l) AND attribute_exists(#m)"),
             );
         } else {
-            out.push(
-                Write::delete(rkey).when("attribute_exists(#l) AND attribute_not_exists(#m)"),
-            );
+            out.push(Write::delete(rkey).when("attribute_exists(#l) AND attribute_not_exists(#m)"));
         }
         if let Some(r) = &seen.record {
             let links = get_n(r, "links").unwrap_or(0);
@@ -599,18 +598,20 @@ pub fn touch_write(
     at: u64,
     record: Option<&Item>,
 ) -> Result<Write, StoreError> {
-    refuse_deleting(d, record)?;
+    check_linkable(d, record)?;
     Ok(match record {
         None => Write::put(new_record(d, size, 0, at)).when("attribute_not_exists(pk)"),
         Some(r) => use_record(d, r, at, &[], &[]),
     })
 }
 
-/// A manifest's (new or uncounted) reference to blob `d` in `repo`, or its removal
-/// (`delta` −1), given whether the link item and the blob record exist: +1 on `refs` of
-/// each that does (conditioned on its still being there, and on the record not being
-/// deleted), a check that each that does not is still absent. A removal only decrements
-/// what is above zero.
+/// A manifest's (new or uncounted) reference to blob `d` in `repo` (`add`), or its
+/// removal, given the link item and the blob record as read: +1 on `refs` of each that
+/// exists (conditioned on its still being there, and on the record not being deleted); a
+/// removal only decrements what is above zero. Nothing for one that does not exist, as in
+/// the ledger (the core links every blob before a manifest may reference it; a link made
+/// between the read and the write goes uncounted in `refs`, which collection never deletes
+/// by: it confirms with the reverse index).
 pub fn ref_writes(
     repo: &str,
     d: &Digest,
@@ -636,7 +637,6 @@ pub fn ref_writes(
                 }
                 out.push(w);
             }
-            (None, true) => out.push(Write::check(k, "attribute_not_exists(pk)")),
             (Some(i), false) if get_n(i, "refs").unwrap_or(0) > 0 => out.push(
                 Write::update(k, "SET #refs = #refs - :one")
                     .when("attribute_exists(pk) AND #refs >= :one")
@@ -646,6 +646,27 @@ pub fn ref_writes(
         }
     }
     out
+}
+
+/// What takes back a reference-count increment of [`ref_writes`] (for a manifest write that
+/// failed after its counts were written); `None` for a check.
+pub fn undo_ref(w: &Write) -> Option<Write> {
+    match &w.op {
+        Op::Update { key, .. } => Some(
+            Write::update(key.clone(), "SET #refs = #refs - :one")
+                .when("attribute_exists(pk) AND #refs >= :one")
+                .value("one", n(1)),
+        ),
+        _ => None,
+    }
+}
+
+/// The distinct digests of `blobs`, in digest order (a manifest counts once per blob).
+pub fn distinct(blobs: &[Digest]) -> Vec<Digest> {
+    let mut v = blobs.to_vec();
+    v.sort_by_key(Digest::to_string);
+    v.dedup();
+    v
 }
 
 // ---- the outbox ----
@@ -707,7 +728,11 @@ mod tests {
         let names: Vec<String> = w.names().into_keys().collect();
         assert_eq!(names, ["#n", "#size", "#state"]);
         let values: Vec<String> = w.values().into_keys().collect();
-        assert_eq!(values, [":deleting", ":one", ":size"], "not :s, not :unused");
+        assert_eq!(
+            values,
+            [":deleting", ":one", ":size"],
+            "not :s, not :unused"
+        );
         let j = write_json(&w, "t");
         assert_eq!(j["Update"]["TableName"], "t");
         assert_eq!(j["Update"]["ExpressionAttributeNames"]["#state"], "state");

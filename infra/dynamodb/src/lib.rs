@@ -58,8 +58,8 @@ use aws_sdk_dynamodb::operation::delete_item::DeleteItemError;
 use aws_sdk_dynamodb::operation::put_item::PutItemError;
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{
-    AttributeDefinition, AttributeValue, BillingMode, Delete, GlobalSecondaryIndex,
-    KeySchemaElement, KeyType, KeysAndAttributes, Projection, ProjectionType, Put, ReturnValue,
+    AttributeDefinition, AttributeValue, BillingMode, ConditionCheck, Delete, GlobalSecondaryIndex,
+    KeySchemaElement, KeyType, KeysAndAttributes, Projection, ProjectionType, Put,
     ReturnValuesOnConditionCheckFailure, ScalarAttributeType, TransactWriteItem, Update,
 };
 use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
@@ -70,9 +70,16 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use wharf_aws::store_error;
 use wharf_core::model::manifest::{Descriptor, ManifestInfo};
-use wharf_core::ports::{DocumentStore, MetadataStore, Page, StoredManifest, UploadRecord};
+use wharf_core::ports::{
+    DocumentStore, MetadataStore, Page, StoredManifest, TagExpect, UploadRecord,
+};
 use wharf_core::{Digest, Reference, StoreError};
+use wharf_dynamodb_items::ledger::{self, LinkSeen, Op, Write};
 use wharf_dynamodb_items::{self as items, Attr, repo_pk};
+
+mod abilities;
+mod backfill;
+mod content;
 
 /// Item attributes larger than this (manifest info + bytes) go to S3.
 pub const DEFAULT_INLINE_LIMIT: usize = 350_000;
@@ -87,6 +94,9 @@ const KNOWN_REPOS: usize = 10_000;
 const TX_MAX: usize = 100;
 /// Attempts for a write that lost a race (transaction conflict, moved tag).
 const ATTEMPTS: u32 = 5;
+/// Reference-count writes per transaction of their own, when a manifest's do not fit in its
+/// own transaction (room left for a retry's bookkeeping under the 100-item limit).
+const REF_CHUNK: usize = 90;
 
 /// The table, and where large manifests go.
 #[derive(Clone, Debug)]
@@ -310,7 +320,8 @@ impl DynamoMetadata {
         &self.0.client
     }
 
-    /// Creates the table and its upload index (on-demand capacity), if it does not exist.
+    /// Creates the table and its index `gsi1` (on-demand capacity), if it does not exist;
+    /// a table it creates is marked as being at the current schema version.
     pub async fn create_table(&self) -> Result<(), StoreError> {
         let attr = |name: &str| {
             AttributeDefinition::builder()
@@ -354,7 +365,12 @@ impl DynamoMetadata {
             .send()
             .await;
         match out {
-            Ok(_) => Ok(()),
+            // A new table holds nothing from before the records: it starts at the current
+            // schema, its backfill done.
+            Ok(_) => {
+                self.wait_active().await?;
+                self.mark_backfill_done().await
+            }
             Err(e)
                 if e.as_service_error()
                     .is_some_and(|e| e.is_resource_in_use_exception()) =>
@@ -363,6 +379,30 @@ impl DynamoMetadata {
             }
             Err(e) => Err(store_error(e)),
         }
+    }
+
+    /// Waits (up to two minutes) for a table just created to accept writes.
+    async fn wait_active(&self) -> Result<(), StoreError> {
+        for _ in 0..240 {
+            let out = self
+                .0
+                .client
+                .describe_table()
+                .table_name(&self.0.table)
+                .send()
+                .await
+                .map_err(store_error)?;
+            if out.table().and_then(|t| t.table_status())
+                == Some(&aws_sdk_dynamodb::types::TableStatus::Active)
+            {
+                return Ok(());
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        Err(StoreError::Unavailable(format!(
+            "table {} did not become active",
+            self.0.table
+        )))
     }
 
     async fn get(
@@ -516,6 +556,9 @@ impl DynamoMetadata {
                     .key_condition_expression("pk = :pk AND begins_with(sk, :p)")
                     .expression_attribute_values(":p", s(p)),
                 SortCond::All => q.key_condition_expression("pk = :pk"),
+                SortCond::UpTo(hi) => q
+                    .key_condition_expression("pk = :pk AND sk <= :hi")
+                    .expression_attribute_values(":hi", s(hi)),
             };
             let out = q.send().await.map_err(store_error)?;
             items.extend(out.items.unwrap_or_default());
@@ -594,6 +637,274 @@ impl DynamoMetadata {
             }
         }
     }
+
+    /// The items at `keys` (BatchGetItem, 100 keys a call, strongly consistent by
+    /// default), in the keys' order.
+    async fn batch_get(
+        &self,
+        keys: &[items::Item],
+    ) -> Result<Vec<Option<items::Item>>, StoreError> {
+        let id = |i: &items::Item| {
+            (
+                items::get_s(i, "pk").unwrap_or_default().to_owned(),
+                items::get_s(i, "sk").unwrap_or_default().to_owned(),
+            )
+        };
+        let mut unique: Vec<&items::Item> = Vec::new();
+        for k in keys {
+            if !unique.iter().any(|u| id(u) == id(k)) {
+                unique.push(k);
+            }
+        }
+        let mut found: HashMap<(String, String), items::Item> = HashMap::new();
+        for chunk in unique.chunks(100) {
+            let mut request = Some(
+                KeysAndAttributes::builder()
+                    .set_keys(Some(chunk.iter().map(|k| sdk((*k).clone())).collect()))
+                    .consistent_read(self.0.consistent)
+                    .build()
+                    .map_err(other)?,
+            );
+            let mut attempt = 0;
+            while let Some(req) = request.take() {
+                let out = self
+                    .0
+                    .client
+                    .batch_get_item()
+                    .request_items(&self.0.table, req)
+                    .send()
+                    .await
+                    .map_err(store_error)?;
+                for item in out
+                    .responses
+                    .unwrap_or_default()
+                    .remove(&self.0.table)
+                    .unwrap_or_default()
+                {
+                    let item = from_sdk(item)?;
+                    found.insert(id(&item), item);
+                }
+                request = out
+                    .unprocessed_keys
+                    .and_then(|mut u| u.remove(&self.0.table))
+                    .filter(|k| !k.keys().is_empty());
+                if request.is_some() {
+                    attempt += 1;
+                    if attempt > 8 {
+                        return Err(StoreError::Unavailable(
+                            "DynamoDB kept keys unprocessed".into(),
+                        ));
+                    }
+                    backoff(attempt).await;
+                }
+            }
+        }
+        Ok(keys.iter().map(|k| found.get(&id(k)).cloned()).collect())
+    }
+
+    /// One item by key, as wharf-dynamodb-items reads it.
+    async fn get_item(&self, k: items::Item) -> Result<Option<items::Item>, StoreError> {
+        self.get(sdk(k), None).await?.map(from_sdk).transpose()
+    }
+
+    /// Runs `writes` as one transaction (conflicts retried; a failed condition is
+    /// `Precondition`).
+    async fn transact_writes(&self, writes: &[Write]) -> Result<(), StoreError> {
+        let items = writes
+            .iter()
+            .map(|w| sdk_write(w, &self.0.table))
+            .collect::<Result<Vec<_>, _>>()?;
+        self.transact(items).await
+    }
+
+    /// One write outside a transaction (half the cost), for writes that stand alone.
+    async fn write_one(&self, w: &Write) -> Result<(), StoreError> {
+        let names = non_empty(w.names().into_iter().collect());
+        let values = non_empty(sdk(w.values()));
+        let c = &self.0.client;
+        let t = &self.0.table;
+        match &w.op {
+            Op::Put(item) => c
+                .put_item()
+                .table_name(t)
+                .set_item(Some(sdk(item.clone())))
+                .set_condition_expression(w.cond.clone())
+                .set_expression_attribute_names(names)
+                .set_expression_attribute_values(values)
+                .send()
+                .await
+                .map(drop)
+                .map_err(store_error),
+            Op::Update { key: k, expr } => c
+                .update_item()
+                .table_name(t)
+                .set_key(Some(sdk(k.clone())))
+                .update_expression(expr)
+                .set_condition_expression(w.cond.clone())
+                .set_expression_attribute_names(names)
+                .set_expression_attribute_values(values)
+                .send()
+                .await
+                .map(drop)
+                .map_err(store_error),
+            Op::Delete(k) => c
+                .delete_item()
+                .table_name(t)
+                .set_key(Some(sdk(k.clone())))
+                .set_condition_expression(w.cond.clone())
+                .set_expression_attribute_names(names)
+                .set_expression_attribute_values(values)
+                .send()
+                .await
+                .map(drop)
+                .map_err(store_error),
+            Op::Check(_) => Ok(()),
+        }
+    }
+
+    /// Reference-count writes in transactions of their own, then `main`: for a manifest
+    /// whose references do not fit in its transaction. If a step fails, what earlier steps
+    /// added is taken back (one conditional update each); what a crash leaves behind is an
+    /// over-count, so a blob looks used when it is not (a leak the backfill's recount can
+    /// find), never unused when it is.
+    async fn refs_then(&self, refs: &[Write], main: &[Write]) -> Result<(), StoreError> {
+        let mut applied = 0;
+        let mut result = Ok(());
+        for chunk in refs.chunks(REF_CHUNK) {
+            if let Err(e) = self.transact_writes(chunk).await {
+                result = Err(e);
+                break;
+            }
+            applied += chunk.len();
+        }
+        if result.is_ok() {
+            result = self.transact_writes(main).await;
+        }
+        if result.is_err() {
+            for w in refs[..applied].iter().filter_map(ledger::undo_ref) {
+                if let Err(e) = self.write_one(&w).await {
+                    tracing::warn!(error = %e, key = ?w.key(), "could not take back a reference count");
+                }
+            }
+        }
+        result
+    }
+
+    /// Writes `refs` (reference counts taken back after a manifest went) in transactions of
+    /// their own, falling back to single updates; failures are logged (an over-count).
+    async fn refs_after(&self, refs: &[Write]) {
+        for chunk in refs.chunks(REF_CHUNK) {
+            if self.transact_writes(chunk).await.is_ok() {
+                continue;
+            }
+            for w in chunk {
+                if let Err(e) = self.write_one(w).await {
+                    tracing::warn!(error = %e, key = ?w.key(), "could not take back a reference count");
+                }
+            }
+        }
+    }
+
+    /// Reads what a link decides on.
+    async fn link_seen(&self, repo: &str, digest: &Digest) -> Result<LinkSeen, StoreError> {
+        let [reverse, record, pblob]: [Option<items::Item>; 3] = self
+            .batch_get(&ledger::link_reads(repo, digest))
+            .await?
+            .try_into()
+            .map_err(|_| other("BatchGetItem answered badly"))?;
+        Ok(LinkSeen {
+            reverse,
+            record,
+            pblob,
+        })
+    }
+
+    /// Reads, decides, writes on condition; again while a concurrent write changes what was
+    /// read. `decide` returns `None` when there is nothing to write (its `T` is then the
+    /// answer), or the writes and the answer they give.
+    async fn read_decide_write<T, F, Fut>(&self, what: &str, mut decide: F) -> Result<T, StoreError>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<(Vec<Write>, T), StoreError>>,
+    {
+        let mut last = None;
+        for attempt in 0..ledger::ATTEMPTS {
+            if attempt > 0 {
+                backoff(attempt).await;
+            }
+            let (writes, answer) = decide().await?;
+            if writes.is_empty() {
+                return Ok(answer);
+            }
+            match self.transact_writes(&writes).await {
+                Ok(()) => return Ok(answer),
+                Err(StoreError::Precondition(e)) => {
+                    tracing::debug!(error = %e, attempt, "{what} raced; reading again");
+                    last = Some(e);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Err(StoreError::Unavailable(format!(
+            "{what} kept changing: {}",
+            last.unwrap_or_default()
+        )))
+    }
+}
+
+fn non_empty<K, V>(m: HashMap<K, V>) -> Option<HashMap<K, V>> {
+    (!m.is_empty()).then_some(m)
+}
+
+/// A write of wharf-dynamodb-items in the SDK's terms.
+fn sdk_write(w: &Write, table: &str) -> Result<TransactWriteItem, StoreError> {
+    let names = non_empty(w.names().into_iter().collect());
+    let values = non_empty(sdk(w.values()));
+    let b = TransactWriteItem::builder();
+    Ok(match &w.op {
+        Op::Put(item) => b.put(
+            Put::builder()
+                .table_name(table)
+                .set_item(Some(sdk(item.clone())))
+                .set_condition_expression(w.cond.clone())
+                .set_expression_attribute_names(names)
+                .set_expression_attribute_values(values)
+                .build()
+                .map_err(other)?,
+        ),
+        Op::Update { key: k, expr } => b.update(
+            Update::builder()
+                .table_name(table)
+                .set_key(Some(sdk(k.clone())))
+                .update_expression(expr)
+                .set_condition_expression(w.cond.clone())
+                .set_expression_attribute_names(names)
+                .set_expression_attribute_values(values)
+                .build()
+                .map_err(other)?,
+        ),
+        Op::Delete(k) => b.delete(
+            Delete::builder()
+                .table_name(table)
+                .set_key(Some(sdk(k.clone())))
+                .set_condition_expression(w.cond.clone())
+                .set_expression_attribute_names(names)
+                .set_expression_attribute_values(values)
+                .build()
+                .map_err(other)?,
+        ),
+        Op::Check(k) => b.condition_check(
+            ConditionCheck::builder()
+                .table_name(table)
+                .set_key(Some(sdk(k.clone())))
+                .set_condition_expression(w.cond.clone())
+                .set_expression_attribute_names(names)
+                .set_expression_attribute_values(values)
+                .build()
+                .map_err(other)?,
+        ),
+    }
+    .build())
 }
 
 /// A condition on the sort key of a query.
@@ -605,6 +916,8 @@ enum SortCond<'a> {
     Prefix(&'a str),
     /// Every item of the partition.
     All,
+    /// `sk <= hi`.
+    UpTo(&'a str),
 }
 
 impl MetadataStore for DynamoMetadata {
@@ -627,38 +940,18 @@ impl MetadataStore for DynamoMetadata {
         repo: &str,
         digest: &Digest,
         size: u64,
-        _at_ms: u64,
+        at_ms: u64,
     ) -> Result<(), StoreError> {
-        self.touch_repo(repo).await?;
-        let item = sdk(items::link_item(repo, digest, size));
-        self.0
-            .client
-            .put_item()
-            .table_name(&self.0.table)
-            .set_item(Some(item))
-            .send()
-            .await
-            .map_err(store_error)?;
-        Ok(())
+        self.link(repo, digest, size, at_ms).await
     }
 
     async fn unlink_blob(
         &self,
         repo: &str,
         digest: &Digest,
-        _at_ms: u64,
+        at_ms: u64,
     ) -> Result<bool, StoreError> {
-        let out = self
-            .0
-            .client
-            .delete_item()
-            .table_name(&self.0.table)
-            .set_key(Some(sdk(items::link_key(repo, digest))))
-            .return_values(ReturnValue::AllOld)
-            .send()
-            .await
-            .map_err(store_error)?;
-        Ok(out.attributes.is_some_and(|a| !a.is_empty()))
+        self.unlink(repo, digest, at_ms).await
     }
 
     async fn missing_blobs(
@@ -697,159 +990,25 @@ impl MetadataStore for DynamoMetadata {
         repo: &str,
         m: &StoredManifest,
         tags: &[&str],
-        _at_ms: u64,
+        at_ms: u64,
     ) -> Result<(), StoreError> {
-        // One transaction item per tag, and two operations on one item fail a transaction.
-        let mut distinct: Vec<&str> = Vec::with_capacity(tags.len());
-        for t in tags {
-            if !distinct.contains(t) {
-                distinct.push(t);
-            }
-        }
-        if distinct.len() + 2 > MAX_TRANSACT_ITEMS {
-            return Err(StoreError::NotSupported(format!(
-                "{} tags in one manifest write; a DynamoDB transaction takes {MAX_TRANSACT_ITEMS} items",
-                distinct.len()
-            )));
-        }
-        self.touch_repo(repo).await?;
-        let t = &self.0.table;
-        let pk = repo_pk(repo);
-        let digest = &m.info.digest;
-        let info = serde_json::to_string(&m.info).map_err(other)?;
-        // The payload shared by the manifest item and its tags' copies. Each copy counts
-        // against the transaction's 4 MB: with many tags, even a small manifest goes to S3.
-        let mut payload: Item = HashMap::new();
-        let inline = info.len() + m.bytes.len();
-        if inline > self.0.inline_limit
-            || inline.saturating_mul(1 + distinct.len()) > TRANSACT_PAYLOAD_BUDGET
-        {
-            let Some((client, bucket, prefix)) = &self.0.s3 else {
-                return Err(other(format!(
-                    "manifest of {} bytes is too large for a DynamoDB item and no S3 bucket is configured",
-                    m.bytes.len()
-                )));
-            };
-            let k = self.manifest_object_key(prefix, repo, digest);
-            client
-                .put_object()
-                .bucket(bucket)
-                .key(&k)
-                .content_type("application/octet-stream")
-                .body(m.to_record()?.into())
-                .send()
-                .await
-                .map_err(store_error)?;
-            payload.insert("s3".into(), s(k));
-        } else {
-            payload.insert("info".into(), s(info));
-            payload.insert("body".into(), b(m.bytes.to_vec()));
-        }
-        // The manifest: SET its payload, drop the other representation, bump its revision.
-        let mut names = HashMap::from([("#rev".to_owned(), "rev".to_owned())]);
-        let mut values = HashMap::from([(":one".to_owned(), n(1))]);
-        let mut sets = Vec::new();
-        for (i, (name, v)) in payload.iter().enumerate() {
-            names.insert(format!("#a{i}"), name.clone());
-            values.insert(format!(":a{i}"), v.clone());
-            sets.push(format!("#a{i} = :a{i}"));
-        }
-        if let Some(subject) = &m.info.subject {
-            names.insert("#subject".into(), "subject".into());
-            values.insert(":subject".into(), s(subject.to_string()));
-            sets.push("#subject = :subject".into());
-        }
-        let removes: Vec<&str> = if payload.contains_key("s3") {
-            vec!["info", "body"]
-        } else {
-            vec!["s3"]
-        };
-        for r in &removes {
-            names.insert(format!("#r_{r}"), (*r).to_owned());
-        }
-        let expr = format!(
-            "SET {} REMOVE {} ADD #rev :one",
-            sets.join(", "),
-            removes
-                .iter()
-                .map(|r| format!("#r_{r}"))
-                .collect::<Vec<_>>()
-                .join(", ")
-        );
-        let manifest_key = key(&pk, format!("MANIFEST#{digest}"));
-        let mut items = vec![
-            TransactWriteItem::builder()
-                .update(
-                    Update::builder()
-                        .table_name(t)
-                        .set_key(Some(manifest_key.clone()))
-                        .update_expression(&expr)
-                        .set_expression_attribute_names(Some(names.clone()))
-                        .set_expression_attribute_values(Some(values.clone()))
-                        .build()
-                        .map_err(other)?,
-                )
-                .build(),
-        ];
-        for tag in distinct {
-            let mut item = key(&pk, format!("TAG#{tag}"));
-            item.insert("digest".into(), s(digest.to_string()));
-            item.extend(payload.clone());
-            items.push(
-                TransactWriteItem::builder()
-                    .put(
-                        Put::builder()
-                            .table_name(t)
-                            .set_item(Some(item))
-                            .build()
-                            .map_err(other)?,
-                    )
-                    .build(),
-            );
-        }
-        if let Some(subject) = &m.info.subject {
-            let mut item = key(&pk, format!("REFERRER#{subject}#{digest}"));
-            let desc = serde_json::to_string(&m.info.referrer_descriptor()).map_err(other)?;
-            item.insert("desc".into(), s(desc));
-            items.push(
-                TransactWriteItem::builder()
-                    .put(
-                        Put::builder()
-                            .table_name(t)
-                            .set_item(Some(item))
-                            .build()
-                            .map_err(other)?,
-                    )
-                    .build(),
-            );
-        }
-        if items.len() == 1 {
-            // One item: a plain update costs half a transactional one.
-            self.0
-                .client
-                .update_item()
-                .table_name(t)
-                .set_key(Some(manifest_key))
-                .update_expression(expr)
-                .set_expression_attribute_names(Some(names))
-                .set_expression_attribute_values(Some(values))
-                .send()
-                .await
-                .map_err(store_error)?;
-            return Ok(());
-        }
-        self.transact(items).await
+        let tags: Vec<(&str, TagExpect)> = tags.iter().map(|t| (*t, TagExpect::Any)).collect();
+        self.put_manifest_with(repo, m, &tags, at_ms).await
     }
 
     async fn delete_manifest(
         &self,
         repo: &str,
         digest: &Digest,
-        _at_ms: u64,
+        at_ms: u64,
     ) -> Result<bool, StoreError> {
         let t = &self.0.table;
         let pk = repo_pk(repo);
         let mkey = key(&pk, format!("MANIFEST#{digest}"));
+        let deleted = wharf_core::ports::Change::ManifestDeleted {
+            repository: repo.to_owned(),
+            digest: digest.clone(),
+        };
         let d = digest.to_string();
         let tag_delete = |sk: &str| {
             Delete::builder()
@@ -897,6 +1056,23 @@ impl MetadataStore for DynamoMetadata {
                         )
                         .build(),
                 );
+            }
+            // Its pull time, its outbox entry and, if its references are counted, its
+            // reverse-index flag; the counts themselves if there is room.
+            doomed.push(sdk_write(
+                &Write::delete(ledger::pull_key(repo, digest)),
+                t,
+            )?);
+            doomed.push(sdk_write(
+                &ledger::outbox_write(at_ms, deleted.clone())?,
+                t,
+            )?);
+            let mut refs = Vec::new();
+            if item.contains_key("counted") {
+                let info = self.manifest_info(&item).await?;
+                let (reverse, r) = self.uncount_manifest(repo, &info).await?;
+                doomed.push(sdk_write(&reverse, t)?);
+                refs = r;
             }
             // The tags pointing at it.
             let mut tags = Vec::new();
@@ -955,8 +1131,16 @@ impl MetadataStore for DynamoMetadata {
             for sk in &tags {
                 doomed.push(TransactWriteItem::builder().delete(tag_delete(sk)?).build());
             }
+            // Reference counts in the same transaction while there is room, the rest after it
+            // (a crash in between leaves an over-count: a leak, never a loss).
+            let room = TX_MAX - doomed.len();
+            let later = refs.split_off(refs.len().min(room));
+            for w in &refs {
+                doomed.push(sdk_write(w, t)?);
+            }
             match self.transact(doomed).await {
                 Ok(()) => {
+                    self.refs_after(&later).await;
                     if let (Some(k), Some((client, bucket, _))) = (s3_key, &self.0.s3)
                         && let Err(e) = client
                             .delete_object()
@@ -982,22 +1166,8 @@ impl MetadataStore for DynamoMetadata {
         )))
     }
 
-    async fn delete_tag(&self, repo: &str, tag: &str, _at_ms: u64) -> Result<bool, StoreError> {
-        let out = self
-            .0
-            .client
-            .delete_item()
-            .table_name(&self.0.table)
-            .set_key(Some(key(repo_pk(repo), format!("TAG#{tag}"))))
-            .condition_expression("attribute_exists(pk)")
-            .send()
-            .await
-            .map_err(store_error);
-        match out {
-            Ok(_) => Ok(true),
-            Err(StoreError::Precondition(_)) => Ok(false),
-            Err(e) => Err(e),
-        }
+    async fn delete_tag(&self, repo: &str, tag: &str, at_ms: u64) -> Result<bool, StoreError> {
+        self.delete_tag_with(repo, tag, at_ms, None).await
     }
 
     async fn list_tags(

@@ -7,7 +7,9 @@ use wharf_aws::CallCounter;
 use wharf_aws::testing::{self, LocalServer};
 use wharf_core::Reference;
 use wharf_core::ports::{MetadataStore, UploadRecord};
-use wharf_core::testing::{document_conformance, metadata_conformance, test_manifest};
+use wharf_core::testing::{
+    all_capabilities_conformance, document_conformance, metadata_conformance, test_manifest,
+};
 use wharf_core::{Digest, StoreError};
 use wharf_dynamodb::{DynamoMetadata, DynamoOptions};
 
@@ -60,6 +62,16 @@ async fn conformance() {
     };
     metadata_conformance(&m).await;
     document_conformance(&m).await;
+}
+
+/// Every optional ability's suite (index, blob records, conditional tags, usage, outbox),
+/// on a fresh table.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn capabilities_conformance() {
+    let Some((_srv, m)) = setup(None).await else {
+        return;
+    };
+    all_capabilities_conformance(&m).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,0 +1,504 @@
+//! The optional metadata abilities on the table: the manifest index, blob records, the
+//! outbox, usage counters and conditional tag writes. Every listing is a `Query` on a key
+//! range (or on the sparse index `gsi1`); nothing scans.
+
+use super::*;
+use wharf_core::ports::{
+    BlobRecord, BlobRecords, BlobState, Cleared, ConditionalTags, LinkEntry, ManifestEntry,
+    ManifestIndex, Outbox, OutboxEntry, TagEntry, Usage, UsageCounters,
+};
+
+fn digest_after(sk: &str, prefix: &str) -> Result<Digest, StoreError> {
+    sk.strip_prefix(prefix)
+        .and_then(|d| d.parse().ok())
+        .ok_or_else(|| other(format!("item {sk} has no digest")))
+}
+
+fn opt_n(item: &Item, name: &str) -> Option<u64> {
+    get_n(item, name).ok()
+}
+
+impl DynamoMetadata {
+    /// Items of `pk` whose sort key starts with `prefix`, after `prefix` + `after`.
+    async fn page(
+        &self,
+        pk: &str,
+        prefix: &str,
+        after: Option<&str>,
+        limit: usize,
+        projection: Option<&str>,
+    ) -> Result<Vec<Item>, StoreError> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let hi = format!("{}$", prefix.trim_end_matches('#'));
+        let (items, _) = self
+            .query(
+                pk,
+                SortCond::Between(prefix, &hi),
+                after.map(|a| format!("{prefix}{a}")),
+                limit,
+                projection,
+            )
+            .await?;
+        Ok(items)
+    }
+
+    /// A single-item update conditioned on what it expects; false if the condition failed.
+    async fn conditional(&self, w: &Write) -> Result<bool, StoreError> {
+        match self.write_one(w).await {
+            Ok(()) => Ok(true),
+            Err(StoreError::Precondition(_)) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+impl ManifestIndex for DynamoMetadata {
+    async fn list_manifests(
+        &self,
+        repo: &str,
+        after: Option<&Digest>,
+        limit: usize,
+    ) -> Result<Vec<ManifestEntry>, StoreError> {
+        let after = after.map(Digest::to_string);
+        let rows = self
+            .page(&repo_pk(repo), "MANIFEST#", after.as_deref(), limit, None)
+            .await?;
+        let mut out = Vec::with_capacity(rows.len());
+        for item in &rows {
+            let digest = digest_after(get_s(item, "sk").unwrap_or_default(), "MANIFEST#")?;
+            let (media_type, size) = match (get_s(item, "mt"), opt_n(item, "size")) {
+                (Some(mt), Some(size)) => (mt.to_owned(), size),
+                // Written before these were kept (the backfill adds them).
+                _ => {
+                    let info = self.manifest_info(item).await?;
+                    (info.media_type, info.size)
+                }
+            };
+            let subject = match get_s(item, "subject") {
+                Some(s) => Some(s.parse().map_err(|_| other("bad subject"))?),
+                None => None,
+            };
+            out.push(ManifestEntry {
+                digest,
+                media_type,
+                size,
+                subject,
+                pushed_ms: opt_n(item, "pushed"),
+                pulled_ms: None,
+            });
+        }
+        // Pull times live in small items of their own (a pull rewrites 1 KB, not the
+        // manifest): one BatchGetItem for the page.
+        let keys: Vec<items::Item> = out
+            .iter()
+            .map(|e| ledger::pull_key(repo, &e.digest))
+            .collect();
+        if !keys.is_empty() {
+            for (e, p) in out.iter_mut().zip(self.batch_get(&keys).await?) {
+                e.pulled_ms = p.and_then(|p| items::get_n(&p, "pulled").ok());
+            }
+        }
+        Ok(out)
+    }
+
+    async fn list_tag_entries(
+        &self,
+        repo: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<TagEntry>, StoreError> {
+        let rows = self
+            .page(
+                &repo_pk(repo),
+                "TAG#",
+                after,
+                limit,
+                Some("sk, digest, pushed"),
+            )
+            .await?;
+        rows.iter()
+            .map(|i| {
+                let sk = get_s(i, "sk").unwrap_or_default();
+                Ok(TagEntry {
+                    tag: sk.strip_prefix("TAG#").unwrap_or(sk).to_owned(),
+                    digest: get_s(i, "digest")
+                        .and_then(|d| d.parse().ok())
+                        .ok_or_else(|| other(format!("tag item {sk} lacks its digest")))?,
+                    pushed_ms: opt_n(i, "pushed"),
+                })
+            })
+            .collect()
+    }
+
+    async fn list_links(
+        &self,
+        repo: &str,
+        after: Option<&Digest>,
+        limit: usize,
+    ) -> Result<Vec<LinkEntry>, StoreError> {
+        let after = after.map(Digest::to_string);
+        let rows = self
+            .page(&repo_pk(repo), "BLOB#", after.as_deref(), limit, None)
+            .await?;
+        rows.iter()
+            .map(|i| {
+                Ok(LinkEntry {
+                    digest: digest_after(get_s(i, "sk").unwrap_or_default(), "BLOB#")?,
+                    size: get_n(i, "size")?,
+                    linked_ms: opt_n(i, "linked"),
+                    refs: opt_n(i, "refs").unwrap_or(0),
+                })
+            })
+            .collect()
+    }
+
+    async fn repositories_with(
+        &self,
+        digest: &Digest,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<String>, StoreError> {
+        let rows = self
+            .page(&ledger::blob_pk(digest), "REPO#", after, limit, Some("sk"))
+            .await?;
+        Ok(rows
+            .iter()
+            .filter_map(|i| get_s(i, "sk")?.strip_prefix("REPO#").map(str::to_owned))
+            .collect())
+    }
+
+    /// One `TransactWriteItems` with the event: the manifest still there (a check), its
+    /// pull-time item (never moved back), the audit record. A pull within the hour already
+    /// recorded rewrites the same time (so the event is never refused with it); a pull
+    /// older than the one recorded (a late request) fails the condition, and the event is
+    /// then put alone: the only case of a second write. Without an event, a pull already
+    /// recorded writes nothing.
+    async fn note_pull(
+        &self,
+        repo: &str,
+        digest: &Digest,
+        at_ms: u64,
+        event: Option<(&str, &[u8])>,
+    ) -> Result<(), StoreError> {
+        let newer = if event.is_some() {
+            "attribute_not_exists(#pulled) OR #pulled <= :at"
+        } else {
+            "attribute_not_exists(#pulled) OR #pulled < :at"
+        };
+        let mut writes = vec![
+            Write::check(ledger::manifest_key(repo, digest), "attribute_exists(pk)"),
+            Write::update(ledger::pull_key(repo, digest), "SET #pulled = :at")
+                .when(newer)
+                .value("at", Attr::N(at_ms)),
+        ];
+        if let Some((id, raw)) = event {
+            writes.push(Write::put(items::doc_item("audit", id, raw)));
+        }
+        match self.transact_writes(&writes).await {
+            Ok(()) => Ok(()),
+            Err(StoreError::Precondition(_)) => match event {
+                Some((id, raw)) => self.append_event(id, raw).await,
+                None => Ok(()),
+            },
+            Err(e) => Err(e),
+        }
+    }
+}
+
+impl BlobRecords for DynamoMetadata {
+    async fn blob_record(&self, digest: &Digest) -> Result<Option<BlobRecord>, StoreError> {
+        Ok(self
+            .get_item(ledger::record_key(digest))
+            .await?
+            .map(|i| ledger::record_of(digest, &i)))
+    }
+
+    /// The shards of `gsi1`'s `UNLINKED#` partitions in digest order, from the one `after`
+    /// is in. The index is eventually consistent: a blob linked a moment ago may still be
+    /// listed (collection checks the record before marking it).
+    async fn unlinked_blobs(
+        &self,
+        after: Option<&Digest>,
+        limit: usize,
+    ) -> Result<Vec<BlobRecord>, StoreError> {
+        let mut out = Vec::new();
+        let first = after.map(ledger::unlinked_index_pk);
+        for shard in ledger::unlinked_shards() {
+            if first.as_ref().is_some_and(|f| shard < *f) {
+                continue;
+            }
+            let mut next = match (&first, after) {
+                (Some(f), Some(a)) if *f == shard => {
+                    let mut k = HashMap::new();
+                    k.insert("gsi1pk".to_owned(), s(&shard));
+                    k.insert("gsi1sk".to_owned(), s(a.to_string()));
+                    k.insert("pk".to_owned(), s(ledger::blob_pk(a)));
+                    k.insert("sk".to_owned(), s("BLOB"));
+                    Some(k)
+                }
+                _ => None,
+            };
+            loop {
+                if out.len() >= limit {
+                    return Ok(out);
+                }
+                let page = self
+                    .0
+                    .client
+                    .query()
+                    .table_name(&self.0.table)
+                    .index_name("gsi1")
+                    .key_condition_expression("gsi1pk = :p")
+                    .expression_attribute_values(":p", s(&shard))
+                    .set_exclusive_start_key(next.take())
+                    .limit((limit - out.len()).clamp(1, 1000) as i32)
+                    .send()
+                    .await
+                    .map_err(store_error)?;
+                for item in page.items.unwrap_or_default() {
+                    let item = from_sdk(item)?;
+                    let d = items::get_s(&item, "gsi1sk")
+                        .and_then(|d| d.parse::<Digest>().ok())
+                        .ok_or_else(|| other("unlinked index item without a digest"))?;
+                    out.push(ledger::record_of(&d, &item));
+                }
+                match page.last_evaluated_key {
+                    Some(k) => next = Some(k),
+                    None => break,
+                }
+            }
+        }
+        out.truncate(limit);
+        Ok(out)
+    }
+
+    async fn touch_blob(&self, digest: &Digest, size: u64, at_ms: u64) -> Result<(), StoreError> {
+        self.read_decide_write("blob touch", || async {
+            let record = self.get_item(ledger::record_key(digest)).await?;
+            Ok((
+                vec![ledger::touch_write(digest, size, at_ms, record.as_ref())?],
+                (),
+            ))
+        })
+        .await
+    }
+
+    async fn mark_blob(
+        &self,
+        digest: &Digest,
+        untouched_since_ms: u64,
+        at_ms: u64,
+    ) -> Result<bool, StoreError> {
+        let w = Write::update(
+            ledger::record_key(digest),
+            "SET #state = :marked, #at = :at",
+        )
+        .when(
+            "attribute_exists(pk) AND #state = :live AND #links = :zero \
+                 AND #touched <= :since",
+        )
+        .value("marked", Attr::S("marked".into()))
+        .value("live", Attr::S("live".into()))
+        .value("zero", Attr::N(0))
+        .value("since", Attr::N(untouched_since_ms))
+        .value("at", Attr::N(at_ms));
+        self.conditional(&w).await
+    }
+
+    async fn clear_blob_mark(&self, digest: &Digest, at_ms: u64) -> Result<Cleared, StoreError> {
+        for attempt in 0..ATTEMPTS {
+            if attempt > 0 {
+                backoff(attempt).await;
+            }
+            let Some(r) = self.get_item(ledger::record_key(digest)).await? else {
+                return Ok(Cleared::Live);
+            };
+            let marked_at = match ledger::state_of(&r) {
+                BlobState::Live => return Ok(Cleared::Live),
+                BlobState::Deleting { .. } => return Ok(Cleared::Gone),
+                BlobState::Marked { at_ms } => at_ms,
+            };
+            let touched = items::get_n(&r, "touched").unwrap_or(0).max(at_ms);
+            let w = Write::update(
+                ledger::record_key(digest),
+                "SET #state = :live, #touched = :t REMOVE #at",
+            )
+            .when("#state = :marked AND #at = :was")
+            .value("live", Attr::S("live".into()))
+            .value("marked", Attr::S("marked".into()))
+            .value("t", Attr::N(touched))
+            .value("was", Attr::N(marked_at));
+            if self.conditional(&w).await? {
+                return Ok(Cleared::Live);
+            }
+        }
+        Err(StoreError::Unavailable(format!(
+            "blob record {digest} kept changing"
+        )))
+    }
+
+    async fn begin_blob_delete(
+        &self,
+        digest: &Digest,
+        marked_at_ms: u64,
+        at_ms: u64,
+    ) -> Result<bool, StoreError> {
+        let w = Write::update(
+            ledger::record_key(digest),
+            "SET #state = :deleting, #at = :at",
+        )
+        .when("#state = :marked AND #at = :was AND #links = :zero")
+        .value("deleting", Attr::S("deleting".into()))
+        .value("marked", Attr::S("marked".into()))
+        .value("was", Attr::N(marked_at_ms))
+        .value("zero", Attr::N(0))
+        .value("at", Attr::N(at_ms));
+        self.conditional(&w).await
+    }
+
+    async fn forget_blob(&self, digest: &Digest) -> Result<bool, StoreError> {
+        let w = Write::delete(ledger::record_key(digest))
+            .when("#state = :deleting")
+            .value("deleting", Attr::S("deleting".into()));
+        self.conditional(&w).await
+    }
+}
+
+impl Outbox for DynamoMetadata {
+    /// Every shard's next entries after `after`, merged by `seq`: the first `limit` of the
+    /// union are among the first `limit` of each shard.
+    async fn outbox_after(
+        &self,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<OutboxEntry>, StoreError> {
+        let mut all = Vec::new();
+        for shard in 0..ledger::OUTBOX_SHARDS {
+            let pk = ledger::outbox_pk(shard);
+            let (rows, _) = self
+                .query(&pk, SortCond::All, after.map(str::to_owned), limit, None)
+                .await?;
+            for r in rows {
+                all.push(ledger::outbox_from(&from_sdk(r)?)?);
+            }
+        }
+        all.sort_by(|a, b| a.seq.cmp(&b.seq));
+        all.truncate(limit);
+        Ok(all)
+    }
+
+    async fn outbox_trim(&self, upto: &str, limit: usize) -> Result<usize, StoreError> {
+        let doomed: Vec<(String, String)> = {
+            let mut v = Vec::new();
+            for shard in 0..ledger::OUTBOX_SHARDS {
+                let pk = ledger::outbox_pk(shard);
+                let (rows, _) = self
+                    .query(&pk, SortCond::UpTo(upto), None, limit, Some("sk"))
+                    .await?;
+                v.extend(
+                    rows.iter()
+                        .filter_map(|r| get_s(r, "sk"))
+                        .map(|sk| (pk.clone(), sk.to_owned())),
+                );
+            }
+            v.sort_by(|a, b| a.1.cmp(&b.1));
+            v.truncate(limit);
+            v
+        };
+        for chunk in doomed.chunks(25) {
+            let mut requests: Vec<aws_sdk_dynamodb::types::WriteRequest> = chunk
+                .iter()
+                .map(|(pk, sk)| {
+                    aws_sdk_dynamodb::types::DeleteRequest::builder()
+                        .set_key(Some(key(pk, sk)))
+                        .build()
+                        .map(|d| {
+                            aws_sdk_dynamodb::types::WriteRequest::builder()
+                                .delete_request(d)
+                                .build()
+                        })
+                        .map_err(other)
+                })
+                .collect::<Result<_, _>>()?;
+            let mut attempt = 0;
+            while !requests.is_empty() {
+                let out = self
+                    .0
+                    .client
+                    .batch_write_item()
+                    .request_items(&self.0.table, requests)
+                    .send()
+                    .await
+                    .map_err(store_error)?;
+                requests = out
+                    .unprocessed_items
+                    .and_then(|mut u| u.remove(&self.0.table))
+                    .unwrap_or_default();
+                if !requests.is_empty() {
+                    attempt += 1;
+                    if attempt > 8 {
+                        return Err(StoreError::Unavailable(
+                            "DynamoDB kept outbox deletes unprocessed".into(),
+                        ));
+                    }
+                    backoff(attempt).await;
+                }
+            }
+        }
+        Ok(doomed.len())
+    }
+}
+
+impl UsageCounters for DynamoMetadata {
+    /// One `Query` over the project's usage shards, summed.
+    async fn project_usage(&self, project: &str) -> Result<Usage, StoreError> {
+        let (rows, _) = self
+            .query(
+                &ledger::project_pk(project),
+                SortCond::Prefix("USAGE#"),
+                None,
+                usize::MAX,
+                None,
+            )
+            .await?;
+        // Shards are summed as signed numbers: each shard's adds and removals are of the
+        // same digests, so only the sum is ever read.
+        let signed = |i: &Item, name: &str| -> i128 {
+            i.get(name)
+                .and_then(|v| v.as_n().ok())
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0)
+        };
+        let (bytes, blobs) = rows.iter().fold((0i128, 0i128), |(b, n), i| {
+            (b + signed(i, "bytes"), n + signed(i, "blobs"))
+        });
+        Ok(Usage {
+            bytes: u64::try_from(bytes.max(0)).unwrap_or(u64::MAX),
+            blobs: u64::try_from(blobs.max(0)).unwrap_or(u64::MAX),
+        })
+    }
+}
+
+impl ConditionalTags for DynamoMetadata {
+    async fn put_manifest_expecting(
+        &self,
+        repo: &str,
+        manifest: &StoredManifest,
+        tags: &[(&str, TagExpect)],
+        at_ms: u64,
+    ) -> Result<(), StoreError> {
+        self.put_manifest_with(repo, manifest, tags, at_ms).await
+    }
+
+    async fn delete_tag_expecting(
+        &self,
+        repo: &str,
+        tag: &str,
+        digest: &Digest,
+        at_ms: u64,
+    ) -> Result<bool, StoreError> {
+        self.delete_tag_with(repo, tag, at_ms, Some(digest)).await
+    }
+}
