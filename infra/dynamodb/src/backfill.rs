@@ -214,7 +214,7 @@ impl Backfill for DynamoMetadata {
                             SortCond::Between("BLOB#", "BLOB$"),
                             after.clone().map(|a| format!("BLOB#{a}")),
                             left,
-                            Some("sk, size"),
+                            None,
                         )
                         .await?
                         .0;

@@ -2,7 +2,9 @@
 //! chunked push, a monolithic push, a manifest by tag, and a blob GET answered with a
 //! presigned redirect that a plain HTTP client follows. Every request gets a fresh
 //! registry with fresh clients, as each Lambda invocation would; the handler future is
-//! checked to be `Send` (what tokio and lambda_http need).
+//! checked to be `Send` (what tokio and lambda_http need). Every call is counted by
+//! operation: nothing issues a `Scan` (push, pull, listings, delete, every ability's
+//! listing, the backfill), and a manifest GET by tag is one read and at most one write.
 
 use bytes::Bytes;
 use http::{Method, Request, StatusCode, header};
@@ -12,7 +14,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 use wharf_aws::CallCounter;
 use wharf_aws::testing::{self, LocalServer};
-use wharf_core::ports::Env;
+use wharf_core::ports::{
+    Backfill, BlobRecords, Env, ManifestIndex, MetadataStore, Outbox, UsageCounters,
+};
 use wharf_core::{Config, Digest, Registry};
 use wharf_dynamodb::{DynamoMetadata, DynamoOptions};
 use wharf_s3::{S3BlobStore, S3Options};
@@ -87,6 +91,30 @@ fn send<F: Future + Send>(f: F) -> F {
     f
 }
 
+const READS: [&str; 4] = [
+    "DynamoDB.GetItem",
+    "DynamoDB.BatchGetItem",
+    "DynamoDB.Query",
+    "DynamoDB.Scan",
+];
+const WRITES: [&str; 5] = [
+    "DynamoDB.PutItem",
+    "DynamoDB.UpdateItem",
+    "DynamoDB.DeleteItem",
+    "DynamoDB.TransactWriteItems",
+    "DynamoDB.BatchWriteItem",
+];
+
+fn count(calls: &BTreeMap<String, u64>, ops: &[&str]) -> u64 {
+    ops.iter().filter_map(|o| calls.get(*o)).sum()
+}
+
+fn add(total: &mut BTreeMap<String, u64>, calls: &BTreeMap<String, u64>) {
+    for (k, v) in calls {
+        *total.entry(k.clone()).or_default() += v;
+    }
+}
+
 fn data(n: usize, seed: u8) -> Vec<u8> {
     (0..n).map(|i| (i as u8).wrapping_mul(31) ^ seed).collect()
 }
@@ -117,7 +145,8 @@ async fn push_and_pull_through_the_core_on_s3_and_dynamodb() {
             .await
             .expect("bucket");
     }
-    let mut report = Vec::new();
+    let mut report: Vec<(&str, BTreeMap<String, u64>)> = Vec::new();
+    let mut total: BTreeMap<String, u64> = BTreeMap::new();
 
     // A chunked push: POST, two PATCHes (6 MiB, 5.5 MiB), PUT with the last 1 MiB.
     let layer = data(12 * MIB + 512 * 1024, 7);
@@ -227,10 +256,19 @@ async fn push_and_pull_through_the_core_on_s3_and_dynamodb() {
         .await;
     assert_eq!(st, StatusCode::OK);
     assert_eq!(body, manifest.as_bytes());
+    // The read, and the audit record of the pull.
     assert_eq!(
-        calls.values().sum::<u64>(),
+        count(&calls, &READS),
         1,
         "GET by tag is one read: {calls:?}"
+    );
+    assert!(
+        count(&calls, &WRITES) <= 1,
+        "GET by tag is at most one write: {calls:?}"
+    );
+    assert_eq!(
+        calls.values().sum::<u64>(),
+        count(&calls, &READS) + count(&calls, &WRITES)
     );
     report.push(("GET manifest by tag", calls));
 
@@ -254,13 +292,112 @@ async fn push_and_pull_through_the_core_on_s3_and_dynamodb() {
         "the redirect serves the blob"
     );
 
-    let (st, _, body, _) = aws
+    let (st, _, body, calls) = aws
         .call(Method::GET, "/v2/_catalog", &[], Bytes::new())
         .await;
     assert_eq!(st, StatusCode::OK);
     assert!(String::from_utf8_lossy(&body).contains("e2e/app"));
+    report.push(("GET _catalog", calls));
+    let (st, _, body, calls) = aws
+        .call(Method::GET, "/v2/e2e/app/tags/list", &[], Bytes::new())
+        .await;
+    assert_eq!(st, StatusCode::OK);
+    assert!(String::from_utf8_lossy(&body).contains("v1"));
+    report.push(("GET tags/list", calls));
 
-    for (what, calls) in report {
-        eprintln!("AWS calls, {what}: {calls:?}");
+    // Every ability's reads, a pull noted with its audit record, then the delete and the
+    // backfill: counted on one store.
+    let reg = aws.registry().await;
+    let m = &reg.meta;
+    aws.counter.reset();
+    let manifest_digest = Digest::sha256_of(manifest.as_bytes());
+    let ms = m
+        .list_manifests("e2e/app", None, 10)
+        .await
+        .expect("manifests");
+    assert_eq!(ms.len(), 1);
+    assert!(ms[0].pushed_ms.is_some());
+    let tags = m.list_tag_entries("e2e/app", None, 10).await.expect("tags");
+    assert_eq!(tags.len(), 1);
+    let links = m.list_links("e2e/app", None, 10).await.expect("links");
+    assert!(
+        links.iter().all(|l| l.refs == 1 && l.linked_ms.is_some()),
+        "{links:?}"
+    );
+    let with = m.repositories_with(&digest, None, 10).await.expect("with");
+    assert_eq!(with, ["e2e/app"]);
+    let rec = m
+        .blob_record(&digest)
+        .await
+        .expect("record")
+        .expect("there");
+    assert_eq!((rec.links, rec.refs), (1, 1));
+    m.unlinked_blobs(None, 100).await.expect("unlinked");
+    let usage = m.project_usage("e2e").await.expect("usage");
+    assert_eq!(usage.bytes, (layer.len() + config.len()) as u64);
+    assert!(!m.outbox_after(None, 100).await.expect("outbox").is_empty());
+    let reads = aws.counter.snapshot();
+    report.push(("ability reads", reads));
+    aws.counter.reset();
+    m.note_pull(
+        "e2e/app",
+        &manifest_digest,
+        3_600_000,
+        Some(("pull-1", b"{}")),
+    )
+    .await
+    .expect("pull");
+    let pull = aws.counter.snapshot();
+    assert_eq!(
+        (count(&pull, &READS), count(&pull, &WRITES)),
+        (0, 1),
+        "a pull noted with its audit record is one write: {pull:?}"
+    );
+    report.push(("note_pull with its audit record", pull));
+    let (st, _, _, calls) = aws
+        .call(
+            Method::DELETE,
+            &format!("/v2/e2e/app/manifests/{manifest_digest}"),
+            &[],
+            Bytes::new(),
+        )
+        .await;
+    assert_eq!(st, StatusCode::ACCEPTED);
+    report.push(("DELETE manifest", calls));
+    aws.counter.reset();
+    let rec = m
+        .blob_record(&digest)
+        .await
+        .expect("record")
+        .expect("there");
+    assert_eq!(
+        (rec.links, rec.refs),
+        (1, 0),
+        "the delete took its reference back"
+    );
+    assert!(
+        m.list_tags("e2e/app", None, 10)
+            .await
+            .expect("tags")
+            .is_some()
+    );
+    assert_eq!(m.schema_version().await.expect("version"), 2);
+    m.backfill_step(100).await.expect("backfill");
+    report.push(("record, tags, schema, backfill", aws.counter.snapshot()));
+    for (_, calls) in &report {
+        add(&mut total, calls);
     }
+
+    for (what, calls) in &report {
+        eprintln!(
+            "AWS calls, {what}: {calls:?} (DynamoDB reads {}, writes {})",
+            count(calls, &READS),
+            count(calls, &WRITES)
+        );
+    }
+    eprintln!("AWS calls, the whole run: {total:?}");
+    assert!(
+        !total.keys().any(|k| k.ends_with(".Scan")),
+        "nothing scans: {total:?}"
+    );
 }
