@@ -2,7 +2,10 @@
 //! on the table wharf-dynamodb created: what one writes, the other reads.
 
 use wharf_aws::testing;
-use wharf_core::ports::{DocumentStore, MetadataStore, UploadRecord};
+use wharf_core::ports::{
+    BlobRecords, Change, DocumentStore, ManifestIndex, MetadataStore, Outbox, UploadRecord, Usage,
+    UsageCounters,
+};
 use wharf_core::{Digest, StoreError};
 use wharf_dynamodb::{DynamoMetadata, DynamoOptions};
 use wharf_dynamodb_items::DynamoRest;
@@ -57,6 +60,62 @@ async fn rest_client_and_sdk_store_share_upload_link_and_doc_items() {
         "{:?}",
         repos.items
     );
+    // The same records as the SDK store's link: blob record, reverse index, project count
+    // and usage, link time, outbox entry; a second link (from either) counts nothing again.
+    let rec = sdk.blob_record(&d).await.expect("record").expect("made");
+    assert_eq!(
+        (rec.size, rec.links, rec.refs, rec.touched_ms),
+        (5, 1, 0, 0)
+    );
+    rest.link_blob("team/app", &d, 5, 10).await.expect("relink");
+    sdk.link_blob("team/other", &d, 5, 11)
+        .await
+        .expect("sdk link");
+    sdk.link_blob("team/app", &d, 5, 12)
+        .await
+        .expect("sdk relink");
+    let rec = sdk.blob_record(&d).await.expect("record").expect("there");
+    assert_eq!((rec.links, rec.touched_ms), (2, 12));
+    assert_eq!(
+        sdk.repositories_with(&d, None, 10).await.expect("with"),
+        ["team/app", "team/other"]
+    );
+    assert_eq!(
+        sdk.project_usage("team").await.expect("usage"),
+        Usage { bytes: 5, blobs: 1 }
+    );
+    let links = sdk.list_links("team/app", None, 10).await.expect("links");
+    assert_eq!(links[0].linked_ms, Some(12));
+    let linked: Vec<(String, u64)> = sdk
+        .outbox_after(None, 100)
+        .await
+        .expect("outbox")
+        .into_iter()
+        .filter_map(|e| match e.change {
+            Change::BlobLinked { repository, .. } => Some((repository, e.at_ms)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        linked,
+        [
+            ("team/app".to_owned(), 0),
+            ("team/app".to_owned(), 10),
+            ("team/other".to_owned(), 11),
+            ("team/app".to_owned(), 12)
+        ]
+    );
+    // Both refuse a blob being deleted, and write nothing.
+    let gone = Digest::sha256_of(b"gone");
+    sdk.touch_blob(&gone, 1, 0).await.expect("touch");
+    assert!(sdk.mark_blob(&gone, 0, 1).await.expect("mark"));
+    assert!(sdk.begin_blob_delete(&gone, 1, 2).await.expect("begin"));
+    assert!(matches!(
+        rest.link_blob("team/app", &gone, 1, 3).await,
+        Err(StoreError::Precondition(_))
+    ));
+    assert_eq!(sdk.blob_link("team/app", &gone).await.expect("link"), None);
+
     // Claimed at a moved offset: refused, and the upload stays; at its offset: gone.
     let e = rest.claim_upload("u1", 7).await;
     assert!(
