@@ -3,19 +3,27 @@
 //! # Key design
 //!
 //! One table, string keys `pk` (partition) and `sk` (sort), on-demand capacity, and one
-//! sparse global secondary index `gsi1` (`gsi1pk`, `gsi1sk`) that only upload items carry.
+//! sparse global secondary index `gsi1` (`gsi1pk`, `gsi1sk`) that only upload items and
+//! unlinked blob records carry.
 //! [`DynamoMetadata::create_table`] makes it (tests, local setups); Terraform makes the
 //! same in production.
 //!
 //! | item | `pk` | `sk` | attributes |
 //! |---|---|---|---|
 //! | repository (catalog entry) | `CATALOG` | `<name>` | — |
-//! | blob link | `REPO#<name>` | `BLOB#<digest>` | `size` |
-//! | manifest | `REPO#<name>` | `MANIFEST#<digest>` | `info` (JSON), `body` (bytes) *or* `s3` (key), `subject`, `rev` |
-//! | tag | `REPO#<name>` | `TAG#<tag>` | `digest`, and a copy of the manifest's `info` + `body`/`s3` |
+//! | blob link | `REPO#<name>` | `BLOB#<digest>` | `size`, `linked`, `refs` |
+//! | manifest | `REPO#<name>` | `MANIFEST#<digest>` | `info` (JSON), `body` (bytes) *or* `s3` (key), `subject`, `rev`, `mt`, `size`, `pushed`, `counted` |
+//! | tag | `REPO#<name>` | `TAG#<tag>` | `digest`, and a copy of the manifest's `info` + `body`/`s3`, `pushed` |
+//! | pull time | `REPO#<name>` | `PULL#<digest>` | `pulled` |
 //! | referrer | `REPO#<name>` | `REFERRER#<subject>#<digest>` | `desc` (the descriptor, JSON) |
 //! | upload | `UPLOAD#<id>` | `UPLOAD` | `repo`, `off`, `hash`, `state`, `digest`, `created`, `updated`, `gsi1pk` = `UPLOADS#<0-f>`, `gsi1sk` = `<updated, 15 digits>#<id>` |
 //! | document | `DOC#<kind>` | `<id>` | `v` (bytes): users, robots, projects, members, audit events, throttles |
+//!
+//!
+//! The records of the optional abilities (blob record and reverse index under
+//! `BLOB#<digest>`, usage under `PROJECT#<project>`, the outbox under `OUTBOX#<0-3>`, the
+//! schema markers under `META`) are listed, with why they are keyed so, in
+//! [`wharf_dynamodb_items::ledger`] and ARCHITECTURE.md.
 //!
 //! Prefixes reserved for later: `USER#`, `POLICY#`, `AUDIT#`, `REPL#` (replication).
 //!
@@ -42,6 +50,14 @@
 //!   deletes the manifest, every tag pointing at it and its referrer entry in one
 //!   transaction, conditioned on the manifest's revision (bumped by every `put_manifest`)
 //!   and on each tag still pointing at it, and retries if a concurrent write won.
+//! - **Content writes keep their records in the same transaction** (`content.rs`): a link
+//!   is a `BatchGetItem` (reverse item, blob record, project count) and a
+//!   `TransactWriteItems` of 4–6 items (link, record, reverse item, count and usage on a
+//!   first link, outbox entry); an unlink the same with 3–7; a manifest put reads its item
+//!   and its blobs' links and records (one `BatchGetItem` per 50 blobs) and writes manifest,
+//!   tags, referrer, reverse item, outbox entry and 2 reference counts per distinct blob of a
+//!   new manifest; a tag delete is 2 items. Each is conditioned on what was read and read
+//!   again on a failed condition.
 //! - **Reads are strongly consistent** by default ([`DynamoOptions::consistent_reads`]):
 //!   a client that pushes and then pulls must see its push.
 //! - **No `Scan` anywhere.** `stale_uploads` (the scheduled cleanup job only) queries the
