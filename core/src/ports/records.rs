@@ -62,8 +62,11 @@ pub enum Cleared {
 
 /// Per-digest blob records.
 ///
-/// The counters (`links`, `refs`) are exact for content written since the store kept
-/// records and once the backfill ([`crate::ports::Backfill`]) has run, but collection never
+/// `links` is exact for content written since the store kept records and, once the
+/// backfill ([`crate::ports::Backfill`]) has run, for older content too. `refs` is exact
+/// for content written since; a manifest written before the upgrade and pushed again before
+/// the backfill reached its blobs counts only into the records that existed then, so `refs`
+/// may stay short for it (a count to show, never one to delete by). Collection never
 /// deletes on a counter alone: it confirms with
 /// [`crate::ports::ManifestIndex::repositories_with`] before marking, and the mark's
 /// condition on `touched_ms` catches any use after that check.
