@@ -170,6 +170,13 @@ fn start(
     args: impl Fn(u16) -> Vec<String>,
     dir: Option<PathBuf>,
 ) -> Option<LocalServer> {
+    // One start at a time in this process: `free_port` may hand two parallel tests the same
+    // port, and the loser's server, failing to bind, would find the winner's answering.
+    static STARTS: OnceLock<Mutex<()>> = OnceLock::new();
+    let _one = STARTS
+        .get_or_init(|| Mutex::new(()))
+        .lock()
+        .unwrap_or_else(|p| p.into_inner());
     for _ in 0..3 {
         let port = free_port();
         let mut child = match Command::new(bin)
