@@ -92,6 +92,58 @@ pub fn validate_tag(tag: &str) -> Result<(), RegistryError> {
     Ok(())
 }
 
+/// A string checked once by a grammar, then passed around as its own type: a function that
+/// takes one never needs to check it again.
+macro_rules! validated {
+    ($(#[$doc:meta])* $name:ident, $check:path) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+        pub struct $name(String);
+
+        impl $name {
+            /// Checks `s`, with the spec's error code if it does not qualify.
+            pub fn parse(s: &str) -> Result<Self, RegistryError> {
+                $check(s)?;
+                Ok(Self(s.to_owned()))
+            }
+            /// The checked string.
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl std::ops::Deref for $name {
+            type Target = str;
+            fn deref(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+
+        impl From<$name> for String {
+            fn from(v: $name) -> String {
+                v.0
+            }
+        }
+    };
+}
+
+validated!(
+    /// A repository name ([`validate_name`]).
+    RepoName,
+    validate_name
+);
+validated!(
+    /// A tag ([`validate_tag`]).
+    Tag,
+    validate_tag
+);
+
 fn truncate(s: &str, n: usize) -> &str {
     match s.char_indices().nth(n) {
         Some((i, _)) => &s[..i],
@@ -102,6 +154,17 @@ fn truncate(s: &str, n: usize) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn newtypes_hold_only_what_their_grammar_allows() {
+        assert_eq!(Tag::parse("v1.0_rc-2").expect("tag").as_str(), "v1.0_rc-2");
+        let bad = Tag::parse(".hidden").expect_err("a tag starting with '.'");
+        assert_eq!(bad.code, ErrorCode::TagInvalid);
+        assert_eq!(&*RepoName::parse("team/app").expect("name"), "team/app");
+        let bad = RepoName::parse("Team/App").expect_err("upper case");
+        assert_eq!(bad.code, ErrorCode::NameInvalid);
+        assert_eq!(String::from(Tag::parse("x").expect("tag")), "x");
+    }
 
     #[test]
     fn names() {

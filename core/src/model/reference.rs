@@ -2,13 +2,13 @@
 
 use crate::error::Result;
 use crate::model::digest::Digest;
-use crate::model::name::validate_tag;
+use crate::model::name::Tag;
 
 /// A manifest reference: a tag or a digest.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Reference {
     /// By tag.
-    Tag(String),
+    Tag(Tag),
     /// By digest.
     Digest(Digest),
 }
@@ -19,8 +19,7 @@ impl Reference {
         if r.contains(':') {
             Ok(Reference::Digest(r.parse()?))
         } else {
-            validate_tag(r)?;
-            Ok(Reference::Tag(r.to_owned()))
+            Ok(Reference::Tag(Tag::parse(r)?))
         }
     }
 }

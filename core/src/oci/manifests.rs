@@ -10,7 +10,7 @@ use crate::http::headers::*;
 use crate::http::query::Query;
 use crate::http::response::empty;
 use crate::model::manifest::{self, MAX_MANIFEST_BYTES};
-use crate::model::name::validate_tag;
+use crate::model::name::Tag;
 use crate::model::{Digest, Reference};
 use crate::oci::{Oci, Resp};
 use crate::policy::check_delete;
@@ -81,7 +81,8 @@ impl<B: BlobStore, M: MetadataStore + DocumentStore, E: Env> Oci<'_, B, M, E> {
         In::Error: std::fmt::Display,
     {
         let reference = Reference::parse(reference)?;
-        let tags = tags_to_set(&reference, q)?;
+        let owned_tags = tags_to_set(&reference, q)?;
+        let tags: Vec<&str> = owned_tags.iter().map(Tag::as_str).collect();
         let bytes = read_limited(body, MAX_MANIFEST_BYTES).await.map_err(|e| {
             if e.code == ErrorCode::SizeInvalid {
                 RegistryError::new(
@@ -184,7 +185,7 @@ impl<B: BlobStore, M: MetadataStore + DocumentStore, E: Env> Oci<'_, B, M, E> {
             },
             Reference::Tag(tag) => Event::TagDeleted {
                 repository: name.to_owned(),
-                tag,
+                tag: tag.into(),
             },
         });
         Ok(empty::<B>(StatusCode::ACCEPTED))
@@ -195,13 +196,13 @@ impl<B: BlobStore, M: MetadataStore + DocumentStore, E: Env> Oci<'_, B, M, E> {
 /// spec's tags pushed with a manifest by digest), repeats dropped. All are validated here,
 /// before the body is read, so a bad one fails the request with `TAG_INVALID` before
 /// anything is written.
-fn tags_to_set<'q>(reference: &'q Reference, q: &'q Query) -> Result<Vec<&'q str>> {
-    let mut tags: Vec<&str> = Vec::new();
+fn tags_to_set(reference: &Reference, q: &Query) -> Result<Vec<Tag>> {
+    let mut tags: Vec<Tag> = Vec::new();
     if let Reference::Tag(t) = reference {
-        tags.push(t);
+        tags.push(t.clone());
     }
     for t in q.all("tag") {
-        validate_tag(t)?;
+        let t = Tag::parse(t)?;
         if !tags.contains(&t) {
             tags.push(t);
         }

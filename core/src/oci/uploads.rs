@@ -11,7 +11,7 @@ use crate::http::headers;
 use crate::http::headers::*;
 use crate::http::query::Query;
 use crate::http::response::{ApiResponse, empty};
-use crate::model::name::validate_name;
+use crate::model::name::RepoName;
 use crate::model::upload::valid_upload_id;
 use crate::model::{Algorithm, Digest, Hasher, to_hex};
 use crate::oci::{Oci, Resp};
@@ -38,16 +38,16 @@ impl<B: BlobStore, M: MetadataStore + DocumentStore, E: Env> Oci<'_, B, M, E> {
     {
         if let (Some(mount), Some(from)) = (q.get("mount"), q.get("from")) {
             let digest: Digest = mount.parse()?;
-            validate_name(from)?;
-            if let Some(size) = self.meta.blob_link(from, &digest).await? {
+            let from = RepoName::parse(from)?;
+            if let Some(size) = self.meta.blob_link(&from, &digest).await? {
                 self.meta
                     .link_blob(name, &digest, size, self.env.now_ms())
                     .await?;
-                tracing::info!(repo = name, from, %digest, "blob mounted");
+                tracing::info!(repo = name, from = %from, %digest, "blob mounted");
                 self.gate.events.emit(Event::BlobMounted {
                     repository: name.to_owned(),
                     digest: digest.clone(),
-                    from: from.to_owned(),
+                    from: from.into(),
                 });
                 return Ok(blob_created::<B>(name, &digest));
             }

@@ -327,10 +327,13 @@ pub async fn records_conformance<M: MetadataStore + BlobRecords>(m: &M) {
         "{refused:?}"
     );
     assert!(
-        m.manifest("rec/one", &crate::model::Reference::Tag("x".into()))
-            .await
-            .expect("get")
-            .is_none(),
+        m.manifest(
+            "rec/one",
+            &crate::model::Reference::parse("x").expect("a tag")
+        )
+        .await
+        .expect("get")
+        .is_none(),
         "a manifest over a blob being deleted is not stored"
     );
     assert!(m.forget_blob(&a).await.expect("forget"));
@@ -450,7 +453,7 @@ pub async fn tags_conformance<M: MetadataStore + ConditionalTags>(m: &M) {
         matches!(refused, Err(StoreError::Precondition(_))),
         "{refused:?}"
     );
-    let tag = |t: &str| crate::model::Reference::Tag(t.into());
+    let tag = |t: &str| crate::model::Reference::parse(t).expect("a tag");
     assert!(
         m.manifest("ct/one", &tag("v2"))
             .await

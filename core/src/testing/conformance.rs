@@ -125,7 +125,7 @@ pub async fn metadata_conformance<M: MetadataStore>(m: &M) {
         .await
         .expect("put");
     let by_tag = m
-        .manifest("c/one", &Reference::Tag("v1".into()))
+        .manifest("c/one", &Reference::parse("v1").expect("a tag"))
         .await
         .expect("get")
         .expect("found");
@@ -138,7 +138,7 @@ pub async fn metadata_conformance<M: MetadataStore>(m: &M) {
         .expect("found");
     assert_eq!(by_digest.bytes, base.bytes);
     assert!(
-        m.manifest("c/two", &Reference::Tag("v1".into()))
+        m.manifest("c/two", &Reference::parse("v1").expect("a tag"))
             .await
             .expect("get")
             .is_none()
@@ -227,7 +227,7 @@ pub async fn metadata_conformance<M: MetadataStore>(m: &M) {
     assert!(m.delete_tag("c/one", "a", AT).await.expect("delete"));
     assert!(!m.delete_tag("c/one", "a", AT).await.expect("delete"));
     assert!(
-        m.manifest("c/one", &Reference::Tag("b".into()))
+        m.manifest("c/one", &Reference::parse("b").expect("a tag"))
             .await
             .expect("get")
             .is_some()
@@ -255,7 +255,7 @@ pub async fn metadata_conformance<M: MetadataStore>(m: &M) {
             .expect("delete")
     );
     assert!(
-        m.manifest("c/one", &Reference::Tag("b".into()))
+        m.manifest("c/one", &Reference::parse("b").expect("a tag"))
             .await
             .expect("get")
             .is_none()
@@ -353,7 +353,7 @@ pub async fn metadata_conformance<M: MetadataStore>(m: &M) {
     // not touch an item twice); a later write moves some of them and leaves the others.
     let other = test_manifest(&[d(2), d(1)], None, None);
     let tagged = |t: &'static str| async move {
-        m.manifest("z/multi", &Reference::Tag(t.into()))
+        m.manifest("z/multi", &Reference::parse(t).expect("a tag"))
             .await
             .expect("get")
             .map(|s| s.info.digest)

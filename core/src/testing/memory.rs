@@ -369,7 +369,7 @@ impl MetadataStore for MemoryMetadata {
         let s = lock(&self.0);
         let digest = match reference {
             Reference::Digest(d) => d.clone(),
-            Reference::Tag(t) => match s.tags.get(&(repo.to_owned(), t.clone())) {
+            Reference::Tag(t) => match s.tags.get(&(repo.to_owned(), t.to_string())) {
                 Some(d) => d.clone(),
                 None => return Ok(None),
             },

@@ -235,7 +235,7 @@ fn large_manifests_in_parts() {
             big.bytes.len()
         );
         for r in [
-            Reference::Tag("big".into()),
+            Reference::parse("big").expect("a tag"),
             Reference::Digest(big.info.digest.clone()),
         ] {
             let back = block_on(m.manifest("r", &r)).expect("get").expect("found");

@@ -91,7 +91,7 @@ async fn manifests_over_400_kb_go_to_s3_and_tag_reads_are_one_call() {
 
     counter.reset();
     let by_tag = m
-        .manifest("big/repo", &Reference::Tag("v1".into()))
+        .manifest("big/repo", &Reference::parse("v1").expect("a tag"))
         .await
         .expect("get")
         .expect("found");
@@ -116,7 +116,7 @@ async fn manifests_over_400_kb_go_to_s3_and_tag_reads_are_one_call() {
         .expect("put");
     counter.reset();
     let got = m
-        .manifest("big/repo", &Reference::Tag("small".into()))
+        .manifest("big/repo", &Reference::parse("small").expect("a tag"))
         .await
         .expect("get")
         .expect("found");
@@ -145,7 +145,7 @@ async fn manifests_over_400_kb_go_to_s3_and_tag_reads_are_one_call() {
             .expect("delete")
     );
     assert!(
-        m.manifest("big/repo", &Reference::Tag("v1".into()))
+        m.manifest("big/repo", &Reference::parse("v1").expect("a tag"))
             .await
             .expect("get")
             .is_none()

@@ -755,7 +755,7 @@ mod tests {
         std::fs::copy(&fixture, &path).expect("copy the fixture");
         let m = EmbeddedMetadata::open(&path).expect("open");
         assert_eq!(m.schema_version().await.expect("version"), 1);
-        let v1 = Reference::Tag("v1".into());
+        let v1 = Reference::parse("v1").expect("a tag");
         let img = m
             .manifest("team/app", &v1)
             .await
