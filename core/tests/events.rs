@@ -10,7 +10,7 @@ use std::sync::atomic::Ordering;
 use wharf_core::Digest;
 use wharf_core::events::audit::{AUDIT_KIND, AuditEvent};
 use wharf_core::http::ClientAddr;
-use wharf_core::ports::DocumentStore;
+use wharf_core::ports::{DocumentStore, ManifestIndex};
 use wharf_core::testing::{MemoryBlobs, MemoryMetadata, TestEnv};
 use wharf_core::{Config, Registry};
 
@@ -151,5 +151,104 @@ fn every_change_is_recorded_with_auth_off() {
         events
             .iter()
             .all(|e| e.project.as_deref() == Some(e.resource.split('/').next().unwrap_or("")))
+    );
+}
+
+/// A manifest's last-pull time, as the index lists it.
+fn pulled(reg: &Reg, repo: &str, digest: &Digest) -> Option<u64> {
+    block_on(reg.meta.list_manifests(repo, None, 100))
+        .expect("list")
+        .into_iter()
+        .find(|m| &m.digest == digest)
+        .expect("the manifest is listed")
+        .pulled_ms
+}
+
+/// Pull times: a GET or HEAD, by tag or digest, sets the manifest's last pull to the hour;
+/// a pull within the hour recorded, or a late one, never moves it back; only GETs are in
+/// the audit log, one record each.
+#[test]
+fn pulls_keep_the_hour_of_the_last_pull() {
+    const HOUR: u64 = 3_600_000;
+    let t0 = 1_800_000_000_000 - 1_800_000_000_000 % HOUR;
+    let env = TestEnv::default();
+    env.now.store(t0 + 10, Ordering::SeqCst);
+    let reg = Registry::new(
+        MemoryBlobs::default(),
+        MemoryMetadata::default(),
+        env,
+        Config::default(),
+    );
+    let config = b"{}";
+    let cd = Digest::sha256_of(config);
+    let (s, _) = call(
+        &reg,
+        Method::POST,
+        &format!("/v2/p/app/blobs/uploads/?digest={cd}"),
+        config,
+    );
+    assert_eq!(s, StatusCode::CREATED);
+    let m = serde_json::json!({"schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": cd, "size": 2},
+        "layers": []})
+    .to_string();
+    let md = Digest::sha256_of(m.as_bytes());
+    let (s, _) = call(&reg, Method::PUT, "/v2/p/app/manifests/v1", m.as_bytes());
+    assert_eq!(s, StatusCode::CREATED);
+    assert_eq!(pulled(&reg, "p/app", &md), None, "pushed, never pulled");
+
+    let at = |ms: u64| reg.env.now.store(ms, Ordering::SeqCst);
+    at(t0 + 20 * 60_000);
+    assert_eq!(
+        call(&reg, Method::GET, "/v2/p/app/manifests/v1", b"").0,
+        StatusCode::OK
+    );
+    assert_eq!(
+        pulled(&reg, "p/app", &md),
+        Some(t0),
+        "GET by tag, to the hour"
+    );
+
+    at(t0 + 2 * HOUR + 5);
+    let by_digest = format!("/v2/p/app/manifests/{md}");
+    assert_eq!(call(&reg, Method::HEAD, &by_digest, b"").0, StatusCode::OK);
+    assert_eq!(
+        pulled(&reg, "p/app", &md),
+        Some(t0 + 2 * HOUR),
+        "HEAD by digest"
+    );
+
+    at(t0 + HOUR);
+    assert_eq!(call(&reg, Method::GET, &by_digest, b"").0, StatusCode::OK);
+    assert_eq!(
+        pulled(&reg, "p/app", &md),
+        Some(t0 + 2 * HOUR),
+        "a late pull never moves the time back"
+    );
+    at(t0 + 3 * HOUR);
+    assert_eq!(
+        call(&reg, Method::HEAD, "/v2/p/app/manifests/v1", b"").0,
+        StatusCode::OK
+    );
+    assert_eq!(
+        pulled(&reg, "p/app", &md),
+        Some(t0 + 3 * HOUR),
+        "HEAD by tag"
+    );
+
+    // A pull of what is not there records nothing.
+    let (s, _) = call(&reg, Method::GET, "/v2/p/app/manifests/v2", b"");
+    assert_eq!(s, StatusCode::NOT_FOUND);
+
+    let pulls: Vec<_> = recorded(&reg)
+        .into_iter()
+        .filter(|e| e.action == "pull")
+        .map(|e| e.reference.unwrap_or_default())
+        .collect();
+    assert_eq!(
+        pulls,
+        ["v1".to_owned(), md.to_string()],
+        "the two GETs, in order"
     );
 }

@@ -1,11 +1,12 @@
 //! The audit trail: the consumer of events that keeps one record per event in the
 //! document store (kind `audit`, id `<time_ms:016>-<random hex>`, so ids sort by time),
-//! for the management API's audit log.
+//! for the management API's audit log. A pull's record rides with the manifest's pull
+//! time ([`PullTimes`]), so a pull costs one write, not two.
 
 use crate::events::{Event, EventSink, Occurrence};
 use crate::model::name::project_of;
 use crate::model::to_hex;
-use crate::ports::{DocumentStore, Env};
+use crate::ports::{DocumentStore, Env, PULL_TIME_PRECISION_MS, PullTimes};
 use serde::{Deserialize, Serialize};
 
 /// The document kind of audit records.
@@ -47,8 +48,8 @@ impl AuditEvent {
         }
     }
 
-    /// The record of an occurrence.
-    pub fn of(o: &Occurrence) -> Self {
+    /// The record of an occurrence; `None` for a `HEAD` of a manifest, which is not logged.
+    pub fn of(o: &Occurrence) -> Option<Self> {
         let repo = |r: &str| (r.to_owned(), Some(project_of(r).to_owned()));
         let (action, (resource, project), reference) = match &o.event {
             Event::ManifestPushed {
@@ -64,7 +65,9 @@ impl AuditEvent {
             Event::ManifestPulled {
                 repository,
                 reference,
+                ..
             } => ("pull", repo(repository), Some(reference.clone())),
+            Event::ManifestChecked { .. } => return None,
             Event::ManifestDeleted { repository, digest }
             | Event::BlobUnlinked { repository, digest } => {
                 ("delete", repo(repository), Some(digest.to_string()))
@@ -114,7 +117,7 @@ impl AuditEvent {
                 ("robot_delete", (robot.clone(), project.clone()), None)
             }
         };
-        Self {
+        Some(Self {
             time_ms: o.time_ms,
             actor: o.actor.clone(),
             action: action.to_owned(),
@@ -122,29 +125,45 @@ impl AuditEvent {
             reference,
             client: o.client.clone(),
             project,
-        }
+        })
     }
 }
 
-/// The audit trail on a document store.
+/// The audit trail on a document store, with the pull times it carries.
 pub struct AuditTrail<'a, D, E> {
-    /// Where records go.
+    /// Where records (and pull times) go.
     pub docs: &'a D,
     /// Randomness for record ids.
     pub env: &'a E,
 }
 
-impl<D: DocumentStore, E: Env> EventSink for AuditTrail<'_, D, E> {
+impl<D: DocumentStore + PullTimes, E: Env> EventSink for AuditTrail<'_, D, E> {
     async fn deliver(&self, batch: &[Occurrence]) {
         for o in batch {
-            let mut r = [0u8; 4];
-            self.env.fill_random(&mut r);
-            let id = format!("{:016}-{}", o.time_ms, to_hex(&r));
-            let Ok(raw) = serde_json::to_vec(&AuditEvent::of(o)) else {
-                continue;
+            let record = AuditEvent::of(o).and_then(|a| serde_json::to_vec(&a).ok());
+            let id = record.as_ref().map(|_| {
+                let mut r = [0u8; 4];
+                self.env.fill_random(&mut r);
+                format!("{:016}-{}", o.time_ms, to_hex(&r))
+            });
+            let event = id.as_deref().zip(record.as_deref());
+            let pulled = match &o.event {
+                Event::ManifestPulled {
+                    repository, digest, ..
+                }
+                | Event::ManifestChecked { repository, digest } => Some((repository, digest)),
+                _ => None,
             };
-            if let Err(e) = self.docs.append_event(&id, &raw).await {
-                tracing::warn!(error = %e, "could not record audit event");
+            let written = match (pulled, event) {
+                (Some((repo, digest)), _) => {
+                    let hour = o.time_ms - o.time_ms % PULL_TIME_PRECISION_MS;
+                    self.docs.note_pull(repo, digest, hour, event).await
+                }
+                (None, Some((id, raw))) => self.docs.append_event(id, raw).await,
+                (None, None) => Ok(()),
+            };
+            if let Err(e) = written {
+                tracing::warn!(error = %e, "could not record audit event or pull time");
             }
         }
     }

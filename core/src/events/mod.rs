@@ -41,6 +41,17 @@ pub enum Event {
         repository: String,
         /// The reference of the request's path.
         reference: String,
+        /// The manifest served.
+        digest: Digest,
+    },
+    /// A manifest's existence was checked (`HEAD`, by tag or digest): a pull as far as
+    /// pull times go (clients `HEAD` before they `GET` by digest, or instead of it when
+    /// they have the manifest cached), but no audit record.
+    ManifestChecked {
+        /// Repository.
+        repository: String,
+        /// The manifest.
+        digest: Digest,
     },
     /// A manifest was deleted, with the tags that pointed at it.
     ManifestDeleted {

@@ -11,6 +11,7 @@
 //!
 //! May use: [`crate::error`], [`crate::model`] and [`crate::ports`].
 
+mod backfill;
 mod keys;
 mod read;
 
@@ -19,6 +20,7 @@ use crate::model::Digest;
 use crate::model::manifest::ManifestInfo;
 use crate::model::name::project_of;
 use crate::ports::{BlobState, Change, OutboxEntry};
+pub use backfill::*;
 use keys::*;
 pub use read::*;
 use serde::{Deserialize, Serialize};
@@ -463,6 +465,18 @@ pub fn on_pull(
     Ok(())
 }
 
+/// Whether [`on_pull`] at `at_ms` would write: a store whose writes are costly (an fsync
+/// on redb) reads this first, so a manifest pulled again within the hour writes nothing.
+pub fn pull_is_news(
+    kv: &mut impl Kv,
+    repo: &str,
+    digest: &Digest,
+    at_ms: u64,
+) -> Result<bool, StoreError> {
+    Ok(get_json::<ManifestDoc>(kv, &manifest_key(repo, digest))?
+        .is_some_and(|m| m.pulled_ms.is_none_or(|p| p < at_ms)))
+}
+
 /// `touch_blob`: a record for freshly committed bytes, or a touch of the one there.
 pub fn touch_blob(
     kv: &mut impl Kv,
@@ -565,75 +579,6 @@ pub fn forget_blob(kv: &mut impl Kv, digest: &Digest) -> Result<bool, StoreError
     kv.delete(&bkey)?;
     kv.delete(&unlinked_key(digest))?;
     Ok(true)
-}
-
-/// The backfill's view of one piece of old content, as the store walks it.
-pub enum Old<'a> {
-    /// A blob link.
-    Link {
-        /// Repository.
-        repo: &'a str,
-        /// Blob.
-        digest: &'a Digest,
-        /// Size.
-        size: u64,
-    },
-    /// A manifest.
-    Manifest {
-        /// Repository.
-        repo: &'a str,
-        /// Its facts.
-        info: &'a ManifestInfo,
-    },
-    /// A tag.
-    Tag {
-        /// Repository.
-        repo: &'a str,
-        /// Tag.
-        tag: &'a str,
-        /// What it points at.
-        digest: &'a Digest,
-    },
-}
-
-/// Gives one piece of content written before the ledger its records, if it has none: the
-/// backfill calls it for every link, manifest and tag, links first; idempotent.
-pub fn backfill(kv: &mut impl Kv, old: Old<'_>) -> Result<(), StoreError> {
-    match old {
-        Old::Link { repo, digest, size } => count_link(kv, repo, digest, size, None),
-        Old::Manifest { repo, info } => count_manifest(kv, repo, info, None),
-        Old::Tag { repo, tag, digest } => {
-            let key = tag_key(repo, tag);
-            if kv.get(&key)?.is_none() {
-                let doc = TagDoc {
-                    digest: digest.clone(),
-                    pushed_ms: None,
-                };
-                put_json(kv, &key, &doc)?;
-            }
-            Ok(())
-        }
-    }
-}
-
-/// The backfill's checkpoint: `None` before it started, `Some("")` once done.
-pub fn backfill_checkpoint(kv: &mut impl Kv) -> Result<Option<String>, StoreError> {
-    get_json(kv, BACKFILL)
-}
-
-/// Saves the backfill's checkpoint (`""`: done, and the store is at
-/// [`crate::ports::SCHEMA_VERSION`]).
-pub fn set_backfill_checkpoint(kv: &mut impl Kv, checkpoint: &str) -> Result<(), StoreError> {
-    put_json(kv, BACKFILL, &checkpoint)?;
-    if checkpoint.is_empty() {
-        put_json(kv, SCHEMA, &crate::ports::SCHEMA_VERSION)?;
-    }
-    Ok(())
-}
-
-/// The store's schema version: 1 until the backfill finished.
-pub fn schema_version(kv: &mut impl Kv) -> Result<u32, StoreError> {
-    Ok(get_json(kv, SCHEMA)?.unwrap_or(1))
 }
 
 /// An in-memory map is a `Kv` (the memory adapter, and tests); atomic under its owner's lock.

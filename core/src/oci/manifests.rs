@@ -56,12 +56,18 @@ impl<B: BlobStore, M: MetadataStore + DocumentStore, E: Env> Oci<'_, B, M, E> {
         if let Some(s) = &m.info.subject {
             resp = resp.header(OCI_SUBJECT, s.to_string());
         }
+        let repository = name.to_owned();
+        let digest = m.info.digest.clone();
         let body = if head {
+            self.gate
+                .events
+                .emit(Event::ManifestChecked { repository, digest });
             Body::Empty
         } else {
             self.gate.events.emit(Event::ManifestPulled {
-                repository: name.to_owned(),
+                repository,
                 reference: reference.to_string(),
+                digest,
             });
             Body::full(m.bytes)
         };

@@ -51,7 +51,7 @@ pub struct LinkEntry {
 /// in days, so a manifest pulled all day costs one write an hour, not one per pull.
 pub const PULL_TIME_PRECISION_MS: u64 = 3_600_000;
 
-/// Lists what repositories hold, and records pulls.
+/// Lists what repositories hold.
 #[allow(async_fn_in_trait)]
 pub trait ManifestIndex {
     /// Manifests of `repo` after `after` (by digest string), at most `limit`.
@@ -83,6 +83,13 @@ pub trait ManifestIndex {
         after: Option<&str>,
         limit: usize,
     ) -> Result<Vec<String>, StoreError>;
+}
+
+/// Keeps manifests' last-pull times: the one write a manifest `GET` makes, which carries
+/// the pull's audit record with it. Apart from [`ManifestIndex`] because every store that
+/// serves a pull has it, while listings are for jobs.
+#[allow(async_fn_in_trait)]
+pub trait PullTimes {
     /// Records that manifest `digest` of `repo` was pulled at `at_ms` (truncated to
     /// [`PULL_TIME_PRECISION_MS`] by the caller); never moves a pull time back, and does
     /// nothing for a manifest that is not there. With `event` (an audit record's id and

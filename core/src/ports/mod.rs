@@ -28,7 +28,9 @@ mod usage;
 pub use blob::{BlobStore, BlobWriter, ByteRange};
 pub use documents::DocumentStore;
 pub use env::Env;
-pub use index::{LinkEntry, ManifestEntry, ManifestIndex, PULL_TIME_PRECISION_MS, TagEntry};
+pub use index::{
+    LinkEntry, ManifestEntry, ManifestIndex, PULL_TIME_PRECISION_MS, PullTimes, TagEntry,
+};
 pub use inventory::{BlobEntry, BlobInventory};
 pub use metadata::{MAX_TAGS_PER_PUT, MetadataStore, Page, StoredManifest};
 pub use outbox::{Change, OUTBOX_SKEW_MS, Outbox, OutboxEntry};

@@ -26,7 +26,7 @@ async fn all_entries<M: Outbox>(m: &M) -> Vec<OutboxEntry> {
 }
 
 /// The manifest index: listings with push, pull and link times, and `repositories_with`.
-pub async fn index_conformance<M: MetadataStore + ManifestIndex>(m: &M) {
+pub async fn index_conformance<M: MetadataStore + ManifestIndex + PullTimes>(m: &M) {
     let (a, b) = (d("ix", 1), d("ix", 2));
     m.link_blob("ix/one", &a, 10, T0).await.expect("link");
     m.link_blob("ix/one", &b, 20, T0 + 1).await.expect("link");
@@ -591,7 +591,13 @@ pub async fn usage_conformance<M: MetadataStore + UsageCounters>(m: &M) {
 /// Every optional ability's suite, on one store.
 pub async fn all_capabilities_conformance<M>(m: &M)
 where
-    M: MetadataStore + ManifestIndex + BlobRecords + Outbox + ConditionalTags + UsageCounters,
+    M: MetadataStore
+        + ManifestIndex
+        + PullTimes
+        + BlobRecords
+        + Outbox
+        + ConditionalTags
+        + UsageCounters,
 {
     index_conformance(m).await;
     records_conformance(m).await;

@@ -40,6 +40,9 @@ impl ManifestIndex for MemoryMetadata {
     ) -> Result<Vec<String>, StoreError> {
         ledger::repositories_with(&mut lock(&self.0).ledger, digest, after, limit)
     }
+}
+
+impl PullTimes for MemoryMetadata {
     async fn note_pull(
         &self,
         repo: &str,

@@ -208,7 +208,7 @@ async fn registry<B, M>(
 ) -> Result<Registry<B, M, SystemEnv>, String>
 where
     B: wharf_core::BlobStore,
-    M: wharf_core::MetadataStore + DocumentStore,
+    M: wharf_core::MetadataStore + DocumentStore + wharf_core::ports::PullTimes,
 {
     let mut registry = Registry::new(blobs, meta, SystemEnv, s.config.clone());
     if let Some(settings) = &s.tokens {

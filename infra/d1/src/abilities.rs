@@ -58,7 +58,9 @@ impl<S: Db> ManifestIndex for D1Meta<S> {
             .await?;
         o.rows.iter().map(|r| get_text(r, "repo")).collect()
     }
+}
 
+impl<S: Db> PullTimes for D1Meta<S> {
     /// The pull time and the event in one batch (a manifest from before the upgrade gets
     /// its pull time too).
     async fn note_pull(

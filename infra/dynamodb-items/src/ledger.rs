@@ -276,6 +276,35 @@ pub fn pull_key(repo: &str, d: &Digest) -> Item {
     key(repo_pk(repo), format!("PULL#{d}"))
 }
 
+/// The one transaction a pull writes: the manifest still there (a check), its pull-time
+/// item (never moved back), and the pull's audit record. A pull within the hour already
+/// recorded rewrites the same time, so the event is never refused with it; a pull older
+/// than the one recorded (a late request) or of a manifest deleted meanwhile fails the
+/// condition, and the caller then puts the event alone: the only case of a second write.
+/// Without an event, a pull already recorded fails the condition and writes nothing.
+pub fn pull_writes(
+    repo: &str,
+    digest: &Digest,
+    at_ms: u64,
+    event: Option<(&str, &[u8])>,
+) -> Vec<Write> {
+    let newer = if event.is_some() {
+        "attribute_not_exists(#pulled) OR #pulled <= :at"
+    } else {
+        "attribute_not_exists(#pulled) OR #pulled < :at"
+    };
+    let mut writes = vec![
+        Write::check(manifest_key(repo, digest), "attribute_exists(pk)"),
+        Write::update(pull_key(repo, digest), "SET #pulled = :at")
+            .when(newer)
+            .value("at", Attr::N(at_ms)),
+    ];
+    if let Some((id, raw)) = event {
+        writes.push(Write::put(crate::doc_item("audit", id, raw)));
+    }
+    writes
+}
+
 /// Key of a store-wide marker (`SCHEMA`, `BACKFILL`).
 pub fn meta_key(name: &str) -> Item {
     key("META", name)

@@ -7,7 +7,9 @@ use crate::{Item, from_json, get_n, get_s, to_json};
 use bytes::Bytes;
 use serde_json::{Value, json};
 use wharf_core::model::manifest::Descriptor;
-use wharf_core::ports::{DocumentStore, MetadataStore, Page, StoredManifest, UploadRecord};
+use wharf_core::ports::{
+    DocumentStore, MetadataStore, Page, PullTimes, StoredManifest, UploadRecord,
+};
 use wharf_core::{Digest, Reference, StoreError};
 use wharf_sigv4::{AwsClient, Transport};
 
@@ -353,6 +355,28 @@ impl<T: Transport> MetadataStore for DynamoRest<T> {
         _limit: usize,
     ) -> Result<Vec<UploadRecord>, StoreError> {
         unsupported("stale_uploads")
+    }
+}
+
+/// As `DynamoMetadata` records pulls (an upload front serves none, but holds the port).
+impl<T: Transport> PullTimes for DynamoRest<T> {
+    async fn note_pull(
+        &self,
+        repo: &str,
+        digest: &Digest,
+        at_ms: u64,
+        event: Option<(&str, &[u8])>,
+    ) -> Result<(), StoreError> {
+        match self
+            .transact(&ledger::pull_writes(repo, digest, at_ms, event))
+            .await
+        {
+            Err(StoreError::Precondition(_)) => match event {
+                Some((id, raw)) => self.append_event(id, raw).await,
+                None => Ok(()),
+            },
+            other => other,
+        }
     }
 }
 

@@ -5,7 +5,7 @@
 use super::*;
 use wharf_core::ports::{
     BlobRecord, BlobRecords, BlobState, Cleared, ConditionalTags, LinkEntry, ManifestEntry,
-    ManifestIndex, Outbox, OutboxEntry, TagEntry, Usage, UsageCounters,
+    ManifestIndex, Outbox, OutboxEntry, PullTimes, TagEntry, Usage, UsageCounters,
 };
 
 fn digest_after(sk: &str, prefix: &str) -> Result<Digest, StoreError> {
@@ -168,13 +168,11 @@ impl ManifestIndex for DynamoMetadata {
             .filter_map(|i| get_s(i, "sk")?.strip_prefix("REPO#").map(str::to_owned))
             .collect())
     }
+}
 
-    /// One `TransactWriteItems` with the event: the manifest still there (a check), its
-    /// pull-time item (never moved back), the audit record. A pull within the hour already
-    /// recorded rewrites the same time (so the event is never refused with it); a pull
-    /// older than the one recorded (a late request) fails the condition, and the event is
-    /// then put alone: the only case of a second write. Without an event, a pull already
-    /// recorded writes nothing.
+impl PullTimes for DynamoMetadata {
+    /// One `TransactWriteItems` ([`ledger::pull_writes`]); the event alone when that
+    /// fails its condition.
     async fn note_pull(
         &self,
         repo: &str,
@@ -182,20 +180,7 @@ impl ManifestIndex for DynamoMetadata {
         at_ms: u64,
         event: Option<(&str, &[u8])>,
     ) -> Result<(), StoreError> {
-        let newer = if event.is_some() {
-            "attribute_not_exists(#pulled) OR #pulled <= :at"
-        } else {
-            "attribute_not_exists(#pulled) OR #pulled < :at"
-        };
-        let mut writes = vec![
-            Write::check(ledger::manifest_key(repo, digest), "attribute_exists(pk)"),
-            Write::update(ledger::pull_key(repo, digest), "SET #pulled = :at")
-                .when(newer)
-                .value("at", Attr::N(at_ms)),
-        ];
-        if let Some((id, raw)) = event {
-            writes.push(Write::put(items::doc_item("audit", id, raw)));
-        }
+        let writes = ledger::pull_writes(repo, digest, at_ms, event);
         match self.transact_writes(&writes).await {
             Ok(()) => Ok(()),
             Err(StoreError::Precondition(_)) => match event {

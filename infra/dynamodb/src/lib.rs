@@ -1492,7 +1492,7 @@ mod tests {
         send(m.update_upload(u, 0));
         send(m.stale_uploads(0, 1));
         send(m.list_docs("k", "", None, 1));
-        use wharf_core::ports::{Backfill, ConditionalTags, ManifestIndex, Outbox};
+        use wharf_core::ports::{Backfill, ConditionalTags, Outbox, PullTimes};
         send(m.link_blob("r", d, 1, 0));
         send(m.unlink_blob("r", d, 0));
         send(m.put_manifest_expecting("r", sm, &[], 0));

@@ -15,7 +15,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use wharf_aws::CallCounter;
 use wharf_aws::testing::{self, LocalServer};
 use wharf_core::ports::{
-    Backfill, BlobRecords, Env, ManifestIndex, MetadataStore, Outbox, UsageCounters,
+    Backfill, BlobRecords, Env, ManifestIndex, MetadataStore, Outbox, PullTimes, UsageCounters,
 };
 use wharf_core::{Config, Digest, Registry};
 use wharf_dynamodb::{DynamoMetadata, DynamoOptions};
@@ -256,7 +256,7 @@ async fn push_and_pull_through_the_core_on_s3_and_dynamodb() {
         .await;
     assert_eq!(st, StatusCode::OK);
     assert_eq!(body, manifest.as_bytes());
-    // The read, and the audit record of the pull.
+    // The read, and one write: the pull time with the pull's audit record.
     assert_eq!(
         count(&calls, &READS),
         1,
@@ -265,6 +265,11 @@ async fn push_and_pull_through_the_core_on_s3_and_dynamodb() {
     assert!(
         count(&calls, &WRITES) <= 1,
         "GET by tag is at most one write: {calls:?}"
+    );
+    assert_eq!(
+        calls.get("DynamoDB.TransactWriteItems"),
+        Some(&1),
+        "the pull time and the audit record are written together: {calls:?}"
     );
     assert_eq!(
         calls.values().sum::<u64>(),
@@ -317,6 +322,7 @@ async fn push_and_pull_through_the_core_on_s3_and_dynamodb() {
         .expect("manifests");
     assert_eq!(ms.len(), 1);
     assert!(ms[0].pushed_ms.is_some());
+    assert!(ms[0].pulled_ms.is_some(), "the GET by tag noted its pull");
     let tags = m.list_tag_entries("e2e/app", None, 10).await.expect("tags");
     assert_eq!(tags.len(), 1);
     let links = m.list_links("e2e/app", None, 10).await.expect("links");
@@ -342,7 +348,8 @@ async fn push_and_pull_through_the_core_on_s3_and_dynamodb() {
     m.note_pull(
         "e2e/app",
         &manifest_digest,
-        3_600_000,
+        // An hour after the GET's (a pull older than the one recorded is a second write).
+        36_000_000_000_000,
         Some(("pull-1", b"{}")),
     )
     .await

@@ -154,6 +154,11 @@ impl ManifestIndex for EmbeddedMetadata {
     ) -> Result<Vec<String>, StoreError> {
         self.with_ledger(|kv| ledger::repositories_with(kv, digest, after, limit))
     }
+}
+
+impl PullTimes for EmbeddedMetadata {
+    /// Reads first: a pull within the hour already recorded commits nothing (a commit is an
+    /// fsync), and the audit record goes through the batching writer.
     async fn note_pull(
         &self,
         repo: &str,
@@ -161,9 +166,11 @@ impl ManifestIndex for EmbeddedMetadata {
         at_ms: u64,
         event: Option<(&str, &[u8])>,
     ) -> Result<(), StoreError> {
-        let (repo, digest) = (repo.to_owned(), digest.clone());
-        self.ledger_write(move |kv| ledger::on_pull(kv, &repo, &digest, at_ms))
-            .await?;
+        if self.with_ledger(|kv| ledger::pull_is_news(kv, repo, digest, at_ms))? {
+            let (repo, digest) = (repo.to_owned(), digest.clone());
+            self.ledger_write(move |kv| ledger::on_pull(kv, &repo, &digest, at_ms))
+                .await?;
+        }
         // Audit records go through the batching writer (no extra fsync on the pull path).
         if let Some((id, raw)) = event {
             wharf_core::ports::DocumentStore::append_event(self, id, raw).await?;
