@@ -12,9 +12,11 @@
 mod blob_conformance;
 mod capabilities;
 mod conformance;
+mod flaws;
 mod inventory_conformance;
 mod memory;
 mod memory_ledger;
+mod upgrade;
 
 pub use blob_conformance::blob_conformance;
 pub use capabilities::{
@@ -22,5 +24,7 @@ pub use capabilities::{
     tags_conformance, usage_conformance,
 };
 pub use conformance::{document_conformance, metadata_conformance, test_manifest};
+pub use flaws::{assert_every_flaw_caught, failure_of};
 pub use inventory_conformance::inventory_conformance;
 pub use memory::{MemoryBlobs, MemoryDocs, MemoryMetadata, MemoryWriter, TestEnv};
+pub use upgrade::ledger_facts;

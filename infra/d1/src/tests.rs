@@ -8,6 +8,7 @@ use rusqlite::types::{Value, ValueRef};
 use wharf_core::testing::{MemoryDocs, test_manifest};
 
 mod abilities;
+mod upgrade;
 
 /// [`Db`] on an in-memory SQLite database with [`MIGRATIONS`] applied. Each `run` is one
 /// transaction, like a D1 batch; every statement must bind exactly its parameters, at most
@@ -27,6 +28,20 @@ impl Lite {
             c.execute_batch(sql).expect(name);
         }
         // D1's largest string or row.
+        c.set_limit(rusqlite::limits::Limit::SQLITE_LIMIT_LENGTH, 2_000_000)
+            .expect("limit");
+        Self(Rc::new(c), Rc::default())
+    }
+
+    /// A copy, in memory, of the database in file `path` (no migration applied).
+    fn copy_of(path: &std::path::Path) -> Self {
+        let file =
+            rusqlite::Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+                .expect("open the database");
+        let mut c = rusqlite::Connection::open_in_memory().expect("sqlite");
+        rusqlite::backup::Backup::new(&file, &mut c)
+            .and_then(|b| b.run_to_completion(64, std::time::Duration::ZERO, None))
+            .expect("copy the database");
         c.set_limit(rusqlite::limits::Limit::SQLITE_LIMIT_LENGTH, 2_000_000)
             .expect("limit");
         Self(Rc::new(c), Rc::default())
