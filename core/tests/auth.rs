@@ -281,7 +281,8 @@ fn every_role_and_action() {
     assert_eq!(robot_name, "robot$team+ci");
     let robot_secret = robot.body["secret"].as_str().expect("secret").to_owned();
     let actions = ["pull", "push", "delete", "members", "audit"];
-    let table: Vec<(&str, Option<(&str, &str)>, [Outcome; 5])> = vec![
+    type Row<'a> = (&'a str, Option<(&'a str, &'a str)>, [Outcome; 5]);
+    let table: Vec<Row> = vec![
         (
             "system admin",
             Some(("admin", "admin-pass-1")),

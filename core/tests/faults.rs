@@ -69,14 +69,12 @@ impl BlobStore for Flaky {
 
 type Reg = Registry<Flaky, MemoryMetadata, TestEnv>;
 
+type Frames = futures_util::stream::Iter<
+    std::vec::IntoIter<Result<http_body::Frame<Bytes>, std::convert::Infallible>>,
+>;
+
 /// A request body delivered in several frames.
-fn chunks(
-    parts: Vec<Vec<u8>>,
-) -> http_body_util::StreamBody<
-    futures_util::stream::Iter<
-        std::vec::IntoIter<Result<http_body::Frame<Bytes>, std::convert::Infallible>>,
-    >,
-> {
+fn chunks(parts: Vec<Vec<u8>>) -> http_body_util::StreamBody<Frames> {
     let frames: Vec<_> = parts
         .into_iter()
         .map(|p| Ok(http_body::Frame::data(Bytes::from(p))))
