@@ -17,7 +17,10 @@ SUMMARY=()
 note() { SUMMARY+=("$(printf '%-28s %s' "$1" "$2")"); }
 add() { PASS=$((PASS + $2)); FAIL=$((FAIL + $3)); note "$1" "$2 passed, $3 failed"; }
 
-step() { echo; echo "=== $*"; }
+T0=$SECONDS
+LAST=$SECONDS
+# Each step's wall time goes to the log (not the summary), to see where a CI run goes.
+step() { echo "    ($((SECONDS - LAST)) s; $((SECONDS - T0)) s in all)"; LAST=$SECONDS; echo; echo "=== $*"; }
 
 step "dependencies"
 if ! bash tests/install-deps.sh; then
@@ -82,8 +85,7 @@ else
   add "secrets absent from logs" 0 1
 fi
 
-echo
-echo "=== summary"
+step "summary"
 printf '%s\n' "${SUMMARY[@]}"
 echo "$PASS passed, $FAIL failed"
 [ "$FAIL" = 0 ]

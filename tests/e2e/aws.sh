@@ -24,7 +24,9 @@ start_moto
 export AWS_REGION=us-east-1 AWS_ACCESS_KEY_ID=wharftestkey AWS_SECRET_ACCESS_KEY=wharftestsecret
 export AWS_ENDPOINT_URL_S3=http://127.0.0.1:$S3_PORT AWS_ENDPOINT_URL_DYNAMODB=http://127.0.0.1:$MOTO_PORT
 export WHARF_S3_BUCKET=wharf-e2e WHARF_DYNAMODB_TABLE=wharf-e2e
-export WHARF_DYNAMODB_ATTEMPT_TIMEOUT_MS=1000
+# Short enough that the outage checks below answer quickly, long enough for moto (one
+# request at a time) under a loaded CI machine: 1 s was exceeded once there.
+export WHARF_DYNAMODB_ATTEMPT_TIMEOUT_MS=3000
 UPLOAD_SECRET=$(random_word)$(random_word)$(random_word)
 
 check_output "wharf aws bootstrap creates bucket, table, key and admin" "user admin ready" \
