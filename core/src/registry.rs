@@ -10,6 +10,7 @@ use crate::auth::TokenService;
 use crate::auth::authorize::Gate;
 use crate::error::Result;
 use crate::events::audit::AuditTrail;
+use crate::events::pulls::PullMemo;
 use crate::events::{Emitter, EventSink};
 use crate::http::headers::{API_VERSION, X_CONTENT_TYPE_OPTIONS};
 use crate::http::request::ClientAddr;
@@ -33,6 +34,8 @@ pub struct Registry<B, M, E> {
     pub config: Config,
     /// Token auth; `None` serves everyone (trusted networks, tests).
     pub auth: Option<TokenService>,
+    /// Pulls noted this hour (one pull-time write per manifest an hour, per process).
+    pulls: PullMemo,
 }
 
 impl<B: BlobStore, M: MetadataStore + DocumentStore + PullTimes, E: Env> Registry<B, M, E> {
@@ -44,6 +47,7 @@ impl<B: BlobStore, M: MetadataStore + DocumentStore + PullTimes, E: Env> Registr
             env,
             config,
             auth: None,
+            pulls: PullMemo::default(),
         }
     }
 
@@ -77,6 +81,7 @@ impl<B: BlobStore, M: MetadataStore + DocumentStore + PullTimes, E: Env> Registr
             let trail = AuditTrail {
                 docs: &self.meta,
                 env: &self.env,
+                pulls: &self.pulls,
             };
             trail.deliver(&batch).await;
         }

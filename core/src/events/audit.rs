@@ -3,6 +3,7 @@
 //! for the management API's audit log. A pull's record rides with the manifest's pull
 //! time ([`PullTimes`]), so a pull costs one write, not two.
 
+use crate::events::pulls::PullMemo;
 use crate::events::{Event, EventSink, Occurrence};
 use crate::model::name::project_of;
 use crate::model::to_hex;
@@ -135,6 +136,8 @@ pub struct AuditTrail<'a, D, E> {
     pub docs: &'a D,
     /// Randomness for record ids.
     pub env: &'a E,
+    /// The pulls this process noted this hour.
+    pub pulls: &'a PullMemo,
 }
 
 impl<D: DocumentStore + PullTimes, E: Env> EventSink for AuditTrail<'_, D, E> {
@@ -154,10 +157,15 @@ impl<D: DocumentStore + PullTimes, E: Env> EventSink for AuditTrail<'_, D, E> {
                 | Event::ManifestChecked { repository, digest } => Some((repository, digest)),
                 _ => None,
             };
+            let hour = o.time_ms - o.time_ms % PULL_TIME_PRECISION_MS;
+            let pulled = pulled.filter(|(repo, digest)| !self.pulls.noted(repo, digest, hour));
             let written = match (pulled, event) {
                 (Some((repo, digest)), _) => {
-                    let hour = o.time_ms - o.time_ms % PULL_TIME_PRECISION_MS;
-                    self.docs.note_pull(repo, digest, hour, event).await
+                    let noted = self.docs.note_pull(repo, digest, hour, event).await;
+                    if noted.is_ok() {
+                        self.pulls.remember(repo, digest, hour);
+                    }
+                    noted
                 }
                 (None, Some((id, raw))) => self.docs.append_event(id, raw).await,
                 (None, None) => Ok(()),

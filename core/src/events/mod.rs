@@ -7,6 +7,7 @@
 //! May use: [`crate::error`], [`crate::model`], [`crate::ports`] and [`crate::http`].
 
 pub mod audit;
+pub mod pulls;
 
 use crate::model::Digest;
 use serde::{Deserialize, Serialize};

@@ -72,6 +72,18 @@ impl Aws {
         body: Bytes,
     ) -> (StatusCode, http::HeaderMap, Bytes, BTreeMap<String, u64>) {
         let reg = self.registry().await;
+        self.call_on(&reg, method, uri, headers, body).await
+    }
+
+    /// One request on `reg` (a warm instance's registry).
+    async fn call_on(
+        &self,
+        reg: &Reg,
+        method: Method,
+        uri: &str,
+        headers: &[(&str, String)],
+        body: Bytes,
+    ) -> (StatusCode, http::HeaderMap, Bytes, BTreeMap<String, u64>) {
         self.counter.reset();
         let mut req = Request::builder().method(method).uri(uri);
         for (k, v) in headers {
@@ -276,6 +288,54 @@ async fn push_and_pull_through_the_core_on_s3_and_dynamodb() {
         count(&calls, &READS) + count(&calls, &WRITES)
     );
     report.push(("GET manifest by tag", calls));
+    // A warm instance notes a manifest's pull time once an hour: its later pulls write only
+    // their audit record, and a HEAD nothing.
+    // (Twice at most: the three requests must fall within one clock hour.)
+    let hour = || RealEnv(AtomicU64::new(0)).now_ms() / 3_600_000;
+    let mut tries = 0;
+    let (again, head) = loop {
+        tries += 1;
+        assert!(tries <= 3, "three runs each crossed an hour");
+        let started = hour();
+        let warm = aws.registry().await;
+        let uri = "/v2/e2e/app/manifests/v1";
+        let (st, _, _, first) = aws
+            .call_on(&warm, Method::GET, uri, &[], Bytes::new())
+            .await;
+        assert_eq!(st, StatusCode::OK);
+        assert_eq!(
+            first.get("DynamoDB.TransactWriteItems"),
+            Some(&1),
+            "{first:?}"
+        );
+        let (st, _, _, again) = aws
+            .call_on(&warm, Method::GET, uri, &[], Bytes::new())
+            .await;
+        assert_eq!(st, StatusCode::OK);
+        let (st, _, _, head) = aws
+            .call_on(&warm, Method::HEAD, uri, &[], Bytes::new())
+            .await;
+        assert_eq!(st, StatusCode::OK);
+        if hour() == started {
+            break (again, head);
+        }
+    };
+    assert_eq!(
+        (
+            count(&again, &READS),
+            count(&again, &WRITES),
+            again.get("DynamoDB.PutItem")
+        ),
+        (1, 1, Some(&1)),
+        "a pull within the hour noted: the read and the audit record: {again:?}"
+    );
+    assert_eq!(
+        count(&head, &WRITES),
+        0,
+        "a HEAD within the hour noted: {head:?}"
+    );
+    report.push(("GET manifest by tag again, warm instance", again));
+    report.push(("HEAD manifest by tag, warm instance", head));
 
     // The blob: a 307 to a presigned URL, computed without calling S3.
     let (st, h, _, calls) = aws
