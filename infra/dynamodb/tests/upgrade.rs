@@ -7,14 +7,12 @@
 #[macro_use]
 #[path = "../../../tests/fixtures/upgrade/images.rs"]
 mod images;
+#[path = "../../../tests/fixtures/upgrade/check.rs"]
+mod check;
 
 use aws_sdk_dynamodb::types::AttributeValue;
 use std::collections::HashMap;
 use wharf_aws::testing;
-use wharf_core::Digest;
-use wharf_core::ports::{Backfill, BackfillProgress, SCHEMA_VERSION};
-use wharf_core::testing::{MemoryBlobs, MemoryMetadata, TestEnv, ledger_facts};
-use wharf_core::{Config, Registry};
 use wharf_dynamodb::{DynamoMetadata, DynamoOptions};
 
 const FIXTURE: &str = include_str!("../../../tests/fixtures/upgrade/dynamodb-727e058.jsonl");
@@ -41,13 +39,6 @@ fn item(line: &str) -> HashMap<String, AttributeValue> {
             (k.clone(), av)
         })
         .collect()
-}
-
-fn env() -> TestEnv {
-    let env = TestEnv::default();
-    env.now
-        .store(1_800_000_000_000, std::sync::atomic::Ordering::SeqCst);
-    env
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -82,61 +73,5 @@ async fn a_table_written_by_727e058_serves_every_image_and_is_backfilled() {
         n += 1;
     }
     assert!(n > 20, "the fixture has the pushed content ({n} items)");
-    assert_eq!(
-        meta.schema_version().await.expect("version"),
-        1,
-        "an old table"
-    );
-
-    // The reference: the same pushes, live, on today's memory store. Its blob store is the
-    // upgraded registry's too (object storage did not change).
-    let blobs = MemoryBlobs::default();
-    let reference = Registry::new(
-        blobs.clone(),
-        MemoryMetadata::default(),
-        env(),
-        Config::default(),
-    );
-    images::push(&mut registry_call!(&reference)).await;
-    let upgraded = Registry::new(blobs, meta, env(), Config::default());
-
-    // Serving does not wait for the backfill.
-    images::pull_all(&mut registry_call!(&upgraded)).await;
-    let mut steps = 0;
-    while upgraded.meta.backfill_step(7).await.expect("backfill") != BackfillProgress::Done {
-        steps += 1;
-        assert!(steps < 200, "the backfill does not finish");
-    }
-    assert!(steps > 1, "resumed from its checkpoint ({steps} steps)");
-    assert_eq!(
-        upgraded.meta.schema_version().await.expect("version"),
-        SCHEMA_VERSION
-    );
-    images::pull_all(&mut registry_call!(&upgraded)).await;
-
-    let repos = ["team/app", "other/copy", "team/gone"];
-    let mut digests: Vec<Digest> = images::blobs()
-        .iter()
-        .map(|b| Digest::sha256_of(b))
-        .collect();
-    digests.extend(
-        images::manifests()
-            .iter()
-            .map(|(_, _, b)| Digest::sha256_of(b)),
-    );
-    let want = ledger_facts(&reference.meta, &repos, &digests).await;
-    assert_eq!(ledger_facts(&upgraded.meta, &repos, &digests).await, want);
-
-    // A push on top: the same on both.
-    let added = images::push_on_top(&mut registry_call!(&reference)).await;
-    assert_eq!(
-        images::push_on_top(&mut registry_call!(&upgraded)).await,
-        added
-    );
-    digests.extend(added);
-    assert_eq!(
-        ledger_facts(&upgraded.meta, &repos, &digests).await,
-        ledger_facts(&reference.meta, &repos, &digests).await,
-        "live writes on top of the backfilled content"
-    );
+    check::upgraded_store_serves_and_backfills(meta).await;
 }

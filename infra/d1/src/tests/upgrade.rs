@@ -7,18 +7,10 @@
 #[macro_use]
 #[path = "../../../../tests/fixtures/upgrade/images.rs"]
 mod images;
+#[path = "../../../../tests/fixtures/upgrade/check.rs"]
+mod check;
 
 use super::*;
-use wharf_core::ports::{Backfill, BackfillProgress, SCHEMA_VERSION};
-use wharf_core::testing::{MemoryBlobs, MemoryMetadata, TestEnv, ledger_facts};
-use wharf_core::{Config, Registry};
-
-fn env() -> TestEnv {
-    let env = TestEnv::default();
-    env.now
-        .store(1_800_000_000_000, std::sync::atomic::Ordering::SeqCst);
-    env
-}
 
 #[test]
 fn a_database_written_by_727e058_serves_every_image_and_is_backfilled() {
@@ -28,61 +20,5 @@ fn a_database_written_by_727e058_serves_every_image_and_is_backfilled() {
     // What `wrangler d1 migrations apply` does on deploy: the migrations after the first.
     db.migrate(1);
     let meta = D1Meta::on(db);
-    block_on(async {
-        assert_eq!(
-            meta.schema_version().await.expect("version"),
-            1,
-            "an old database"
-        );
-        let blobs = MemoryBlobs::default();
-        let reference = Registry::new(
-            blobs.clone(),
-            MemoryMetadata::default(),
-            env(),
-            Config::default(),
-        );
-        images::push(&mut registry_call!(&reference)).await;
-        let upgraded = Registry::new(blobs, meta, env(), Config::default());
-
-        images::pull_all(&mut registry_call!(&upgraded)).await;
-        let mut steps = 0;
-        while upgraded.meta.backfill_step(7).await.expect("backfill") != BackfillProgress::Done {
-            steps += 1;
-            assert!(steps < 200, "the backfill does not finish");
-        }
-        assert!(steps > 1, "resumed from its checkpoint ({steps} steps)");
-        assert_eq!(
-            upgraded.meta.schema_version().await.expect("version"),
-            SCHEMA_VERSION
-        );
-        images::pull_all(&mut registry_call!(&upgraded)).await;
-
-        let repos = ["team/app", "other/copy", "team/gone"];
-        let mut digests: Vec<Digest> = images::blobs()
-            .iter()
-            .map(|b| Digest::sha256_of(b))
-            .collect();
-        digests.extend(
-            images::manifests()
-                .iter()
-                .map(|(_, _, b)| Digest::sha256_of(b)),
-        );
-        assert_eq!(
-            ledger_facts(&upgraded.meta, &repos, &digests).await,
-            ledger_facts(&reference.meta, &repos, &digests).await
-        );
-
-        // A push on top: the same on both.
-        let added = images::push_on_top(&mut registry_call!(&reference)).await;
-        assert_eq!(
-            images::push_on_top(&mut registry_call!(&upgraded)).await,
-            added
-        );
-        digests.extend(added);
-        assert_eq!(
-            ledger_facts(&upgraded.meta, &repos, &digests).await,
-            ledger_facts(&reference.meta, &repos, &digests).await,
-            "live writes on top of the backfilled content"
-        );
-    });
+    block_on(check::upgraded_store_serves_and_backfills(meta));
 }
