@@ -28,13 +28,13 @@ if ! bash tests/install-deps.sh; then
   exit 1
 fi
 
-step "build (release)"
-if ! cargo build --release -p wharf -p wharf-lambda-api >"$LOGS/build.log" 2>&1; then
+step "build (the ci profile: release code, no LTO)"
+if ! cargo build --profile ci -p wharf -p wharf-lambda-api >"$LOGS/build.log" 2>&1; then
   tail -40 "$LOGS/build.log"
   echo "0 passed, 1 failed"
   exit 1
 fi
-export WHARF_BIN=$ROOT/target/release/wharf LAMBDA_BIN=$ROOT/target/release/wharf-lambda-api
+export WHARF_BIN=$ROOT/target/ci/wharf LAMBDA_BIN=$ROOT/target/ci/wharf-lambda-api
 # The AWS adapter tests need moto and s3s-fs (installed above): missing ones fail, not skip.
 export WHARF_REQUIRE_TOOLS=1
 
