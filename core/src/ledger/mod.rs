@@ -457,7 +457,7 @@ pub fn on_pull(
 ) -> Result<(), StoreError> {
     let mkey = manifest_key(repo, digest);
     if let Some(mut m) = get_json::<ManifestDoc>(kv, &mkey)?
-        && m.pulled_ms.is_none_or(|p| p < at_ms)
+        && pulled_before(&m, at_ms)
     {
         m.pulled_ms = Some(at_ms);
         put_json(kv, &mkey, &m)?;
@@ -474,7 +474,12 @@ pub fn pull_is_news(
     at_ms: u64,
 ) -> Result<bool, StoreError> {
     Ok(get_json::<ManifestDoc>(kv, &manifest_key(repo, digest))?
-        .is_some_and(|m| m.pulled_ms.is_none_or(|p| p < at_ms)))
+        .is_some_and(|m| pulled_before(&m, at_ms)))
+}
+
+/// Whether `m`'s last pull (if any) is older than `at_ms`: the one rule of both.
+fn pulled_before(m: &ManifestDoc, at_ms: u64) -> bool {
+    m.pulled_ms.is_none_or(|p| p < at_ms)
 }
 
 /// `touch_blob`: a record for freshly committed bytes, or a touch of the one there.
