@@ -17,7 +17,7 @@ use crate::http::request::ClientAddr;
 use crate::http::response::{ApiResponse, error_response};
 use crate::jobs;
 use crate::oci::{Oci, Settings};
-use crate::ports::{BlobStore, DocumentStore, Env, MetadataStore, PullTimes};
+use crate::ports::{BlobStore, Env, ServingMeta};
 use crate::settings::Config;
 use http::header::HeaderValue;
 use http::{Method, Request};
@@ -38,7 +38,7 @@ pub struct Registry<B, M, E> {
     pulls: PullMemo,
 }
 
-impl<B: BlobStore, M: MetadataStore + DocumentStore + PullTimes, E: Env> Registry<B, M, E> {
+impl<B: BlobStore, M: ServingMeta, E: Env> Registry<B, M, E> {
     /// Builds a registry with auth off.
     pub fn new(blobs: B, meta: M, env: E, config: Config) -> Self {
         Self {

@@ -56,9 +56,16 @@ pub fn backfill(kv: &mut impl Kv, old: Old<'_>) -> Result<(), StoreError> {
     }
 }
 
-/// The backfill's checkpoint: `None` before it started, `Some("")` once done.
+/// The backfill's checkpoint: `None` before it started, `Some("")` once done. A backfill
+/// done for an older schema (2: before the work list of unreferenced links) reads as not
+/// started, so it runs again from the beginning: it is idempotent, and on the way it gives
+/// every record what the newer schema keeps.
 pub fn backfill_checkpoint(kv: &mut impl Kv) -> Result<Option<String>, StoreError> {
-    get_json(kv, BACKFILL)
+    let cp: Option<String> = get_json(kv, BACKFILL)?;
+    if cp.as_deref() == Some("") && schema_version(kv)? < crate::ports::SCHEMA_VERSION {
+        return Ok(None);
+    }
+    Ok(cp)
 }
 
 /// Saves the backfill's checkpoint (`""`: done, and the store is at

@@ -9,6 +9,7 @@ pub(super) const SCHEMA: &str = "meta|schema";
 pub(super) const BLOB: &str = "blob|";
 pub(super) const UNLINKED: &str = "unlinked|";
 pub(super) const OUTBOX: &str = "outbox|";
+pub(super) const UNREF: &str = "unref|";
 
 pub(super) fn blob_key(d: &Digest) -> String {
     format!("{BLOB}{d}")
@@ -27,6 +28,9 @@ pub(super) fn link_prefix(repo: &str) -> String {
 }
 pub(super) fn link_key(repo: &str, d: &Digest) -> String {
     format!("link|{repo}|{d}")
+}
+pub(super) fn unref_key(repo: &str, d: &Digest) -> String {
+    format!("{UNREF}{repo}|{d}")
 }
 pub(super) fn manifest_prefix(repo: &str) -> String {
     format!("manifest|{repo}|")

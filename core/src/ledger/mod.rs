@@ -162,6 +162,17 @@ fn append_outbox(kv: &mut impl Kv, at_ms: u64, change: Change) -> Result<(), Sto
     put_json(kv, &outbox_key(&seq), &entry)
 }
 
+/// Writes a link's entry and keeps the work list of unreferenced links with it: listed
+/// while no manifest of its repository references it.
+fn save_link(kv: &mut impl Kv, repo: &str, digest: &Digest, link: &LinkDoc) -> Result<(), StoreError> {
+    put_json(kv, &link_key(repo, digest), link)?;
+    if link.refs == 0 {
+        kv.put(&unref_key(repo, digest), b"")
+    } else {
+        kv.delete(&unref_key(repo, digest))
+    }
+}
+
 /// Counts `repo`'s link of `digest` (size `size`) into the blob record, the reverse index,
 /// the project's usage, if the ledger does not have it yet. No outbox entry.
 fn count_link(
@@ -191,7 +202,11 @@ fn count_link(
     if at_ms.is_some() {
         link.linked_ms = at_ms;
     }
-    put_json(kv, &lkey, &link)?;
+    if link.size == 0 {
+        // Made by a manifest the backfill met before this link (see `count_manifest`).
+        link.size = size;
+    }
+    save_link(kv, repo, digest, &link)?;
     if !with.l {
         with.l = true;
         blob.links += 1;
@@ -211,9 +226,27 @@ fn count_link(
     put_json(kv, &bkey, &blob)
 }
 
-/// Checks that `digest` may be linked: `Precondition` while it is being deleted (the
-/// store then writes nothing).
+/// Checks that `digest` may be linked: `Precondition` without a record (garbage
+/// collection may have deleted its bytes: `touch_blob`, which the core calls before it
+/// commits or mounts a blob, makes one) or while it is being deleted. The store then
+/// writes nothing.
 pub fn check_linkable(kv: &mut impl Kv, digest: &Digest) -> Result<(), StoreError> {
+    let blob: Option<BlobDoc> = get_json(kv, &blob_key(digest))?;
+    match blob.map(|b| b.state()) {
+        None => Err(StoreError::Precondition(format!(
+            "blob {digest} has no record (it may have been garbage-collected); upload it again"
+        ))),
+        Some(BlobState::Deleting { .. }) => Err(StoreError::Precondition(format!(
+            "blob {digest} is being garbage-collected; upload it again"
+        ))),
+        _ => Ok(()),
+    }
+}
+
+/// Checks that `digest` may be referenced by a manifest: `Precondition` while it is being
+/// deleted. (That it is linked into the repository the store checks in its own tables, which
+/// are complete before the backfill too.)
+fn check_not_deleting(kv: &mut impl Kv, digest: &Digest) -> Result<(), StoreError> {
     let blob: Option<BlobDoc> = get_json(kv, &blob_key(digest))?;
     match blob.map(|b| b.state()) {
         Some(BlobState::Deleting { .. }) => Err(StoreError::Precondition(format!(
@@ -253,6 +286,7 @@ pub fn on_unlink(
     let wkey = with_key(digest, repo);
     let mut with: WithDoc = get_json(kv, &wkey)?.unwrap_or_default();
     kv.delete(&link_key(repo, digest))?;
+    kv.delete(&unref_key(repo, digest))?;
     if with.l {
         with.l = false;
         if with.m {
@@ -316,13 +350,18 @@ fn count_manifest(
     }
     let blobs = distinct(&info.blobs);
     for b in &blobs {
-        let lkey = link_key(repo, b);
-        if let Some(mut l) = get_json::<LinkDoc>(kv, &lkey)? {
-            l.refs += 1;
-            put_json(kv, &lkey, &l)?;
-        }
         let bkey = blob_key(b);
-        if let Some(mut blob) = get_json::<BlobDoc>(kv, &bkey)? {
+        let blob = get_json::<BlobDoc>(kv, &bkey)?;
+        // The store checked that the repository links every blob of the manifest; a link
+        // without an entry is one the backfill has not reached yet, and gets it here, so
+        // its count of references is never short (collection removes a link by it).
+        let mut l = get_json::<LinkDoc>(kv, &link_key(repo, b))?.unwrap_or_else(|| LinkDoc {
+            size: blob.as_ref().map_or(0, |d| d.size),
+            ..LinkDoc::default()
+        });
+        l.refs += 1;
+        save_link(kv, repo, b, &l)?;
+        if let Some(mut blob) = blob {
             blob.refs += 1;
             put_json(kv, &bkey, &blob)?;
         }
@@ -346,7 +385,7 @@ fn count_manifest(
 /// being deleted (the store then writes nothing, and the client pushes it again).
 pub fn check_referenceable(kv: &mut impl Kv, info: &ManifestInfo) -> Result<(), StoreError> {
     for b in &info.blobs {
-        check_linkable(kv, b)?;
+        check_not_deleting(kv, b)?;
     }
     Ok(())
 }
@@ -399,10 +438,9 @@ pub fn on_manifest_delete(
     if let Some(m) = get_json::<ManifestDoc>(kv, &mkey)? {
         kv.delete(&mkey)?;
         for b in &m.blobs {
-            let lkey = link_key(repo, b);
-            if let Some(mut l) = get_json::<LinkDoc>(kv, &lkey)? {
+            if let Some(mut l) = get_json::<LinkDoc>(kv, &link_key(repo, b))? {
                 l.refs = l.refs.saturating_sub(1);
-                put_json(kv, &lkey, &l)?;
+                save_link(kv, repo, b, &l)?;
             }
             let bkey = blob_key(b);
             if let Some(mut blob) = get_json::<BlobDoc>(kv, &bkey)? {
@@ -480,6 +518,59 @@ pub fn pull_is_news(
 /// Whether `m`'s last pull (if any) is older than `at_ms`: the one rule of both.
 fn pulled_before(m: &ManifestDoc, at_ms: u64) -> bool {
     m.pulled_ms.is_none_or(|p| p < at_ms)
+}
+
+/// `touch_link`: the link's time moved to `at_ms` (never back) if it is staler than
+/// [`crate::ports::LINK_TOUCH_PRECISION_MS`]; false without an entry.
+pub fn touch_link(
+    kv: &mut impl Kv,
+    repo: &str,
+    digest: &Digest,
+    at_ms: u64,
+) -> Result<bool, StoreError> {
+    let Some(mut l) = get_json::<LinkDoc>(kv, &link_key(repo, digest))? else {
+        return Ok(false);
+    };
+    if link_touch_is_news(&l, at_ms) {
+        l.linked_ms = Some(at_ms);
+        save_link(kv, repo, digest, &l)?;
+    }
+    Ok(true)
+}
+
+/// Whether [`touch_link`] at `at_ms` would write: the link's time is staler than the
+/// precision.
+fn link_touch_is_news(
+    l: &LinkDoc,
+    at_ms: u64,
+) -> bool {
+    l.linked_ms
+        .is_none_or(|t| t.saturating_add(crate::ports::LINK_TOUCH_PRECISION_MS) < at_ms)
+}
+
+/// What a `HEAD` finds: whether `repo` has an entry for the link, and whether touching it
+/// at `at_ms` would write.
+pub fn link_touch_needed(
+    kv: &mut impl Kv,
+    repo: &str,
+    digest: &Digest,
+    at_ms: u64,
+) -> Result<Option<bool>, StoreError> {
+    Ok(get_json::<LinkDoc>(kv, &link_key(repo, digest))?.map(|l| link_touch_is_news(&l, at_ms)))
+}
+
+/// Whether `collect_link` may remove the link: no manifest of `repo` references it and it
+/// was not linked or touched after `untouched_since_ms`. The store then removes its own
+/// link and calls [`on_unlink`], in the same write.
+pub fn link_collectable(
+    kv: &mut impl Kv,
+    repo: &str,
+    digest: &Digest,
+    untouched_since_ms: u64,
+) -> Result<bool, StoreError> {
+    Ok(get_json::<LinkDoc>(kv, &link_key(repo, digest))?.is_some_and(|l| {
+        l.refs == 0 && l.linked_ms.is_none_or(|t| t <= untouched_since_ms)
+    }))
 }
 
 /// `touch_blob`: a record for freshly committed bytes, or a touch of the one there.

@@ -61,6 +61,31 @@ pub fn unlinked_blobs(
     Ok(out)
 }
 
+/// `unreferenced_links`.
+pub fn unreferenced_links(
+    kv: &mut impl Kv,
+    after: Option<&crate::ports::LinkCursor>,
+    limit: usize,
+) -> Result<Vec<crate::ports::UnreferencedLink>, StoreError> {
+    let after = after.map(|c| unref_key(&c.repo, &c.digest));
+    let keys = kv.scan(UNREF, after.as_deref(), limit)?;
+    let mut out = Vec::with_capacity(keys.len());
+    for (k, _) in keys {
+        let rest = &k[UNREF.len()..];
+        let (repo, d) = rest.rsplit_once('|').ok_or_else(|| corrupt(&k))?;
+        let digest = digest_of(&k, d)?;
+        if let Some(l) = get_json::<LinkDoc>(kv, &link_key(repo, &digest))? {
+            out.push(crate::ports::UnreferencedLink {
+                repo: repo.to_owned(),
+                digest,
+                size: l.size,
+                linked_ms: l.linked_ms,
+            });
+        }
+    }
+    Ok(out)
+}
+
 /// `list_manifests`.
 pub fn list_manifests(
     kv: &mut impl Kv,

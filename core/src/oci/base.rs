@@ -4,10 +4,10 @@ use crate::http::query::Query;
 use crate::http::query::enc;
 use crate::http::response::{json, set_link};
 use crate::oci::{Oci, Resp};
-use crate::ports::{BlobStore, DocumentStore, Env, MetadataStore};
+use crate::ports::{BlobStore, Env, ServingMeta};
 use http::StatusCode;
 
-impl<B: BlobStore, M: MetadataStore + DocumentStore, E: Env> Oci<'_, B, M, E> {
+impl<B: BlobStore, M: ServingMeta, E: Env> Oci<'_, B, M, E> {
     /// `GET /v2/`: the API is here (an empty JSON object).
     pub(super) fn base(&self, head: bool) -> Resp<B> {
         Ok(json::<B>(StatusCode::OK, b"{}".to_vec(), head))

@@ -10,11 +10,11 @@ use crate::http::response::{ApiResponse, empty};
 use crate::model::Digest;
 use crate::oci::{Oci, Resp};
 use crate::policy::check_delete;
-use crate::ports::{BlobStore, DocumentStore, Env, MetadataStore};
+use crate::ports::{BlobStore, Env, ServingMeta};
 use http::header::{HeaderMap, HeaderValue};
 use http::{Response, StatusCode};
 
-impl<B: BlobStore, M: MetadataStore + DocumentStore, E: Env> Oci<'_, B, M, E> {
+impl<B: BlobStore, M: ServingMeta, E: Env> Oci<'_, B, M, E> {
     pub(super) async fn get_blob(
         &self,
         name: &str,
@@ -31,6 +31,12 @@ impl<B: BlobStore, M: MetadataStore + DocumentStore, E: Env> Oci<'_, B, M, E> {
             .header(headers::ACCEPT_RANGES, "bytes")
             .header(headers::ETAG, format!("\"{digest}\""));
         if head {
+            // Docker skips the upload of a blob it finds: the link's time keeps garbage
+            // collection off it for the grace period (its manifest `PUT` checks the link
+            // in its own write all the same).
+            self.meta
+                .touch_link(name, &digest, self.env.now_ms())
+                .await?;
             return base
                 .status(StatusCode::OK)
                 .header(headers::CONTENT_LENGTH, size)

@@ -1,7 +1,7 @@
 //! Manifests: get, put (with tags), delete.
 
 use super::{internal, manifest_unknown, name_unknown};
-use crate::error::{ErrorCode, RegistryError, Result};
+use crate::error::{ErrorCode, RegistryError, Result, StoreError};
 use crate::events::Event;
 use crate::http::body::Body;
 use crate::http::body::read_limited;
@@ -14,12 +14,12 @@ use crate::model::name::Tag;
 use crate::model::{Digest, Reference};
 use crate::oci::{Oci, Resp};
 use crate::policy::check_delete;
-use crate::ports::{BlobStore, DocumentStore, Env, MetadataStore};
+use crate::ports::{BlobStore, Env, ServingMeta};
 use crate::ports::{MAX_TAGS_PER_PUT, StoredManifest};
 use http::header::HeaderMap;
 use http::{Response, StatusCode};
 
-impl<B: BlobStore, M: MetadataStore + DocumentStore, E: Env> Oci<'_, B, M, E> {
+impl<B: BlobStore, M: ServingMeta, E: Env> Oci<'_, B, M, E> {
     pub(super) async fn get_manifest(
         &self,
         name: &str,
@@ -138,7 +138,16 @@ impl<B: BlobStore, M: MetadataStore + DocumentStore, E: Env> Oci<'_, B, M, E> {
         let stored = StoredManifest { info, bytes };
         self.meta
             .put_manifest(name, &stored, &tags, self.env.now_ms())
-            .await?;
+            .await
+            .map_err(|e| match e {
+                // What it references left the repository (garbage collection) after the
+                // checks above: the store wrote nothing, and pushing again uploads it.
+                StoreError::Precondition(m) => RegistryError::new(
+                    ErrorCode::ManifestBlobUnknown,
+                    format!("{m}; push it again before the manifest"),
+                ),
+                e => e.into(),
+            })?;
         tracing::info!(repo = name, %digest, ?tags, "manifest pushed");
         self.gate.events.emit(Event::ManifestPushed {
             repository: name.to_owned(),

@@ -22,7 +22,7 @@ use crate::http::query::Query;
 use crate::http::response::ApiResponse;
 use crate::model::name::validate_name;
 use crate::model::{Digest, Reference};
-use crate::ports::{BlobStore, DocumentStore, Env, MetadataStore};
+use crate::ports::{BlobStore, Env, ServingMeta};
 use http::header::{HeaderMap, HeaderValue};
 use http::{Method, Request, StatusCode};
 use route::{Route, route};
@@ -63,7 +63,7 @@ pub(crate) struct Oci<'a, B, M, E> {
     pub(crate) settings: Settings<'a>,
 }
 
-impl<B: BlobStore, M: MetadataStore + DocumentStore, E: Env> Oci<'_, B, M, E> {
+impl<B: BlobStore, M: ServingMeta, E: Env> Oci<'_, B, M, E> {
     /// Serves a `/v2` request.
     pub(crate) async fn dispatch<In>(&self, req: Request<In>) -> Resp<B>
     where

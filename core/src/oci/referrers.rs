@@ -8,10 +8,10 @@ use crate::http::query::Query;
 use crate::model::Digest;
 use crate::model::manifest::{Descriptor, OCI_INDEX};
 use crate::oci::{Oci, Resp};
-use crate::ports::{BlobStore, DocumentStore, Env, MetadataStore};
+use crate::ports::{BlobStore, Env, ServingMeta};
 use http::{Response, StatusCode};
 
-impl<B: BlobStore, M: MetadataStore + DocumentStore, E: Env> Oci<'_, B, M, E> {
+impl<B: BlobStore, M: ServingMeta, E: Env> Oci<'_, B, M, E> {
     pub(super) async fn referrers(&self, name: &str, digest: &str, q: &Query) -> Resp<B> {
         let subject: Digest = digest.parse()?;
         let mut list = self.meta.referrers(name, &subject).await?;

@@ -5,10 +5,10 @@ use crate::http::query::Query;
 use crate::http::query::enc;
 use crate::http::response::{json, set_link};
 use crate::oci::{Oci, Resp};
-use crate::ports::{BlobStore, DocumentStore, Env, MetadataStore};
+use crate::ports::{BlobStore, Env, ServingMeta};
 use http::StatusCode;
 
-impl<B: BlobStore, M: MetadataStore + DocumentStore, E: Env> Oci<'_, B, M, E> {
+impl<B: BlobStore, M: ServingMeta, E: Env> Oci<'_, B, M, E> {
     pub(super) async fn tags(&self, name: &str, q: &Query) -> Resp<B> {
         let (n, last) = q.page()?;
         let Some(page) = self.meta.list_tags(name, last, n).await? else {

@@ -17,14 +17,14 @@ use crate::model::{Algorithm, Digest, Hasher, to_hex};
 use crate::oci::{Oci, Resp};
 use crate::ports::DEFAULT_ALGORITHM;
 use crate::ports::{
-    BlobStore, BlobWriter, ByteRange, DocumentStore, Env, MetadataStore, UploadRecord,
+    BlobStore, BlobWriter, ByteRange, Env, ServingMeta, UploadRecord,
 };
 use bytes::Buf;
 use http::header::HeaderMap;
 use http::{Response, StatusCode};
 use std::pin::pin;
 
-impl<B: BlobStore, M: MetadataStore + DocumentStore, E: Env> Oci<'_, B, M, E> {
+impl<B: BlobStore, M: ServingMeta, E: Env> Oci<'_, B, M, E> {
     pub(super) async fn start_upload<In>(
         &self,
         name: &str,
@@ -39,10 +39,9 @@ impl<B: BlobStore, M: MetadataStore + DocumentStore, E: Env> Oci<'_, B, M, E> {
         if let (Some(mount), Some(from)) = (q.get("mount"), q.get("from")) {
             let digest: Digest = mount.parse()?;
             let from = RepoName::parse(from)?;
-            if let Some(size) = self.meta.blob_link(&from, &digest).await? {
-                self.meta
-                    .link_blob(name, &digest, size, self.env.now_ms())
-                    .await?;
+            if let Some(size) = self.meta.blob_link(&from, &digest).await?
+                && self.mount(name, &digest, size).await?
+            {
                 tracing::info!(repo = name, from = %from, %digest, "blob mounted");
                 self.gate.events.emit(Event::BlobMounted {
                     repository: name.to_owned(),
@@ -71,6 +70,22 @@ impl<B: BlobStore, M: MetadataStore + DocumentStore, E: Env> Oci<'_, B, M, E> {
             };
         }
         Ok(self.upload_accepted(&upload, StatusCode::ACCEPTED))
+    }
+
+    /// Links a blob that `from` links into `name` (a mount): its record first, as for an
+    /// upload. False if garbage collection is deleting it: then the client uploads it, as
+    /// the spec says for a blob that cannot be mounted.
+    async fn mount(&self, name: &str, digest: &Digest, size: u64) -> Result<bool> {
+        let now = self.env.now_ms();
+        let linked = match self.meta.touch_blob(digest, size, now).await {
+            Ok(()) => self.meta.link_blob(name, digest, size, now).await,
+            Err(e) => Err(e),
+        };
+        match linked {
+            Ok(()) => Ok(true),
+            Err(StoreError::Precondition(_)) => Ok(false),
+            Err(e) => Err(e.into()),
+        }
     }
 
     async fn new_upload(
@@ -313,6 +328,21 @@ impl<B: BlobStore, M: MetadataStore + DocumentStore, E: Env> Oci<'_, B, M, E> {
             return Err(RegistryError::new(ErrorCode::DigestInvalid, msg)
                 .with_detail(serde_json::json!({ "digest": digest.to_string() })));
         }
+        // The blob's record first: it takes the blob off garbage collection's list before
+        // its bytes are committed (which is a no-op if they exist), and refuses while they
+        // are being deleted, so collection never deletes bytes this upload relies on.
+        match self
+            .meta
+            .touch_blob(digest, upload.offset, self.env.now_ms())
+            .await
+        {
+            Ok(()) => {}
+            Err(StoreError::Precondition(_)) => {
+                self.discard(upload).await;
+                return Err(gone_while_pushing(digest, "the upload was discarded"));
+            }
+            Err(e) => return Err(e.into()),
+        }
         self.blobs.commit(upload, digest).await?;
         // Racing closing `PUT`s may all commit (content-addressed, idempotent); only the
         // one that claims the record links the blob and answers 201.
@@ -333,7 +363,13 @@ impl<B: BlobStore, M: MetadataStore + DocumentStore, E: Env> Oci<'_, B, M, E> {
             })?;
         self.meta
             .link_blob(&upload.repo, digest, upload.offset, self.env.now_ms())
-            .await?;
+            .await
+            .map_err(|e| match e {
+                StoreError::Precondition(_) => {
+                    gone_while_pushing(digest, "the upload was committed but not linked")
+                }
+                e => e.into(),
+            })?;
         tracing::info!(repo = %upload.repo, %digest, size = upload.offset, "blob pushed");
         self.gate.events.emit(Event::BlobPushed {
             repository: upload.repo.clone(),
@@ -425,4 +461,14 @@ fn upload_location(u: &UploadRecord) -> String {
 /// The spec's `Range: 0-<last byte>` ("0-0" for an empty upload, as Distribution sends).
 fn range_value(offset: u64) -> String {
     format!("0-{}", offset.saturating_sub(1))
+}
+
+/// A push that lost a race with garbage collection: the blob was being deleted. The client
+/// gets the spec's error for an upload it must start again, and simply pushing again works.
+fn gone_while_pushing(digest: &Digest, what: &str) -> RegistryError {
+    RegistryError::new(
+        ErrorCode::BlobUploadUnknown,
+        format!("blob {digest} was being garbage-collected, so {what}; push it again"),
+    )
+    .with_detail(serde_json::json!({ "digest": digest.to_string() }))
 }

@@ -10,13 +10,14 @@
 //! Optional abilities are separate traits (as `object_store` keeps `MultipartStore` apart
 //! from `ObjectStore`), so each backend adopts them in turn and code that needs one says so
 //! in its bounds: [`BlobInventory`] for blob stores; [`ManifestIndex`], [`BlobRecords`],
-//! [`Outbox`], [`ConditionalTags`], [`UsageCounters`] and [`Backfill`] for metadata stores.
+//! [`LinkCollection`], [`Outbox`], [`ConditionalTags`], [`UsageCounters`] and [`Backfill`] for metadata stores.
 
 mod blob;
 mod documents;
 mod env;
 mod index;
 mod inventory;
+mod links;
 mod metadata;
 mod outbox;
 mod records;
@@ -32,6 +33,7 @@ pub use index::{
     LinkEntry, ManifestEntry, ManifestIndex, PULL_TIME_PRECISION_MS, PullTimes, TagEntry,
 };
 pub use inventory::{BlobEntry, BlobInventory};
+pub use links::{LINK_TOUCH_PRECISION_MS, LinkCollection, LinkCursor, UnreferencedLink};
 pub use metadata::{MAX_TAGS_PER_PUT, MetadataStore, Page, StoredManifest};
 pub use outbox::{Change, OUTBOX_SKEW_MS, Outbox, OutboxEntry};
 pub use records::{BlobRecord, BlobRecords, BlobState, Cleared};
@@ -39,3 +41,20 @@ pub use schema::{Backfill, BackfillProgress, SCHEMA_VERSION};
 pub use tags::{ConditionalTags, TagExpect};
 pub use upload::{DEFAULT_ALGORITHM, UploadRecord};
 pub use usage::{Usage, UsageCounters};
+
+/// What the registry's request handlers need of a metadata store: the port, documents, pull
+/// times, and the two abilities that keep a push safe from garbage collection (blob records,
+/// touched before a blob is committed or mounted; link collection, touched by a `HEAD`).
+pub trait ServingMeta:
+    MetadataStore + DocumentStore + PullTimes + BlobRecords + LinkCollection
+{
+}
+impl<T> ServingMeta for T where
+    T: MetadataStore + DocumentStore + PullTimes + BlobRecords + LinkCollection
+{
+}
+
+/// What garbage collection needs of a metadata store besides: listings to confirm a blob is
+/// unused, and the backfill, which must have finished before anything is collected.
+pub trait CollectableMeta: ServingMeta + ManifestIndex + Backfill {}
+impl<T> CollectableMeta for T where T: ServingMeta + ManifestIndex + Backfill {}

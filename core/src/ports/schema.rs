@@ -6,8 +6,10 @@
 use crate::error::StoreError;
 
 /// The schema version of stores that keep blob records, outbox, usage and push times.
-/// Version 1 is the format of 727e058 and before (no version marker).
-pub const SCHEMA_VERSION: u32 = 2;
+/// Version 1 is the format of 727e058 and before (no version marker); 2 added those
+/// records; 3 (after 06c548e) the work list of unreferenced links. A store at an older
+/// version runs the backfill again, which gives its records what the newer one keeps.
+pub const SCHEMA_VERSION: u32 = 3;
 
 /// How far the backfill is.
 #[derive(Debug, Clone, PartialEq, Eq)]

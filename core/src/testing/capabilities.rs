@@ -2,7 +2,7 @@
 //! that may already hold other suites' content (each uses repositories of its own), and
 //! [`all_capabilities_conformance`] runs them all.
 
-use super::conformance::test_manifest;
+use super::conformance::{link, test_manifest};
 use crate::error::StoreError;
 use crate::model::Digest;
 use crate::ports::*;
@@ -28,9 +28,9 @@ async fn all_entries<M: Outbox>(m: &M) -> Vec<OutboxEntry> {
 /// The manifest index: listings with push, pull and link times, and `repositories_with`.
 pub async fn index_conformance<M: MetadataStore + ManifestIndex + PullTimes>(m: &M) {
     let (a, b) = (d("ix", 1), d("ix", 2));
-    m.link_blob("ix/one", &a, 10, T0).await.expect("link");
-    m.link_blob("ix/one", &b, 20, T0 + 1).await.expect("link");
-    m.link_blob("ix/two", &a, 10, T0 + 2).await.expect("link");
+    link(m, "ix/one", &a, 10, T0).await.expect("link");
+    link(m, "ix/one", &b, 20, T0 + 1).await.expect("link");
+    link(m, "ix/two", &a, 10, T0 + 2).await.expect("link");
     let img = test_manifest(&[a.clone(), b.clone()], None, None);
     m.put_manifest("ix/one", &img, &["v1", "latest"], T0 + 10)
         .await
@@ -98,7 +98,7 @@ pub async fn index_conformance<M: MetadataStore + ManifestIndex + PullTimes>(m: 
     let lb = links.iter().find(|l| l.digest == b).expect("b");
     assert_eq!((lb.size, lb.linked_ms, lb.refs), (20, Some(T0 + 1), 1));
     // Re-linking updates the link time, never the count of references.
-    m.link_blob("ix/one", &b, 20, T0 + 30).await.expect("link");
+    link(m, "ix/one", &b, 20, T0 + 30).await.expect("link");
     let lb = m.list_links("ix/one", None, 10).await.expect("links");
     let lb = lb.iter().find(|l| l.digest == b).expect("b");
     assert_eq!((lb.linked_ms, lb.refs), (Some(T0 + 30), 1));
@@ -195,15 +195,15 @@ pub async fn records_conformance<M: MetadataStore + BlobRecords>(m: &M) {
     );
     let unlinked = |v: Vec<BlobRecord>| v.into_iter().map(|r| r.digest).collect::<Vec<_>>();
     assert!(unlinked(m.unlinked_blobs(None, 1000).await.expect("list")).contains(&a));
-    m.link_blob("rec/one", &a, 5, T0 + 1).await.expect("link");
-    m.link_blob("rec/two", &a, 5, T0 + 2).await.expect("link");
-    m.link_blob("rec/one", &a, 5, T0 + 3)
+    link(m, "rec/one", &a, 5, T0 + 1).await.expect("link");
+    link(m, "rec/two", &a, 5, T0 + 2).await.expect("link");
+    link(m, "rec/one", &a, 5, T0 + 3)
         .await
         .expect("link again");
     let r = m.blob_record(&a).await.expect("record").expect("there");
     assert_eq!((r.links, r.touched_ms), (2, T0 + 3), "two repositories");
     assert!(!unlinked(m.unlinked_blobs(None, 1000).await.expect("list")).contains(&a));
-    m.link_blob("rec/one", &b, 7, T0 + 4).await.expect("link");
+    link(m, "rec/one", &b, 7, T0 + 4).await.expect("link");
     let img = test_manifest(&[a.clone(), b.clone(), a.clone()], None, None);
     m.put_manifest("rec/one", &img, &["v1"], T0 + 5)
         .await
@@ -265,7 +265,7 @@ pub async fn records_conformance<M: MetadataStore + BlobRecords>(m: &M) {
     );
     // A link of a marked blob makes it live.
     assert!(m.mark_blob(&a, T0 + 1000, T0 + 1001).await.expect("mark"));
-    m.link_blob("rec/three", &a, 5, T0 + 1002)
+    link(m, "rec/three", &a, 5, T0 + 1002)
         .await
         .expect("link a marked blob");
     let ra = m.blob_record(&a).await.expect("record").expect("a");
@@ -302,7 +302,7 @@ pub async fn records_conformance<M: MetadataStore + BlobRecords>(m: &M) {
         m.clear_blob_mark(&a, T0 + 2003).await.expect("clear"),
         Cleared::Gone
     );
-    let refused = m.link_blob("rec/one", &a, 5, T0 + 2004).await;
+    let refused = link(m, "rec/one", &a, 5, T0 + 2004).await;
     assert!(
         matches!(refused, Err(StoreError::Precondition(_))),
         "{refused:?}"
@@ -317,7 +317,7 @@ pub async fn records_conformance<M: MetadataStore + BlobRecords>(m: &M) {
         matches!(refused, Err(StoreError::Precondition(_))),
         "{refused:?}"
     );
-    m.link_blob("rec/one", &c, 1, T0 + 2006)
+    link(m, "rec/one", &c, 1, T0 + 2006)
         .await
         .expect("link");
     let uses_a = test_manifest(&[c.clone(), a.clone()], None, None);
@@ -340,7 +340,7 @@ pub async fn records_conformance<M: MetadataStore + BlobRecords>(m: &M) {
     assert_eq!(m.blob_record(&a).await.expect("record"), None);
     assert!(!unlinked(m.unlinked_blobs(None, 1000).await.expect("list")).contains(&a));
     // Once forgotten, the digest is new again.
-    m.link_blob("rec/one", &a, 5, T0 + 3000)
+    link(m, "rec/one", &a, 5, T0 + 3000)
         .await
         .expect("link after forget");
     assert_eq!(
@@ -353,7 +353,7 @@ pub async fn records_conformance<M: MetadataStore + BlobRecords>(m: &M) {
 pub async fn outbox_conformance<M: MetadataStore + Outbox>(m: &M) {
     let before = all_entries(m).await;
     let a = d("ob", 1);
-    m.link_blob("ob/one", &a, 3, T0).await.expect("link");
+    link(m, "ob/one", &a, 3, T0).await.expect("link");
     let img = test_manifest(std::slice::from_ref(&a), None, None);
     m.put_manifest("ob/one", &img, &["v1"], T0 + 1)
         .await
@@ -435,7 +435,7 @@ pub async fn outbox_conformance<M: MetadataStore + Outbox>(m: &M) {
 /// Conditional tag writes.
 pub async fn tags_conformance<M: MetadataStore + ConditionalTags>(m: &M) {
     let a = d("ct", 1);
-    m.link_blob("ct/one", &a, 1, T0).await.expect("link");
+    link(m, "ct/one", &a, 1, T0).await.expect("link");
     let one = test_manifest(std::slice::from_ref(&a), None, None);
     let two = test_manifest(std::slice::from_ref(&a), None, Some("application/x-two"));
     m.put_manifest_expecting("ct/one", &one, &[("v1", TagExpect::Absent)], T0 + 1)
@@ -539,11 +539,11 @@ pub async fn usage_conformance<M: MetadataStore + UsageCounters>(m: &M) {
         m.project_usage("usp").await.expect("usage"),
         Usage::default()
     );
-    m.link_blob("usp/one", &a, 100, T0).await.expect("link");
-    m.link_blob("usp/two", &a, 100, T0).await.expect("link");
-    m.link_blob("usp/one", &a, 100, T0).await.expect("again");
-    m.link_blob("usp/one", &b, 50, T0).await.expect("link");
-    m.link_blob("uspx/one", &b, 50, T0)
+    link(m, "usp/one", &a, 100, T0).await.expect("link");
+    link(m, "usp/two", &a, 100, T0).await.expect("link");
+    link(m, "usp/one", &a, 100, T0).await.expect("again");
+    link(m, "usp/one", &b, 50, T0).await.expect("link");
+    link(m, "uspx/one", &b, 50, T0)
         .await
         .expect("another project");
     assert_eq!(
@@ -595,10 +595,12 @@ where
         + ManifestIndex
         + PullTimes
         + BlobRecords
+        + LinkCollection
         + Outbox
         + ConditionalTags
         + UsageCounters,
 {
+    super::links_conformance(m).await;
     index_conformance(m).await;
     records_conformance(m).await;
     tags_conformance(m).await;

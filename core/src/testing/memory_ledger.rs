@@ -96,6 +96,41 @@ impl BlobRecords for MemoryMetadata {
     }
 }
 
+impl LinkCollection for MemoryMetadata {
+    async fn touch_link(
+        &self,
+        repo: &str,
+        digest: &Digest,
+        at_ms: u64,
+    ) -> Result<bool, StoreError> {
+        ledger::touch_link(&mut lock(&self.0).ledger, repo, digest, at_ms)
+    }
+    async fn unreferenced_links(
+        &self,
+        after: Option<&LinkCursor>,
+        limit: usize,
+    ) -> Result<Vec<UnreferencedLink>, StoreError> {
+        ledger::unreferenced_links(&mut lock(&self.0).ledger, after, limit)
+    }
+    async fn collect_link(
+        &self,
+        repo: &str,
+        digest: &Digest,
+        untouched_since_ms: u64,
+        at_ms: u64,
+    ) -> Result<bool, StoreError> {
+        let mut s = lock(&self.0);
+        if !ledger::link_collectable(&mut s.ledger, repo, digest, untouched_since_ms)? {
+            return Ok(false);
+        }
+        if s.links.remove(&(repo.to_owned(), digest.clone())).is_none() {
+            return Ok(false);
+        }
+        ledger::on_unlink(&mut s.ledger, repo, digest, at_ms)?;
+        Ok(true)
+    }
+}
+
 impl Outbox for MemoryMetadata {
     async fn outbox_after(
         &self,

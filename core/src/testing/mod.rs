@@ -14,6 +14,7 @@ mod capabilities;
 mod conformance;
 mod flaws;
 mod inventory_conformance;
+mod links_conformance;
 mod memory;
 mod memory_ledger;
 mod upgrade;
@@ -23,8 +24,9 @@ pub use capabilities::{
     all_capabilities_conformance, index_conformance, outbox_conformance, records_conformance,
     tags_conformance, usage_conformance,
 };
-pub use conformance::{document_conformance, metadata_conformance, test_manifest};
+pub use conformance::{document_conformance, link, metadata_conformance, test_manifest};
 pub use flaws::{assert_every_flaw_caught, failure_of};
 pub use inventory_conformance::inventory_conformance;
+pub use links_conformance::{links_conformance, test_index};
 pub use memory::{MemoryBlobs, MemoryDocs, MemoryMetadata, MemoryWriter, TestEnv};
 pub use upgrade::ledger_facts;

@@ -179,6 +179,61 @@ impl PullTimes for EmbeddedMetadata {
     }
 }
 
+impl LinkCollection for EmbeddedMetadata {
+    /// A `HEAD`: reads first, and writes only a link whose time is stale.
+    async fn touch_link(
+        &self,
+        repo: &str,
+        digest: &Digest,
+        at_ms: u64,
+    ) -> Result<bool, StoreError> {
+        match self.with_ledger(|kv| ledger::link_touch_needed(kv, repo, digest, at_ms))? {
+            None => Ok(false),
+            Some(false) => Ok(true),
+            Some(true) => {
+                let (r, d) = (repo.to_owned(), digest.clone());
+                self.ledger_write(move |kv| ledger::touch_link(kv, &r, &d, at_ms))
+                    .await
+            }
+        }
+    }
+    async fn unreferenced_links(
+        &self,
+        after: Option<&LinkCursor>,
+        limit: usize,
+    ) -> Result<Vec<UnreferencedLink>, StoreError> {
+        self.with_ledger(|kv| ledger::unreferenced_links(kv, after, limit))
+    }
+    async fn collect_link(
+        &self,
+        repo: &str,
+        digest: &Digest,
+        untouched_since_ms: u64,
+        at_ms: u64,
+    ) -> Result<bool, StoreError> {
+        let (repo, digest) = (repo.to_owned(), digest.clone());
+        self.write(move |tx| {
+            let mut kv = kv(tx)?;
+            if !ledger::link_collectable(&mut kv, &repo, &digest, untouched_since_ms)? {
+                return Ok(false);
+            }
+            let d = digest.to_string();
+            let removed = tx
+                .open_table(LINKS)
+                .map_err(err)?
+                .remove((repo.as_str(), d.as_str()))
+                .map_err(err)?
+                .is_some();
+            if !removed {
+                return Ok(false);
+            }
+            ledger::on_unlink(&mut kv, &repo, &digest, at_ms)?;
+            Ok(true)
+        })
+        .await
+    }
+}
+
 impl BlobRecords for EmbeddedMetadata {
     async fn blob_record(&self, digest: &Digest) -> Result<Option<BlobRecord>, StoreError> {
         self.with_ledger(|kv| ledger::blob_record(kv, digest))

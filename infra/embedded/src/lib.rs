@@ -292,6 +292,26 @@ impl ManifestPut {
         let (repo, d) = (self.repo.as_str(), self.info.digest.to_string());
         let mut kv = ledger::kv(tx)?;
         wharf_core::ledger::check_referenceable(&mut kv, &self.info)?;
+        // In the same write: what the manifest references is still in the repository (a
+        // link garbage collection removed after the core's check fails the push here).
+        {
+            let links = tx.open_table(LINKS).map_err(err)?;
+            for b in &self.info.blobs {
+                if links.get((repo, b.to_string().as_str())).map_err(err)?.is_none() {
+                    return Err(StoreError::Precondition(format!(
+                        "blob {b} is not in repository {repo}"
+                    )));
+                }
+            }
+            let manifests = tx.open_table(MANIFESTS).map_err(err)?;
+            for c in &self.info.children {
+                if manifests.get((repo, c.to_string().as_str())).map_err(err)?.is_none() {
+                    return Err(StoreError::Precondition(format!(
+                        "manifest {c} is not in repository {repo}"
+                    )));
+                }
+            }
+        }
         touch_repo(tx, repo)?;
         tx.open_table(MANIFESTS)
             .map_err(err)?
