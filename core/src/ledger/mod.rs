@@ -12,6 +12,7 @@
 //! May use: [`crate::error`], [`crate::model`] and [`crate::ports`].
 
 mod backfill;
+mod collect;
 mod keys;
 mod read;
 
@@ -21,6 +22,7 @@ use crate::model::manifest::ManifestInfo;
 use crate::model::name::project_of;
 use crate::ports::{BlobState, Change, OutboxEntry};
 pub use backfill::*;
+pub use collect::*;
 use keys::*;
 pub use read::*;
 use serde::{Deserialize, Serialize};
@@ -164,7 +166,12 @@ fn append_outbox(kv: &mut impl Kv, at_ms: u64, change: Change) -> Result<(), Sto
 
 /// Writes a link's entry and keeps the work list of unreferenced links with it: listed
 /// while no manifest of its repository references it.
-fn save_link(kv: &mut impl Kv, repo: &str, digest: &Digest, link: &LinkDoc) -> Result<(), StoreError> {
+pub(crate) fn save_link(
+    kv: &mut impl Kv,
+    repo: &str,
+    digest: &Digest,
+    link: &LinkDoc,
+) -> Result<(), StoreError> {
     put_json(kv, &link_key(repo, digest), link)?;
     if link.refs == 0 {
         kv.put(&unref_key(repo, digest), b"")
@@ -246,7 +253,7 @@ pub fn check_linkable(kv: &mut impl Kv, digest: &Digest) -> Result<(), StoreErro
 /// Checks that `digest` may be referenced by a manifest: `Precondition` while it is being
 /// deleted. (That it is linked into the repository the store checks in its own tables, which
 /// are complete before the backfill too.)
-fn check_not_deleting(kv: &mut impl Kv, digest: &Digest) -> Result<(), StoreError> {
+pub(crate) fn check_not_deleting(kv: &mut impl Kv, digest: &Digest) -> Result<(), StoreError> {
     let blob: Option<BlobDoc> = get_json(kv, &blob_key(digest))?;
     match blob.map(|b| b.state()) {
         Some(BlobState::Deleting { .. }) => Err(StoreError::Precondition(format!(
@@ -518,163 +525,6 @@ pub fn pull_is_news(
 /// Whether `m`'s last pull (if any) is older than `at_ms`: the one rule of both.
 fn pulled_before(m: &ManifestDoc, at_ms: u64) -> bool {
     m.pulled_ms.is_none_or(|p| p < at_ms)
-}
-
-/// `touch_link`: the link's time moved to `at_ms` (never back) if it is staler than
-/// [`crate::ports::LINK_TOUCH_PRECISION_MS`]; false without an entry.
-pub fn touch_link(
-    kv: &mut impl Kv,
-    repo: &str,
-    digest: &Digest,
-    at_ms: u64,
-) -> Result<bool, StoreError> {
-    let Some(mut l) = get_json::<LinkDoc>(kv, &link_key(repo, digest))? else {
-        return Ok(false);
-    };
-    if link_touch_is_news(&l, at_ms) {
-        l.linked_ms = Some(at_ms);
-        save_link(kv, repo, digest, &l)?;
-    }
-    Ok(true)
-}
-
-/// Whether [`touch_link`] at `at_ms` would write: the link's time is staler than the
-/// precision.
-fn link_touch_is_news(
-    l: &LinkDoc,
-    at_ms: u64,
-) -> bool {
-    l.linked_ms
-        .is_none_or(|t| t.saturating_add(crate::ports::LINK_TOUCH_PRECISION_MS) < at_ms)
-}
-
-/// What a `HEAD` finds: whether `repo` has an entry for the link, and whether touching it
-/// at `at_ms` would write.
-pub fn link_touch_needed(
-    kv: &mut impl Kv,
-    repo: &str,
-    digest: &Digest,
-    at_ms: u64,
-) -> Result<Option<bool>, StoreError> {
-    Ok(get_json::<LinkDoc>(kv, &link_key(repo, digest))?.map(|l| link_touch_is_news(&l, at_ms)))
-}
-
-/// Whether `collect_link` may remove the link: no manifest of `repo` references it and it
-/// was not linked or touched after `untouched_since_ms`. The store then removes its own
-/// link and calls [`on_unlink`], in the same write.
-pub fn link_collectable(
-    kv: &mut impl Kv,
-    repo: &str,
-    digest: &Digest,
-    untouched_since_ms: u64,
-) -> Result<bool, StoreError> {
-    Ok(get_json::<LinkDoc>(kv, &link_key(repo, digest))?.is_some_and(|l| {
-        l.refs == 0 && l.linked_ms.is_none_or(|t| t <= untouched_since_ms)
-    }))
-}
-
-/// `touch_blob`: a record for freshly committed bytes, or a touch of the one there.
-pub fn touch_blob(
-    kv: &mut impl Kv,
-    digest: &Digest,
-    size: u64,
-    at_ms: u64,
-) -> Result<(), StoreError> {
-    check_linkable(kv, digest)?;
-    let bkey = blob_key(digest);
-    let mut blob: BlobDoc = match get_json(kv, &bkey)? {
-        Some(b) => b,
-        None => {
-            kv.put(&unlinked_key(digest), b"")?;
-            BlobDoc {
-                size,
-                ..BlobDoc::default()
-            }
-        }
-    };
-    blob.touched_ms = blob.touched_ms.max(at_ms);
-    blob.set_state(BlobState::Live);
-    put_json(kv, &bkey, &blob)
-}
-
-/// `mark_blob`.
-pub fn mark_blob(
-    kv: &mut impl Kv,
-    digest: &Digest,
-    untouched_since_ms: u64,
-    at_ms: u64,
-) -> Result<bool, StoreError> {
-    let bkey = blob_key(digest);
-    let Some(mut blob) = get_json::<BlobDoc>(kv, &bkey)? else {
-        return Ok(false);
-    };
-    if blob.state() != BlobState::Live || blob.links > 0 || blob.touched_ms > untouched_since_ms {
-        return Ok(false);
-    }
-    blob.set_state(BlobState::Marked { at_ms });
-    put_json(kv, &bkey, &blob)?;
-    Ok(true)
-}
-
-/// `clear_blob_mark`.
-pub fn clear_blob_mark(
-    kv: &mut impl Kv,
-    digest: &Digest,
-    at_ms: u64,
-) -> Result<crate::ports::Cleared, StoreError> {
-    use crate::ports::Cleared;
-    let bkey = blob_key(digest);
-    let Some(mut blob) = get_json::<BlobDoc>(kv, &bkey)? else {
-        return Ok(Cleared::Live);
-    };
-    match blob.state() {
-        BlobState::Live => Ok(Cleared::Live),
-        BlobState::Deleting { .. } => Ok(Cleared::Gone),
-        BlobState::Marked { .. } => {
-            blob.set_state(BlobState::Live);
-            blob.touched_ms = blob.touched_ms.max(at_ms);
-            put_json(kv, &bkey, &blob)?;
-            Ok(Cleared::Live)
-        }
-    }
-}
-
-/// `begin_blob_delete`.
-pub fn begin_blob_delete(
-    kv: &mut impl Kv,
-    digest: &Digest,
-    marked_at_ms: u64,
-    at_ms: u64,
-) -> Result<bool, StoreError> {
-    let bkey = blob_key(digest);
-    let Some(mut blob) = get_json::<BlobDoc>(kv, &bkey)? else {
-        return Ok(false);
-    };
-    if blob.state()
-        != (BlobState::Marked {
-            at_ms: marked_at_ms,
-        })
-        || blob.links > 0
-    {
-        return Ok(false);
-    }
-    blob.set_state(BlobState::Deleting { since_ms: at_ms });
-    put_json(kv, &bkey, &blob)?;
-    Ok(true)
-}
-
-/// `forget_blob`.
-pub fn forget_blob(kv: &mut impl Kv, digest: &Digest) -> Result<bool, StoreError> {
-    let bkey = blob_key(digest);
-    let Some(blob) = get_json::<BlobDoc>(kv, &bkey)? else {
-        return Ok(false);
-    };
-    if !matches!(blob.state(), BlobState::Deleting { .. }) {
-        return Ok(false);
-    }
-    kv.delete(&bkey)?;
-    kv.delete(&unlinked_key(digest))?;
-    Ok(true)
 }
 
 /// An in-memory map is a `Kv` (the memory adapter, and tests); atomic under its owner's lock.

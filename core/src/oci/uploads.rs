@@ -16,9 +16,7 @@ use crate::model::upload::valid_upload_id;
 use crate::model::{Algorithm, Digest, Hasher, to_hex};
 use crate::oci::{Oci, Resp};
 use crate::ports::DEFAULT_ALGORITHM;
-use crate::ports::{
-    BlobStore, BlobWriter, ByteRange, Env, ServingMeta, UploadRecord,
-};
+use crate::ports::{BlobStore, BlobWriter, ByteRange, Env, ServingMeta, UploadRecord};
 use bytes::Buf;
 use http::header::HeaderMap;
 use http::{Response, StatusCode};

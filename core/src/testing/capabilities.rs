@@ -26,7 +26,7 @@ async fn all_entries<M: Outbox>(m: &M) -> Vec<OutboxEntry> {
 }
 
 /// The manifest index: listings with push, pull and link times, and `repositories_with`.
-pub async fn index_conformance<M: MetadataStore + ManifestIndex + PullTimes>(m: &M) {
+pub async fn index_conformance<M: MetadataStore + BlobRecords + ManifestIndex + PullTimes>(m: &M) {
     let (a, b) = (d("ix", 1), d("ix", 2));
     link(m, "ix/one", &a, 10, T0).await.expect("link");
     link(m, "ix/one", &b, 20, T0 + 1).await.expect("link");
@@ -197,9 +197,7 @@ pub async fn records_conformance<M: MetadataStore + BlobRecords>(m: &M) {
     assert!(unlinked(m.unlinked_blobs(None, 1000).await.expect("list")).contains(&a));
     link(m, "rec/one", &a, 5, T0 + 1).await.expect("link");
     link(m, "rec/two", &a, 5, T0 + 2).await.expect("link");
-    link(m, "rec/one", &a, 5, T0 + 3)
-        .await
-        .expect("link again");
+    link(m, "rec/one", &a, 5, T0 + 3).await.expect("link again");
     let r = m.blob_record(&a).await.expect("record").expect("there");
     assert_eq!((r.links, r.touched_ms), (2, T0 + 3), "two repositories");
     assert!(!unlinked(m.unlinked_blobs(None, 1000).await.expect("list")).contains(&a));
@@ -317,9 +315,7 @@ pub async fn records_conformance<M: MetadataStore + BlobRecords>(m: &M) {
         matches!(refused, Err(StoreError::Precondition(_))),
         "{refused:?}"
     );
-    link(m, "rec/one", &c, 1, T0 + 2006)
-        .await
-        .expect("link");
+    link(m, "rec/one", &c, 1, T0 + 2006).await.expect("link");
     let uses_a = test_manifest(&[c.clone(), a.clone()], None, None);
     let refused = m.put_manifest("rec/one", &uses_a, &["x"], T0 + 2007).await;
     assert!(
@@ -350,7 +346,7 @@ pub async fn records_conformance<M: MetadataStore + BlobRecords>(m: &M) {
 }
 
 /// The outbox: one entry per change, in the change's write, in order.
-pub async fn outbox_conformance<M: MetadataStore + Outbox>(m: &M) {
+pub async fn outbox_conformance<M: MetadataStore + BlobRecords + Outbox>(m: &M) {
     let before = all_entries(m).await;
     let a = d("ob", 1);
     link(m, "ob/one", &a, 3, T0).await.expect("link");
@@ -433,7 +429,7 @@ pub async fn outbox_conformance<M: MetadataStore + Outbox>(m: &M) {
 }
 
 /// Conditional tag writes.
-pub async fn tags_conformance<M: MetadataStore + ConditionalTags>(m: &M) {
+pub async fn tags_conformance<M: MetadataStore + BlobRecords + ConditionalTags>(m: &M) {
     let a = d("ct", 1);
     link(m, "ct/one", &a, 1, T0).await.expect("link");
     let one = test_manifest(std::slice::from_ref(&a), None, None);
@@ -533,7 +529,7 @@ pub async fn tags_conformance<M: MetadataStore + ConditionalTags>(m: &M) {
 }
 
 /// Usage: distinct blobs per project, in the link's write.
-pub async fn usage_conformance<M: MetadataStore + UsageCounters>(m: &M) {
+pub async fn usage_conformance<M: MetadataStore + BlobRecords + UsageCounters>(m: &M) {
     let (a, b) = (d("us", 1), d("us", 2));
     assert_eq!(
         m.project_usage("usp").await.expect("usage"),

@@ -371,6 +371,11 @@ pub async fn metadata_conformance<M: MetadataStore + BlobRecords>(m: &M) {
             .expect("get")
             .map(|s| s.info.digest)
     };
+    for repo in ["z/multi", "z/many"] {
+        for (n, size) in [(1, 11), (2, 22)] {
+            link(m, repo, &d(n), size, AT).await.expect("link");
+        }
+    }
     m.put_manifest("z/multi", &base, &["x", "y", "z", "y"], AT)
         .await
         .expect("put with tags");

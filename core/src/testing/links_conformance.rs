@@ -53,7 +53,9 @@ async fn ours<M: LinkCollection>(m: &M) -> Vec<(String, Digest, u64, Option<u64>
     out
 }
 
-fn sorted(mut v: Vec<(String, Digest, u64, Option<u64>)>) -> Vec<(String, Digest, u64, Option<u64>)> {
+fn sorted(
+    mut v: Vec<(String, Digest, u64, Option<u64>)>,
+) -> Vec<(String, Digest, u64, Option<u64>)> {
     v.sort_by(|x, y| (&x.0, x.1.to_string()).cmp(&(&y.0, y.1.to_string())));
     v
 }
@@ -73,8 +75,15 @@ where
 {
     let (a, b) = (d(1), d(2));
     // A link needs the blob's record, which `touch_blob` makes.
-    precondition(m.link_blob("lc/one", &a, 5, T0).await, "a link without a record");
-    assert_eq!(m.blob_link("lc/one", &a).await.expect("read"), None, "nothing written");
+    precondition(
+        m.link_blob("lc/one", &a, 5, T0).await,
+        "a link without a record",
+    );
+    assert_eq!(
+        m.blob_link("lc/one", &a).await.expect("read"),
+        None,
+        "nothing written"
+    );
     link(m, "lc/one", &a, 5, T0).await.expect("link");
     link(m, "lc/one", &b, 7, T0).await.expect("link");
     link(m, "lc/two", &a, 5, T0).await.expect("link");
@@ -105,14 +114,25 @@ where
     );
 
     // Touched after the cutoff: kept. A touch within the precision writes nothing.
-    assert!(m.touch_link("lc/two", &a, T0 + 5 * MIN).await.expect("touch"));
-    assert!(m.touch_link("lc/two", &a, T0 + 5 * MIN + 10).await.expect("touch"));
+    assert!(
+        m.touch_link("lc/two", &a, T0 + 5 * MIN)
+            .await
+            .expect("touch")
+    );
+    assert!(
+        m.touch_link("lc/two", &a, T0 + 5 * MIN + 10)
+            .await
+            .expect("touch")
+    );
     assert_eq!(
         ours(m).await,
         vec![("lc/two".to_owned(), a.clone(), 5, Some(T0 + 5 * MIN))],
         "the touch moved the link's time; the one within a minute did not"
     );
-    assert!(!m.touch_link("lc/none", &a, T0).await.expect("touch"), "no such link");
+    assert!(
+        !m.touch_link("lc/none", &a, T0).await.expect("touch"),
+        "no such link"
+    );
     assert!(
         !m.collect_link("lc/two", &a, T0 + 5 * MIN - 1, T0 + 6 * MIN)
             .await
@@ -142,10 +162,7 @@ where
             .await
             .expect("delete")
     );
-    assert_eq!(
-        ours(m).await,
-        all(&[("lc/one", &a, 5), ("lc/one", &b, 7)])
-    );
+    assert_eq!(ours(m).await, all(&[("lc/one", &a, 5), ("lc/one", &b, 7)]));
 
     // A manifest over a link collected after the core's check fails in its write.
     assert!(
@@ -155,7 +172,8 @@ where
     );
     let again = test_manifest(&[a.clone(), b.clone()], None, Some("application/x-again"));
     precondition(
-        m.put_manifest("lc/one", &again, &["v2"], T0 + 12 * MIN).await,
+        m.put_manifest("lc/one", &again, &["v2"], T0 + 12 * MIN)
+            .await,
         "a manifest over a collected link",
     );
     let v2 = crate::model::Reference::parse("v2").expect("tag");
@@ -167,7 +185,11 @@ where
             .contains(&again.info.digest),
         "nothing of it written"
     );
-    assert_eq!(ours(m).await, all(&[("lc/one", &a, 5)]), "no reference counted");
+    assert_eq!(
+        ours(m).await,
+        all(&[("lc/one", &a, 5)]),
+        "no reference counted"
+    );
 
     // An index over a child that is not there fails the same way.
     let child = test_manifest(std::slice::from_ref(&a), None, Some("application/x-child"));
@@ -212,6 +234,9 @@ where
         .into_iter()
         .map(|r| r.digest)
         .collect();
-    assert!(unlinked.contains(&a) && unlinked.contains(&b), "{unlinked:?}");
+    assert!(
+        unlinked.contains(&a) && unlinked.contains(&b),
+        "{unlinked:?}"
+    );
     assert_eq!(ours(m).await, vec![]);
 }

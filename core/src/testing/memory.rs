@@ -276,11 +276,25 @@ impl MemState {
     ) -> Result<(), StoreError> {
         ledger::check_referenceable(&mut self.ledger, &m.info)?;
         let r = repo.to_owned();
-        if let Some(d) = m.info.blobs.iter().find(|d| !self.links.contains_key(&(r.clone(), (*d).clone()))) {
-            return Err(StoreError::Precondition(format!("blob {d} is not in repository {repo}")));
+        if let Some(d) = m
+            .info
+            .blobs
+            .iter()
+            .find(|d| !self.links.contains_key(&(r.clone(), (*d).clone())))
+        {
+            return Err(StoreError::Precondition(format!(
+                "blob {d} is not in repository {repo}"
+            )));
         }
-        if let Some(d) = m.info.children.iter().find(|d| !self.manifests.contains_key(&(r.clone(), (*d).clone()))) {
-            return Err(StoreError::Precondition(format!("manifest {d} is not in repository {repo}")));
+        if let Some(d) = m
+            .info
+            .children
+            .iter()
+            .find(|d| !self.manifests.contains_key(&(r.clone(), (*d).clone())))
+        {
+            return Err(StoreError::Precondition(format!(
+                "manifest {d} is not in repository {repo}"
+            )));
         }
         ledger::on_manifest_put(&mut self.ledger, repo, &m.info, tags, at_ms)?;
         let r = repo.to_owned();

@@ -235,7 +235,7 @@ impl MemoryMetadata {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testing::{all_capabilities_conformance, metadata_conformance, test_manifest};
+    use crate::testing::{all_capabilities_conformance, link, metadata_conformance, test_manifest};
     use futures_executor::block_on;
 
     #[test]
@@ -250,9 +250,9 @@ mod tests {
         let m = MemoryMetadata::default();
         let (a, b) = (Digest::sha256_of(b"a"), Digest::sha256_of(b"b"));
         block_on(async {
-            m.link_blob("p/one", &a, 3, 1).await.expect("link");
-            m.link_blob("p/two", &a, 3, 2).await.expect("link");
-            m.link_blob("p/one", &b, 4, 3).await.expect("link");
+            link(&m, "p/one", &a, 3, 1).await.expect("link");
+            link(&m, "p/two", &a, 3, 2).await.expect("link");
+            link(&m, "p/one", &b, 4, 3).await.expect("link");
             let img = test_manifest(&[a.clone(), b.clone()], None, None);
             m.put_manifest("p/one", &img, &["v1"], 4)
                 .await
@@ -272,7 +272,7 @@ mod tests {
             );
             assert_eq!(m.blob_record(&a).await.expect("a"), None);
             // Live traffic before the backfill reaches it: counted once, not twice.
-            m.link_blob("p/two", &a, 3, 5).await.expect("relink");
+            link(&m, "p/two", &a, 3, 5).await.expect("relink");
             assert_eq!(
                 m.backfill_step(10).await.expect("backfill"),
                 BackfillProgress::Done

@@ -8,12 +8,31 @@ use crate::model::name::project_of;
 use crate::ports::*;
 
 /// One line per fact, in a fixed order: manifests, tags and links of each of `repos`;
-/// the record and the repositories of each of `digests`; the usage of each project.
+/// the record and the repositories of each of `digests`; the usage of each project; the
+/// unreferenced links of `repos` (garbage collection's work list).
 pub async fn ledger_facts<M>(m: &M, repos: &[&str], digests: &[Digest]) -> Vec<String>
 where
-    M: ManifestIndex + BlobRecords + UsageCounters,
+    M: ManifestIndex + BlobRecords + UsageCounters + LinkCollection,
 {
     let mut out = Vec::new();
+    let mut after: Option<LinkCursor> = None;
+    loop {
+        let page = m
+            .unreferenced_links(after.as_ref(), 100)
+            .await
+            .expect("unreferenced links");
+        let Some(last) = page.last() else { break };
+        after = Some(LinkCursor {
+            repo: last.repo.clone(),
+            digest: last.digest.clone(),
+        });
+        for l in page.iter().filter(|l| repos.contains(&l.repo.as_str())) {
+            out.push(format!(
+                "{} unreferenced {} size {}",
+                l.repo, l.digest, l.size
+            ));
+        }
+    }
     for r in repos {
         for e in m.list_manifests(r, None, 1000).await.expect("manifests") {
             let subject = e.subject.map(|s| s.to_string()).unwrap_or_default();

@@ -297,7 +297,11 @@ impl ManifestPut {
         {
             let links = tx.open_table(LINKS).map_err(err)?;
             for b in &self.info.blobs {
-                if links.get((repo, b.to_string().as_str())).map_err(err)?.is_none() {
+                if links
+                    .get((repo, b.to_string().as_str()))
+                    .map_err(err)?
+                    .is_none()
+                {
                     return Err(StoreError::Precondition(format!(
                         "blob {b} is not in repository {repo}"
                     )));
@@ -305,7 +309,11 @@ impl ManifestPut {
             }
             let manifests = tx.open_table(MANIFESTS).map_err(err)?;
             for c in &self.info.children {
-                if manifests.get((repo, c.to_string().as_str())).map_err(err)?.is_none() {
+                if manifests
+                    .get((repo, c.to_string().as_str()))
+                    .map_err(err)?
+                    .is_none()
+                {
                     return Err(StoreError::Precondition(format!(
                         "manifest {c} is not in repository {repo}"
                     )));
@@ -795,7 +803,7 @@ mod tests {
             .await
             .expect("link")
             .expect("linked");
-        m.link_blob("team/app", &layer, size, 5)
+        wharf_core::testing::link(&m, "team/app", &layer, size, 5)
             .await
             .expect("relink");
         let mut steps = 0;
@@ -879,7 +887,9 @@ mod tests {
         let d = Digest::sha256_of(b"a");
         {
             let m = EmbeddedMetadata::open(&path).expect("open");
-            m.link_blob("r", &d, 1, 0).await.expect("link");
+            wharf_core::testing::link(&m, "r", &d, 1, 0)
+                .await
+                .expect("link");
         }
         let m = EmbeddedMetadata::open(&path).expect("reopen");
         assert_eq!(m.blob_link("r", &d).await.expect("link"), Some(1));
