@@ -22,6 +22,7 @@ pub mod oci;
 pub mod policy;
 pub mod ports;
 pub mod registry;
+pub mod runs;
 pub mod settings;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;

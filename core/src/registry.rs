@@ -9,6 +9,8 @@ use crate::admin::Admin;
 use crate::auth::TokenService;
 use crate::auth::authorize::Gate;
 use crate::error::Result;
+use crate::error::{ErrorCode, RegistryError};
+use crate::events::Event;
 use crate::events::audit::AuditTrail;
 use crate::events::pulls::PullMemo;
 use crate::events::{Emitter, EventSink};
@@ -17,7 +19,8 @@ use crate::http::request::ClientAddr;
 use crate::http::response::{ApiResponse, error_response};
 use crate::jobs;
 use crate::oci::{Oci, Settings};
-use crate::ports::{BlobStore, Env, ServingMeta};
+use crate::ports::{BlobStore, CollectableMeta, Env, ServingMeta};
+use crate::runs::{self, GcOptions, GcRun, RunStatus};
 use crate::settings::Config;
 use http::header::HeaderValue;
 use http::{Method, Request};
@@ -76,15 +79,7 @@ impl<B: BlobStore, M: ServingMeta, E: Env> Registry<B, M, E> {
         } else {
             self.oci(&events).dispatch(req).await
         };
-        let batch = events.take(self.env.now_ms());
-        if !batch.is_empty() {
-            let trail = AuditTrail {
-                docs: &self.meta,
-                env: &self.env,
-                pulls: &self.pulls,
-            };
-            trail.deliver(&batch).await;
-        }
+        self.deliver(&events).await;
         let mut resp = match result {
             Ok(r) => r,
             Err(e) => {
@@ -112,6 +107,19 @@ impl<B: BlobStore, M: ServingMeta, E: Env> Registry<B, M, E> {
     /// [`Self::cleanup_uploads`], stopping after `max` removals (see [`jobs::cleanup_uploads`]).
     pub async fn cleanup_uploads_at_most(&self, max_age_ms: u64, max: usize) -> Result<usize> {
         jobs::cleanup_uploads(&self.blobs, &self.meta, &self.env, max_age_ms, max).await
+    }
+
+    /// Delivers what a request or a job emitted to the event sinks.
+    async fn deliver(&self, events: &Emitter) {
+        let batch = events.take(self.env.now_ms());
+        if !batch.is_empty() {
+            let trail = AuditTrail {
+                docs: &self.meta,
+                env: &self.env,
+                pulls: &self.pulls,
+            };
+            trail.deliver(&batch).await;
+        }
     }
 
     fn gate<'a>(&'a self, events: &'a Emitter) -> Gate<'a, M, E> {
@@ -149,6 +157,118 @@ impl<B: BlobStore, M: ServingMeta, E: Env> Registry<B, M, E> {
             env: &self.env,
             gate: self.gate(events),
             delete_enabled: self.config.delete_enabled,
+        }
+    }
+}
+
+/// Runs over a store garbage collection can work on (every full store; not the upload
+/// front's, which serves uploads only).
+impl<B: BlobStore, M: CollectableMeta, E: Env> Registry<B, M, E> {
+    /// Queues a garbage-collection run (a schedule's: the API queues its own).
+    pub async fn queue_gc(&self, options: GcOptions, by: &str) -> Result<GcRun> {
+        let run = runs::queue_gc(&self.meta, &self.env, options, by).await?;
+        let events = Emitter::new("");
+        events.emit_by(
+            by,
+            Event::GcQueued {
+                run: run.id.clone(),
+                dry_run: options.dry_run,
+            },
+        );
+        self.deliver(&events).await;
+        Ok(run)
+    }
+
+    /// Advances the unfinished garbage-collection runs, oldest first, by about `budget`
+    /// store calls in all, saving each after its step; returns the runs it advanced. A
+    /// runtime calls it from its scheduler (a timer, a cron trigger, the jobs Lambda), as
+    /// often as it likes: a run left unfinished continues at the next call, and runs
+    /// advanced by two callers at once only repeat conditional work.
+    pub async fn advance_gc(&self, budget: u64) -> Result<Vec<GcRun>> {
+        let mut left = budget;
+        let mut out = Vec::new();
+        for mut run in runs::active(&self.meta, 16).await? {
+            if left == 0 {
+                break;
+            }
+            let before = run.progress.totals.metadata_calls + run.progress.totals.blob_calls;
+            let stepped = match jobs::gc::check_ready(&self.meta).await {
+                Ok(()) => {
+                    run.status = RunStatus::Running;
+                    jobs::gc::step(&self.blobs, &self.meta, &self.env, &mut run.progress, left)
+                        .await
+                }
+                Err(e) => Err(e),
+            };
+            let after = run.progress.totals.metadata_calls + run.progress.totals.blob_calls;
+            left = left.saturating_sub((after - before).max(1));
+            match stepped {
+                Ok(()) if run.progress.done() => run.status = RunStatus::Finished,
+                Ok(()) => run.error = None,
+                // A store that is down now may be up at the next call: the run waits.
+                Err(e) if e.code == ErrorCode::Unavailable && run.status == RunStatus::Running => {
+                    run.error = Some(e.message.clone());
+                }
+                Err(e) => {
+                    run.status = RunStatus::Failed;
+                    run.error = Some(e.message.clone());
+                }
+            }
+            if matches!(run.status, RunStatus::Finished | RunStatus::Failed) {
+                run.finished_ms = Some(self.env.now_ms());
+            }
+            runs::save(&self.meta, &run).await?;
+            if run.finished_ms.is_some() {
+                let t = &run.progress.totals;
+                let events = Emitter::new("");
+                events.emit_by(
+                    &run.requested_by,
+                    Event::GcFinished {
+                        run: run.id.clone(),
+                        status: if run.status == RunStatus::Finished {
+                            "finished"
+                        } else {
+                            "failed"
+                        }
+                        .into(),
+                        links: t.links,
+                        blobs: t.blobs,
+                        uploads: t.uploads,
+                        bytes: t.bytes,
+                    },
+                );
+                self.deliver(&events).await;
+            }
+            out.push(run);
+        }
+        Ok(out)
+    }
+
+    /// Runs garbage collection now to its end, in steps of `step_budget` calls (a one-off
+    /// run: `wharf gc run` on a store no server holds, tests).
+    pub async fn collect_garbage(
+        &self,
+        options: GcOptions,
+        by: &str,
+        step_budget: u64,
+    ) -> Result<GcRun> {
+        let id = self.queue_gc(options, by).await?.id;
+        loop {
+            self.advance_gc(step_budget).await?;
+            match runs::load(&self.meta, &id).await? {
+                Some(run) if run.finished_ms.is_some() => return Ok(run),
+                // A one-off run does not wait out an outage: it says so.
+                Some(GcRun { error: Some(e), .. }) => {
+                    return Err(RegistryError::new(ErrorCode::Unavailable, e));
+                }
+                Some(_) => {}
+                None => {
+                    return Err(RegistryError::new(
+                        ErrorCode::Unknown,
+                        format!("garbage collection run {id} disappeared"),
+                    ));
+                }
+            }
         }
     }
 }

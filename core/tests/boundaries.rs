@@ -18,6 +18,7 @@ const LAYERS: &[&[&str]] = &[
     &["events"],
     &["auth"],
     &["policy"],
+    &["runs"],
     &["oci", "admin", "jobs"],
     &["settings"],
     &["registry"],

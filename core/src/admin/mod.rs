@@ -1,11 +1,12 @@
 //! The management API under `/api/v1` (JSON; Basic credentials only): users, robots,
-//! projects, members, repositories, tags and the audit log. Same rules in every runtime.
+//! projects, members, repositories, tags, the audit log and garbage-collection runs. Same rules in every runtime.
 //!
 //! May use: [`crate::error`], [`crate::model`], [`crate::ports`], [`crate::http`],
-//! [`crate::auth`] and [`crate::policy`]. Not the `/v2` handlers, the jobs or the registry:
+//! [`crate::auth`], [`crate::policy`] and [`crate::runs`]. Not the `/v2` handlers, the jobs or the registry:
 //! what it needs of a registry comes in an [`Admin`] of borrowed parts.
 
 mod audit;
+mod gc;
 mod projects;
 mod repositories;
 mod robots;
@@ -175,6 +176,9 @@ impl<M: MetadataStore + DocumentStore, E: Env> Admin<'_, M, E> {
                 )
                 .await
             }
+            (Method::POST, ["gc"]) => self.queue_gc::<B>(&who, parse(&body)?).await,
+            (Method::GET, ["gc"]) => self.gc_history::<B>(&who, q("after"), q("limit")).await,
+            (Method::GET, ["gc", id]) => self.get_gc::<B>(&who, id).await,
             (_, ["repositories", ..]) => {
                 self.repository_api::<B>(&who, m, &path["repositories/".len().min(path.len())..])
                     .await

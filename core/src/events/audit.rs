@@ -117,6 +117,25 @@ impl AuditEvent {
             Event::RobotDeleted { robot, project } => {
                 ("robot_delete", (robot.clone(), project.clone()), None)
             }
+            Event::GcQueued { run, dry_run } => (
+                "gc_queue",
+                (run.clone(), None),
+                dry_run.then(|| "dry-run".to_owned()),
+            ),
+            Event::GcFinished {
+                run,
+                status,
+                links,
+                blobs,
+                uploads,
+                bytes,
+            } => (
+                "gc_finish",
+                (run.clone(), None),
+                Some(format!(
+                    "{status}: {links} links, {uploads} uploads, {blobs} blobs, {bytes} bytes"
+                )),
+            ),
         };
         Some(Self {
             time_ms: o.time_ms,

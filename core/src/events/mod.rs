@@ -128,6 +128,28 @@ pub enum Event {
         /// Project name.
         project: String,
     },
+    /// A garbage-collection run was queued.
+    GcQueued {
+        /// The run's id.
+        run: String,
+        /// Whether it only reports.
+        dry_run: bool,
+    },
+    /// A garbage-collection run finished or failed.
+    GcFinished {
+        /// The run's id.
+        run: String,
+        /// `finished` or `failed`.
+        status: String,
+        /// Links removed.
+        links: u64,
+        /// Blobs deleted.
+        blobs: u64,
+        /// Uploads removed.
+        uploads: u64,
+        /// Bytes freed in storage.
+        bytes: u64,
+    },
     /// A user was given a role in a project.
     MemberSet {
         /// Project name.

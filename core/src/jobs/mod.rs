@@ -1,7 +1,10 @@
-//! Scheduled work outside requests: the upload cleanup job.
+//! Scheduled work outside requests: garbage collection ([`gc`]) and the upload cleanup.
 //!
-//! May use: [`crate::error`], [`crate::model`] and [`crate::ports`]. Runtimes start it
-//! (a timer in `wharf serve`, the Worker's cron trigger) through the registry.
+//! May use: [`crate::error`], [`crate::model`], [`crate::ports`] and [`crate::runs`].
+//! Runtimes start them (a timer in `wharf serve`, the Worker's cron trigger, the jobs
+//! Lambda) through the registry.
+
+pub mod gc;
 
 use crate::error::Result;
 use crate::ports::{BlobStore, Env, MetadataStore};

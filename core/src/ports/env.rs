@@ -25,3 +25,23 @@ pub trait Env {
         let _ = ms;
     }
 }
+
+/// A shared environment is one (several registries over one clock, in tests and jobs).
+impl<T: Env> Env for std::sync::Arc<T> {
+    fn now_ms(&self) -> u64 {
+        (**self).now_ms()
+    }
+    fn fill_random(&self, buf: &mut [u8]) {
+        (**self).fill_random(buf)
+    }
+    async fn run_heavy<R, F>(&self, work: F) -> R
+    where
+        R: Send + 'static,
+        F: FnOnce() -> R + Send + 'static,
+    {
+        (**self).run_heavy(work).await
+    }
+    async fn sleep_ms(&self, ms: u64) {
+        (**self).sleep_ms(ms).await
+    }
+}

@@ -1,0 +1,321 @@
+//! Garbage collection over the memory adapters, driven through the registry's API: what it
+//! collects and keeps, the grace period, the dry run, the refusal before the backfill, and
+//! a run killed after each of its checkpoints that ends as an uninterrupted one.
+
+use bytes::Bytes;
+use futures_executor::block_on;
+use http::{Method, Request, StatusCode};
+use http_body_util::Full;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use wharf_core::Digest;
+use wharf_core::ports::{BlobRecords, BlobStore, LinkCollection, MetadataStore};
+use wharf_core::runs::{GcOptions, GcRun, RunStatus};
+use wharf_core::testing::{MemoryBlobs, MemoryMetadata, TestEnv};
+use wharf_core::{Config, Registry};
+
+type Reg = Registry<MemoryBlobs, MemoryMetadata, Arc<TestEnv>>;
+
+const T0: u64 = 1_800_000_000_000;
+const HOUR: u64 = 3_600_000;
+
+fn call(reg: &Reg, method: Method, uri: &str, body: &[u8]) -> StatusCode {
+    let req = Request::builder()
+        .method(method)
+        .uri(uri)
+        .header("host", "reg.test")
+        .header("content-type", "application/vnd.oci.image.manifest.v1+json")
+        .body(Full::new(Bytes::copy_from_slice(body)))
+        .expect("request");
+    block_on(reg.handle(req)).status()
+}
+
+fn registry(blobs: &MemoryBlobs, meta: &MemoryMetadata, env: &Arc<TestEnv>) -> Reg {
+    Registry::new(blobs.clone(), meta.clone(), env.clone(), Config::default())
+}
+
+fn push_blob(reg: &Reg, repo: &str, bytes: &[u8]) -> Digest {
+    let d = Digest::sha256_of(bytes);
+    let uri = format!("/v2/{repo}/blobs/uploads/?digest={d}");
+    assert_eq!(call(reg, Method::POST, &uri, bytes), StatusCode::CREATED);
+    d
+}
+
+fn image(config: &[u8], layers: &[&[u8]]) -> Vec<u8> {
+    let desc = |b: &[u8]| {
+        serde_json::json!({
+            "mediaType": "application/vnd.oci.image.layer.v1.tar",
+            "digest": Digest::sha256_of(b).to_string(), "size": b.len()
+        })
+    };
+    serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
+                   "digest": Digest::sha256_of(config).to_string(), "size": config.len()},
+        "layers": layers.iter().map(|l| desc(l)).collect::<Vec<_>>(),
+    })
+    .to_string()
+    .into_bytes()
+}
+
+/// Pushes an image of `config` and `layers` to `repo:tag`; its manifest's digest.
+fn push_image(reg: &Reg, repo: &str, tag: &str, config: &[u8], layers: &[&[u8]]) -> Digest {
+    push_blob(reg, repo, config);
+    for l in layers {
+        push_blob(reg, repo, l);
+    }
+    let m = image(config, layers);
+    let uri = format!("/v2/{repo}/manifests/{tag}");
+    assert_eq!(call(reg, Method::PUT, &uri, &m), StatusCode::CREATED);
+    Digest::sha256_of(&m)
+}
+
+fn options(grace_ms: u64, dry_run: bool) -> GcOptions {
+    GcOptions {
+        grace_ms,
+        upload_max_age_ms: 24 * HOUR,
+        dry_run,
+    }
+}
+
+fn stored(blobs: &MemoryBlobs, d: &Digest) -> bool {
+    block_on(blobs.stat(d)).expect("stat").is_some()
+}
+
+/// Two images share a layer; one is deleted. Returns (registry parts, shared, only-a, only-b).
+struct World {
+    blobs: MemoryBlobs,
+    meta: MemoryMetadata,
+    env: Arc<TestEnv>,
+    shared: Digest,
+    gone: Vec<Digest>,
+    kept: Vec<Digest>,
+}
+
+fn world() -> World {
+    let (blobs, meta, env) = (
+        MemoryBlobs::default(),
+        MemoryMetadata::default(),
+        Arc::new(TestEnv::default()),
+    );
+    env.now.store(T0, Ordering::SeqCst);
+    let reg = registry(&blobs, &meta, &env);
+    let base: &[u8] = b"a base layer both images share";
+    let a = push_image(&reg, "team/a", "v1", b"config a", &[base, b"layer only a"]);
+    push_image(&reg, "team/b", "v1", b"config b", &[base, b"layer only b"]);
+    // An abandoned upload.
+    assert_eq!(
+        call(&reg, Method::POST, "/v2/team/a/blobs/uploads/", b""),
+        StatusCode::ACCEPTED
+    );
+    let uri = format!("/v2/team/a/manifests/{a}");
+    assert_eq!(call(&reg, Method::DELETE, &uri, b""), StatusCode::ACCEPTED);
+    World {
+        shared: Digest::sha256_of(base),
+        gone: vec![
+            Digest::sha256_of(b"config a"),
+            Digest::sha256_of(b"layer only a"),
+        ],
+        kept: vec![
+            Digest::sha256_of(b"config b"),
+            Digest::sha256_of(b"layer only b"),
+        ],
+        blobs,
+        meta,
+        env,
+    }
+}
+
+fn finished(run: &GcRun) {
+    assert_eq!(run.status, RunStatus::Finished, "{run:?}");
+    assert!(run.finished_ms.is_some() && run.error.is_none(), "{run:?}");
+}
+
+#[test]
+fn a_deleted_image_is_collected_and_what_others_use_is_kept() {
+    let w = world();
+    w.env.now.store(T0 + 25 * HOUR, Ordering::SeqCst);
+    let reg = registry(&w.blobs, &w.meta, &w.env);
+
+    // The dry run decides the same and changes nothing.
+    let dry = block_on(reg.collect_garbage(options(HOUR, true), "test", 1000)).expect("dry run");
+    finished(&dry);
+    let t = &dry.progress.totals;
+    assert_eq!((t.links, t.blobs, t.uploads), (3, 2, 1), "{t:?}");
+    for d in w.gone.iter().chain(w.kept.iter()).chain([&w.shared]) {
+        assert!(stored(&w.blobs, d), "a dry run deletes nothing");
+    }
+
+    let run = block_on(reg.collect_garbage(options(HOUR, false), "test", 1000)).expect("run");
+    finished(&run);
+    let t = &run.progress.totals;
+    // team/a's three links (its config, its own layer, the shared base), its two own blobs,
+    // the abandoned upload; the base stays (team/b links it).
+    assert_eq!((t.links, t.blobs, t.uploads), (3, 2, 1), "{t:?}");
+    let size = |d: &Digest| block_on(w.meta.blob_record(d)).expect("record");
+    assert_eq!(
+        t.bytes,
+        (b"config a".len() + b"layer only a".len()) as u64,
+        "bytes of the blobs deleted"
+    );
+    for d in &w.gone {
+        assert!(!stored(&w.blobs, d), "{d} deleted");
+        assert_eq!(size(d), None, "{d}'s record forgotten");
+    }
+    for d in w.kept.iter().chain([&w.shared]) {
+        assert!(stored(&w.blobs, d), "{d} kept");
+    }
+    assert_eq!(
+        block_on(w.meta.blob_link("team/a", &w.shared)).expect("link"),
+        None
+    );
+    assert!(
+        block_on(w.meta.blob_link("team/b", &w.shared))
+            .expect("link")
+            .is_some()
+    );
+    // What is left pulls.
+    assert_eq!(
+        call(&reg, Method::GET, "/v2/team/b/manifests/v1", b""),
+        StatusCode::OK
+    );
+    for d in w.kept.iter().chain([&w.shared]) {
+        let uri = format!("/v2/team/b/blobs/{d}");
+        assert_eq!(call(&reg, Method::GET, &uri, b""), StatusCode::OK);
+    }
+    // The reasons name the rule.
+    assert!(
+        run.progress
+            .items
+            .iter()
+            .any(|i| i.kind == "blob" && i.reason.starts_with("no repository links it")),
+        "{:?}",
+        run.progress.items
+    );
+    // A second run finds nothing.
+    let again = block_on(reg.collect_garbage(options(HOUR, false), "test", 1000)).expect("run");
+    let t = &again.progress.totals;
+    assert_eq!((t.links, t.blobs, t.uploads), (0, 0, 0), "{t:?}");
+}
+
+#[test]
+fn nothing_used_within_the_grace_period_is_collected() {
+    let w = world();
+    w.env.now.store(T0 + 10 * 60_000, Ordering::SeqCst);
+    let reg = registry(&w.blobs, &w.meta, &w.env);
+    let run = block_on(reg.collect_garbage(options(HOUR, false), "test", 1000)).expect("run");
+    finished(&run);
+    let t = &run.progress.totals;
+    assert_eq!((t.links, t.blobs), (0, 0), "{t:?}");
+    assert!(t.kept >= 3, "the three links are kept for the grace: {t:?}");
+    for d in &w.gone {
+        assert!(stored(&w.blobs, d));
+    }
+    // A HEAD of a link renews it: with the clock past the grace of the push, only the
+    // link checked within the grace stays.
+    w.env.now.store(T0 + 2 * HOUR, Ordering::SeqCst);
+    let uri = format!("/v2/team/a/blobs/{}", w.gone[0]);
+    assert_eq!(call(&reg, Method::HEAD, &uri, b""), StatusCode::OK);
+    w.env
+        .now
+        .store(T0 + 2 * HOUR + 30 * 60_000, Ordering::SeqCst);
+    let run = block_on(reg.collect_garbage(options(HOUR, false), "test", 1000)).expect("run");
+    let t = &run.progress.totals;
+    assert_eq!((t.links, t.blobs), (2, 1), "{t:?}");
+    assert!(
+        block_on(w.meta.blob_link("team/a", &w.gone[0]))
+            .expect("link")
+            .is_some()
+    );
+    assert!(stored(&w.blobs, &w.gone[0]));
+    assert!(!stored(&w.blobs, &w.gone[1]));
+}
+
+#[test]
+fn collection_waits_for_the_backfill() {
+    let w = world();
+    w.meta.forget_ledger();
+    w.env.now.store(T0 + 25 * HOUR, Ordering::SeqCst);
+    let reg = registry(&w.blobs, &w.meta, &w.env);
+    let run = block_on(reg.queue_gc(options(HOUR, false), "test")).expect("queue");
+    let advanced = block_on(reg.advance_gc(1000)).expect("advance");
+    let r = advanced.iter().find(|r| r.id == run.id).expect("advanced");
+    assert_eq!(r.status, RunStatus::Failed);
+    assert!(
+        r.error.as_deref().is_some_and(|e| e.contains("backfill")),
+        "{r:?}"
+    );
+    for d in w.gone.iter().chain(w.kept.iter()) {
+        assert!(stored(&w.blobs, d), "nothing collected");
+    }
+}
+
+/// The state a run leaves, to compare runs by.
+fn state(w: &World) -> Vec<String> {
+    let mut out = Vec::new();
+    for d in w.gone.iter().chain(w.kept.iter()).chain([&w.shared]) {
+        out.push(format!(
+            "{d} stored {} record {:?}",
+            stored(&w.blobs, d),
+            block_on(w.meta.blob_record(d)).expect("record")
+        ));
+        for repo in ["team/a", "team/b"] {
+            out.push(format!(
+                "{repo} {d} {:?}",
+                block_on(w.meta.blob_link(repo, d)).expect("link")
+            ));
+        }
+    }
+    out.push(format!(
+        "{:?}",
+        block_on(w.meta.unreferenced_links(None, 100)).expect("list")
+    ));
+    out.push(format!(
+        "{:?}",
+        block_on(w.meta.stale_uploads(u64::MAX, 100)).expect("uploads")
+    ));
+    out
+}
+
+#[test]
+fn a_run_killed_after_each_checkpoint_ends_as_an_uninterrupted_one() {
+    let whole = world();
+    whole.env.now.store(T0 + 25 * HOUR, Ordering::SeqCst);
+    let run = block_on(
+        registry(&whole.blobs, &whole.meta, &whole.env).collect_garbage(
+            options(HOUR, false),
+            "test",
+            u64::MAX,
+        ),
+    )
+    .expect("run");
+    finished(&run);
+
+    let w = world();
+    w.env.now.store(T0 + 25 * HOUR, Ordering::SeqCst);
+    let id = block_on(registry(&w.blobs, &w.meta, &w.env).queue_gc(options(HOUR, false), "test"))
+        .expect("queue")
+        .id;
+    let mut steps = 0;
+    let last = loop {
+        steps += 1;
+        assert!(steps < 200, "the run ends");
+        // A new process each time: all it has is what the last one saved.
+        let reg = registry(&w.blobs, &w.meta, &w.env);
+        let advanced = block_on(reg.advance_gc(2)).expect("advance");
+        let r = advanced.into_iter().find(|r| r.id == id).expect("advanced");
+        if r.finished_ms.is_some() {
+            break r;
+        }
+    };
+    finished(&last);
+    assert!(steps > 3, "small steps: {steps}");
+    assert_eq!(state(&w), state(&whole), "the same end");
+    let (a, b) = (&last.progress.totals, &run.progress.totals);
+    assert_eq!(
+        (a.links, a.blobs, a.uploads, a.bytes),
+        (b.links, b.blobs, b.uploads, b.bytes)
+    );
+    assert_eq!(last.progress.items, run.progress.items);
+}
