@@ -20,6 +20,8 @@
 //! | `WHARF_BASE_URL` | none (the request's origin) | [`Vars::origin`] |
 //! | `WHARF_TRUSTED_PROXIES` | none | [`Vars::trusted_proxies`] |
 //! | `WHARF_UPLOAD_MAX_AGE_HOURS` | 24 | [`Vars::upload_max_age_hours`] |
+//! | `WHARF_GC_INTERVAL_HOURS` | 24 (0: no scheduled collection) | [`Vars::gc_schedule`] |
+//! | `WHARF_GC_GRACE_SECS` | 3600 | [`Vars::gc_schedule`] |
 //!
 //! A runtime reads what it has (the Lambda has no trusted proxies, the server's lookup
 //! answers only the variables it documents) and its own variables (listen address, table,
@@ -37,7 +39,7 @@ mod vars;
 mod tests;
 
 pub use error::{Problem, SettingError};
-pub use vars::{DEFAULT_UPLOAD_MAX_AGE_HOURS, Vars};
+pub use vars::{DEFAULT_UPLOAD_MAX_AGE_HOURS, GcSchedule, Vars};
 
 /// The names of the variables [`Vars`] reads itself.
 pub mod var {
@@ -69,6 +71,10 @@ pub mod var {
     pub const TRUSTED_PROXIES: &str = "WHARF_TRUSTED_PROXIES";
     /// Age in hours after which idle uploads are removed.
     pub const UPLOAD_MAX_AGE_HOURS: &str = "WHARF_UPLOAD_MAX_AGE_HOURS";
+    /// Hours between scheduled garbage collections (0: none).
+    pub const GC_INTERVAL_HOURS: &str = "WHARF_GC_INTERVAL_HOURS";
+    /// The scheduled collections' grace period, in seconds.
+    pub const GC_GRACE_SECS: &str = "WHARF_GC_GRACE_SECS";
 }
 
 /// Behaviour switches of the API.

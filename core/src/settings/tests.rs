@@ -191,6 +191,7 @@ fn read(v: &Vars<impl Fn(&str) -> Option<String>>, name: &str) -> Result<(), Set
     match name {
         "WHARF_PRESIGN_TTL_SECS" | "WHARF_MAX_BODY_BYTES" => v.config(Some(1)).map(drop),
         "WHARF_UPLOAD_MAX_AGE_HOURS" => v.upload_max_age_hours().map(drop),
+        "WHARF_GC_INTERVAL_HOURS" | "WHARF_GC_GRACE_SECS" => v.gc_schedule().map(drop),
         _ => v.tokens().map(drop),
     }
 }
@@ -203,6 +204,8 @@ fn bad_numbers_name_the_variable() {
         "WHARF_TOKEN_TTL_SECS",
         "WHARF_REFRESH_TOKEN_TTL_SECS",
         "WHARF_UPLOAD_MAX_AGE_HOURS",
+        "WHARF_GC_INTERVAL_HOURS",
+        "WHARF_GC_GRACE_SECS",
     ] {
         for bad in ["5m", "-1", "1.5", "18446744073709551616"] {
             let v = vars(&[(name, bad)]);
@@ -365,4 +368,22 @@ fn a_runtime_with_flags_names_them_too() {
         String::from(e),
         r#"WHARF_AUTH must be on or off, not "maybe""#
     );
+}
+
+#[test]
+fn the_gc_schedule_defaults_to_daily_with_an_hour_of_grace() {
+    use crate::settings::GcSchedule;
+    assert_eq!(
+        vars(&[]).gc_schedule(),
+        Ok(GcSchedule {
+            every_ms: 24 * 3_600_000,
+            grace_ms: 3_600_000,
+            upload_max_age_ms: 24 * 3_600_000,
+        })
+    );
+    let v = vars(&[("WHARF_GC_INTERVAL_HOURS", "0"), ("WHARF_GC_GRACE_SECS", "0")]);
+    let s = v.gc_schedule().expect("schedule");
+    assert_eq!((s.every_ms, s.grace_ms), (0, 0));
+    let huge = vars(&[("WHARF_GC_INTERVAL_HOURS", "18446744073709551615")]);
+    assert!(huge.gc_schedule().is_err());
 }

@@ -207,4 +207,37 @@ impl<F: Fn(&str) -> Option<String>> Vars<F> {
     pub fn upload_max_age_hours(&self) -> Result<u64, SettingError> {
         self.number(var::UPLOAD_MAX_AGE_HOURS, DEFAULT_UPLOAD_MAX_AGE_HOURS)
     }
+
+    /// When scheduled garbage collection runs and with what grace (`WHARF_GC_INTERVAL_HOURS`,
+    /// `WHARF_GC_GRACE_SECS`); its uploads' age is [`Self::upload_max_age_hours`].
+    pub fn gc_schedule(&self) -> Result<GcSchedule, SettingError> {
+        let hours = self.number(var::GC_INTERVAL_HOURS, 24)?;
+        let grace = self.number(var::GC_GRACE_SECS, 3600)?;
+        let upload_hours = self.upload_max_age_hours()?;
+        let ms = |n: u64, unit: u64, name| {
+            n.checked_mul(unit).ok_or(SettingError {
+                variable: name,
+                problem: Problem::Invalid {
+                    expected: "a smaller number".into(),
+                    found: Some(n.to_string()),
+                },
+            })
+        };
+        Ok(GcSchedule {
+            every_ms: ms(hours, 3_600_000, var::GC_INTERVAL_HOURS)?,
+            grace_ms: ms(grace, 1000, var::GC_GRACE_SECS)?,
+            upload_max_age_ms: ms(upload_hours, 3_600_000, var::UPLOAD_MAX_AGE_HOURS)?,
+        })
+    }
+}
+
+/// Scheduled garbage collection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GcSchedule {
+    /// Between two runs; 0: none.
+    pub every_ms: u64,
+    /// What a scheduled run keeps.
+    pub grace_ms: u64,
+    /// Uploads idle this long are abandoned.
+    pub upload_max_age_ms: u64,
 }
