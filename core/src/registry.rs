@@ -22,6 +22,7 @@ use crate::oci::{Oci, Settings};
 use crate::ports::{BlobStore, CollectableMeta, Env, ServingMeta};
 use crate::runs::{self, GcOptions, GcRun, RunStatus};
 use crate::settings::Config;
+use crate::settings::GcSchedule;
 use http::header::HeaderValue;
 use http::{Method, Request};
 
@@ -242,6 +243,85 @@ impl<B: BlobStore, M: CollectableMeta, E: Env> Registry<B, M, E> {
             out.push(run);
         }
         Ok(out)
+    }
+
+    /// A cron tick of a runtime that has only ticks (the Worker): queues a scheduled run
+    /// if the last one was queued `schedule.every_ms` ago or more, then advances the runs
+    /// by about `budget` store calls (the Worker's subrequests are counted per invocation).
+    pub async fn gc_tick(&self, schedule: &GcSchedule, budget: u64) -> Result<Vec<GcRun>> {
+        const KIND: &str = "gc_schedule";
+        let now = self.env.now_ms();
+        if schedule.every_ms > 0 {
+            let last = self
+                .meta
+                .get_doc(KIND, "last")
+                .await?
+                .and_then(|raw| serde_json::from_slice::<u64>(&raw).ok());
+            if last.is_none_or(|t| now.saturating_sub(t) >= schedule.every_ms) {
+                // Two ticks at once may both queue: two runs beside each other are safe.
+                self.meta
+                    .put_doc(KIND, "last", now.to_string().as_bytes(), false)
+                    .await?;
+                let options = GcOptions {
+                    grace_ms: schedule.grace_ms,
+                    upload_max_age_ms: schedule.upload_max_age_ms,
+                    dry_run: false,
+                };
+                self.queue_gc(options, "scheduler").await?;
+            }
+        }
+        self.advance_gc(budget).await
+    }
+
+    /// Runs a scheduled job until it is done or the clock reaches `deadline_ms` (a
+    /// Lambda's deadline, less a margin): what is left continues at the next invocation,
+    /// from the runs' saved checkpoints. Returns what it did, for the scheduler's log.
+    pub async fn run_job(
+        &self,
+        job: jobs::Job,
+        schedule: &GcSchedule,
+        deadline_ms: u64,
+    ) -> Result<serde_json::Value> {
+        /// Store calls per step: a deadline is checked between steps.
+        const STEP: u64 = 2000;
+        let mut queued = None;
+        match job {
+            jobs::Job::CleanupUploads => {
+                let removed = self.cleanup_uploads(schedule.upload_max_age_ms).await?;
+                return Ok(serde_json::json!({ "job": job, "uploads_removed": removed }));
+            }
+            jobs::Job::Gc => {
+                let options = GcOptions {
+                    grace_ms: schedule.grace_ms,
+                    upload_max_age_ms: schedule.upload_max_age_ms,
+                    dry_run: false,
+                };
+                queued = Some(self.queue_gc(options, "scheduler").await?.id);
+            }
+            jobs::Job::Advance => {}
+        }
+        let mut advanced = std::collections::BTreeMap::new();
+        while self.env.now_ms() < deadline_ms {
+            let runs = self.advance_gc(STEP).await?;
+            let busy = runs
+                .iter()
+                .any(|r| r.finished_ms.is_none() && r.error.is_none());
+            for r in runs {
+                advanced.insert(r.id.clone(), r);
+            }
+            if !busy {
+                break;
+            }
+        }
+        let runs: Vec<serde_json::Value> = advanced
+            .values()
+            .map(|r| {
+                serde_json::json!({
+                    "id": r.id, "status": r.status, "error": r.error, "totals": r.progress.totals
+                })
+            })
+            .collect();
+        Ok(serde_json::json!({ "job": job, "queued": queued, "runs": runs }))
     }
 
     /// Runs garbage collection now to its end, in steps of `step_budget` calls (a one-off

@@ -319,3 +319,44 @@ fn a_run_killed_after_each_checkpoint_ends_as_an_uninterrupted_one() {
     );
     assert_eq!(last.progress.items, run.progress.items);
 }
+
+#[test]
+fn a_scheduled_job_runs_from_its_input_and_stops_at_its_deadline() {
+    use wharf_core::jobs::Job;
+    use wharf_core::settings::GcSchedule;
+    let parse = |s: &str| serde_json::from_str::<Job>(s);
+    assert_eq!(parse(r#"{"job":"gc"}"#).expect("gc"), Job::Gc);
+    assert_eq!(
+        parse(r#"{"job":"advance"}"#).expect("advance"),
+        Job::Advance
+    );
+    assert_eq!(
+        parse(r#"{"job":"cleanup_uploads"}"#).expect("cleanup"),
+        Job::CleanupUploads
+    );
+    assert!(parse(r#"{"job":"nope"}"#).is_err());
+    assert!(parse(r#"{}"#).is_err());
+
+    let w = world();
+    w.env.now.store(T0 + 25 * HOUR, Ordering::SeqCst);
+    let reg = registry(&w.blobs, &w.meta, &w.env);
+    let schedule = GcSchedule {
+        every_ms: 24 * HOUR,
+        grace_ms: HOUR,
+        upload_max_age_ms: 24 * HOUR,
+    };
+    // Past its deadline: the run is queued, not advanced; the next invocation finishes it.
+    let now = T0 + 25 * HOUR;
+    let out = block_on(reg.run_job(Job::Gc, &schedule, now)).expect("job");
+    assert!(out["queued"].is_string(), "{out}");
+    assert_eq!(out["runs"], serde_json::json!([]), "{out}");
+    for d in &w.gone {
+        assert!(stored(&w.blobs, d), "nothing collected yet");
+    }
+    let out = block_on(reg.run_job(Job::Advance, &schedule, now + HOUR)).expect("job");
+    assert_eq!(out["runs"][0]["status"], "finished", "{out}");
+    assert_eq!(out["runs"][0]["totals"]["blobs"], 2, "{out}");
+    for d in &w.gone {
+        assert!(!stored(&w.blobs, d), "collected by the next invocation");
+    }
+}

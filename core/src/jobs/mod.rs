@@ -6,6 +6,20 @@
 
 pub mod gc;
 
+/// What a scheduler asks for: the input of the jobs Lambda's EventBridge schedules
+/// (`{"job":"gc"}`: Scheduler passes a target's input as it is, with no envelope), the
+/// Worker's cron, `wharf serve`'s timers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+#[serde(tag = "job", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Job {
+    /// Queue a garbage-collection run with the schedule's grace, and advance runs.
+    Gc,
+    /// Advance the runs queued through the API (and any left unfinished).
+    Advance,
+    /// Remove abandoned uploads.
+    CleanupUploads,
+}
+
 use crate::error::Result;
 use crate::ports::{BlobStore, Env, MetadataStore};
 

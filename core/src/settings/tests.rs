@@ -381,7 +381,10 @@ fn the_gc_schedule_defaults_to_daily_with_an_hour_of_grace() {
             upload_max_age_ms: 24 * 3_600_000,
         })
     );
-    let v = vars(&[("WHARF_GC_INTERVAL_HOURS", "0"), ("WHARF_GC_GRACE_SECS", "0")]);
+    let v = vars(&[
+        ("WHARF_GC_INTERVAL_HOURS", "0"),
+        ("WHARF_GC_GRACE_SECS", "0"),
+    ]);
     let s = v.gc_schedule().expect("schedule");
     assert_eq!((s.every_ms, s.grace_ms), (0, 0));
     let huge = vars(&[("WHARF_GC_INTERVAL_HOURS", "18446744073709551615")]);
