@@ -140,6 +140,54 @@ impl<S: Db> BlobRecords for D1Meta<S> {
     }
 }
 
+impl<S: Db> LinkCollection for D1Meta<S> {
+    /// One batch: the conditional update of the link's time, and a read of the link.
+    async fn touch_link(
+        &self,
+        repo: &str,
+        digest: &Digest,
+        at_ms: u64,
+    ) -> Result<bool, StoreError> {
+        let out = self
+            .db
+            .run(ledger::touch_link(repo, digest, at_ms)?)
+            .await?;
+        Ok(!sql::nth(&out, 1)?.rows.is_empty())
+    }
+
+    async fn unreferenced_links(
+        &self,
+        after: Option<&LinkCursor>,
+        limit: usize,
+    ) -> Result<Vec<UnreferencedLink>, StoreError> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let o = self.one(ledger::unreferenced_links(after, limit)?).await?;
+        o.rows.iter().map(ledger::decode_unreferenced).collect()
+    }
+
+    /// `unlink_blob`'s batch with every statement also conditioned on the link being
+    /// unreferenced and untouched since the cutoff: a manifest `PUT` or a touch committed
+    /// first leaves the link, and one committed after fails or finds it gone.
+    async fn collect_link(
+        &self,
+        repo: &str,
+        digest: &Digest,
+        untouched_since_ms: u64,
+        at_ms: u64,
+    ) -> Result<bool, StoreError> {
+        let how = ledger::Removal::Collect {
+            since: untouched_since_ms,
+        };
+        let out = self
+            .db
+            .run(ledger::remove_link(repo, digest, how, at_ms)?)
+            .await?;
+        Ok(out.last().is_some_and(|o| o.changes > 0))
+    }
+}
+
 impl<S: Db> Outbox for D1Meta<S> {
     async fn outbox_after(
         &self,
@@ -215,12 +263,19 @@ impl<S: Db> Backfill for D1Meta<S> {
     /// one batch that also moves the checkpoint: links, then manifests (an inline record's
     /// info is cut out by the query; one in parts costs a read of its parts). Two or three
     /// D1 calls a step, some five statements a row.
+    ///
+    /// A database done at an older version that D1's schema keeps everything of
+    /// ([`ledger::DONE_SINCE`]) is only marked at today's.
     async fn backfill_step(&self, budget: usize) -> Result<BackfillProgress, StoreError> {
         let state = self.one(ledger::backfill_state()).await?;
         let mut checkpoint = None;
         for row in &state.rows {
             match get_text(row, "k")?.as_str() {
                 "schema" if get_int(row, "n")? >= u64::from(SCHEMA_VERSION) => {
+                    return Ok(BackfillProgress::Done);
+                }
+                "schema" if get_int(row, "n")? >= u64::from(ledger::DONE_SINCE) => {
+                    self.db.run(ledger::finish_backfill()?).await?;
                     return Ok(BackfillProgress::Done);
                 }
                 "backfill" => checkpoint = opt_text(row, "v")?,

@@ -8,13 +8,18 @@
 //! The counted marks are the flags of `holds` (links) and a non-NULL `manifests.blobs`
 //! (manifests): live writes and the backfill run the same [`count_link`] and
 //! [`count_manifest`], which count only what is not marked, so nothing is counted twice.
+//!
+//! Link collection's work list (schema `0003_link_collection.sql`) is the partial index
+//! `links_unreferenced` on the links whose `refs` is 0: SQLite keeps it with every write of
+//! `refs`, so no statement here writes it.
 
 use crate::sql::{get_int, get_text, int, limit, opt_text, other, text};
 use crate::{Param, Row, Stmt};
 use wharf_core::model::manifest::ManifestInfo;
 use wharf_core::model::name::project_of;
 use wharf_core::ports::{
-    BlobRecord, BlobState, Change, LinkEntry, ManifestEntry, OutboxEntry, TagEntry, TagExpect,
+    BlobRecord, BlobState, Change, LINK_TOUCH_PRECISION_MS, LinkCursor, LinkEntry, ManifestEntry,
+    OutboxEntry, TagEntry, TagExpect, UnreferencedLink,
 };
 use wharf_core::{Digest, StoreError};
 
@@ -22,6 +27,12 @@ use wharf_core::{Digest, StoreError};
 pub(crate) const BLOB_GUARD: &str = "blob_is_being_deleted";
 /// The constraint a conditional tag write whose tag is not as expected violates.
 pub(crate) const TAG_GUARD: &str = "tag_is_not_as_expected";
+/// The constraint a link of a blob without a record violates.
+pub(crate) const RECORD_GUARD: &str = "blob_has_no_record";
+/// The constraint a manifest over a blob or child its repository lacks violates, and (the
+/// same column, so no schema of its own) an `unlink_blob` of a link a manifest references:
+/// that batch has no other guard, so there the constraint means only that.
+pub(crate) const REFERENCE_GUARD: &str = "reference_not_in_repository";
 
 /// A statement from SQL with named placeholders (`:name`, lowercase), numbered `?1, ?2, …`
 /// in order of first use, binding only the names the text uses (D1 takes numbered
@@ -92,6 +103,14 @@ pub(crate) fn refused(e: StoreError) -> StoreError {
     };
     if msg.contains(BLOB_GUARD) {
         StoreError::Precondition("a blob is being garbage-collected; upload it again".into())
+    } else if msg.contains(RECORD_GUARD) {
+        StoreError::Precondition(
+            "the blob has no record (it may have been garbage-collected); upload it again".into(),
+        )
+    } else if msg.contains(REFERENCE_GUARD) {
+        StoreError::Precondition(
+            "a blob or manifest the manifest references is not in the repository".into(),
+        )
     } else if msg.contains(TAG_GUARD) {
         StoreError::Precondition("a tag is not as expected".into())
     } else {
@@ -106,6 +125,62 @@ pub(crate) fn guard_blobs(list: &str) -> Result<Stmt, StoreError> {
          WHERE digest IN (SELECT value FROM json_each(:b)) AND state = 'deleting' LIMIT 1",
         &[("b", &text(list))],
     )
+}
+
+/// Fails the batch if `digest` has no record: garbage collection may have deleted its
+/// bytes, and `touch_blob` (which the core calls before it commits or mounts a blob) makes
+/// one, so a link is never made over bytes that may be gone.
+pub(crate) fn guard_recorded(digest: &Digest) -> Result<Stmt, StoreError> {
+    named(
+        "INSERT INTO guards (blob_recorded) SELECT 0 \
+         WHERE NOT EXISTS (SELECT 1 FROM blobs WHERE digest = :d)",
+        &[("d", &text(digest.to_string()))],
+    )
+}
+
+/// Fails the batch unless `repo` links every blob of `blobs` and holds every manifest of
+/// `children` (both [`digest_list`]s): checked in the manifest's own batch, so a link
+/// collected after the core's check fails the push instead of leaving it over nothing.
+pub(crate) fn guard_in_repository(
+    repo: &str,
+    blobs: &str,
+    children: &str,
+) -> Result<Stmt, StoreError> {
+    named(
+        "INSERT INTO guards (reference_present) SELECT 0 WHERE EXISTS \
+         (SELECT 1 FROM json_each(:b) AS j WHERE NOT EXISTS \
+         (SELECT 1 FROM links WHERE repo = :r AND digest = j.value)) \
+         OR EXISTS (SELECT 1 FROM json_each(:c) AS j WHERE NOT EXISTS \
+         (SELECT 1 FROM manifests WHERE repo = :r AND digest = j.value))",
+        &[
+            ("r", &text(repo)),
+            ("b", &text(blobs)),
+            ("c", &text(children)),
+        ],
+    )
+}
+
+/// Fails the batch if a manifest of `repo` references `digest` (its link's `refs` > 0): the
+/// blob DELETE API may not take such a link, which pushed again would come back with no
+/// references counted (`wharf_core::ledger::check_unlinkable`).
+pub(crate) fn guard_unreferenced(repo: &str, digest: &Digest) -> Result<Stmt, StoreError> {
+    named(
+        "INSERT INTO guards (reference_present) SELECT 0 FROM links \
+         WHERE repo = :r AND digest = :d AND refs > 0",
+        &[("r", &text(repo)), ("d", &text(digest.to_string()))],
+    )
+}
+
+/// What a refused `unlink_blob` means: its one guard is [`guard_unreferenced`]'s.
+pub(crate) fn refused_unlink(e: StoreError, repo: &str, digest: &Digest) -> StoreError {
+    match &e {
+        StoreError::Other(m) | StoreError::Unavailable(m) if m.contains(REFERENCE_GUARD) => {
+            StoreError::Precondition(format!(
+                "blob {digest} is referenced by a manifest of {repo}; delete it first"
+            ))
+        }
+        _ => e,
+    }
 }
 
 /// Fails the batch unless every tag of `tags` (of `repo`) is as expected: one statement
@@ -204,14 +279,65 @@ pub(crate) fn count_link(repo: &str, digest: &Digest, size: u64) -> Result<Vec<S
     .collect()
 }
 
-/// Before `repo`'s link row of `digest` is deleted: takes a counted link out of the blob
-/// record, the project's usage (its last repository linking the digest removes the size)
-/// and the reverse index.
-pub(crate) fn uncount_link(repo: &str, digest: &Digest) -> Result<Vec<Stmt>, StoreError> {
-    let (r, d, p) = (text(repo), text(digest.to_string()), text(project_of(repo)));
-    let ps: [(&str, &Param); 3] = [("r", &r), ("d", &d), ("p", &p)];
-    let counted = "EXISTS (SELECT 1 FROM links WHERE repo = :r AND digest = :d) \
-         AND EXISTS (SELECT 1 FROM holds WHERE digest = :d AND repo = :r AND linked = 1)";
+/// Which link [`remove_link`] removes: any (`unlink_blob`), or one `collect_link` may
+/// remove, unreferenced and not linked or touched after `since` (no time counts as older).
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Removal {
+    /// `unlink_blob`.
+    Unlink,
+    /// `collect_link`.
+    Collect {
+        /// Its `untouched_since_ms`.
+        since: u64,
+    },
+}
+
+impl Removal {
+    /// What the link row (`repo = :r AND digest = :d`) must be besides there, over `:since`.
+    fn row_filter(self) -> &'static str {
+        match self {
+            Removal::Unlink => "",
+            Removal::Collect { .. } => " AND refs = 0 AND coalesce(linked_ms, 0) <= :since",
+        }
+    }
+
+    /// The condition every statement of the removal is conditioned on: the link row is
+    /// there as [`Removal::row_filter`] wants it. The row is deleted last, so it holds
+    /// through the batch.
+    fn link_there(self) -> String {
+        format!(
+            "EXISTS (SELECT 1 FROM links WHERE repo = :r AND digest = :d{})",
+            self.row_filter()
+        )
+    }
+
+    fn since(self) -> Result<Param, StoreError> {
+        match self {
+            Removal::Unlink => Ok(Param::Null),
+            Removal::Collect { since } => int(since),
+        }
+    }
+}
+
+/// Before `repo`'s link row of `digest` is deleted (if `how` removes it): takes a counted
+/// link out of the blob record, the project's usage (its last repository linking the
+/// digest removes the size) and the reverse index.
+pub(crate) fn uncount_link(
+    repo: &str,
+    digest: &Digest,
+    how: Removal,
+) -> Result<Vec<Stmt>, StoreError> {
+    let (r, d, p, since) = (
+        text(repo),
+        text(digest.to_string()),
+        text(project_of(repo)),
+        how.since()?,
+    );
+    let ps: [(&str, &Param); 4] = [("r", &r), ("d", &d), ("p", &p), ("since", &since)];
+    let there = how.link_there();
+    let counted = format!(
+        "{there} AND EXISTS (SELECT 1 FROM holds WHERE digest = :d AND repo = :r AND linked = 1)"
+    );
     let record = "EXISTS (SELECT 1 FROM blobs WHERE digest = :d)";
     [
         format!(
@@ -228,7 +354,7 @@ pub(crate) fn uncount_link(repo: &str, digest: &Digest) -> Result<Vec<Stmt>, Sto
              AND {counted} AND {record}"
         ),
         format!("UPDATE blobs SET links = max(links - 1, 0) WHERE digest = :d AND {counted}"),
-        "UPDATE holds SET linked = 0 WHERE digest = :d AND repo = :r".to_owned(),
+        format!("UPDATE holds SET linked = 0 WHERE digest = :d AND repo = :r AND {there}"),
         "DELETE FROM holds WHERE digest = :d AND repo = :r AND linked = 0 AND manifest = 0"
             .to_owned(),
     ]
@@ -336,8 +462,9 @@ pub(crate) fn distinct_tags<'a>(tags: &[&'a str]) -> Vec<&'a str> {
 
 // ---- the batches of content writes -----------------------------------------------------
 
-/// `link_blob`: refused if the blob is being deleted; the catalog entry, the link (linked
-/// at `at_ms`), the record touched, the link counted if new, an outbox entry.
+/// `link_blob`: refused if the blob has no record or is being deleted; the catalog entry,
+/// the link (linked at `at_ms`), the record touched, the link counted if new, an outbox
+/// entry.
 pub(crate) fn link_blob(
     repo: &str,
     digest: &Digest,
@@ -345,6 +472,7 @@ pub(crate) fn link_blob(
     at_ms: u64,
 ) -> Result<Vec<Stmt>, StoreError> {
     let mut out = vec![
+        guard_recorded(digest)?,
         guard_blobs(&digest_list(std::slice::from_ref(digest))?)?,
         crate::sql::touch_repo(repo),
         crate::sql::link_blob(repo, digest, size, at_ms)?,
@@ -360,32 +488,42 @@ pub(crate) fn link_blob(
     Ok(out)
 }
 
-/// `unlink_blob`: the counters and the outbox entry only if the link is there, then the
-/// link, last (its change count says whether there was one).
-pub(crate) fn unlink_blob(
+/// `unlink_blob` and `collect_link`: to unlink, refused if a manifest of `repo` references
+/// the blob (collecting requires `refs` = 0 instead); the counters and the outbox entry
+/// only if the link is there (and, to collect, collectable), then the link, last (its
+/// change count says whether it was removed).
+pub(crate) fn remove_link(
     repo: &str,
     digest: &Digest,
+    how: Removal,
     at_ms: u64,
 ) -> Result<Vec<Stmt>, StoreError> {
-    let mut out = uncount_link(repo, digest)?;
+    let mut out = match how {
+        Removal::Unlink => vec![guard_unreferenced(repo, digest)?],
+        Removal::Collect { .. } => Vec::new(),
+    };
+    out.extend(uncount_link(repo, digest, how)?);
     let change = Change::BlobUnlinked {
         repository: repo.to_owned(),
         digest: digest.clone(),
     };
-    let (r, d) = (text(repo), text(digest.to_string()));
-    out.extend(outbox(
-        at_ms,
-        &change,
-        "EXISTS (SELECT 1 FROM links WHERE repo = :r AND digest = :d)",
-        &[("r", &r), ("d", &d)],
+    let (r, d, since) = (text(repo), text(digest.to_string()), how.since()?);
+    let ps: [(&str, &Param); 3] = [("r", &r), ("d", &d), ("since", &since)];
+    out.extend(outbox(at_ms, &change, &how.link_there(), &ps)?);
+    out.push(named(
+        &format!(
+            "DELETE FROM links WHERE repo = :r AND digest = :d{}",
+            how.row_filter()
+        ),
+        &ps,
     )?);
-    out.push(crate::sql::unlink_blob(repo, digest));
     Ok(out)
 }
 
 /// `put_manifest` (and its conditional form, with `expect`ed tags): refused if a tag is not
-/// as expected or a blob it references is being deleted; the content, the manifest counted
-/// if new, an outbox entry naming each tag once.
+/// as expected, a blob it references is being deleted or not linked into `repo`, or a child
+/// manifest is not in `repo`; the content, the manifest counted if new (so every blob it
+/// counts has its link row), an outbox entry naming each tag once.
 pub(crate) fn put_manifest(
     repo: &str,
     m: &wharf_core::ports::StoredManifest,
@@ -393,6 +531,13 @@ pub(crate) fn put_manifest(
     at_ms: u64,
 ) -> Result<Vec<Stmt>, StoreError> {
     let mut out = guard_tags(repo, tags)?;
+    if !m.info.blobs.is_empty() || !m.info.children.is_empty() {
+        out.push(guard_in_repository(
+            repo,
+            &digest_list(&m.info.blobs)?,
+            &digest_list(&m.info.children)?,
+        )?);
+    }
     if !m.info.blobs.is_empty() {
         out.push(guard_blobs(&digest_list(&m.info.blobs)?)?);
     }
@@ -553,6 +698,56 @@ pub(crate) fn forget_blob(digest: &Digest) -> Result<Stmt, StoreError> {
         "DELETE FROM blobs WHERE digest = :d AND state = 'deleting'",
         &[("d", &text(digest.to_string()))],
     )
+}
+
+// ---- link collection -------------------------------------------------------------------
+
+/// `touch_link`: the link's time moved to `at_ms` if it is staler than
+/// [`LINK_TOUCH_PRECISION_MS`] (so never back), and whether the link is there, in one
+/// batch: a `HEAD` costs one D1 call, and writes no row when the time is fresh.
+pub(crate) fn touch_link(repo: &str, digest: &Digest, at_ms: u64) -> Result<Vec<Stmt>, StoreError> {
+    let (r, d, at, p) = (
+        text(repo),
+        text(digest.to_string()),
+        int(at_ms)?,
+        int(LINK_TOUCH_PRECISION_MS)?,
+    );
+    let ps: [(&str, &Param); 4] = [("r", &r), ("d", &d), ("at", &at), ("p", &p)];
+    Ok(vec![
+        named(
+            "UPDATE links SET linked_ms = :at WHERE repo = :r AND digest = :d \
+             AND (linked_ms IS NULL OR linked_ms + :p < :at)",
+            &ps,
+        )?,
+        named(
+            "SELECT 1 AS x FROM links WHERE repo = :r AND digest = :d",
+            &ps,
+        )?,
+    ])
+}
+
+/// Unreferenced links after `after`: a range of the partial index `links_unreferenced`
+/// (no cursor starts after `('', '')`, which every key is above), so a listing reads the
+/// garbage, not the registry.
+pub(crate) fn unreferenced_links(after: Option<&LinkCursor>, n: usize) -> Result<Stmt, StoreError> {
+    let (r, d) = match after {
+        Some(c) => (text(c.repo.as_str()), text(c.digest.to_string())),
+        None => (text(""), text("")),
+    };
+    named(
+        "SELECT repo, digest, size, linked_ms FROM links \
+         WHERE refs = 0 AND (repo, digest) > (:r, :d) ORDER BY repo, digest LIMIT :n",
+        &[("r", &r), ("d", &d), ("n", &limit(n))],
+    )
+}
+
+pub(crate) fn decode_unreferenced(row: &Row) -> Result<UnreferencedLink, StoreError> {
+    Ok(UnreferencedLink {
+        repo: get_text(row, "repo")?,
+        digest: parse_digest(&get_text(row, "digest")?)?,
+        size: get_int(row, "size")?,
+        linked_ms: opt_int(row, "linked_ms")?,
+    })
 }
 
 // ---- the manifest index, the outbox, usage ---------------------------------------------
@@ -798,6 +993,13 @@ pub(crate) fn set_checkpoint(phase: &Phase) -> Result<Stmt, StoreError> {
         &[("v", &text(phase.checkpoint()))],
     )
 }
+
+/// The oldest schema version whose finished backfill left a database complete for today's:
+/// version 3 added only the partial index `links_unreferenced`, which SQLite builds over
+/// the rows there when `0003_link_collection.sql` creates it (`links.refs` is kept since
+/// 2). That migration marks such a database 3 itself; this covers one the previous code
+/// marked 2 after it (a backfill that finished between the migration and the deploy).
+pub(crate) const DONE_SINCE: u32 = 2;
 
 /// The backfill is done: the store is at [`wharf_core::ports::SCHEMA_VERSION`].
 pub(crate) fn finish_backfill() -> Result<Vec<Stmt>, StoreError> {

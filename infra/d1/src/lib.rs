@@ -9,7 +9,9 @@
 //! on the unlinked ones), `holds` (the reverse index, `(digest, repo)`), `project_blobs` and
 //! `usage`, `outbox`, `meta` (schema version, backfill checkpoint, outbox counter), `guards`
 //! (always empty: refusals), and columns for link, push and pull times, link references and
-//! the manifest index on `links`, `manifests` and `tags`.
+//! the manifest index on `links`, `manifests` and `tags`. `0003_link_collection.sql` (schema
+//! version 3): the partial index `links_unreferenced` (`WHERE refs = 0`), link collection's
+//! work list, which SQLite keeps itself, and two more refusals in `guards`.
 //!
 //! # One D1 call per method
 //!
@@ -21,12 +23,14 @@
 //! and a row: `Precondition`; no row: `NotFound`). A manifest GET by tag is one join, so a
 //! pull stays one read. Pages are `WHERE k > last ORDER BY k LIMIT n + 1`.
 //!
-//! The content writes (`link_blob`, `unlink_blob`, `put_manifest`, `delete_manifest`,
-//! `delete_tag`) keep the abilities' bookkeeping in the same batch, done by the statements
-//! themselves since nothing is read between them: conditions (`WHERE EXISTS …`) decide what
-//! the reference (`wharf_core::ledger`) decides from its entries, and a refusal (a blob
-//! being deleted, a tag not as expected) is a guard statement whose constraint fails the
-//! batch, so it leaves nothing (see `ledger.rs`). The backfill walks old rows by primary key
+//! The content writes (`link_blob`, `unlink_blob`, `collect_link`, `put_manifest`,
+//! `delete_manifest`, `delete_tag`) keep the abilities' bookkeeping in the same batch, done
+//! by the statements themselves since nothing is read between them: conditions (`WHERE
+//! EXISTS …`) decide what the reference (`wharf_core::ledger`) decides from its entries, and
+//! a refusal (a link of a blob without a record or being deleted, an unlink of a blob a
+//! manifest of the repository references, a manifest over what its repository does not
+//! hold, a tag not as expected) is a guard statement whose constraint fails the batch, so
+//! it leaves nothing (see `ledger.rs`). The backfill walks old rows by primary key
 //! from a checkpoint in `meta`, a few rows a step, with the same counting statements as
 //! live writes.
 //!
@@ -84,6 +88,10 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
     (
         "0002_ledger.sql",
         include_str!("../../../functions/worker/migrations/0002_ledger.sql"),
+    ),
+    (
+        "0003_link_collection.sql",
+        include_str!("../../../functions/worker/migrations/0003_link_collection.sql"),
     ),
 ];
 
@@ -234,8 +242,14 @@ impl<S: Db> MetadataStore for D1Meta<S> {
     ) -> Result<bool, StoreError> {
         let out = self
             .db
-            .run(ledger::unlink_blob(repo, digest, at_ms)?)
-            .await?;
+            .run(ledger::remove_link(
+                repo,
+                digest,
+                ledger::Removal::Unlink,
+                at_ms,
+            )?)
+            .await
+            .map_err(|e| ledger::refused_unlink(e, repo, digest))?;
         Ok(out.last().is_some_and(|o| o.changes > 0))
     }
 

@@ -148,13 +148,6 @@ pub(crate) fn link_blob(
     ))
 }
 
-pub(crate) fn unlink_blob(repo: &str, digest: &Digest) -> Stmt {
-    stmt(
-        "DELETE FROM links WHERE repo = ?1 AND digest = ?2",
-        vec![text(repo), text(digest.to_string())],
-    )
-}
-
 /// Where [`existing`] looks.
 #[derive(Clone, Copy, Debug)]
 pub(crate) enum Linked {

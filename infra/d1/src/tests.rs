@@ -158,13 +158,14 @@ fn migrations_split_into_statements() {
                 "CREATE INDEX ",
                 "ALTER TABLE ",
                 "INSERT INTO ",
+                "UPDATE ",
             ];
             assert!(known.iter().any(|k| s.starts_with(k)), "{name}: {s}");
             c.execute(s, []).expect(s);
         }
         counts.push(statements.len());
     }
-    assert_eq!(counts, [10, 17]);
+    assert_eq!(counts, [10, 17, 4]);
     let dir = concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/../../functions/worker/migrations"
@@ -183,7 +184,7 @@ fn missing_digests_in_chunks_of_99() {
     let (m, db) = store();
     let d = |i: u32| Digest::sha256_of(&i.to_be_bytes());
     for i in (0..250).step_by(3) {
-        block_on(m.link_blob("r", &d(i), 1, 0)).expect("link");
+        block_on(wharf_core::testing::link(&m, "r", &d(i), 1, 0)).expect("link");
     }
     let mut asked: Vec<Digest> = (0..250).map(d).collect();
     asked.push(d(1)); // duplicates count once in the query, and stay in the answer
@@ -214,6 +215,14 @@ fn missing_digests_in_chunks_of_99() {
 #[test]
 fn large_manifests_in_parts() {
     let (m, db) = store();
+    block_on(wharf_core::testing::link(
+        &m,
+        "r",
+        &Digest::sha256_of(b"a"),
+        1,
+        0,
+    ))
+    .expect("link");
     let base = test_manifest(&[Digest::sha256_of(b"a")], None, None);
     let padded = |fill: &str, total: usize| {
         let mut v: serde_json::Value = serde_json::from_slice(&base.bytes).expect("json");

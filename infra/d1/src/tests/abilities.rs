@@ -1,9 +1,10 @@
-//! Host tests of the optional abilities (schema 0002): the core's suites, the backfill of a
-//! database written by schema 0001, refused writes, and the query plans.
+//! Host tests of the optional abilities (schemas 0002 and 0003): the core's suites, the
+//! backfill of a database written by schema 0001, the upgrade of one at 0002, refused
+//! writes, and the query plans.
 
 use super::*;
 use wharf_core::ports::*;
-use wharf_core::testing::MemoryMetadata;
+use wharf_core::testing::{MemoryMetadata, link, test_index};
 
 const T0: u64 = 1_750_000_000_000;
 
@@ -19,7 +20,7 @@ fn capabilities_conformance() {
     assert_eq!(
         block_on(m.schema_version()).expect("version"),
         SCHEMA_VERSION,
-        "a database made at version 2 has nothing to backfill"
+        "a database made empty has nothing to backfill"
     );
     assert_eq!(
         block_on(m.backfill_step(1)).expect("backfill"),
@@ -61,9 +62,10 @@ fn dump(db: &Lite) -> Vec<String> {
 #[test]
 fn a_refused_write_leaves_nothing() {
     let (m, db) = store();
-    let (gone, kept) = (d("gone"), d("kept"));
+    let (gone, kept, loose) = (d("gone"), d("kept"), d("loose"));
     block_on(async {
-        m.link_blob("p/one", &kept, 1, T0).await.expect("link");
+        link(&m, "p/one", &kept, 1, T0).await.expect("link");
+        link(&m, "p/other", &loose, 2, T0).await.expect("link");
         m.touch_blob(&gone, 5, T0).await.expect("touch");
         assert!(m.mark_blob(&gone, T0, T0 + 1).await.expect("mark"));
         assert!(
@@ -83,6 +85,17 @@ fn a_refused_write_leaves_nothing() {
         precondition(m.link_blob("p/one", &gone, 5, T0 + 4).await);
         precondition(m.link_blob("p/new", &gone, 5, T0 + 4).await);
         precondition(m.touch_blob(&gone, 5, T0 + 4).await);
+        // No record: the bytes may be gone.
+        precondition(m.link_blob("p/one", &d("never"), 5, T0 + 4).await);
+        // A blob of another repository, a child that is not there.
+        let elsewhere = test_manifest(&[kept.clone(), loose.clone()], None, None);
+        precondition(m.put_manifest("p/one", &elsewhere, &["v2"], T0 + 4).await);
+        let index = test_index(&[img.info.digest.clone(), elsewhere.info.digest.clone()]);
+        precondition(m.put_manifest("p/one", &index, &["multi"], T0 + 4).await);
+        precondition(
+            m.put_manifest_expecting("p/one", &index, &[("multi", TagExpect::Absent)], T0 + 4)
+                .await,
+        );
         let over = test_manifest(&[kept.clone(), gone.clone()], None, None);
         precondition(m.put_manifest("p/one", &over, &["v2"], T0 + 4).await);
         precondition(m.put_manifest("p/new", &over, &[], T0 + 4).await);
@@ -116,10 +129,57 @@ fn a_refused_write_leaves_nothing() {
         );
         assert_eq!(
             db.calls().len(),
-            calls + 8,
+            calls + 12,
             "each refused write was one batch"
         );
         assert_eq!(dump(&db), before, "no row written, moved or removed");
+    });
+}
+
+/// `unlink_blob` of a link a manifest of its repository references (the blob DELETE API)
+/// is refused in its one batch, changing no row, and names the blob and the repository; the
+/// same blob's unreferenced link in another repository, or the link once the manifest is
+/// deleted, goes as before.
+#[test]
+fn unlinking_a_referenced_blob_leaves_nothing() {
+    let (m, db) = store();
+    let (a, b) = (d("a"), d("b"));
+    let img = test_manifest(&[a.clone(), b.clone()], None, None);
+    block_on(async {
+        link(&m, "p/one", &a, 3, T0).await.expect("link");
+        link(&m, "p/one", &b, 4, T0).await.expect("link");
+        link(&m, "p/two", &a, 3, T0).await.expect("link");
+        m.put_manifest("p/one", &img, &["v1"], T0 + 1)
+            .await
+            .expect("put");
+        let before = dump(&db);
+        let calls = db.calls().len();
+        for x in [&a, &b] {
+            match m.unlink_blob("p/one", x, T0 + 2).await {
+                Err(StoreError::Precondition(msg)) => {
+                    assert!(msg.contains(&x.to_string()), "{msg}");
+                    assert!(msg.contains("p/one"), "{msg}");
+                }
+                other => panic!("unlinking a referenced blob: {other:?}"),
+            }
+        }
+        assert_eq!(
+            db.calls().len(),
+            calls + 2,
+            "each refused unlink was one batch"
+        );
+        assert_eq!(dump(&db), before, "no row written, moved or removed");
+
+        assert!(m.unlink_blob("p/two", &a, T0 + 2).await.expect("unlink"));
+        assert!(
+            m.delete_manifest("p/one", &img.info.digest, T0 + 3)
+                .await
+                .expect("delete")
+        );
+        assert!(m.unlink_blob("p/one", &a, T0 + 4).await.expect("unlink"));
+        assert!(!m.unlink_blob("p/one", &a, T0 + 4).await.expect("gone"));
+        let r = m.blob_record(&a).await.expect("record").expect("kept");
+        assert_eq!((r.links, r.refs), (0, 0));
     });
 }
 
@@ -183,20 +243,14 @@ impl Three {
         self.old_db.migrate(1);
     }
 
+    /// Links as the core does (the record touched first); on `old` only `old_too`.
     async fn link(&self, repo: &str, digest: &Digest, size: u64, at: u64, old_too: bool) {
-        self.live
-            .link_blob(repo, digest, size, at)
+        link(&self.live, repo, digest, size, at)
             .await
             .expect("link");
-        self.mem
-            .link_blob(repo, digest, size, at)
-            .await
-            .expect("link");
+        link(&self.mem, repo, digest, size, at).await.expect("link");
         if old_too {
-            self.old
-                .link_blob(repo, digest, size, at)
-                .await
-                .expect("link");
+            link(&self.old, repo, digest, size, at).await.expect("link");
         }
     }
 
@@ -460,14 +514,243 @@ fn listings_and_writes_read_by_key_ranges() {
         ledger::note_pull("p/one", &x, 1).expect("stmt"),
     ];
     stmts.extend(ledger::link_blob("p/one", &x, 1, 2).expect("batch"));
-    stmts.extend(ledger::unlink_blob("p/one", &x, 2).expect("batch"));
+    stmts.extend(ledger::remove_link("p/one", &x, ledger::Removal::Unlink, 2).expect("batch"));
+    let collect = ledger::Removal::Collect { since: 1 };
+    stmts.extend(ledger::remove_link("p/one", &x, collect, 2).expect("batch"));
+    stmts.extend(ledger::touch_link("p/one", &x, 2).expect("batch"));
+    let cursor = LinkCursor {
+        repo: "p/one".into(),
+        digest: x.clone(),
+    };
+    stmts.push(ledger::unreferenced_links(Some(&cursor), 10).expect("stmt"));
+    stmts.push(ledger::unreferenced_links(None, 10).expect("stmt"));
     let tags = [("v1", TagExpect::Absent), ("v2", TagExpect::At(x.clone()))];
     stmts.extend(ledger::put_manifest("p/one", &img, &tags, 2).expect("batch"));
+    let index = test_index(std::slice::from_ref(&img.info.digest));
+    stmts.extend(ledger::put_manifest("p/one", &index, &[], 2).expect("batch"));
     stmts.extend(ledger::delete_manifest("p/one", &img.info.digest, 2).expect("batch"));
     stmts.extend(ledger::delete_tag("p/one", "v1", Some(&x), 2).expect("batch"));
     stmts.extend(ledger::clear_blob_mark(&x, 2).expect("batch"));
     stmts.extend(ledger::finish_backfill().expect("batch"));
     assert_no_scan(&db, &stmts);
+}
+
+/// The work list is read from the partial index alone: its size is the garbage's.
+#[test]
+fn unreferenced_links_read_the_partial_index() {
+    let (_, db) = store();
+    let cursor = LinkCursor {
+        repo: "p/one".into(),
+        digest: d("x"),
+    };
+    for after in [None, Some(&cursor)] {
+        let s = ledger::unreferenced_links(after, 10).expect("stmt");
+        let plan: Vec<String> = {
+            let mut st =
+                db.0.prepare(&format!("EXPLAIN QUERY PLAN {}", s.sql))
+                    .expect("plan");
+            let ps = s.params.iter().map(|p| match p {
+                Param::Text(t) => Value::Text(t.clone()),
+                Param::Int(n) => Value::Integer(*n),
+                Param::Null => Value::Null,
+            });
+            st.query_map(rusqlite::params_from_iter(ps), |r| r.get(3))
+                .expect("plan")
+                .collect::<Result<_, _>>()
+                .expect("plan")
+        };
+        assert_eq!(plan.len(), 1, "{plan:?}");
+        assert!(
+            plan[0].starts_with("SEARCH links USING INDEX links_unreferenced"),
+            "{plan:?}"
+        );
+    }
+}
+
+/// Replaces every row of `to` with those of `from`, in the columns `to`'s tables have (an
+/// older schema's: what that schema's code would have written for the same content).
+fn copy_rows(from: &Lite, to: &Lite) {
+    let tables: Vec<String> = {
+        let mut st =
+            to.0.prepare("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")
+                .expect("tables");
+        st.query_map([], |r| r.get(0))
+            .expect("tables")
+            .collect::<Result<_, _>>()
+            .expect("tables")
+    };
+    for t in tables {
+        let cols: Vec<String> = {
+            let mut st =
+                to.0.prepare(&format!("PRAGMA table_info({t})"))
+                    .expect("cols");
+            st.query_map([], |r| r.get(1))
+                .expect("cols")
+                .collect::<Result<_, _>>()
+                .expect("cols")
+        };
+        let cols = cols.join(", ");
+        to.0.execute(&format!("DELETE FROM {t}"), [])
+            .expect("delete");
+        let mut st = from
+            .0
+            .prepare(&format!("SELECT {cols} FROM {t}"))
+            .expect("select");
+        let n = st.column_count();
+        let rows: Vec<Vec<Value>> = st
+            .query_map([], |r| (0..n).map(|i| r.get::<_, Value>(i)).collect())
+            .expect("rows")
+            .collect::<Result<_, _>>()
+            .expect("rows");
+        let marks: Vec<String> = (1..=n).map(|i| format!("?{i}")).collect();
+        for row in rows {
+            to.0.execute(
+                &format!("INSERT INTO {t} ({cols}) VALUES ({})", marks.join(", ")),
+                rusqlite::params_from_iter(row),
+            )
+            .expect("insert");
+        }
+    }
+}
+
+async fn unreferenced<M: LinkCollection>(m: &M) -> Vec<(String, Digest, u64, Option<u64>)> {
+    m.unreferenced_links(None, 1000)
+        .await
+        .expect("unreferenced")
+        .into_iter()
+        .map(|l| (l.repo, l.digest, l.size, l.linked_ms))
+        .collect()
+}
+
+/// A database whose backfill was done at schema 2 is at 3 once `0003` is applied, with
+/// nothing to backfill: the partial index covers the links already there. One that the
+/// previous code marked 2 after the migration (its backfill finished in between) is
+/// marked 3 by one backfill step, which reads nothing else.
+#[test]
+fn a_database_done_at_schema_2_is_done_at_3() {
+    let (live, live_db) = store();
+    let [a, b, c] = ["a", "b", "c"].map(d);
+    let img = test_manifest(&[a.clone(), b.clone()], None, None);
+    block_on(async {
+        for x in [&a, &b, &c] {
+            link(&live, "p/one", x, 3, T0).await.expect("link");
+        }
+        link(&live, "p/two", &a, 3, T0 + 1).await.expect("link");
+        live.put_manifest("p/one", &img, &["v1"], T0 + 2)
+            .await
+            .expect("put");
+    });
+    let old_db = Lite::migrated(2);
+    copy_rows(&live_db, &old_db);
+    old_db
+        .0
+        .execute("UPDATE meta SET n = 2 WHERE k = 'schema'", [])
+        .expect("at 2");
+    let old = D1Meta::on(old_db.clone());
+    block_on(async {
+        assert_eq!(old.schema_version().await.expect("version"), 2);
+        old_db.migrate(2);
+        assert_eq!(old.schema_version().await.expect("version"), SCHEMA_VERSION);
+        let calls = old_db.calls().len();
+        assert_eq!(
+            old.backfill_step(1).await.expect("step"),
+            BackfillProgress::Done
+        );
+        assert_eq!(
+            old_db.calls()[calls..],
+            [1],
+            "nothing to backfill: one read"
+        );
+        assert_eq!(dump(&old_db), dump(&live_db), "the same rows as made at 3");
+        assert_eq!(
+            unreferenced(&old).await,
+            vec![
+                ("p/one".to_owned(), c.clone(), 3, Some(T0)),
+                ("p/two".to_owned(), a.clone(), 3, Some(T0 + 1)),
+            ]
+        );
+
+        old_db
+            .0
+            .execute("UPDATE meta SET n = 2 WHERE k = 'schema'", [])
+            .expect("marked 2 again");
+        assert_eq!(old.schema_version().await.expect("version"), 2);
+        let calls = old_db.calls().len();
+        assert_eq!(
+            old.backfill_step(1).await.expect("step"),
+            BackfillProgress::Done
+        );
+        assert_eq!(old_db.calls()[calls..], [1, 2], "a read, and the mark");
+        assert_eq!(old.schema_version().await.expect("version"), SCHEMA_VERSION);
+        assert!(
+            old.collect_link("p/one", &c, T0, T0 + 3)
+                .await
+                .expect("collect")
+        );
+    });
+}
+
+/// `collect_link` is `unlink_blob` on condition: refused, it changes no row; done, it
+/// leaves every row as `unlink_blob` leaves them (records, reverse index, usage, outbox),
+/// for a link from before link times too (no time: older than any cutoff).
+#[test]
+fn collect_link_is_unlink_blob_on_condition() {
+    let (one, one_db) = store();
+    let (two, two_db) = store();
+    let [a, b, c] = ["a", "b", "c"].map(d);
+    let img = test_manifest(std::slice::from_ref(&a), None, None);
+    block_on(async {
+        for m in [&one, &two] {
+            link(m, "p/one", &a, 3, T0).await.expect("link");
+            link(m, "p/one", &b, 4, T0).await.expect("link");
+            link(m, "p/two", &b, 4, T0).await.expect("link");
+            link(m, "p/one", &c, 5, T0 + 10 * 60_000)
+                .await
+                .expect("link");
+            m.put_manifest("p/one", &img, &["v1"], T0 + 1)
+                .await
+                .expect("put");
+        }
+        for db in [&one_db, &two_db] {
+            db.0.execute("UPDATE links SET linked_ms = NULL WHERE repo = 'p/two'", [])
+                .expect("a link from before link times");
+        }
+        let before = dump(&one_db);
+        let calls = one_db.calls().len();
+        let late = T0 + 20 * 60_000;
+        assert!(
+            !one.collect_link("p/one", &a, late, late)
+                .await
+                .expect("referenced")
+        );
+        assert!(
+            !one.collect_link("p/one", &c, T0, late)
+                .await
+                .expect("touched since")
+        );
+        assert!(
+            !one.collect_link("p/none", &c, late, late)
+                .await
+                .expect("no link")
+        );
+        assert_eq!(one_db.calls().len(), calls + 3, "one batch each");
+        assert_eq!(dump(&one_db), before, "a refused collection writes nothing");
+
+        for (repo, x, since) in [("p/one", &b, T0), ("p/two", &b, 0), ("p/one", &c, late)] {
+            assert!(
+                one.collect_link(repo, x, since, late)
+                    .await
+                    .expect("collect")
+            );
+            assert!(two.unlink_blob(repo, x, late).await.expect("unlink"));
+            assert_eq!(dump(&one_db), dump(&two_db), "{repo} {x}");
+        }
+        let r = one.blob_record(&b).await.expect("record").expect("kept");
+        assert_eq!(r.links, 0);
+        let unlinked = one.unlinked_blobs(None, 10).await.expect("unlinked");
+        assert!(unlinked.iter().any(|r| r.digest == b), "{unlinked:?}");
+        assert_eq!(one.project_usage("p").await.expect("usage").bytes, 3);
+    });
 }
 
 #[test]
