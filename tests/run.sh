@@ -29,12 +29,12 @@ if ! bash tests/install-deps.sh; then
 fi
 
 step "build (the ci profile: release code, no LTO)"
-if ! cargo build --profile ci -p wharf -p wharf-lambda-api >"$LOGS/build.log" 2>&1; then
+if ! cargo build --profile ci -p wharf -p wharf-lambda-api -p wharf-lambda-jobs >"$LOGS/build.log" 2>&1; then
   tail -40 "$LOGS/build.log"
   echo "0 passed, 1 failed"
   exit 1
 fi
-export WHARF_BIN=$ROOT/target/ci/wharf LAMBDA_BIN=$ROOT/target/ci/wharf-lambda-api
+export WHARF_BIN=$ROOT/target/ci/wharf LAMBDA_BIN=$ROOT/target/ci/wharf-lambda-api JOBS_BIN=$ROOT/target/ci/wharf-lambda-jobs
 # The AWS adapter tests need moto and s3s-fs (installed above): missing ones fail, not skip.
 export WHARF_REQUIRE_TOOLS=1
 
@@ -60,7 +60,7 @@ else
   tail -30 "$LOGS/worker-build.log"; add "Worker build" 0 1
 fi
 
-for suite in docker skopeo podman oras tls auth aws worker; do
+for suite in docker gc skopeo podman oras tls auth aws aws_gc worker; do
   step "e2e: $suite"
   out="$LOGS/e2e-$suite.out"
   timeout 900 bash "tests/e2e/$suite.sh" >"$out" 2>&1

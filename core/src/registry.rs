@@ -321,7 +321,10 @@ impl<B: BlobStore, M: CollectableMeta, E: Env> Registry<B, M, E> {
                 })
             })
             .collect();
-        Ok(serde_json::json!({ "job": job, "queued": queued, "runs": runs }))
+        let out_of_time = self.env.now_ms() >= deadline_ms;
+        Ok(serde_json::json!({
+            "job": job, "queued": queued, "runs": runs, "out_of_time": out_of_time
+        }))
     }
 
     /// Runs garbage collection now to its end, in steps of `step_budget` calls (a one-off

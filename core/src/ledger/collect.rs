@@ -159,3 +159,16 @@ pub fn forget_blob(kv: &mut impl Kv, digest: &Digest) -> Result<bool, StoreError
     kv.delete(&unlinked_key(digest))?;
     Ok(true)
 }
+
+/// Checks that `unlink_blob` (the blob `DELETE` API) may remove the link: `Precondition`
+/// while a manifest of `repo` references it. Otherwise a link pushed again later would come
+/// back with no references counted, and collection would take a blob a manifest needs.
+pub fn check_unlinkable(kv: &mut impl Kv, repo: &str, digest: &Digest) -> Result<(), StoreError> {
+    match get_json::<LinkDoc>(kv, &link_key(repo, digest))? {
+        Some(l) if l.refs > 0 => Err(StoreError::Precondition(format!(
+            "blob {digest} is referenced by {} manifest(s) of {repo}; delete them first",
+            l.refs
+        ))),
+        _ => Ok(()),
+    }
+}

@@ -90,11 +90,15 @@ impl<B: BlobStore, M: ServingMeta, E: Env> Oci<'_, B, M, E> {
     pub(super) async fn delete_blob(&self, name: &str, digest: &str) -> Resp<B> {
         check_delete(self.settings.delete_enabled)?;
         let digest: Digest = digest.parse()?;
-        if !self
+        let unlinked = self
             .meta
             .unlink_blob(name, &digest, self.env.now_ms())
-            .await?
-        {
+            .await
+            .map_err(|e| match e {
+                StoreError::Precondition(m) => RegistryError::new(ErrorCode::Denied, m),
+                e => e.into(),
+            })?;
+        if !unlinked {
             return Err(blob_unknown(&digest));
         }
         self.gate.events.emit(Event::BlobUnlinked {

@@ -58,8 +58,10 @@ pub trait LinkCollection {
     async fn touch_link(&self, repo: &str, digest: &Digest, at_ms: u64)
     -> Result<bool, StoreError>;
     /// Links that no manifest of their repository references, after `after`, at most
-    /// `limit`, in (repository, digest) order. Reading it costs what the garbage (and the
-    /// pushes in flight) is, not what the registry holds.
+    /// `limit`, by repository then digest in the store's own key order (which paging
+    /// follows; a name and its extensions, `a` and `a/b`, may come either way round).
+    /// Reading it costs what the garbage (and the pushes in flight) is, not what the
+    /// registry holds.
     async fn unreferenced_links(
         &self,
         after: Option<&LinkCursor>,

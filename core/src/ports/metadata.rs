@@ -78,7 +78,9 @@ pub trait MetadataStore {
         size: u64,
         at_ms: u64,
     ) -> Result<(), StoreError>;
-    /// Removes the link; false if there was none.
+    /// Removes the link; false if there was none. Stores that keep references
+    /// ([`crate::ports::LinkCollection`]) refuse with `Precondition` while a manifest of
+    /// `repo` references the blob: delete the manifest first.
     async fn unlink_blob(
         &self,
         repo: &str,

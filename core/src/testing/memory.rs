@@ -352,6 +352,7 @@ impl MetadataStore for MemoryMetadata {
         at_ms: u64,
     ) -> Result<bool, StoreError> {
         let mut s = lock(&self.0);
+        ledger::check_unlinkable(&mut s.ledger, repo, digest)?;
         if s.links.remove(&(repo.to_owned(), digest.clone())).is_none() {
             return Ok(false);
         }

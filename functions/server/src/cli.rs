@@ -1,4 +1,4 @@
-//! `wharf user|project|member|robot|audit …`: the management API from the command line.
+//! `wharf user|project|member|robot|audit|gc …`: the management API from the command line.
 
 use clap::{Args, Subcommand};
 use serde_json::{Value, json};
@@ -37,6 +37,9 @@ pub enum AdminCommand {
     /// Robot accounts.
     #[command(subcommand)]
     Robot(RobotCmd),
+    /// Garbage collection: run it (through the server, which holds the store), read runs.
+    #[command(subcommand)]
+    Gc(GcCmd),
     /// Read the audit log.
     Audit {
         /// Only this project.
@@ -121,6 +124,120 @@ pub enum MemberCmd {
     List { project: String },
     /// Remove a member.
     Remove { project: String, user: String },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum GcCmd {
+    /// Queue a run, wait for it, and print what it collected and why (exits non-zero if
+    /// the run failed).
+    Run {
+        /// Decide and report; delete nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Keep whatever was pushed, mounted, linked or HEAD-checked more recently than
+        /// this (e.g. 1h, 30m, 0s).
+        #[arg(long, default_value = "1h", value_parser = parse_duration)]
+        grace: u64,
+        /// Uploads not written to for this long are abandoned.
+        #[arg(long, default_value = "24h", value_parser = parse_duration)]
+        upload_max_age: u64,
+        /// Give up waiting after this long (the run goes on in the server).
+        #[arg(long, default_value = "1h", value_parser = parse_duration)]
+        wait: u64,
+        /// Print the run's record as JSON instead of a report.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List past and current runs, oldest first.
+    History {
+        /// At most this many.
+        #[arg(long, default_value_t = 20)]
+        limit: u32,
+    },
+    /// Print one run's record.
+    Show { id: String },
+}
+
+/// A duration as `90`, `90s`, `15m`, `2h` or `7d`, in seconds.
+fn parse_duration(s: &str) -> Result<u64, String> {
+    let (n, unit) = match s.find(|c: char| !c.is_ascii_digit()) {
+        Some(i) => s.split_at(i),
+        None => (s, "s"),
+    };
+    let n: u64 = n
+        .parse()
+        .map_err(|_| format!("{s:?} is not a duration like 90s, 15m, 2h"))?;
+    let mul = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        _ => return Err(format!("{s:?}: the unit is one of s, m, h, d")),
+    };
+    n.checked_mul(mul)
+        .ok_or_else(|| format!("{s:?} is too long"))
+}
+
+/// Queues a run and polls it until it ends; prints the report.
+fn gc_run(conn: &Conn, body: Value, wait_secs: u64, json_out: bool) -> Result<(), String> {
+    let run = call(conn, "POST", "gc", Some(body))?;
+    let id = run["id"]
+        .as_str()
+        .ok_or("the server answered without a run id")?
+        .to_owned();
+    eprintln!("garbage collection run {id} queued");
+    let start = std::time::Instant::now();
+    let run = loop {
+        let run = call(conn, "GET", &format!("gc/{}", enc(&id)), None)?;
+        if run["finished_ms"].is_u64() {
+            break run;
+        }
+        if start.elapsed().as_secs() > wait_secs {
+            return Err(format!(
+                "run {id} has not finished after {wait_secs} s; it goes on in the server (wharf gc show {id})"
+            ));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(300));
+    };
+    if json_out {
+        println!("{}", serde_json::to_string_pretty(&run).unwrap_or_default());
+    } else {
+        let dry = run["progress"]["options"]["dry_run"].as_bool() == Some(true);
+        let verb = if dry { "would collect" } else { "collected" };
+        for item in run["progress"]["items"].as_array().into_iter().flatten() {
+            let repo = item["repository"]
+                .as_str()
+                .map(|r| format!(" in {r}"))
+                .unwrap_or_default();
+            println!(
+                "{verb} {} {}{repo} ({} bytes): {}",
+                item["kind"].as_str().unwrap_or("?"),
+                item["name"].as_str().unwrap_or("?"),
+                item["bytes"],
+                item["reason"].as_str().unwrap_or("")
+            );
+        }
+        let t = &run["progress"]["totals"];
+        println!(
+            "{}: {} links, {} uploads, {} blobs ({} bytes) {verb}; {} kept; {} metadata calls, {} blob store calls",
+            run["status"].as_str().unwrap_or("?"),
+            t["links"],
+            t["uploads"],
+            t["blobs"],
+            t["bytes"],
+            t["kept"],
+            t["metadata_calls"],
+            t["blob_calls"]
+        );
+    }
+    if run["status"] == "finished" {
+        Ok(())
+    } else {
+        Err(format!(
+            "run {id} failed: {}",
+            run["error"].as_str().unwrap_or("no reason given")
+        ))
+    }
 }
 
 #[derive(Subcommand, Debug)]
@@ -292,6 +409,18 @@ pub fn run(conn: Conn, cmd: AdminCommand) -> Result<(), String> {
         Robot(RobotCmd::Delete { name }) => {
             call(&conn, "DELETE", &format!("robots/{}", enc(&name)), None)?
         }
+        Gc(GcCmd::Run {
+            dry_run,
+            grace,
+            upload_max_age,
+            wait,
+            json,
+        }) => {
+            let body = json!({"dry_run": dry_run, "grace_secs": grace, "upload_max_age_secs": upload_max_age});
+            return gc_run(&conn, body, wait, json);
+        }
+        Gc(GcCmd::History { limit }) => call(&conn, "GET", &format!("gc?limit={limit}"), None)?,
+        Gc(GcCmd::Show { id }) => call(&conn, "GET", &format!("gc/{}", enc(&id)), None)?,
         Audit {
             project,
             actor,
@@ -313,6 +442,18 @@ pub fn run(conn: Conn, cmd: AdminCommand) -> Result<(), String> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn durations() {
+        use super::parse_duration as p;
+        assert_eq!(p("0s"), Ok(0));
+        assert_eq!(p("90"), Ok(90));
+        assert_eq!(p("15m"), Ok(900));
+        assert_eq!(p("2h"), Ok(7200));
+        assert_eq!(p("7d"), Ok(604_800));
+        assert!(p("1w").is_err() && p("h").is_err() && p("").is_err());
+        assert!(p("99999999999999999999d").is_err());
+    }
+
     #[test]
     fn base64() {
         assert_eq!(super::base64_encode(b"admin:pw"), "YWRtaW46cHc=");

@@ -46,6 +46,12 @@ pub struct ServeArgs {
     /// Uploads idle this many hours are removed [default: 24].
     #[arg(long, env = "WHARF_UPLOAD_MAX_AGE_HOURS")]
     pub upload_max_age_hours: Option<u64>,
+    /// Hours between scheduled garbage collections; 0 turns them off [default: 24].
+    #[arg(long, env = "WHARF_GC_INTERVAL_HOURS")]
+    pub gc_interval_hours: Option<u64>,
+    /// Grace period of scheduled garbage collections, in seconds [default: 3600].
+    #[arg(long, env = "WHARF_GC_GRACE_SECS")]
+    pub gc_grace_secs: Option<u64>,
     /// Seconds to let in-flight requests finish on shutdown [default: 30].
     #[arg(long, env = "WHARF_SHUTDOWN_GRACE_SECS")]
     pub shutdown_grace_secs: Option<u64>,
@@ -119,6 +125,8 @@ struct FileConfig {
     log_format: Option<String>,
     disable_delete: Option<bool>,
     upload_max_age_hours: Option<u64>,
+    gc_interval_hours: Option<u64>,
+    gc_grace_secs: Option<u64>,
     shutdown_grace_secs: Option<u64>,
     auth: Option<String>,
     token_keys: Option<Vec<PathBuf>>,
@@ -143,6 +151,8 @@ pub struct Settings {
     pub tls: Option<(PathBuf, PathBuf)>,
     pub json_logs: bool,
     pub upload_max_age_hours: u64,
+    /// Scheduled garbage collection.
+    pub gc: wharf_core::settings::GcSchedule,
     pub shutdown_grace_secs: u64,
     pub token_keys: Vec<PathBuf>,
     pub backend: Backend,
@@ -265,6 +275,16 @@ impl ServeArgs {
                 "--upload-max-age-hours",
                 num(self.upload_max_age_hours.or(file.upload_max_age_hours)),
             ),
+            (
+                var::GC_INTERVAL_HOURS,
+                "--gc-interval-hours",
+                num(self.gc_interval_hours.or(file.gc_interval_hours)),
+            ),
+            (
+                var::GC_GRACE_SECS,
+                "--gc-grace-secs",
+                num(self.gc_grace_secs.or(file.gc_grace_secs)),
+            ),
             (var::AUTH, "--auth", self.auth.or(file.auth)),
             (
                 var::TOKEN_TTL_SECS,
@@ -319,6 +339,7 @@ impl ServeArgs {
             origin: vars.origin(RequestOrigin::Direct { tls: tls.is_some() }),
             trusted_proxies: vars.trusted_proxies().map_err(named)?,
             upload_max_age_hours: vars.upload_max_age_hours().map_err(named)?,
+            gc: vars.gc_schedule().map_err(named)?,
             token_keys: self.token_keys.or(file.token_keys).unwrap_or_default(),
             listen: self
                 .listen

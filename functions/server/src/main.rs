@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 use wharf_aws_stack::{AwsSettings, AwsStores};
 use wharf_core::auth::{Keys, TokenService};
 use wharf_core::http::{ClientAddr, OriginRule, TrustedProxies};
+use wharf_core::runs::GcOptions;
 use wharf_core::settings::Vars;
 use wharf_core::{Registry, ports::DocumentStore};
 use wharf_dynamodb::DynamoMetadata;
@@ -73,6 +74,10 @@ type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 trait App: Send + Sync + 'static {
     fn call(&self, req: Request) -> BoxFuture<'_, Response>;
     fn cleanup_uploads(&self, max_age_ms: u64) -> BoxFuture<'_, Result<usize, String>>;
+    /// Advances unfinished garbage-collection runs; how many it advanced.
+    fn advance_gc(&self, budget: u64) -> BoxFuture<'_, Result<usize, String>>;
+    /// Queues a scheduled garbage-collection run.
+    fn queue_gc(&self, options: GcOptions) -> BoxFuture<'_, Result<String, String>>;
     fn flush(&self) -> BoxFuture<'_, ()>;
     fn backfill(&self) -> BoxFuture<'_, Result<(), String>>;
 }
@@ -115,6 +120,22 @@ macro_rules! app_for {
                         .map_err(|e| e.message)
                 })
             }
+            fn advance_gc(&self, budget: u64) -> BoxFuture<'_, Result<usize, String>> {
+                Box::pin(async move {
+                    Registry::advance_gc(self, budget)
+                        .await
+                        .map(|runs| runs.iter().filter(|r| r.error.is_none()).count())
+                        .map_err(|e| e.message)
+                })
+            }
+            fn queue_gc(&self, options: GcOptions) -> BoxFuture<'_, Result<String, String>> {
+                Box::pin(async move {
+                    Registry::queue_gc(self, options, "scheduler")
+                        .await
+                        .map(|run| run.id)
+                        .map_err(|e| e.message)
+                })
+            }
             fn backfill(&self) -> BoxFuture<'_, Result<(), String>> {
                 self.meta.run_backfill()
             }
@@ -133,6 +154,8 @@ app_for!(S3BlobStore, DynamoMetadata);
 
 struct AppState {
     app: Box<dyn App>,
+    /// Wakes the garbage-collection runner when the API queued a run.
+    gc_queued: tokio::sync::Notify,
     origin: OriginRule,
     limits: Limits,
     trusted_proxies: TrustedProxies,
@@ -208,7 +231,7 @@ async fn registry<B, M>(
 ) -> Result<Registry<B, M, SystemEnv>, String>
 where
     B: wharf_core::BlobStore,
-    M: wharf_core::MetadataStore + DocumentStore + wharf_core::ports::PullTimes,
+    M: wharf_core::ports::ServingMeta,
 {
     let mut registry = Registry::new(blobs, meta, SystemEnv, s.config.clone());
     if let Some(settings) = &s.tokens {
@@ -262,6 +285,7 @@ async fn run(s: Settings) -> Result<(), String> {
     let (app, aws) = build_app(&s).await?;
     let state = Arc::new(AppState {
         app,
+        gc_queued: tokio::sync::Notify::new(),
         origin: s.origin.clone(),
         limits: s.limits,
         trusted_proxies: s.trusted_proxies.clone(),
@@ -269,6 +293,10 @@ async fn run(s: Settings) -> Result<(), String> {
     // The first sweep is part of start-up, then one every ten minutes.
     sweep_uploads(&state, s.upload_max_age_hours).await;
     tokio::spawn(upload_cleanup(state.clone(), s.upload_max_age_hours));
+    tokio::spawn(gc_runner(state.clone()));
+    if s.gc.every_ms > 0 {
+        tokio::spawn(gc_schedule(state.clone(), s.gc));
+    }
     // Content written before this version gets its records in the background; garbage
     // collection will wait for it.
     let b = state.clone();
@@ -363,6 +391,12 @@ async fn handle(
     let body = Retained::new(body, state.limits.body_idle_timeout);
     let req = Request::from_parts(parts, axum::body::Body::new(body.clone()));
     let mut resp = state.app.call(req).await;
+    if method == http::Method::POST
+        && path.trim_end_matches('/') == "/api/v1/gc"
+        && resp.status() == http::StatusCode::ACCEPTED
+    {
+        state.gc_queued.notify_one();
+    }
     if resp.status().is_client_error() || resp.status().is_server_error() {
         // hyper closes a connection whose request body was dropped unread, under a client
         // still sending it (one that ignores `Expect`): read the rest, bounded, so the
@@ -425,5 +459,52 @@ async fn sweep_uploads(state: &AppState, max_age_hours: u64) {
         Ok(0) => {}
         Ok(n) => tracing::info!(removed = n, "stale uploads removed"),
         Err(e) => tracing::warn!(error = %e, "upload cleanup failed"),
+    }
+}
+
+/// Advances queued and unfinished garbage-collection runs (the API's and the schedule's),
+/// a bounded step every two seconds: a run is stored, so a restart resumes it here.
+async fn gc_runner(state: Arc<AppState>) {
+    const EVERY: Duration = Duration::from_secs(2);
+    /// Store calls per step: a few seconds of work on the embedded store.
+    const BUDGET: u64 = 20_000;
+    let mut tick = tokio::time::interval(EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = state.gc_queued.notified() => {}
+        }
+        // Work left after a step: go on at once rather than wait for the tick (bounded, so
+        // a store that keeps failing is retried at the next tick, not in a hot loop).
+        for _ in 0..100 {
+            match state.app.advance_gc(BUDGET).await {
+                Ok(0) => break,
+                Ok(_) => tokio::task::yield_now().await,
+                Err(e) => {
+                    tracing::warn!(error = %e, "garbage collection step failed");
+                    break;
+                }
+            }
+        }
+    }
+}
+
+/// Queues a garbage-collection run every `schedule.every_ms` (the first one interval after
+/// start).
+async fn gc_schedule(state: Arc<AppState>, schedule: wharf_core::settings::GcSchedule) {
+    let every = Duration::from_millis(schedule.every_ms);
+    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+    loop {
+        tick.tick().await;
+        let options = GcOptions {
+            grace_ms: schedule.grace_ms,
+            upload_max_age_ms: schedule.upload_max_age_ms,
+            dry_run: false,
+        };
+        match state.app.queue_gc(options).await {
+            Ok(id) => tracing::info!(run = %id, "scheduled garbage collection queued"),
+            Err(e) => tracing::warn!(error = %e, "could not queue scheduled garbage collection"),
+        }
     }
 }

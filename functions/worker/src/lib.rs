@@ -21,6 +21,7 @@
 //! | `WHARF_MAX_BODY_BYTES` | largest request body (default 104857600, the Free/Pro plans' limit) |
 //! | `WHARF_UPLOAD_URL`, `WHARF_UPLOAD_SECRET` | an upload front and the secret shared with it, as on the Lambda (default none) |
 //! | `WHARF_UPLOAD_MAX_AGE_HOURS` | the cron job removes uploads idle this long (default 24) |
+//! | `WHARF_GC_INTERVAL_HOURS`, `WHARF_GC_GRACE_SECS` | the cron queues a garbage collection this often, with this grace (defaults 24, 3600; 0 hours: none); each tick advances the runs queued |
 //! | `WHARF_DISABLE_DELETE` | `true` refuses DELETEs |
 //! | `WHARF_BASE_URL` | public URL, when the request URL is not it |
 //! | `WHARF_R2_PREFIX` | key prefix inside the bucket (default none) |
@@ -84,6 +85,8 @@ struct Isolate {
     mode: Mode,
     origin: OriginRule,
     upload_max_age_ms: u64,
+    /// Scheduled garbage collection.
+    gc: wharf_core::settings::GcSchedule,
 }
 
 thread_local! {
@@ -112,6 +115,12 @@ async fn build(env: &Env) -> Result<Isolate, String> {
             mode: Mode::Front(app),
             origin,
             upload_max_age_ms: 0,
+            // A front collects nothing: the deployment's own jobs do.
+            gc: wharf_core::settings::GcSchedule {
+                every_ms: 0,
+                grace_ms: 0,
+                upload_max_age_ms: 0,
+            },
         });
     }
     let bucket = env
@@ -153,6 +162,7 @@ async fn build(env: &Env) -> Result<Isolate, String> {
         mode: Mode::Edge(app),
         origin,
         upload_max_age_ms: vars.upload_max_age_hours()? * 3_600_000,
+        gc: vars.gc_schedule()?,
     })
 }
 
@@ -333,6 +343,19 @@ async fn scheduled(event: worker::ScheduledEvent, env: Env, _ctx: worker::Schedu
             tracing::error!(cron = %event.cron(), error = %e.message, "upload cleanup failed")
         }
     }
+    // Garbage collection: a scheduled run when one is due, and a bounded step of the runs
+    // queued (by the schedule or the API); each run continues from its checkpoint at the
+    // next tick.
+    match app.gc_tick(&isolate.gc, GC_CALLS_PER_RUN).await {
+        Ok(runs) => {
+            for r in runs {
+                tracing::info!(cron = %event.cron(), run = %r.id, status = ?r.status, "garbage collection step");
+            }
+        }
+        Err(e) => {
+            tracing::error!(cron = %event.cron(), error = %e.message, "garbage collection failed")
+        }
+    }
     // Content written before this version gets its records, a bounded step per run (each
     // step is a few subrequests); garbage collection will wait for it.
     use wharf_core::ports::{Backfill, BackfillProgress};
@@ -347,6 +370,10 @@ async fn scheduled(event: worker::ScheduledEvent, env: Env, _ctx: worker::Schedu
         }
     }
 }
+
+/// Store calls a cron run's garbage-collection step makes, about: with the upload cleanup
+/// and the backfill steps, inside an invocation's 1,000 subrequests.
+const GC_CALLS_PER_RUN: u64 = 150;
 
 /// Backfill steps one cron run makes at most, and rows each step counts: about 3 D1 calls
 /// a step, well inside an invocation's subrequests beside the upload cleanup.

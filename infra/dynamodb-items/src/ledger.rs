@@ -19,13 +19,18 @@
 //! | outbox entry, 4 shards | `OUTBOX#<0-3>` | `<at_ms:016>-<16 random hex>` | `v` (the entry, JSON) |
 //! | schema version, backfill checkpoint | `META` | `SCHEMA`, `BACKFILL` | `version`; `cp` |
 //!
-//! Link items gain `linked` and `refs`, manifest items `mt`, `size`, `pushed` and `counted`
-//! (its references are in the counters), tag items `pushed`.
+//! Link items gain `linked` and `refs`, and while `refs` = 0 (no manifest of the repository
+//! references them) the unreferenced-link work list: `gsi1pk` = `UNREFERENCED#<first hex
+//! char of the digest>`, `gsi1sk` = `<repo>#<digest>` ([`lists`] reads it). Manifest items
+//! gain `mt`, `size`, `pushed` and `counted` (its references are in the counters), tag items
+//! `pushed`.
+
+pub mod lists;
 
 use crate::{Attr, Item, get_n, get_s, key, repo_pk};
 use std::collections::BTreeMap;
 use wharf_core::model::name::project_of;
-use wharf_core::ports::{BlobRecord, BlobState, Change, OutboxEntry};
+use wharf_core::ports::{BlobRecord, BlobState, Change, Cleared, OutboxEntry};
 use wharf_core::{Digest, StoreError};
 
 /// Reads-then-writes a content write tries before giving up: each attempt reads what it
@@ -161,17 +166,13 @@ impl Write {
     }
 }
 
-/// One transaction item in DynamoDB's JSON form (`{"Put": {…}}` …) for table `table`.
-pub fn write_json(w: &Write, table: &str) -> serde_json::Value {
-    use serde_json::{Value, json};
-    let (kind, mut body) = match &w.op {
-        Op::Put(item) => ("Put", json!({ "Item": crate::to_json(item) })),
-        Op::Update { key, expr } => (
-            "Update",
-            json!({ "Key": crate::to_json(key), "UpdateExpression": expr }),
-        ),
-        Op::Delete(key) => ("Delete", json!({ "Key": crate::to_json(key) })),
-        Op::Check(key) => ("ConditionCheck", json!({ "Key": crate::to_json(key) })),
+/// The request body of `w` alone (table, key or item, expressions), without its kind.
+fn body_json(w: &Write, table: &str) -> serde_json::Value {
+    use serde_json::json;
+    let mut body = match &w.op {
+        Op::Put(item) => json!({ "Item": crate::to_json(item) }),
+        Op::Update { key, expr } => json!({ "Key": crate::to_json(key), "UpdateExpression": expr }),
+        Op::Delete(key) | Op::Check(key) => json!({ "Key": crate::to_json(key) }),
     };
     body["TableName"] = json!(table);
     if let Some(c) = &w.cond {
@@ -185,9 +186,33 @@ pub fn write_json(w: &Write, table: &str) -> serde_json::Value {
     if !values.is_empty() {
         body["ExpressionAttributeValues"] = crate::to_json(&values);
     }
+    body
+}
+
+/// One transaction item in DynamoDB's JSON form (`{"Put": {…}}` …) for table `table`.
+pub fn write_json(w: &Write, table: &str) -> serde_json::Value {
+    let kind = match &w.op {
+        Op::Put(_) => "Put",
+        Op::Update { .. } => "Update",
+        Op::Delete(_) => "Delete",
+        Op::Check(_) => "ConditionCheck",
+    };
     let mut out = serde_json::Map::new();
-    out.insert(kind.to_owned(), body);
-    Value::Object(out)
+    out.insert(kind.to_owned(), body_json(w, table));
+    serde_json::Value::Object(out)
+}
+
+/// `w` as a request of its own (half a transaction's cost, for a write that stands alone):
+/// the operation (`PutItem`, `UpdateItem`, `DeleteItem`) and its body; `None` for a check,
+/// which only a transaction has.
+pub fn single_json(w: &Write, table: &str) -> Option<(&'static str, serde_json::Value)> {
+    let op = match &w.op {
+        Op::Put(_) => "PutItem",
+        Op::Update { .. } => "UpdateItem",
+        Op::Delete(_) => "DeleteItem",
+        Op::Check(_) => return None,
+    };
+    Some((op, body_json(w, table)))
 }
 
 fn n(v: u64) -> Attr {
@@ -261,9 +286,40 @@ pub fn unlinked_shards() -> Vec<String> {
     out
 }
 
+/// Shards of the unreferenced-link work list (`gsi1`), by the digest's first hex digit:
+/// every link and every manifest write updates it, and an index partition takes about 1,000
+/// writes a second (a listing merges the shards, see [`lists::unreferenced_links`]).
+pub const UNREFERENCED_SHARDS: u32 = 16;
+
+/// The unreferenced-link index partition of a link of `d`.
+pub fn unreferenced_index_pk(d: &Digest) -> String {
+    format!("UNREFERENCED#{}", &d.hex()[..1])
+}
+
+/// The unreferenced-link index sort key: `#` sorts before every character a repository name
+/// may hold, so these keys sort as the (repository, digest) pairs do.
+pub fn unreferenced_index_sk(repo: &str, d: &Digest) -> String {
+    format!("{repo}#{d}")
+}
+
+/// Every unreferenced-link index partition.
+pub fn unreferenced_shards() -> Vec<String> {
+    "0123456789abcdef"
+        .chars()
+        .map(|h| format!("UNREFERENCED#{h}"))
+        .collect()
+}
+
 /// Key of the link item of `d` in `repo`.
 pub fn link_key(repo: &str, d: &Digest) -> Item {
     crate::link_key(repo, d)
+}
+
+/// The repository and digest a link item's key names; `None` for any other key.
+pub fn link_of(key: &Item) -> Option<(String, Digest)> {
+    let repo = get_s(key, "pk")?.strip_prefix("REPO#")?;
+    let d = get_s(key, "sk")?.strip_prefix("BLOB#")?.parse().ok()?;
+    Some((repo.to_owned(), d))
 }
 
 /// Key of the manifest item `d` of `repo`.
@@ -335,14 +391,26 @@ pub fn record_of(d: &Digest, item: &Item) -> BlobRecord {
 }
 
 /// `Precondition` if the record says the blob is being deleted: nothing may start to rely
-/// on it (a link, a manifest referencing it).
-pub fn check_linkable(d: &Digest, record: Option<&Item>) -> Result<(), StoreError> {
+/// on it (a manifest referencing it, a touch of its record).
+pub fn check_not_deleting(d: &Digest, record: Option<&Item>) -> Result<(), StoreError> {
     match record.map(state_of) {
         Some(BlobState::Deleting { .. }) => Err(StoreError::Precondition(format!(
             "blob {d} is being garbage-collected; upload it again"
         ))),
         _ => Ok(()),
     }
+}
+
+/// `Precondition` unless `d` may be linked: it needs a record that is not being deleted.
+/// Without one, collection may have deleted its bytes; `touch_blob`, which the core calls
+/// before it commits or mounts a blob, makes one.
+pub fn check_linkable(d: &Digest, record: Option<&Item>) -> Result<(), StoreError> {
+    if record.is_none() {
+        return Err(StoreError::Precondition(format!(
+            "blob {d} has no record (it may have been garbage-collected); upload it again"
+        )));
+    }
+    check_not_deleting(d, record)
 }
 
 fn new_record(d: &Digest, size: u64, links: u64, touched: u64) -> Item {
@@ -389,10 +457,12 @@ fn use_record(
     .value("at", n(at))
 }
 
-/// What `link_blob` reads before it writes: the reverse-index item of (digest, repo), the
+/// What a link write (`link_blob`, `unlink_blob`, `collect_link`, the backfill's count)
+/// reads before it writes: the link item, the reverse-index item of (digest, repo), the
 /// blob record, the project's count item. Their keys, in that order.
-pub fn link_reads(repo: &str, d: &Digest) -> [Item; 3] {
+pub fn link_reads(repo: &str, d: &Digest) -> [Item; 4] {
     [
+        link_key(repo, d),
         reverse_key(d, repo),
         record_key(d),
         pblob_key(project_of(repo), d),
@@ -402,6 +472,8 @@ pub fn link_reads(repo: &str, d: &Digest) -> [Item; 3] {
 /// The items `link_reads` found.
 #[derive(Clone, Debug, Default)]
 pub struct LinkSeen {
+    /// The link item.
+    pub link: Option<Item>,
     /// The reverse-index item.
     pub reverse: Option<Item>,
     /// The blob record.
@@ -410,13 +482,65 @@ pub struct LinkSeen {
     pub pblob: Option<Item>,
 }
 
+impl LinkSeen {
+    /// What a read of [`link_reads`]' keys found, in their order.
+    pub fn from_found(found: Vec<Option<Item>>) -> Result<Self, StoreError> {
+        let [link, reverse, record, pblob]: [Option<Item>; 4] = found
+            .try_into()
+            .map_err(|_| other("BatchGetItem answered badly"))?;
+        Ok(Self {
+            link,
+            reverse,
+            record,
+            pblob,
+        })
+    }
+}
+
+/// A link item's count of references (none kept yet: 0).
+fn refs_of(link: &Item) -> u64 {
+    get_n(link, "refs").unwrap_or(0)
+}
+
+/// An update of the link item of `d` in `repo` setting `sets` and leaving its `refs` as read
+/// (`refs`), with the unreferenced-link list kept by it: index keys while `refs` is 0, none
+/// otherwise. Conditioned on `refs` being still so, since the keys depend on it.
+fn link_update(repo: &str, d: &Digest, sets: &[&str], refs: u64) -> Write {
+    let mut sets = sets.to_vec();
+    let (expr, cond) = if refs == 0 {
+        sets.extend([
+            "#refs = if_not_exists(#refs, :zero)",
+            "#gsi1pk = :upk",
+            "#gsi1sk = :usk",
+        ]);
+        (
+            format!("SET {}", sets.join(", ")),
+            "attribute_not_exists(#refs) OR #refs = :zero",
+        )
+    } else if sets.is_empty() {
+        ("REMOVE #gsi1pk, #gsi1sk".to_owned(), "#refs > :zero")
+    } else {
+        (
+            format!("SET {} REMOVE #gsi1pk, #gsi1sk", sets.join(", ")),
+            "#refs > :zero",
+        )
+    };
+    Write::update(link_key(repo, d), expr)
+        .when(cond)
+        .value("zero", n(0))
+        .value("upk", s(unreferenced_index_pk(d)))
+        .value("usk", s(unreferenced_index_sk(repo, d)))
+}
+
 /// The writes of `repo` linking `d` (`size` bytes), given what [`link_reads`] found, in one
-/// transaction with the link item itself. With `at` (a live link): the record touched and
-/// made live, the link time, an outbox entry. Without (the backfill counting an old link):
-/// only what the link is not counted in yet. The link is new, and counted (record `links`,
-/// reverse `l`, the project's count and, for its first copy, usage), only if the reverse
-/// item has no `l`; so live writes and the backfill never count one twice. `Precondition`
-/// if the blob is being deleted (a live link only: the backfill counts what is there).
+/// transaction. With `at` (a live link): the link item (size, time, and on the
+/// unreferenced-link list while no manifest references it), the record touched and made
+/// live, an outbox entry; `Precondition` without a record or while it is being deleted.
+/// Without (the backfill counting a link that is there): only what it is not counted in
+/// yet, and its place on the unreferenced-link list; nothing if the link went meanwhile.
+/// The link is new, and counted (record `links`, reverse `l`, the project's count and, for
+/// its first copy, usage), only if the reverse item has no `l`; so live writes and the
+/// backfill never count one twice.
 pub fn link_writes(
     repo: &str,
     d: &Digest,
@@ -427,20 +551,42 @@ pub fn link_writes(
     if at.is_some() {
         check_linkable(d, seen.record.as_ref())?;
     }
+    let mut out = Vec::new();
+    // The link item: size and link time, keeping its reference count; the work list.
+    match (at, &seen.link) {
+        (Some(at), link) => {
+            let refs = link.as_ref().map_or(0, refs_of);
+            out.push(
+                link_update(repo, d, &["#size = :size", "#linked = :at"], refs)
+                    .value("size", n(size))
+                    .value("at", n(at)),
+            );
+        }
+        // Unlinked since the backfill read it: the unlink decided.
+        (None, None) => return Ok(Vec::new()),
+        (None, Some(l)) => {
+            let refs = refs_of(l);
+            let listed = l.contains_key("gsi1pk");
+            let right = l.contains_key("refs") && (refs == 0) == listed;
+            out.push(if right {
+                Write::check(link_key(repo, d), "attribute_exists(pk)")
+            } else {
+                link_update(repo, d, &[], refs).when("attribute_exists(pk)")
+            });
+        }
+    }
     let is_new = !has(seen.reverse.as_ref(), "l");
     let size_of_record = seen
         .record
         .as_ref()
         .and_then(|r| get_n(r, "size").ok())
         .unwrap_or(size);
-    let mut out = Vec::new();
     // The blob record.
     match (&seen.record, at) {
         (None, _) => {
-            let item = new_record(d, size, u64::from(is_new), at.unwrap_or(0));
-            // Counted by another link meanwhile (new) or not: either way the record must
-            // not have appeared since the read.
-            let mut item = item;
+            // The backfill only (a live link needs a record). Counted by another link
+            // meanwhile (new) or not: either way the record must not have appeared since.
+            let mut item = new_record(d, size, u64::from(is_new), at.unwrap_or(0));
             if !is_new {
                 item.remove("gsi1pk");
                 item.remove("gsi1sk");
@@ -479,14 +625,6 @@ pub fn link_writes(
                 .value("one", n(1)),
         ),
         (false, _) => out.push(Write::check(rkey, "attribute_exists(#l)")),
-    }
-    // The link item: size and link time, keeping its reference count.
-    if let Some(at) = at {
-        out.push(
-            Write::update(link_key(repo, d), "SET #size = :size, #linked = :at")
-                .value("size", n(size))
-                .value("at", n(at)),
-        );
     }
     // The project's count, and usage for its first copy.
     if is_new {
@@ -527,27 +665,71 @@ pub fn link_writes(
     Ok(out)
 }
 
-/// What `unlink_blob` reads: the link item, then [`link_reads`]'s three.
-pub fn unlink_reads(repo: &str, d: &Digest) -> [Item; 4] {
-    let [r, b, p] = link_reads(repo, d);
-    [link_key(repo, d), r, b, p]
-}
-
-/// The writes of removing `repo`'s link of `d`, given the link item and what
-/// [`link_reads`] found; `None` if there is no link. Uncounts what the link was counted in
-/// (if it was: the reverse item's `l`), puts the record on the unlinked work list when its
-/// last link goes, and the project's usage loses the blob with its last copy.
+/// The writes of removing `repo`'s link of `d`, given what [`link_reads`] found; `None` if
+/// there is no link. Uncounts what the link was counted in (if it was: the reverse item's
+/// `l`), puts the record on the unlinked work list when its last link goes, and the
+/// project's usage loses the blob with its last copy. The link's index keys go with it.
+///
+/// `Precondition` while a manifest of `repo` references the blob (the link's `refs` > 0,
+/// as read, and as the removal's condition): pushed again, the link would come back with no
+/// references counted and collection would take a blob that manifest needs
+/// (`wharf_core::ledger::check_unlinkable`).
 pub fn unlink_writes(
     repo: &str,
     d: &Digest,
-    link: Option<&Item>,
     seen: &LinkSeen,
     at: u64,
 ) -> Result<Option<Vec<Write>>, StoreError> {
-    if link.is_none() {
+    let Some(l) = &seen.link else {
+        return Ok(None);
+    };
+    if refs_of(l) > 0 {
+        return Err(StoreError::Precondition(format!(
+            "blob {d} is referenced by a manifest of {repo}; delete it first"
+        )));
+    }
+    let delete = Write::delete(link_key(repo, d))
+        .when("attribute_exists(pk) AND (attribute_not_exists(#refs) OR #refs = :zero)")
+        .value("zero", n(0));
+    unlink_with(repo, d, seen, at, delete).map(Some)
+}
+
+/// What `collect_link` writes: [`unlink_writes`]' with the link's removal conditioned on
+/// what makes it collectable, in the same transaction (no manifest references it, and it
+/// was not linked or touched after `since`; a link without a time is older). `None` if the
+/// link as read is not there or not collectable.
+pub fn collect_writes(
+    repo: &str,
+    d: &Digest,
+    seen: &LinkSeen,
+    since: u64,
+    at: u64,
+) -> Result<Option<Vec<Write>>, StoreError> {
+    let Some(l) = &seen.link else {
+        return Ok(None);
+    };
+    if refs_of(l) > 0 || get_n(l, "linked").is_ok_and(|t| t > since) {
         return Ok(None);
     }
-    let mut out = vec![Write::delete(link_key(repo, d)).when("attribute_exists(pk)")];
+    let delete = Write::delete(link_key(repo, d))
+        .when(
+            "attribute_exists(pk) AND (attribute_not_exists(#refs) OR #refs = :zero) \
+             AND (attribute_not_exists(#linked) OR #linked <= :since)",
+        )
+        .value("zero", n(0))
+        .value("since", n(since));
+    unlink_with(repo, d, seen, at, delete).map(Some)
+}
+
+/// `delete` (the link's removal) and what it uncounts, given what [`link_reads`] found.
+fn unlink_with(
+    repo: &str,
+    d: &Digest,
+    seen: &LinkSeen,
+    at: u64,
+    delete: Write,
+) -> Result<Vec<Write>, StoreError> {
+    let mut out = vec![delete];
     let rkey = reverse_key(d, repo);
     if has(seen.reverse.as_ref(), "l") {
         if has(seen.reverse.as_ref(), "m") {
@@ -616,7 +798,38 @@ pub fn unlink_writes(
             digest: d.clone(),
         },
     )?);
-    Ok(Some(out))
+    Ok(out)
+}
+
+/// What `touch_link` does, given the link item as read.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum LinkTouch {
+    /// There is no link.
+    NoLink,
+    /// Its time is within [`LINK_TOUCH_PRECISION_MS`] of the touch: nothing to write.
+    ///
+    /// [`LINK_TOUCH_PRECISION_MS`]: wharf_core::ports::LINK_TOUCH_PRECISION_MS
+    Fresh,
+    /// This write moves its time (never back; it fails on a link removed meanwhile).
+    Write(Write),
+}
+
+/// `touch_link` of `d` in `repo` at `at`, given the link item as read.
+pub fn link_touch(repo: &str, d: &Digest, link: Option<&Item>, at: u64) -> LinkTouch {
+    let Some(l) = link else {
+        return LinkTouch::NoLink;
+    };
+    let stale = get_n(l, "linked")
+        .ok()
+        .is_none_or(|t| t.saturating_add(wharf_core::ports::LINK_TOUCH_PRECISION_MS) < at);
+    if !stale {
+        return LinkTouch::Fresh;
+    }
+    LinkTouch::Write(
+        Write::update(link_key(repo, d), "SET #linked = :at")
+            .when("attribute_exists(pk) AND (attribute_not_exists(#linked) OR #linked < :at)")
+            .value("at", n(at)),
+    )
 }
 
 /// `touch_blob`: a record for freshly committed bytes (on the unlinked work list until a
@@ -627,20 +840,75 @@ pub fn touch_write(
     at: u64,
     record: Option<&Item>,
 ) -> Result<Write, StoreError> {
-    check_linkable(d, record)?;
+    check_not_deleting(d, record)?;
     Ok(match record {
         None => Write::put(new_record(d, size, 0, at)).when("attribute_not_exists(pk)"),
         Some(r) => use_record(d, r, at, &[], &[]),
     })
 }
 
+/// `mark_blob`: marked only if live, unlinked and untouched since `untouched_since`.
+pub fn mark_write(d: &Digest, untouched_since: u64, at: u64) -> Write {
+    Write::update(record_key(d), "SET #state = :marked, #at = :at")
+        .when(
+            "attribute_exists(pk) AND #state = :live AND #links = :zero \
+             AND #touched <= :since",
+        )
+        .value("marked", s("marked"))
+        .value("live", s("live"))
+        .value("zero", n(0))
+        .value("since", n(untouched_since))
+        .value("at", n(at))
+}
+
+/// `clear_blob_mark`, given the record as read: the answer, and the write that makes a
+/// marked record live again (conditioned on the mark read; then the answer holds only if
+/// the write does).
+pub fn clear_mark(d: &Digest, record: Option<&Item>, at: u64) -> (Cleared, Option<Write>) {
+    let Some(r) = record else {
+        return (Cleared::Live, None);
+    };
+    let marked_at = match state_of(r) {
+        BlobState::Live => return (Cleared::Live, None),
+        BlobState::Deleting { .. } => return (Cleared::Gone, None),
+        BlobState::Marked { at_ms } => at_ms,
+    };
+    let touched = get_n(r, "touched").unwrap_or(0).max(at);
+    let w = Write::update(
+        record_key(d),
+        "SET #state = :live, #touched = :t REMOVE #at",
+    )
+    .when("#state = :marked AND #at = :was")
+    .value("live", s("live"))
+    .value("marked", s("marked"))
+    .value("t", n(touched))
+    .value("was", n(marked_at));
+    (Cleared::Live, Some(w))
+}
+
+/// `begin_blob_delete`: only of the mark made at `marked_at`, and while still unlinked.
+pub fn begin_delete_write(d: &Digest, marked_at: u64, at: u64) -> Write {
+    Write::update(record_key(d), "SET #state = :deleting, #at = :at")
+        .when("#state = :marked AND #at = :was AND #links = :zero")
+        .value("deleting", s("deleting"))
+        .value("marked", s("marked"))
+        .value("was", n(marked_at))
+        .value("zero", n(0))
+        .value("at", n(at))
+}
+
+/// `forget_blob`: only a record being deleted (its index keys go with it).
+pub fn forget_write(d: &Digest) -> Write {
+    Write::delete(record_key(d))
+        .when("#state = :deleting")
+        .value("deleting", s("deleting"))
+}
+
 /// A manifest's (new or uncounted) reference to blob `d` in `repo` (`add`), or its
-/// removal, given the link item and the blob record as read: +1 on `refs` of each that
-/// exists (conditioned on its still being there, and on the record not being deleted); a
-/// removal only decrements what is above zero. Nothing for one that does not exist, as in
-/// the ledger (the core links every blob before a manifest may reference it; a link made
-/// between the read and the write goes uncounted in `refs`, which collection never deletes
-/// by: it confirms with the reverse index).
+/// removal, given the link item and the blob record as read: a change of `refs` on each
+/// that exists ([`link_ref_write`]; on the record, +1 conditioned on its not being deleted,
+/// −1 only from above zero). Nothing for one that does not exist (a manifest put checks the
+/// links itself; the backfill counts what is there).
 pub fn ref_writes(
     repo: &str,
     d: &Digest,
@@ -648,40 +916,74 @@ pub fn ref_writes(
     record: Option<&Item>,
     add: bool,
 ) -> Vec<Write> {
-    let mut out = Vec::new();
-    for (k, it, is_record) in [
-        (link_key(repo, d), link, false),
-        (record_key(d), record, true),
-    ] {
-        match (it, add) {
-            (Some(_), true) => {
-                let mut w = Write::update(k, "SET #refs = if_not_exists(#refs, :zero) + :one")
-                    .when("attribute_exists(pk)")
-                    .value("zero", n(0))
-                    .value("one", n(1));
-                if is_record {
-                    w = w
-                        .when("#state <> :deleting")
-                        .value("deleting", s("deleting"));
-                }
-                out.push(w);
-            }
-            (Some(i), false) if get_n(i, "refs").unwrap_or(0) > 0 => out.push(
-                Write::update(k, "SET #refs = #refs - :one")
-                    .when("attribute_exists(pk) AND #refs >= :one")
-                    .value("one", n(1)),
-            ),
-            _ => {}
-        }
+    let mut out: Vec<Write> = link
+        .and_then(|l| link_ref_write(repo, d, l, add))
+        .into_iter()
+        .collect();
+    match (record, add) {
+        (Some(_), true) => out.push(
+            Write::update(
+                record_key(d),
+                "SET #refs = if_not_exists(#refs, :zero) + :one",
+            )
+            .when("attribute_exists(pk) AND #state <> :deleting")
+            .value("zero", n(0))
+            .value("one", n(1))
+            .value("deleting", s("deleting")),
+        ),
+        (Some(r), false) if get_n(r, "refs").unwrap_or(0) > 0 => out.push(
+            Write::update(record_key(d), "SET #refs = #refs - :one")
+                .when("attribute_exists(pk) AND #refs >= :one")
+                .value("one", n(1)),
+        ),
+        _ => {}
     }
     out
 }
 
-/// What takes back a reference-count increment of [`ref_writes`] (for a manifest write that
-/// failed after its counts were written); `None` for a check.
+/// A reference more (`add`: off the unreferenced-link list, conditioned on the link still
+/// being there) or one less on the link item as read. One less is written as the value it
+/// leaves, conditioned on `refs` being unchanged, since at 0 the link goes back on the
+/// list; `None` if it has none to lose.
+pub fn link_ref_write(repo: &str, d: &Digest, link: &Item, add: bool) -> Option<Write> {
+    let k = link_key(repo, d);
+    if add {
+        return Some(
+            Write::update(
+                k,
+                "SET #refs = if_not_exists(#refs, :zero) + :one REMOVE #gsi1pk, #gsi1sk",
+            )
+            .when("attribute_exists(pk)")
+            .value("zero", n(0))
+            .value("one", n(1)),
+        );
+    }
+    let refs = refs_of(link);
+    if refs == 0 {
+        return None;
+    }
+    let expr = if refs == 1 {
+        "SET #refs = :left, #gsi1pk = :upk, #gsi1sk = :usk"
+    } else {
+        "SET #refs = :left"
+    };
+    Some(
+        Write::update(k, expr)
+            .when("#refs = :refs")
+            .value("refs", n(refs))
+            .value("left", n(refs - 1))
+            .value("upk", s(unreferenced_index_pk(d)))
+            .value("usk", s(unreferenced_index_sk(repo, d))),
+    )
+}
+
+/// What takes back a blob record's reference-count increment of [`ref_writes`] (for a
+/// manifest write that failed after its counts were written); `None` for a check and for a
+/// link's count, which is taken back from a fresh read ([`link_ref_write`]) because its
+/// place on the work list depends on the value.
 pub fn undo_ref(w: &Write) -> Option<Write> {
     match &w.op {
-        Op::Update { key, .. } => Some(
+        Op::Update { key, .. } if link_of(key).is_none() => Some(
             Write::update(key.clone(), "SET #refs = #refs - :one")
                 .when("attribute_exists(pk) AND #refs >= :one")
                 .value("one", n(1)),
@@ -696,6 +998,185 @@ pub fn distinct(blobs: &[Digest]) -> Vec<Digest> {
     v.sort_by_key(Digest::to_string);
     v.dedup();
     v
+}
+
+// ---- manifest puts ----
+
+/// Items one `TransactWriteItems` takes.
+pub const TRANSACT_ITEMS: usize = 100;
+
+/// `NotSupported` unless a manifest put fits DynamoDB's transaction: its item, reverse-index
+/// item, outbox entry, referrer entry (with a subject), one item per tag and a check per
+/// distinct child manifest (a manifest has no count that would keep it, so each child must be
+/// checked in the put's own transaction): `children + tags + 3` (`+ 4` with a subject) ≤
+/// [`TRANSACT_ITEMS`], such as 96 children with one tag or 33 with 64. Blobs set no limit
+/// (see [`manifest_plan`]).
+pub fn check_manifest_fits(tags: usize, subject: bool, children: usize) -> Result<(), StoreError> {
+    let fixed = 3 + usize::from(subject) + tags;
+    if fixed + children <= TRANSACT_ITEMS {
+        return Ok(());
+    }
+    Err(StoreError::NotSupported(format!(
+        "a manifest with {tags} tags and {children} child manifests: one DynamoDB \
+         transaction takes {TRANSACT_ITEMS} items, {fixed} of them for the manifest and its \
+         tags and one for each child; push it with fewer tags, then tag it again"
+    )))
+}
+
+/// What a manifest put reads: the manifest item, each distinct blob's link and record, each
+/// distinct child's manifest item; [`ManifestSeen::from_found`] takes what was found.
+pub fn manifest_reads(repo: &str, d: &Digest, blobs: &[Digest], children: &[Digest]) -> Vec<Item> {
+    let mut keys = vec![manifest_key(repo, d)];
+    for b in blobs {
+        keys.push(link_key(repo, b));
+        keys.push(record_key(b));
+    }
+    keys.extend(children.iter().map(|c| manifest_key(repo, c)));
+    keys
+}
+
+/// The items [`manifest_reads`]' keys found.
+#[derive(Clone, Debug, Default)]
+pub struct ManifestSeen {
+    /// The manifest item.
+    pub manifest: Option<Item>,
+    /// Each blob's link item and record.
+    pub blobs: Vec<(Option<Item>, Option<Item>)>,
+    /// Whether each child manifest is there.
+    pub children: Vec<bool>,
+}
+
+impl ManifestSeen {
+    /// What a read of [`manifest_reads`]' keys (`blobs` and `children` of them) found.
+    pub fn from_found(
+        blobs: usize,
+        children: usize,
+        found: Vec<Option<Item>>,
+    ) -> Result<Self, StoreError> {
+        if found.len() != 1 + 2 * blobs + children {
+            return Err(other("BatchGetItem answered badly"));
+        }
+        let mut it = found.into_iter();
+        let manifest = it.next().flatten();
+        let mut pairs = Vec::with_capacity(blobs);
+        for _ in 0..blobs {
+            pairs.push((it.next().flatten(), it.next().flatten()));
+        }
+        Ok(Self {
+            manifest,
+            blobs: pairs,
+            children: it.map(|c| c.is_some()).collect(),
+        })
+    }
+
+    /// Whether the manifest's references are still to be counted (it is new, or was stored
+    /// before they were kept and not backfilled yet).
+    pub fn is_new(&self) -> bool {
+        !has(self.manifest.as_ref(), "counted")
+    }
+}
+
+/// How a manifest put is written ([`manifest_plan`]).
+#[derive(Clone, Debug, Default)]
+pub struct ManifestPlan {
+    /// Reference counts written first, in transactions of their own; taken back if a later
+    /// step fails.
+    pub before: Vec<Write>,
+    /// The manifest's own transaction.
+    pub atomic: Vec<Write>,
+    /// Holds among `before`, taken back once the manifest's transaction is done.
+    pub release: Vec<Write>,
+}
+
+/// How a manifest put of `repo` over distinct `blobs` and `children` is written, given what
+/// [`manifest_reads`] found and `main` (the manifest item, tags, referrer, reverse item,
+/// outbox entry): `Precondition` if a blob is not linked or is being deleted, or a child is
+/// not there.
+///
+/// Nothing may collect a blob between the put's check and its write. Each blob's link is
+/// kept by one of: its +1 reference (a new manifest) or a check that it is there (a counted
+/// one) in the manifest's transaction; when those do not all fit, a +1 written first in a
+/// transaction of its own, since a link with `refs` > 0 is never collected nor unlinked (a
+/// crash before the manifest's transaction leaves a count too high: a leak the
+/// verification reports, never a loss). A counted manifest already holds a reference on each
+/// link it counted, so links read with `refs` > 0 need no check; those at 0 (linked after
+/// the manifest was counted) are checked first, or held by a +1 taken back after. The blob
+/// records' counts (hints) fill the rest of the room, and go first otherwise. Children need
+/// their checks in the transaction ([`check_manifest_fits`]).
+pub fn manifest_plan(
+    repo: &str,
+    blobs: &[Digest],
+    children: &[Digest],
+    seen: &ManifestSeen,
+    main: Vec<Write>,
+) -> Result<ManifestPlan, StoreError> {
+    if seen.blobs.len() != blobs.len() || seen.children.len() != children.len() {
+        return Err(other("manifest reads do not match its references"));
+    }
+    let mut links = Vec::with_capacity(blobs.len());
+    for (b, (link, record)) in blobs.iter().zip(&seen.blobs) {
+        let Some(link) = link else {
+            return Err(StoreError::Precondition(format!(
+                "blob {b} is not in repository {repo}"
+            )));
+        };
+        check_not_deleting(b, record.as_ref())?;
+        links.push((b, link, record.as_ref()));
+    }
+    let mut atomic = main;
+    for (c, there) in children.iter().zip(&seen.children) {
+        if !there {
+            return Err(StoreError::Precondition(format!(
+                "manifest {c} is not in repository {repo}"
+            )));
+        }
+        atomic.push(Write::check(manifest_key(repo, c), "attribute_exists(pk)"));
+    }
+    if atomic.len() > TRANSACT_ITEMS {
+        return Err(StoreError::NotSupported(format!(
+            "a manifest put of {} items with {} children: over one DynamoDB transaction",
+            atomic.len(),
+            children.len()
+        )));
+    }
+    let mut plan = ManifestPlan {
+        atomic,
+        ..ManifestPlan::default()
+    };
+    let room = |p: &ManifestPlan| p.atomic.len() < TRANSACT_ITEMS;
+    if seen.is_new() {
+        let mut records = Vec::new();
+        for (b, link, record) in links {
+            let add = link_ref_write(repo, b, link, true);
+            if room(&plan) {
+                plan.atomic.extend(add);
+            } else {
+                plan.before.extend(add);
+            }
+            records.extend(ref_writes(repo, b, None, record, true));
+        }
+        for w in records {
+            if room(&plan) {
+                plan.atomic.push(w);
+            } else {
+                plan.before.push(w);
+            }
+        }
+    } else {
+        // Those no count keeps first.
+        links.sort_by_key(|(_, l, _)| refs_of(l) > 0);
+        for (b, link, _) in links {
+            if room(&plan) {
+                plan.atomic
+                    .push(Write::check(link_key(repo, b), "attribute_exists(pk)"));
+            } else if refs_of(link) == 0 {
+                let hold = link_ref_write(repo, b, link, true);
+                plan.before.extend(hold.clone());
+                plan.release.extend(hold);
+            }
+        }
+    }
+    Ok(plan)
 }
 
 // ---- the outbox ----
@@ -740,6 +1221,7 @@ pub fn outbox_from(item: &Item) -> Result<OutboxEntry, StoreError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::link_item;
 
     fn d(x: &[u8]) -> Digest {
         Digest::sha256_of(x)
@@ -770,28 +1252,70 @@ mod tests {
     #[test]
     fn a_link_is_new_only_without_the_reverse_flag() {
         let a = d(b"a");
-        let fresh = link_writes("p/r", &a, 5, Some(10), &LinkSeen::default()).expect("w");
-        // Record, reverse, link item, project count, usage, outbox.
+        // A link needs the blob's record.
+        assert!(matches!(
+            link_writes("p/r", &a, 5, Some(10), &LinkSeen::default()),
+            Err(StoreError::Precondition(_))
+        ));
+        let touched = LinkSeen {
+            record: Some(new_record(&a, 5, 0, 9)),
+            ..LinkSeen::default()
+        };
+        let fresh = link_writes("p/r", &a, 5, Some(10), &touched).expect("w");
+        // Link item, record, reverse, project count, usage, outbox.
         assert_eq!(fresh.len(), 6, "{fresh:#?}");
+        let Op::Update { expr, .. } = &fresh[0].op else {
+            panic!("{fresh:#?}")
+        };
+        assert!(
+            expr.contains("#gsi1pk = :upk"),
+            "listed as unreferenced: {expr}"
+        );
         let mut rev = reverse_key(&a, "p/r");
         rev.insert("l".into(), n(1));
         let mut rec = new_record(&a, 5, 1, 10);
         rec.remove("gsi1pk");
+        let mut link = link_item("p/r", &a, 5);
+        link.insert("refs".into(), n(0));
+        link.insert("gsi1pk".into(), s(unreferenced_index_pk(&a)));
         let seen = LinkSeen {
+            link: Some(link.clone()),
             reverse: Some(rev),
             record: Some(rec.clone()),
             pblob: None,
         };
         let again = link_writes("p/r", &a, 5, Some(11), &seen).expect("w");
-        // Record touched, reverse checked, link item, outbox: nothing counted.
+        // Link item, record touched, reverse checked, outbox: nothing counted.
         assert_eq!(again.len(), 4, "{again:#?}");
-        assert!(matches!(again[1].op, Op::Check(_)));
+        assert!(matches!(again[2].op, Op::Check(_)));
         assert!(
             link_writes("p/r", &a, 5, None, &seen)
                 .expect("w")
                 .iter()
                 .all(|w| matches!(w.op, Op::Check(_))),
-            "the backfill finds it counted"
+            "the backfill finds it counted and listed"
+        );
+        // Counted under schema 2, not listed yet: the backfill lists it, counting nothing.
+        link.remove("gsi1pk");
+        let unlisted = LinkSeen {
+            link: Some(link),
+            ..seen.clone()
+        };
+        let w = link_writes("p/r", &a, 5, None, &unlisted).expect("w");
+        assert_eq!(
+            w.iter().filter(|w| !matches!(w.op, Op::Check(_))).count(),
+            1,
+            "{w:#?}"
+        );
+        // Gone since the backfill's query: nothing.
+        let gone = LinkSeen {
+            link: None,
+            ..seen.clone()
+        };
+        assert!(
+            link_writes("p/r", &a, 5, None, &gone)
+                .expect("w")
+                .is_empty()
         );
         rec.insert("state".into(), s("deleting"));
         let deleting = LinkSeen {
@@ -805,6 +1329,78 @@ mod tests {
     }
 
     #[test]
+    fn only_an_unreferenced_untouched_link_is_collected() {
+        let a = d(b"a");
+        let mut link = link_item("p/r", &a, 5);
+        link.insert("linked".into(), n(100));
+        let seen = |refs: u64| LinkSeen {
+            link: Some({
+                let mut l = link.clone();
+                l.insert("refs".into(), n(refs));
+                l
+            }),
+            ..LinkSeen::default()
+        };
+        assert!(
+            collect_writes("p/r", &a, &seen(1), 200, 300)
+                .expect("w")
+                .is_none()
+        );
+        assert!(
+            collect_writes("p/r", &a, &seen(0), 99, 300)
+                .expect("w")
+                .is_none()
+        );
+        let w = collect_writes("p/r", &a, &seen(0), 100, 300)
+            .expect("w")
+            .expect("collectable");
+        let cond = w[0].cond.clone().unwrap_or_default();
+        assert!(
+            cond.contains("#linked <= :since") && cond.contains("#refs = :zero"),
+            "{cond}"
+        );
+        assert!(
+            collect_writes("p/r", &a, &LinkSeen::default(), 100, 300)
+                .expect("w")
+                .is_none()
+        );
+        // One reference less: back on the list at zero, written as the value it leaves.
+        let one = seen(1).link.expect("link");
+        let w = link_ref_write("p/r", &a, &one, false).expect("a write");
+        assert!(matches!(&w.op, Op::Update { expr, .. } if expr.contains("#gsi1pk")));
+        assert_eq!(w.values().get(":left"), Some(&n(0)));
+        assert!(link_ref_write("p/r", &a, &seen(0).link.expect("link"), false).is_none());
+        assert_eq!(
+            undo_ref(&w),
+            None,
+            "a link's count is taken back from a read"
+        );
+        assert_eq!(
+            link_of(&link_key("p/r", &a)),
+            Some(("p/r".to_owned(), a.clone()))
+        );
+        assert_eq!(link_of(&record_key(&a)), None);
+    }
+
+    #[test]
+    fn a_touch_writes_only_a_stale_time() {
+        use wharf_core::ports::LINK_TOUCH_PRECISION_MS as P;
+        let a = d(b"a");
+        assert_eq!(link_touch("p/r", &a, None, 5), LinkTouch::NoLink);
+        let mut l = link_item("p/r", &a, 5);
+        assert!(
+            matches!(link_touch("p/r", &a, Some(&l), 5), LinkTouch::Write(_)),
+            "no time"
+        );
+        l.insert("linked".into(), n(1000));
+        assert_eq!(link_touch("p/r", &a, Some(&l), 1000 + P), LinkTouch::Fresh);
+        assert!(matches!(
+            link_touch("p/r", &a, Some(&l), 1001 + P),
+            LinkTouch::Write(_)
+        ));
+    }
+
+    #[test]
     fn shards_keep_digest_order() {
         let shards = unlinked_shards();
         let mut sorted = shards.clone();
@@ -813,6 +1409,206 @@ mod tests {
         assert_eq!(shards.len(), 32);
         let a = d(b"x");
         assert!(shards.contains(&unlinked_index_pk(&a)));
+        let links = unreferenced_shards();
+        assert_eq!(links.len(), UNREFERENCED_SHARDS as usize);
+        assert!(links.contains(&unreferenced_index_pk(&a)));
+        // (repository, digest) order, whatever the names: "a" before "a-b" before "a/b".
+        assert!(unreferenced_index_sk("a", &a) < unreferenced_index_sk("a-b", &a));
+        assert!(unreferenced_index_sk("a-b", &a) < unreferenced_index_sk("a/b", &a));
         assert_eq!(usage_shard(&a).len(), 1);
+    }
+
+    #[test]
+    fn a_referenced_link_is_not_unlinked() {
+        let a = d(b"a");
+        let seen = |refs: u64| LinkSeen {
+            link: Some({
+                let mut l = link_item("p/r", &a, 5);
+                l.insert("refs".into(), n(refs));
+                l
+            }),
+            ..LinkSeen::default()
+        };
+        match unlink_writes("p/r", &a, &seen(1), 10) {
+            Err(StoreError::Precondition(m)) => {
+                assert!(m.contains(&a.to_string()) && m.contains("p/r"), "{m}")
+            }
+            other => panic!("want Precondition, got {other:?}"),
+        }
+        let w = unlink_writes("p/r", &a, &seen(0), 10)
+            .expect("w")
+            .expect("a link");
+        let cond = w[0].cond.clone().unwrap_or_default();
+        assert!(
+            cond.contains("#refs = :zero"),
+            "raced by a manifest: {cond}"
+        );
+        assert_eq!(w[0].values().get(":zero"), Some(&n(0)));
+        assert!(
+            unlink_writes("p/r", &a, &LinkSeen::default(), 10)
+                .expect("w")
+                .is_none()
+        );
+    }
+
+    /// What a put over `blobs` read: each linked with `refs` (as `refs(i)`), with a record.
+    fn manifest_seen(
+        blobs: &[Digest],
+        counted: bool,
+        refs: impl Fn(usize) -> u64,
+        children: usize,
+    ) -> ManifestSeen {
+        let mut m = manifest_key("p/r", &d(b"m"));
+        if counted {
+            m.insert("counted".into(), n(1));
+        }
+        ManifestSeen {
+            manifest: Some(m),
+            blobs: blobs
+                .iter()
+                .enumerate()
+                .map(|(i, b)| {
+                    let mut l = link_item("p/r", b, 1);
+                    l.insert("refs".into(), n(refs(i)));
+                    (Some(l), Some(new_record(b, 1, 1, 0)))
+                })
+                .collect(),
+            children: vec![true; children],
+        }
+    }
+
+    fn main_writes(k: usize) -> Vec<Write> {
+        (0..k)
+            .map(|i| Write::put(key("REPO#p/r", format!("TAG#{i}"))))
+            .collect()
+    }
+
+    fn links_in(ws: &[Write]) -> usize {
+        ws.iter().filter(|w| link_of(&w.key()).is_some()).count()
+    }
+
+    #[test]
+    fn a_small_manifest_is_one_transaction() {
+        let blobs: Vec<Digest> = (0..3u8).map(|i| d(&[i])).collect();
+        let children = [d(b"c")];
+        let plan = manifest_plan(
+            "p/r",
+            &blobs,
+            &children,
+            &manifest_seen(&blobs, false, |_| 0, 1),
+            main_writes(4),
+        )
+        .expect("plan");
+        // The main writes, a child check, a +1 on each link and on each record.
+        assert_eq!(plan.atomic.len(), 4 + 1 + 3 + 3);
+        assert!(plan.before.is_empty() && plan.release.is_empty());
+        let again = manifest_plan(
+            "p/r",
+            &blobs,
+            &children,
+            &manifest_seen(&blobs, true, |_| 1, 1),
+            main_writes(4),
+        )
+        .expect("plan");
+        assert_eq!(again.atomic.len(), 4 + 1 + 3, "a re-put checks its links");
+        assert!(
+            again.atomic[5..]
+                .iter()
+                .all(|w| matches!(w.op, Op::Check(_)))
+        );
+    }
+
+    #[test]
+    fn a_large_manifest_adds_its_references_first() {
+        // 130 layers, 64 tags: 67 main writes, room for 33 more.
+        let blobs: Vec<Digest> = (0..130u32).map(|i| d(&i.to_be_bytes())).collect();
+        let plan = manifest_plan(
+            "p/r",
+            &blobs,
+            &[],
+            &manifest_seen(&blobs, false, |_| 0, 0),
+            main_writes(67),
+        )
+        .expect("plan");
+        assert_eq!(plan.atomic.len(), TRANSACT_ITEMS);
+        assert_eq!(links_in(&plan.atomic), 33);
+        assert_eq!(links_in(&plan.before), 97);
+        assert_eq!(plan.before.len(), 97 + 130, "and every record's count");
+        assert!(plan.release.is_empty());
+        for w in plan.before.iter().filter(|w| link_of(&w.key()).is_some()) {
+            let Op::Update { expr, .. } = &w.op else {
+                panic!("{w:?}")
+            };
+            assert!(expr.contains("REMOVE #gsi1pk, #gsi1sk"), "{expr}");
+            assert_eq!(w.cond.as_deref(), Some("attribute_exists(pk)"));
+        }
+        // Counted, 40 links at 0 (linked after it was counted): 34 checked, 6 held.
+        let plan = manifest_plan(
+            "p/r",
+            &blobs,
+            &[],
+            &manifest_seen(&blobs, true, |i| u64::from(i >= 40), 0),
+            main_writes(66),
+        )
+        .expect("plan");
+        assert_eq!(plan.atomic.len(), TRANSACT_ITEMS);
+        assert_eq!(plan.before.len(), 6);
+        assert_eq!(plan.release, plan.before, "held only until the put is done");
+        let zero: Vec<Item> = blobs[..40].iter().map(|b| link_key("p/r", b)).collect();
+        assert!(plan.atomic[66..].iter().all(|w| zero.contains(&w.key())));
+        assert!(plan.before.iter().all(|w| zero.contains(&w.key())));
+        // 4000 distinct blobs with one tag: no limit but the 400 KB item (its payload then
+        // goes to S3) and the 4 MB transaction.
+        let blobs: Vec<Digest> = (0..4000u32).map(|i| d(&i.to_be_bytes())).collect();
+        let plan = manifest_plan(
+            "p/r",
+            &blobs,
+            &[],
+            &manifest_seen(&blobs, false, |_| 0, 0),
+            main_writes(4),
+        )
+        .expect("plan");
+        assert_eq!(links_in(&plan.atomic), 96);
+        assert_eq!(links_in(&plan.before), 3904);
+        assert_eq!(plan.before.len(), 3904 + 4000);
+    }
+
+    #[test]
+    fn a_put_is_refused_without_its_links_children_or_room() {
+        let blobs = [d(b"a")];
+        let mut seen = manifest_seen(&blobs, false, |_| 0, 1);
+        let plan = |seen: &ManifestSeen| {
+            manifest_plan("p/r", &blobs, &[d(b"c")], seen, main_writes(4)).map(drop)
+        };
+        assert!(plan(&seen).is_ok());
+        seen.children[0] = false;
+        assert!(matches!(plan(&seen), Err(StoreError::Precondition(_))));
+        seen.children[0] = true;
+        if let Some(r) = seen.blobs[0].1.as_mut() {
+            r.insert("state".into(), s("deleting"));
+        }
+        assert!(matches!(plan(&seen), Err(StoreError::Precondition(_))));
+        seen.blobs[0] = (None, None);
+        assert!(matches!(plan(&seen), Err(StoreError::Precondition(_))));
+        // Children: each checked in the transaction.
+        assert!(check_manifest_fits(64, false, 33).is_ok());
+        assert!(check_manifest_fits(1, false, 96).is_ok());
+        for (tags, subject, children) in [(64, false, 34), (1, false, 97), (1, true, 96)] {
+            assert!(matches!(
+                check_manifest_fits(tags, subject, children),
+                Err(StoreError::NotSupported(_))
+            ));
+        }
+        let many: Vec<Digest> = (0..97u32).map(|i| d(&i.to_be_bytes())).collect();
+        assert!(matches!(
+            manifest_plan(
+                "p/r",
+                &[],
+                &many,
+                &manifest_seen(&[], false, |_| 0, 97),
+                main_writes(4)
+            ),
+            Err(StoreError::NotSupported(_))
+        ));
     }
 }

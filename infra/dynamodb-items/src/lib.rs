@@ -7,7 +7,7 @@
 //! | item | `pk` | `sk` | attributes |
 //! |---|---|---|---|
 //! | upload | `UPLOAD#<id>` | `UPLOAD` | `repo`, `off`, `hash`, `state`, `digest`, `created`, `updated`, `gsi1pk` = `UPLOADS#<shard>`, `gsi1sk` = `<updated, 15 digits>#<id>` |
-//! | blob link | `REPO#<name>` | `BLOB#<digest>` | `size`, `linked`, `refs` |
+//! | blob link | `REPO#<name>` | `BLOB#<digest>` | `size`, `linked`, `refs`; the unreferenced-link keys `gsi1pk`, `gsi1sk` while `refs` = 0 |
 //! | catalog entry | `CATALOG` | `<name>` | |
 //! | document | `DOC#<kind>` | `<id>` | `v` (bytes): users, robots, projects, audit events… |
 //!

@@ -2,22 +2,26 @@
 //! API over a runtime's own HTTP ([`wharf_sigv4::AwsClient`]; `fetch` in a Worker), writing
 //! the same items as wharf-dynamodb.
 
-use crate::ledger::{self, LinkSeen, Write};
+use crate::ledger::lists::{self, IndexPage, IndexQuery};
+use crate::ledger::{self, LinkSeen, LinkTouch, Write};
 use crate::{Item, from_json, get_n, get_s, to_json};
 use bytes::Bytes;
 use serde_json::{Value, json};
 use wharf_core::model::manifest::Descriptor;
 use wharf_core::ports::{
-    DocumentStore, MetadataStore, Page, PullTimes, StoredManifest, UploadRecord,
+    BlobRecord, BlobRecords, Cleared, DocumentStore, LinkCollection, LinkCursor, MetadataStore,
+    Page, PullTimes, StoredManifest, UnreferencedLink, UploadRecord,
 };
 use wharf_core::{Digest, Reference, StoreError};
 use wharf_sigv4::{AwsClient, Transport};
 
 /// DynamoDB over signed HTTP: uploads (create, read, compare-and-set on the offset,
-/// delete), blob links and the catalog entry a finished upload adds, and documents (the
-/// audit events a request appends).
+/// delete), blob links and the catalog entry a finished upload adds, blob records and link
+/// collection (the registry touches a blob's record before it commits or mounts it, and a
+/// link on a blob `HEAD`; the rest of both abilities is the same few items, so it is all
+/// here), and documents (the audit events a request appends).
 ///
-/// Everything else (manifests, tags, listings, the cleanup sweep) returns
+/// Everything else (manifests, tags, their listings, the cleanup sweep) returns
 /// [`StoreError::NotSupported`]: a front serves only upload requests that carry an upload
 /// capability (`Config::capability_only`), which never reach them; the API (the Lambda) has
 /// the full store. Reads are strongly consistent: the POST that created an upload ran
@@ -139,6 +143,82 @@ impl<T: Transport> DynamoRest<T> {
         }
     }
 
+    /// One write on its own (`PutItem`, `UpdateItem`, `DeleteItem`); a failed condition is
+    /// `Precondition`. A check alone writes nothing.
+    async fn write_one(&self, w: &Write) -> Result<(), StoreError> {
+        match ledger::single_json(w, &self.table) {
+            Some((op, body)) => self.call_raw(op, body).await.map(drop),
+            None => Ok(()),
+        }
+    }
+
+    /// One write on its own, conditioned on what it expects; false if the condition failed.
+    async fn conditional(&self, w: &Write) -> Result<bool, StoreError> {
+        match self.write_one(w).await {
+            Ok(()) => Ok(true),
+            Err(StoreError::Precondition(_)) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Reads, decides, writes on condition; again while a concurrent write changes what was
+    /// read (as wharf-dynamodb's). No writes: the answer as it is.
+    async fn read_decide_write<A, F, Fut>(&self, what: &str, mut decide: F) -> Result<A, StoreError>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<(Vec<Write>, A), StoreError>>,
+    {
+        let mut last = None;
+        for _ in 0..ledger::ATTEMPTS {
+            let (writes, answer) = decide().await?;
+            if writes.is_empty() {
+                return Ok(answer);
+            }
+            match self.transact(&writes).await {
+                Ok(()) => return Ok(answer),
+                Err(e @ (StoreError::Precondition(_) | StoreError::Unavailable(_))) => {
+                    last = Some(e);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Err(StoreError::Unavailable(format!(
+            "{what} kept changing: {last:?}"
+        )))
+    }
+
+    /// What a link write decides on ([`ledger::link_reads`]).
+    async fn link_seen(&self, repo: &str, digest: &Digest) -> Result<LinkSeen, StoreError> {
+        LinkSeen::from_found(self.batch_get(&ledger::link_reads(repo, digest)).await?)
+    }
+
+    /// One page of `gsi1` (strongly consistent reads are not offered on a global index).
+    async fn index_page(&self, q: IndexQuery) -> Result<IndexPage, StoreError> {
+        let mut body = json!({
+            "IndexName": "gsi1",
+            "KeyConditionExpression": "gsi1pk = :p",
+            "ExpressionAttributeValues": {":p": {"S": q.pk}},
+            "Limit": q.limit.clamp(1, 1000),
+        });
+        if let Some(a) = q.after {
+            body["KeyConditionExpression"] = json!("gsi1pk = :p AND gsi1sk > :a");
+            body["ExpressionAttributeValues"][":a"] = json!({ "S": a });
+        }
+        if let Some(k) = &q.start {
+            body["ExclusiveStartKey"] = to_json(k);
+        }
+        let out = self.call("Query", body).await?;
+        let items = match out["Items"].as_array() {
+            Some(v) => v.iter().map(from_json).collect::<Result<_, _>>()?,
+            None => Vec::new(),
+        };
+        let next = match out.get("LastEvaluatedKey") {
+            Some(k) => Some(from_json(k)?),
+            None => None,
+        };
+        Ok(IndexPage { items, next })
+    }
+
     /// PutItem of `item`, with the condition's fields (`ConditionExpression` …) if any.
     async fn put(&self, item: Item, condition: Option<Value>) -> Result<(), StoreError> {
         let mut body = condition.unwrap_or_else(|| json!({}));
@@ -204,39 +284,33 @@ impl<T: Transport> MetadataStore for DynamoRest<T> {
         at_ms: u64,
     ) -> Result<(), StoreError> {
         self.put(crate::catalog_item(repo), None).await?;
-        let mut last = None;
-        for _ in 0..ledger::ATTEMPTS {
-            let [reverse, record, pblob]: [Option<Item>; 3] = self
-                .batch_get(&ledger::link_reads(repo, digest))
-                .await?
-                .try_into()
-                .map_err(|_| StoreError::Other("BatchGetItem answered badly".into()))?;
-            let seen = LinkSeen {
-                reverse,
-                record,
-                pblob,
-            };
-            let writes = ledger::link_writes(repo, digest, size, Some(at_ms), &seen)?;
-            match self.transact(&writes).await {
-                Ok(()) => return Ok(()),
-                Err(e @ (StoreError::Precondition(_) | StoreError::Unavailable(_))) => {
-                    last = Some(e);
-                }
-                Err(e) => return Err(e),
-            }
-        }
-        Err(StoreError::Unavailable(format!(
-            "blob {digest} kept changing while being linked: {last:?}"
-        )))
+        self.read_decide_write("blob link", || async {
+            let seen = self.link_seen(repo, digest).await?;
+            Ok((
+                ledger::link_writes(repo, digest, size, Some(at_ms), &seen)?,
+                (),
+            ))
+        })
+        .await
     }
 
+    /// The same read and transaction as wharf-dynamodb's ([`ledger::unlink_writes`]): what
+    /// `collect_link` does, without its condition on the link's time; `Precondition` while
+    /// a manifest references the blob.
     async fn unlink_blob(
         &self,
-        _repo: &str,
-        _digest: &Digest,
-        _at_ms: u64,
+        repo: &str,
+        digest: &Digest,
+        at_ms: u64,
     ) -> Result<bool, StoreError> {
-        unsupported("unlink_blob")
+        self.read_decide_write("blob unlink", || async {
+            let seen = self.link_seen(repo, digest).await?;
+            Ok(match ledger::unlink_writes(repo, digest, &seen, at_ms)? {
+                Some(w) => (w, true),
+                None => (Vec::new(), false),
+            })
+        })
+        .await
     }
 
     async fn missing_blobs(&self, _repo: &str, _d: &[Digest]) -> Result<Vec<Digest>, StoreError> {
@@ -377,6 +451,123 @@ impl<T: Transport> PullTimes for DynamoRest<T> {
             },
             other => other,
         }
+    }
+}
+
+/// The same items and conditions as `DynamoMetadata`'s ([`ledger`]'s writes, [`lists`]'
+/// walks of `gsi1`).
+impl<T: Transport> BlobRecords for DynamoRest<T> {
+    async fn blob_record(&self, digest: &Digest) -> Result<Option<BlobRecord>, StoreError> {
+        Ok(self
+            .get(ledger::record_key(digest))
+            .await?
+            .map(|i| ledger::record_of(digest, &i)))
+    }
+
+    async fn unlinked_blobs(
+        &self,
+        after: Option<&Digest>,
+        limit: usize,
+    ) -> Result<Vec<BlobRecord>, StoreError> {
+        lists::unlinked_blobs(after, limit, |q| self.index_page(q)).await
+    }
+
+    async fn touch_blob(&self, digest: &Digest, size: u64, at_ms: u64) -> Result<(), StoreError> {
+        self.read_decide_write("blob touch", || async {
+            let record = self.get(ledger::record_key(digest)).await?;
+            Ok((
+                vec![ledger::touch_write(digest, size, at_ms, record.as_ref())?],
+                (),
+            ))
+        })
+        .await
+    }
+
+    async fn mark_blob(
+        &self,
+        digest: &Digest,
+        untouched_since_ms: u64,
+        at_ms: u64,
+    ) -> Result<bool, StoreError> {
+        self.conditional(&ledger::mark_write(digest, untouched_since_ms, at_ms))
+            .await
+    }
+
+    async fn clear_blob_mark(&self, digest: &Digest, at_ms: u64) -> Result<Cleared, StoreError> {
+        for _ in 0..ledger::ATTEMPTS {
+            let record = self.get(ledger::record_key(digest)).await?;
+            match ledger::clear_mark(digest, record.as_ref(), at_ms) {
+                (answer, None) => return Ok(answer),
+                (answer, Some(w)) if self.conditional(&w).await? => return Ok(answer),
+                _ => {}
+            }
+        }
+        Err(StoreError::Unavailable(format!(
+            "blob record {digest} kept changing"
+        )))
+    }
+
+    async fn begin_blob_delete(
+        &self,
+        digest: &Digest,
+        marked_at_ms: u64,
+        at_ms: u64,
+    ) -> Result<bool, StoreError> {
+        self.conditional(&ledger::begin_delete_write(digest, marked_at_ms, at_ms))
+            .await
+    }
+
+    async fn forget_blob(&self, digest: &Digest) -> Result<bool, StoreError> {
+        self.conditional(&ledger::forget_write(digest)).await
+    }
+}
+
+/// The same items and conditions as `DynamoMetadata`'s.
+impl<T: Transport> LinkCollection for DynamoRest<T> {
+    /// A read, and a write only if the link's time is stale.
+    async fn touch_link(
+        &self,
+        repo: &str,
+        digest: &Digest,
+        at_ms: u64,
+    ) -> Result<bool, StoreError> {
+        let link = self.get(crate::link_key(repo, digest)).await?;
+        match ledger::link_touch(repo, digest, link.as_ref(), at_ms) {
+            LinkTouch::NoLink => Ok(false),
+            LinkTouch::Fresh => Ok(true),
+            // Refused: touched later meanwhile (kept), or removed.
+            LinkTouch::Write(w) => match self.conditional(&w).await? {
+                true => Ok(true),
+                false => Ok(self.get(crate::link_key(repo, digest)).await?.is_some()),
+            },
+        }
+    }
+
+    async fn unreferenced_links(
+        &self,
+        after: Option<&LinkCursor>,
+        limit: usize,
+    ) -> Result<Vec<UnreferencedLink>, StoreError> {
+        lists::unreferenced_links(after, limit, |q| self.index_page(q)).await
+    }
+
+    async fn collect_link(
+        &self,
+        repo: &str,
+        digest: &Digest,
+        untouched_since_ms: u64,
+        at_ms: u64,
+    ) -> Result<bool, StoreError> {
+        self.read_decide_write("link collection", || async {
+            let seen = self.link_seen(repo, digest).await?;
+            Ok(
+                match ledger::collect_writes(repo, digest, &seen, untouched_since_ms, at_ms)? {
+                    Some(w) => (w, true),
+                    None => (Vec::new(), false),
+                },
+            )
+        })
+        .await
     }
 }
 

@@ -1,12 +1,15 @@
-//! The optional metadata abilities on the table: the manifest index, blob records, the
-//! outbox, usage counters and conditional tag writes. Every listing is a `Query` on a key
-//! range (or on the sparse index `gsi1`); nothing scans.
+//! The optional metadata abilities on the table: the manifest index, blob records, link
+//! collection, the outbox, usage counters and conditional tag writes. Every listing is a
+//! `Query` on a key range (or on the sparse index `gsi1`); nothing scans.
 
 use super::*;
 use wharf_core::ports::{
-    BlobRecord, BlobRecords, BlobState, Cleared, ConditionalTags, LinkEntry, ManifestEntry,
-    ManifestIndex, Outbox, OutboxEntry, PullTimes, TagEntry, Usage, UsageCounters,
+    BlobRecord, BlobRecords, Cleared, ConditionalTags, LinkCollection, LinkCursor, LinkEntry,
+    ManifestEntry, ManifestIndex, Outbox, OutboxEntry, PullTimes, TagEntry, UnreferencedLink,
+    Usage, UsageCounters,
 };
+use wharf_dynamodb_items::ledger::LinkTouch;
+use wharf_dynamodb_items::ledger::lists::{self, IndexPage, IndexQuery};
 
 fn digest_after(sk: &str, prefix: &str) -> Result<Digest, StoreError> {
     sk.strip_prefix(prefix)
@@ -42,6 +45,37 @@ impl DynamoMetadata {
             )
             .await?;
         Ok(items)
+    }
+
+    /// One page of `gsi1` (an index is never read strongly consistent).
+    async fn index_page(&self, q: IndexQuery) -> Result<IndexPage, StoreError> {
+        let (cond, after) = match q.after {
+            Some(a) => ("gsi1pk = :p AND gsi1sk > :a", Some(s(a))),
+            None => ("gsi1pk = :p", None),
+        };
+        let mut req = self
+            .0
+            .client
+            .query()
+            .table_name(&self.0.table)
+            .index_name("gsi1")
+            .key_condition_expression(cond)
+            .expression_attribute_values(":p", s(q.pk))
+            .set_exclusive_start_key(q.start.map(sdk))
+            .limit(q.limit.clamp(1, 1000) as i32);
+        if let Some(a) = after {
+            req = req.expression_attribute_values(":a", a);
+        }
+        let out = req.send().await.map_err(store_error)?;
+        Ok(IndexPage {
+            items: out
+                .items
+                .unwrap_or_default()
+                .into_iter()
+                .map(from_sdk)
+                .collect::<Result<_, _>>()?,
+            next: out.last_evaluated_key.map(from_sdk).transpose()?,
+        })
     }
 
     /// A single-item update conditioned on what it expects; false if the condition failed.
@@ -200,63 +234,13 @@ impl BlobRecords for DynamoMetadata {
             .map(|i| ledger::record_of(digest, &i)))
     }
 
-    /// The shards of `gsi1`'s `UNLINKED#` partitions in digest order, from the one `after`
-    /// is in. The index is eventually consistent: a blob linked a moment ago may still be
-    /// listed (collection checks the record before marking it).
+    /// [`lists::unlinked_blobs`]: the `UNLINKED#` shards of `gsi1` in digest order.
     async fn unlinked_blobs(
         &self,
         after: Option<&Digest>,
         limit: usize,
     ) -> Result<Vec<BlobRecord>, StoreError> {
-        let mut out = Vec::new();
-        let first = after.map(ledger::unlinked_index_pk);
-        for shard in ledger::unlinked_shards() {
-            if first.as_ref().is_some_and(|f| shard < *f) {
-                continue;
-            }
-            let mut next = match (&first, after) {
-                (Some(f), Some(a)) if *f == shard => {
-                    let mut k = HashMap::new();
-                    k.insert("gsi1pk".to_owned(), s(&shard));
-                    k.insert("gsi1sk".to_owned(), s(a.to_string()));
-                    k.insert("pk".to_owned(), s(ledger::blob_pk(a)));
-                    k.insert("sk".to_owned(), s("BLOB"));
-                    Some(k)
-                }
-                _ => None,
-            };
-            loop {
-                if out.len() >= limit {
-                    return Ok(out);
-                }
-                let page = self
-                    .0
-                    .client
-                    .query()
-                    .table_name(&self.0.table)
-                    .index_name("gsi1")
-                    .key_condition_expression("gsi1pk = :p")
-                    .expression_attribute_values(":p", s(&shard))
-                    .set_exclusive_start_key(next.take())
-                    .limit((limit - out.len()).clamp(1, 1000) as i32)
-                    .send()
-                    .await
-                    .map_err(store_error)?;
-                for item in page.items.unwrap_or_default() {
-                    let item = from_sdk(item)?;
-                    let d = items::get_s(&item, "gsi1sk")
-                        .and_then(|d| d.parse::<Digest>().ok())
-                        .ok_or_else(|| other("unlinked index item without a digest"))?;
-                    out.push(ledger::record_of(&d, &item));
-                }
-                match page.last_evaluated_key {
-                    Some(k) => next = Some(k),
-                    None => break,
-                }
-            }
-        }
-        out.truncate(limit);
-        Ok(out)
+        lists::unlinked_blobs(after, limit, |q| self.index_page(q)).await
     }
 
     async fn touch_blob(&self, digest: &Digest, size: u64, at_ms: u64) -> Result<(), StoreError> {
@@ -276,20 +260,8 @@ impl BlobRecords for DynamoMetadata {
         untouched_since_ms: u64,
         at_ms: u64,
     ) -> Result<bool, StoreError> {
-        let w = Write::update(
-            ledger::record_key(digest),
-            "SET #state = :marked, #at = :at",
-        )
-        .when(
-            "attribute_exists(pk) AND #state = :live AND #links = :zero \
-                 AND #touched <= :since",
-        )
-        .value("marked", Attr::S("marked".into()))
-        .value("live", Attr::S("live".into()))
-        .value("zero", Attr::N(0))
-        .value("since", Attr::N(untouched_since_ms))
-        .value("at", Attr::N(at_ms));
-        self.conditional(&w).await
+        self.conditional(&ledger::mark_write(digest, untouched_since_ms, at_ms))
+            .await
     }
 
     async fn clear_blob_mark(&self, digest: &Digest, at_ms: u64) -> Result<Cleared, StoreError> {
@@ -297,26 +269,11 @@ impl BlobRecords for DynamoMetadata {
             if attempt > 0 {
                 backoff(attempt).await;
             }
-            let Some(r) = self.get_item(ledger::record_key(digest)).await? else {
-                return Ok(Cleared::Live);
-            };
-            let marked_at = match ledger::state_of(&r) {
-                BlobState::Live => return Ok(Cleared::Live),
-                BlobState::Deleting { .. } => return Ok(Cleared::Gone),
-                BlobState::Marked { at_ms } => at_ms,
-            };
-            let touched = items::get_n(&r, "touched").unwrap_or(0).max(at_ms);
-            let w = Write::update(
-                ledger::record_key(digest),
-                "SET #state = :live, #touched = :t REMOVE #at",
-            )
-            .when("#state = :marked AND #at = :was")
-            .value("live", Attr::S("live".into()))
-            .value("marked", Attr::S("marked".into()))
-            .value("t", Attr::N(touched))
-            .value("was", Attr::N(marked_at));
-            if self.conditional(&w).await? {
-                return Ok(Cleared::Live);
+            let record = self.get_item(ledger::record_key(digest)).await?;
+            match ledger::clear_mark(digest, record.as_ref(), at_ms) {
+                (answer, None) => return Ok(answer),
+                (answer, Some(w)) if self.conditional(&w).await? => return Ok(answer),
+                _ => {}
             }
         }
         Err(StoreError::Unavailable(format!(
@@ -330,24 +287,56 @@ impl BlobRecords for DynamoMetadata {
         marked_at_ms: u64,
         at_ms: u64,
     ) -> Result<bool, StoreError> {
-        let w = Write::update(
-            ledger::record_key(digest),
-            "SET #state = :deleting, #at = :at",
-        )
-        .when("#state = :marked AND #at = :was AND #links = :zero")
-        .value("deleting", Attr::S("deleting".into()))
-        .value("marked", Attr::S("marked".into()))
-        .value("was", Attr::N(marked_at_ms))
-        .value("zero", Attr::N(0))
-        .value("at", Attr::N(at_ms));
-        self.conditional(&w).await
+        self.conditional(&ledger::begin_delete_write(digest, marked_at_ms, at_ms))
+            .await
     }
 
     async fn forget_blob(&self, digest: &Digest) -> Result<bool, StoreError> {
-        let w = Write::delete(ledger::record_key(digest))
-            .when("#state = :deleting")
-            .value("deleting", Attr::S("deleting".into()));
-        self.conditional(&w).await
+        self.conditional(&ledger::forget_write(digest)).await
+    }
+}
+
+impl LinkCollection for DynamoMetadata {
+    /// A `GetItem`, and an `UpdateItem` only if the link's time is stale (a `HEAD` of a blob
+    /// checked in the last minute writes nothing).
+    async fn touch_link(
+        &self,
+        repo: &str,
+        digest: &Digest,
+        at_ms: u64,
+    ) -> Result<bool, StoreError> {
+        let link = self.get_item(ledger::link_key(repo, digest)).await?;
+        match ledger::link_touch(repo, digest, link.as_ref(), at_ms) {
+            LinkTouch::NoLink => Ok(false),
+            LinkTouch::Fresh => Ok(true),
+            // Refused: touched later meanwhile (kept), or removed.
+            LinkTouch::Write(w) => match self.conditional(&w).await? {
+                true => Ok(true),
+                false => Ok(self
+                    .get_item(ledger::link_key(repo, digest))
+                    .await?
+                    .is_some()),
+            },
+        }
+    }
+
+    /// [`lists::unreferenced_links`]: the `UNREFERENCED#` shards of `gsi1`, merged.
+    async fn unreferenced_links(
+        &self,
+        after: Option<&LinkCursor>,
+        limit: usize,
+    ) -> Result<Vec<UnreferencedLink>, StoreError> {
+        lists::unreferenced_links(after, limit, |q| self.index_page(q)).await
+    }
+
+    async fn collect_link(
+        &self,
+        repo: &str,
+        digest: &Digest,
+        untouched_since_ms: u64,
+        at_ms: u64,
+    ) -> Result<bool, StoreError> {
+        self.collect(repo, digest, untouched_since_ms, at_ms).await
     }
 }
 

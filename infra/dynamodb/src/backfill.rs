@@ -9,6 +9,10 @@
 //!
 //! The checkpoint (`META`/`BACKFILL`, `cp` = `<phase>|<repository>|<last sort key>`) is
 //! saved after each page, so a killed run resumes where the last page ended.
+//!
+//! A table whose backfill was done under an older schema (2: before the unreferenced-link
+//! work list) runs it again from the start: links counted already are only put on the work
+//! list (or taken off it) by their `refs`, so every link gets what schema 3 keeps.
 
 use super::*;
 use wharf_core::ports::{Backfill, BackfillProgress, BlobState, SCHEMA_VERSION};
@@ -72,7 +76,8 @@ impl DynamoMetadata {
         self.write_one(&Write::put(item)).await
     }
 
-    /// Counts an old link, if nothing counted it yet.
+    /// Counts an old link, if nothing counted it yet, and puts it on the unreferenced-link
+    /// list (or takes it off) by its `refs`.
     async fn backfill_link(
         &self,
         repo: &str,
@@ -176,10 +181,14 @@ impl Backfill for DynamoMetadata {
 
     async fn backfill_step(&self, budget: usize) -> Result<BackfillProgress, StoreError> {
         let cp = self.get_item(ledger::meta_key("BACKFILL")).await?;
-        if cp.as_ref().is_some_and(|c| c.contains_key("done")) {
-            return Ok(BackfillProgress::Done);
-        }
         let mut phase = match cp.as_ref().and_then(|c| items::get_s(c, "cp")) {
+            _ if cp.as_ref().is_some_and(|c| c.contains_key("done")) => {
+                if self.schema_version().await? >= SCHEMA_VERSION {
+                    return Ok(BackfillProgress::Done);
+                }
+                // Done for an older schema: again, for what this one keeps.
+                Phase::Next { repo: None }
+            }
             Some(c) => Phase::decode(c)?,
             None => Phase::Next { repo: None },
         };

@@ -32,6 +32,8 @@ impl DynamoMetadata {
         .await
     }
 
+    /// `unlink_blob`: refused (`Precondition`) while a manifest of `repo` references the
+    /// blob ([`ledger::unlink_writes`]).
     pub(crate) async fn unlink(
         &self,
         repo: &str,
@@ -39,18 +41,28 @@ impl DynamoMetadata {
         at_ms: u64,
     ) -> Result<bool, StoreError> {
         self.read_decide_write("blob unlink", || async {
-            let [link, reverse, record, pblob]: [Option<items::Item>; 4] = self
-                .batch_get(&ledger::unlink_reads(repo, digest))
-                .await?
-                .try_into()
-                .map_err(|_| other("BatchGetItem answered badly"))?;
-            let seen = LinkSeen {
-                reverse,
-                record,
-                pblob,
-            };
+            let seen = self.link_seen(repo, digest).await?;
+            Ok(match ledger::unlink_writes(repo, digest, &seen, at_ms)? {
+                Some(w) => (w, true),
+                None => (Vec::new(), false),
+            })
+        })
+        .await
+    }
+
+    /// `collect_link`: the unlink's read and transaction, with what makes the link
+    /// collectable as the condition of its removal ([`ledger::collect_writes`]).
+    pub(crate) async fn collect(
+        &self,
+        repo: &str,
+        digest: &Digest,
+        untouched_since_ms: u64,
+        at_ms: u64,
+    ) -> Result<bool, StoreError> {
+        self.read_decide_write("link collection", || async {
+            let seen = self.link_seen(repo, digest).await?;
             Ok(
-                match ledger::unlink_writes(repo, digest, link.as_ref(), &seen, at_ms)? {
+                match ledger::collect_writes(repo, digest, &seen, untouched_since_ms, at_ms)? {
                     Some(w) => (w, true),
                     None => (Vec::new(), false),
                 },
@@ -104,6 +116,13 @@ impl DynamoMetadata {
     }
 
     /// `put_manifest`, with each tag written only if it is as expected.
+    ///
+    /// One transaction holds the manifest, its tags, referrer entry, reverse-index item and
+    /// outbox entry and a check of each distinct child manifest; what keeps each blob's link
+    /// from collection until then (its +1 reference or a check, in that transaction while
+    /// there is room, else a +1 first) and the blob records' counts are planned by
+    /// [`ledger::manifest_plan`]. Any number of blobs fits; children are limited
+    /// ([`ledger::check_manifest_fits`]).
     pub(crate) async fn put_manifest_with(
         &self,
         repo: &str,
@@ -118,48 +137,36 @@ impl DynamoMetadata {
                 distinct.push((t, e));
             }
         }
-        // The manifest, its referrer entry, its reverse-index item, its outbox entry.
-        if distinct.len() + 4 > MAX_TRANSACT_ITEMS {
-            return Err(StoreError::NotSupported(format!(
-                "{} tags in one manifest write; a DynamoDB transaction takes {MAX_TRANSACT_ITEMS} items",
-                distinct.len()
-            )));
-        }
-        self.touch_repo(repo).await?;
-        let parts = self.manifest_payload(repo, m, distinct.len()).await?;
         let digest = &m.info.digest;
         let blobs = ledger::distinct(&m.info.blobs);
+        let children = ledger::distinct(&m.info.children);
+        ledger::check_manifest_fits(distinct.len(), m.info.subject.is_some(), children.len())?;
+        self.touch_repo(repo).await?;
+        let parts = self.manifest_payload(repo, m, distinct.len()).await?;
         let tag_names: Vec<String> = distinct.iter().map(|(t, _)| (*t).to_owned()).collect();
+        let keys = ledger::manifest_reads(repo, digest, &blobs, &children);
         let mut last = None;
         for attempt in 0..ATTEMPTS {
             if attempt > 0 {
                 backoff(attempt).await;
             }
-            // What the write decides on: is the manifest counted yet, do its blobs' links
-            // and records exist, is one being deleted.
-            let mut keys = vec![ledger::manifest_key(repo, digest)];
-            for b in &blobs {
-                keys.push(ledger::link_key(repo, b));
-                keys.push(ledger::record_key(b));
-            }
+            // What the write decides on: is the manifest counted yet, are its blobs' links,
+            // records and child manifests there, is a blob being deleted.
             let found = self.batch_get(&keys).await?;
-            let is_new = !found[0].as_ref().is_some_and(|i| i.contains_key("counted"));
-            let mut refs = Vec::new();
-            for (i, b) in blobs.iter().enumerate() {
-                let (link, record) = (found[1 + 2 * i].as_ref(), found[2 + 2 * i].as_ref());
-                ledger::check_linkable(b, record)?;
-                if is_new {
-                    refs.extend(ledger::ref_writes(repo, b, link, record, true));
+            let seen = ledger::ManifestSeen::from_found(blobs.len(), children.len(), found)?;
+            let main =
+                self.manifest_writes(repo, m, &parts, &distinct, &tag_names, seen.is_new(), at_ms)?;
+            let plan = ledger::manifest_plan(repo, &blobs, &children, &seen, main)?;
+            let result = if plan.before.is_empty() {
+                self.transact_writes(&plan.atomic).await
+            } else {
+                self.refs_then(&plan.before, &plan.atomic).await
+            };
+            if result.is_ok() {
+                for w in &plan.release {
+                    self.take_back(w).await;
                 }
             }
-            let main =
-                self.manifest_writes(repo, m, &parts, &distinct, &tag_names, is_new, at_ms)?;
-            let result = if main.len() + refs.len() <= TX_MAX {
-                refs.extend(main);
-                self.transact_writes(&refs).await
-            } else {
-                self.refs_then(&refs, &main).await
-            };
             match result {
                 Ok(()) => return Ok(()),
                 Err(StoreError::Precondition(e)) => {

@@ -3,15 +3,15 @@
 //! # Key design
 //!
 //! One table, string keys `pk` (partition) and `sk` (sort), on-demand capacity, and one
-//! sparse global secondary index `gsi1` (`gsi1pk`, `gsi1sk`) that only upload items and
-//! unlinked blob records carry.
+//! sparse global secondary index `gsi1` (`gsi1pk`, `gsi1sk`) that only upload items,
+//! unlinked blob records and unreferenced links carry.
 //! [`DynamoMetadata::create_table`] makes it (tests, local setups); Terraform makes the
 //! same in production.
 //!
 //! | item | `pk` | `sk` | attributes |
 //! |---|---|---|---|
 //! | repository (catalog entry) | `CATALOG` | `<name>` | — |
-//! | blob link | `REPO#<name>` | `BLOB#<digest>` | `size`, `linked`, `refs` |
+//! | blob link | `REPO#<name>` | `BLOB#<digest>` | `size`, `linked`, `refs`; while `refs` = 0, `gsi1pk` = `UNREFERENCED#<first hex digit>`, `gsi1sk` = `<name>#<digest>` |
 //! | manifest | `REPO#<name>` | `MANIFEST#<digest>` | `info` (JSON), `body` (bytes) *or* `s3` (key), `subject`, `rev`, `mt`, `size`, `pushed`, `counted` |
 //! | tag | `REPO#<name>` | `TAG#<tag>` | `digest`, and a copy of the manifest's `info` + `body`/`s3`, `pushed` |
 //! | pull time | `REPO#<name>` | `PULL#<digest>` | `pulled` |
@@ -51,13 +51,17 @@
 //!   transaction, conditioned on the manifest's revision (bumped by every `put_manifest`)
 //!   and on each tag still pointing at it, and retries if a concurrent write won.
 //! - **Content writes keep their records in the same transaction** (`content.rs`): a link
-//!   is a `BatchGetItem` (reverse item, blob record, project count) and a
+//!   is a `BatchGetItem` (link, reverse item, blob record, project count) and a
 //!   `TransactWriteItems` of 4–6 items (link, record, reverse item, count and usage on a
-//!   first link, outbox entry); an unlink the same with 3–7; a manifest put reads its item
-//!   and its blobs' links and records (one `BatchGetItem` per 50 blobs) and writes manifest,
-//!   tags, referrer, reverse item, outbox entry and 2 reference counts per distinct blob of a
-//!   new manifest; a tag delete is 2 items. Each is conditioned on what was read and read
-//!   again on a failed condition.
+//!   first link, outbox entry); an unlink (conditioned on the link's `refs` being 0, and
+//!   `collect_link`, also on its time) the same with 3–7; a manifest put reads its item, its blobs' links and
+//!   records and its child manifests (one `BatchGetItem` per 100 keys) and writes manifest,
+//!   tags, referrer, reverse item, outbox entry and a check of each child in one transaction
+//!   (refused above 100 items: 96 children with one tag), with each blob's link (+1
+//!   reference, or a check) and the records' counts while there is room; the links' +1s that
+//!   do not fit go first, in transactions of their own (a link with references is never
+//!   collected), taken back if the manifest's fails; a tag delete is 2 items. Each is
+//!   conditioned on what was read and read again on a failed condition.
 //! - **Reads are strongly consistent** by default ([`DynamoOptions::consistent_reads`]):
 //!   a client that pushes and then pulls must see its push.
 //! - **No `Scan` anywhere.** `stale_uploads` (the scheduled cleanup job only) queries the
@@ -99,15 +103,13 @@ mod content;
 
 /// Item attributes larger than this (manifest info + bytes) go to S3.
 pub const DEFAULT_INLINE_LIMIT: usize = 350_000;
-/// Items one `TransactWriteItems` takes.
-const MAX_TRANSACT_ITEMS: usize = 100;
 /// Bytes of manifest payload (the manifest item and every tag's copy) one `put_manifest`
 /// transaction may carry inline: DynamoDB refuses transactions over 4 MB.
 const TRANSACT_PAYLOAD_BUDGET: usize = 3_000_000;
 /// Repositories remembered as listed in the catalog, at most (then forgotten and relearnt).
 const KNOWN_REPOS: usize = 10_000;
 /// Items per `TransactWriteItems`.
-const TX_MAX: usize = 100;
+const TX_MAX: usize = ledger::TRANSACT_ITEMS;
 /// Attempts for a write that lost a race (transaction conflict, moved tag).
 const ATTEMPTS: u32 = 5;
 /// Reference-count writes per transaction of their own, when a manifest's do not fit in its
@@ -779,10 +781,9 @@ impl DynamoMetadata {
     }
 
     /// Reference-count writes in transactions of their own, then `main`: for a manifest
-    /// whose references do not fit in its transaction. If a step fails, what earlier steps
-    /// added is taken back (one conditional update each); what a crash leaves behind is an
-    /// over-count, so a blob looks used when it is not (a leak the backfill's recount can
-    /// find), never unused when it is.
+    /// whose counts do not fit in its transaction. If a step fails, what earlier steps
+    /// added is taken back; what a crash leaves behind is an over-count, so a blob looks used
+    /// when it is not (a leak the backfill's recount can find), never unused when it is.
     async fn refs_then(&self, refs: &[Write], main: &[Write]) -> Result<(), StoreError> {
         let mut applied = 0;
         let mut result = Ok(());
@@ -797,42 +798,65 @@ impl DynamoMetadata {
             result = self.transact_writes(main).await;
         }
         if result.is_err() {
-            for w in refs[..applied].iter().filter_map(ledger::undo_ref) {
-                if let Err(e) = self.write_one(&w).await {
-                    tracing::warn!(error = %e, key = ?w.key(), "could not take back a reference count");
-                }
+            for w in &refs[..applied] {
+                self.take_back(w).await;
             }
         }
         result
     }
 
+    /// Takes back a reference-count increment that [`Self::refs_then`] wrote; failures are
+    /// logged (an over-count).
+    async fn take_back(&self, w: &Write) {
+        let done = match (ledger::undo_ref(w), ledger::link_of(&w.key())) {
+            (Some(undo), _) => self.write_one(&undo).await,
+            (None, Some((repo, d))) => self.link_ref_again(&repo, &d, false).await,
+            (None, None) => Ok(()),
+        };
+        if let Err(e) = done {
+            tracing::warn!(error = %e, key = ?w.key(), "could not take back a reference count");
+        }
+    }
+
     /// Writes `refs` (reference counts taken back after a manifest went) in transactions of
-    /// their own, falling back to single updates; failures are logged (an over-count).
+    /// their own, falling back to single writes (a link's read again, since its decrement is
+    /// written as the value it leaves); failures are logged (an over-count).
     async fn refs_after(&self, refs: &[Write]) {
         for chunk in refs.chunks(REF_CHUNK) {
             if self.transact_writes(chunk).await.is_ok() {
                 continue;
             }
             for w in chunk {
-                if let Err(e) = self.write_one(w).await {
+                let done = match ledger::link_of(&w.key()) {
+                    Some((repo, d)) => match self.write_one(w).await {
+                        Err(StoreError::Precondition(_)) => {
+                            self.link_ref_again(&repo, &d, false).await
+                        }
+                        other => other,
+                    },
+                    None => self.write_one(w).await,
+                };
+                if let Err(e) = done {
                     tracing::warn!(error = %e, key = ?w.key(), "could not take back a reference count");
                 }
             }
         }
     }
 
-    /// Reads what a link decides on.
-    async fn link_seen(&self, repo: &str, digest: &Digest) -> Result<LinkSeen, StoreError> {
-        let [reverse, record, pblob]: [Option<items::Item>; 3] = self
-            .batch_get(&ledger::link_reads(repo, digest))
-            .await?
-            .try_into()
-            .map_err(|_| other("BatchGetItem answered badly"))?;
-        Ok(LinkSeen {
-            reverse,
-            record,
-            pblob,
+    /// One reference more or less on a link, read afresh each attempt (a link gone has no
+    /// count to change).
+    async fn link_ref_again(&self, repo: &str, d: &Digest, add: bool) -> Result<(), StoreError> {
+        self.read_decide_write("link reference count", || async {
+            let link = self.get_item(ledger::link_key(repo, d)).await?;
+            let w = link.and_then(|l| ledger::link_ref_write(repo, d, &l, add));
+            Ok((w.into_iter().collect(), ()))
         })
+        .await
+    }
+
+    /// Reads what a link write decides on ([`ledger::link_reads`]).
+    async fn link_seen(&self, repo: &str, digest: &Digest) -> Result<LinkSeen, StoreError> {
+        LinkSeen::from_found(self.batch_get(&ledger::link_reads(repo, digest)).await?)
     }
 
     /// Reads, decides, writes on condition; again while a concurrent write changes what was
@@ -1492,8 +1516,15 @@ mod tests {
         send(m.update_upload(u, 0));
         send(m.stale_uploads(0, 1));
         send(m.list_docs("k", "", None, 1));
-        use wharf_core::ports::{Backfill, ConditionalTags, Outbox, PullTimes};
+        use wharf_core::ports::{
+            Backfill, BlobRecords, ConditionalTags, LinkCollection, Outbox, PullTimes,
+        };
         send(m.link_blob("r", d, 1, 0));
+        send(m.touch_link("r", d, 0));
+        send(m.collect_link("r", d, 0, 0));
+        send(m.unreferenced_links(None, 1));
+        send(m.unlinked_blobs(None, 1));
+        send(m.clear_blob_mark(d, 0));
         send(m.unlink_blob("r", d, 0));
         send(m.put_manifest_expecting("r", sm, &[], 0));
         send(m.note_pull("r", d, 0, None));

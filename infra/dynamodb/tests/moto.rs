@@ -8,7 +8,7 @@ use wharf_aws::testing::{self, LocalServer};
 use wharf_core::Reference;
 use wharf_core::ports::{MetadataStore, UploadRecord};
 use wharf_core::testing::{
-    all_capabilities_conformance, document_conformance, metadata_conformance, test_manifest,
+    all_capabilities_conformance, document_conformance, link, metadata_conformance, test_manifest,
 };
 use wharf_core::{Digest, StoreError};
 use wharf_dynamodb::{DynamoMetadata, DynamoOptions};
@@ -64,8 +64,8 @@ async fn conformance() {
     document_conformance(&m).await;
 }
 
-/// Every optional ability's suite (index, blob records, conditional tags, usage, outbox),
-/// on a fresh table.
+/// Every optional ability's suite (link collection, index, blob records, conditional tags,
+/// usage, outbox), on a fresh table.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn capabilities_conformance() {
     let Some((_srv, m)) = setup(None).await else {
@@ -80,10 +80,14 @@ async fn manifests_over_400_kb_go_to_s3_and_tag_reads_are_one_call() {
     let Some((srv, m)) = setup(Some(&counter)).await else {
         return;
     };
-    let blobs: Vec<Digest> = (0..4000u32)
+    // Large by its annotations: over 400 KB, over a few blobs.
+    let blobs: Vec<Digest> = (0..3u32)
         .map(|i| Digest::sha256_of(&i.to_be_bytes()))
         .collect();
-    let big = test_manifest(&blobs, None, None);
+    for b in &blobs {
+        link(&m, "big/repo", b, 1, 0).await.expect("link");
+    }
+    let big = padded_manifest(&blobs, 450 * 1024);
     assert!(big.bytes.len() > 400 * 1024, "{} bytes", big.bytes.len());
     m.put_manifest("big/repo", &big, &["v1"], 0)
         .await
@@ -153,6 +157,128 @@ async fn manifests_over_400_kb_go_to_s3_and_tag_reads_are_one_call() {
     assert_eq!(objects(s3).await, 0);
 }
 
+/// Links `blobs` into `repo`, 4 at a time.
+async fn link_all(m: &DynamoMetadata, repo: &str, blobs: &[Digest]) {
+    let mut tasks = tokio::task::JoinSet::new();
+    for chunk in blobs.chunks(blobs.len().div_ceil(4).max(1)) {
+        let (m, repo, chunk) = (m.clone(), repo.to_owned(), chunk.to_vec());
+        tasks.spawn(async move {
+            for b in &chunk {
+                link(&m, &repo, b, 1, 0).await.expect("link");
+            }
+        });
+    }
+    while let Some(t) = tasks.join_next().await {
+        t.expect("join");
+    }
+}
+
+/// The `refs` of each of `repo`'s links, by digest.
+async fn refs_of(m: &DynamoMetadata, repo: &str) -> std::collections::BTreeMap<Digest, u64> {
+    use wharf_core::ports::ManifestIndex;
+    let mut out = std::collections::BTreeMap::new();
+    let mut after = None;
+    loop {
+        let page = m
+            .list_links(repo, after.as_ref(), 500)
+            .await
+            .expect("links");
+        let Some(last) = page.last() else { break };
+        after = Some(last.digest.clone());
+        out.extend(page.into_iter().map(|l| (l.digest, l.refs)));
+    }
+    out
+}
+
+/// A manifest whose references do not fit in one transaction (Docker allows 127 layers) is
+/// stored: its links' references are added first, in transactions of their own. Children
+/// must be checked in the manifest's own transaction, so an index with too many for the room
+/// its tags leave is refused, writing nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn manifests_with_many_layers_and_tags_count_their_links() {
+    use wharf_core::ports::{BlobRecords, LinkCollection};
+    let Some((_srv, m)) = setup(None).await else {
+        return;
+    };
+    let layers: Vec<Digest> = (0..130u32)
+        .map(|i| Digest::sha256_of(format!("layer-{i}").as_bytes()))
+        .collect();
+    link_all(&m, "big/layers", &layers).await;
+    let img = test_manifest(&layers, None, None);
+    let tags: Vec<String> = (0..64).map(|i| format!("t{i}")).collect();
+    let tag_refs: Vec<&str> = tags.iter().map(String::as_str).collect();
+    m.put_manifest("big/layers", &img, &tag_refs, 10)
+        .await
+        .expect("put 130 layers with 64 tags");
+    for r in [
+        Reference::parse("t0").expect("a tag"),
+        Reference::parse("t63").expect("a tag"),
+        Reference::Digest(img.info.digest.clone()),
+    ] {
+        let got = m
+            .manifest("big/layers", &r)
+            .await
+            .expect("get")
+            .expect("found");
+        assert_eq!(got.bytes, img.bytes);
+    }
+    let counted = refs_of(&m, "big/layers").await;
+    assert_eq!(counted.len(), 130);
+    assert!(counted.values().all(|r| *r == 1), "{counted:?}");
+    assert!(
+        m.unreferenced_links(None, 1000)
+            .await
+            .expect("list")
+            .is_empty()
+    );
+    let r = m
+        .blob_record(&layers[129])
+        .await
+        .expect("record")
+        .expect("there");
+    assert_eq!(r.refs, 1, "the records' counts too");
+    // Pushed again (counted: its links are checked, not counted again).
+    m.put_manifest("big/layers", &img, &["again"], 11)
+        .await
+        .expect("re-put");
+    assert!(refs_of(&m, "big/layers").await.values().all(|r| *r == 1));
+    // The blob DELETE API may not take a referenced layer.
+    assert!(matches!(
+        m.unlink_blob("big/layers", &layers[100], 12).await,
+        Err(StoreError::Precondition(_))
+    ));
+
+    // An index: 64 tags leave room for 33 children.
+    let children: Vec<Digest> = layers[..34]
+        .iter()
+        .map(|l| {
+            let c = test_manifest(std::slice::from_ref(l), None, None);
+            c.info.digest
+        })
+        .collect();
+    let too_many = wharf_core::testing::test_index(&children);
+    let e = m.put_manifest("big/layers", &too_many, &tag_refs, 13).await;
+    assert!(matches!(&e, Err(StoreError::NotSupported(_))), "{e:?}");
+    let t0 = m
+        .manifest("big/layers", &Reference::parse("t0").expect("a tag"))
+        .await
+        .expect("get")
+        .expect("found");
+    assert_eq!(t0.info.digest, img.info.digest, "nothing moved");
+
+    // Deleted: every link unreferenced again.
+    assert!(
+        m.delete_manifest("big/layers", &img.info.digest, 20)
+            .await
+            .expect("delete")
+    );
+    assert!(refs_of(&m, "big/layers").await.values().all(|r| *r == 0));
+    assert_eq!(
+        m.unreferenced_links(None, 1000).await.expect("list").len(),
+        130
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_patches_only_one_advances_the_upload() {
     let Some((_srv, m)) = setup(None).await else {
@@ -206,6 +332,9 @@ async fn paging_many_tags_repositories_and_stale_uploads() {
     let d = |i: u32| Digest::sha256_of(&i.to_be_bytes());
     let base = test_manifest(&[d(1), d(2)], None, None);
     let sig = test_manifest(&[d(3)], Some(&base.info.digest), Some("application/x.sig"));
+    for i in 1..=3 {
+        link(&m, "p/app", &d(i), 1, 0).await.expect("link");
+    }
     m.put_manifest("p/app", &base, &[], 0).await.expect("put");
     m.put_manifest("p/app", &sig, &[], 0).await.expect("put");
     // 120 tags on one manifest: more than one transaction can delete at once.
@@ -257,7 +386,7 @@ async fn paging_many_tags_repositories_and_stale_uploads() {
     let mut names = BTreeSet::from(["p/app".to_owned()]);
     for i in 0..30 {
         let r = format!("team{}/img{i}", i % 3);
-        m.link_blob(&r, &d(1), 1, 0).await.expect("link");
+        link(&m, &r, &d(1), 1, 0).await.expect("link");
         names.insert(r);
     }
     let mut seen = Vec::new();
@@ -389,13 +518,15 @@ async fn the_backfill_rebuilds_what_live_writes_keep() {
     );
     let img = test_manifest(&[a.clone(), b.clone()], None, None);
     let other = test_manifest(&[c.clone(), a.clone()], None, Some("application/x-other"));
-    let links: [(&str, &Digest, u64); 6] = [
+    // Every blob of a manifest linked into its repository (a put refuses otherwise).
+    let links: [(&str, &Digest, u64); 7] = [
         ("p/one", &a, 3),
         ("p/two", &a, 3),
         ("p/one", &b, 4),
         ("q/x", &c, 5),
         ("q/x", &a, 3),
         ("q/y", &c, 5),
+        ("q/y", &a, 3),
     ];
     let manifests: [(&str, &wharf_core::StoredManifest, &[&str]); 3] = [
         ("p/one", &img, &["v1", "latest"]),
@@ -403,9 +534,7 @@ async fn the_backfill_rebuilds_what_live_writes_keep() {
         ("q/y", &other, &[]),
     ];
     for (i, (r, d, s)) in links.iter().enumerate() {
-        live.link_blob(r, d, *s, 1000 + i as u64)
-            .await
-            .expect("link");
+        link(&live, r, d, *s, 1000 + i as u64).await.expect("link");
     }
     for (r, sm, tags) in manifests {
         live.put_manifest(r, sm, tags, 2000).await.expect("put");
@@ -414,15 +543,13 @@ async fn the_backfill_rebuilds_what_live_writes_keep() {
     // The reference: the memory store through the same history.
     let mem = wharf_core::testing::MemoryMetadata::default();
     for (i, (r, d, s)) in links.iter().enumerate() {
-        mem.link_blob(r, d, *s, 1000 + i as u64)
-            .await
-            .expect("link");
+        link(&mem, r, d, *s, 1000 + i as u64).await.expect("link");
     }
     for (r, sm, tags) in manifests {
         mem.put_manifest(r, sm, tags, 2000).await.expect("put");
     }
     mem.forget_ledger();
-    mem.link_blob("p/two", &a, 3, 5000).await.expect("relink");
+    link(&mem, "p/two", &a, 3, 5000).await.expect("relink");
     mem.put_manifest("q/y", &other, &[], 5001)
         .await
         .expect("re-put");
@@ -434,7 +561,7 @@ async fn the_backfill_rebuilds_what_live_writes_keep() {
     );
     assert_eq!(old.blob_record(&a).await.expect("record"), None);
     // Live traffic before the backfill reaches it: counted once, not twice.
-    old.link_blob("p/two", &a, 3, 5000).await.expect("relink");
+    link(&old, "p/two", &a, 3, 5000).await.expect("relink");
     old.put_manifest("q/y", &other, &[], 5001)
         .await
         .expect("re-put");
@@ -572,4 +699,126 @@ async fn the_backfill_rebuilds_what_live_writes_keep() {
     let unlinked =
         |v: Vec<wharf_core::ports::BlobRecord>| v.into_iter().map(|r| r.digest).collect::<Vec<_>>();
     assert!(unlinked(old.unlinked_blobs(None, 100).await.expect("list")).is_empty());
+    // The same unreferenced links as the live table and the reference.
+    assert_eq!(unreferenced(&old).await, unreferenced(&live).await);
+    assert_eq!(unreferenced(&old).await, unreferenced(&mem).await);
+    assert!(!unreferenced(&old).await.is_empty());
+}
+
+/// The unreferenced links of `m`, without their times (old links have none).
+async fn unreferenced<M: wharf_core::ports::LinkCollection>(m: &M) -> Vec<(String, Digest, u64)> {
+    m.unreferenced_links(None, 1000)
+        .await
+        .expect("unreferenced links")
+        .into_iter()
+        .map(|l| (l.repo, l.digest, l.size))
+        .collect()
+}
+
+/// An image manifest over `blobs` with an annotation of `pad` bytes.
+fn padded_manifest(blobs: &[Digest], pad: usize) -> wharf_core::StoredManifest {
+    use wharf_core::model::manifest;
+    let desc = |d: &Digest| serde_json::json!({"mediaType": "application/octet-stream", "digest": d, "size": 1});
+    let doc = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": manifest::OCI_MANIFEST,
+        "config": desc(&blobs[0]),
+        "layers": blobs[1..].iter().map(desc).collect::<Vec<_>>(),
+        "annotations": {"pad": "x".repeat(pad)},
+    });
+    let bytes = bytes::Bytes::from(doc.to_string());
+    let digest = Digest::sha256_of(&bytes);
+    let info = manifest::parse(&bytes, None, digest).expect("a valid manifest");
+    wharf_core::StoredManifest { info, bytes }
+}
+
+/// A table backfilled under schema 2 (its links counted, none on the unreferenced-link
+/// list) runs its backfill again, which lists exactly the links no manifest references.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_schema_2_table_backfills_again_and_lists_its_unreferenced_links() {
+    use wharf_core::ports::{Backfill, BackfillProgress, LinkEntry, ManifestIndex, SCHEMA_VERSION};
+    let Some((_srv, m)) = setup(None).await else {
+        return;
+    };
+    let (a, b, c) = (
+        Digest::sha256_of(b"s2-a"),
+        Digest::sha256_of(b"s2-b"),
+        Digest::sha256_of(b"s2-c"),
+    );
+    for (r, d) in [("p/one", &a), ("p/one", &b), ("p/two", &a), ("p/two", &c)] {
+        link(&m, r, d, 2, 1000).await.expect("link");
+    }
+    let img = test_manifest(&[a.clone(), b.clone()], None, None);
+    m.put_manifest("p/one", &img, &["v1"], 2000)
+        .await
+        .expect("put");
+    let want = unreferenced(&m).await;
+    let mut expect = vec![
+        ("p/two".to_owned(), a.clone(), 2),
+        ("p/two".to_owned(), c.clone(), 2),
+    ];
+    expect.sort_by_key(|(r, d, _)| (r.clone(), d.to_string()));
+    assert_eq!(want, expect, "what no manifest references");
+    let before: Vec<Vec<LinkEntry>> = {
+        let mut v = Vec::new();
+        for r in ["p/one", "p/two"] {
+            v.push(m.list_links(r, None, 10).await.expect("links"));
+        }
+        v
+    };
+    // As schema 2 left it: the link items without index keys, the version at 2.
+    for r in ["p/one", "p/two"] {
+        for l in m.list_links(r, None, 10).await.expect("links") {
+            m.client()
+                .update_item()
+                .table_name("wharf")
+                .key(
+                    "pk",
+                    aws_sdk_dynamodb::types::AttributeValue::S(format!("REPO#{r}")),
+                )
+                .key(
+                    "sk",
+                    aws_sdk_dynamodb::types::AttributeValue::S(format!("BLOB#{}", l.digest)),
+                )
+                .update_expression("REMOVE gsi1pk, gsi1sk")
+                .send()
+                .await
+                .expect("unlist");
+        }
+    }
+    m.client()
+        .put_item()
+        .table_name("wharf")
+        .item(
+            "pk",
+            aws_sdk_dynamodb::types::AttributeValue::S("META".into()),
+        )
+        .item(
+            "sk",
+            aws_sdk_dynamodb::types::AttributeValue::S("SCHEMA".into()),
+        )
+        .item(
+            "version",
+            aws_sdk_dynamodb::types::AttributeValue::N("2".into()),
+        )
+        .send()
+        .await
+        .expect("schema 2");
+    assert!(unreferenced(&m).await.is_empty());
+    assert_eq!(m.schema_version().await.expect("version"), 2);
+    let mut steps = 0;
+    while m.backfill_step(1).await.expect("backfill") != BackfillProgress::Done {
+        steps += 1;
+        assert!(steps < 50, "the backfill does not finish");
+    }
+    assert!(steps > 1, "ran again ({steps} steps)");
+    assert_eq!(m.schema_version().await.expect("version"), SCHEMA_VERSION);
+    assert_eq!(unreferenced(&m).await, want);
+    for (r, was) in ["p/one", "p/two"].into_iter().zip(before) {
+        assert_eq!(
+            m.list_links(r, None, 10).await.expect("links"),
+            was,
+            "nothing counted twice in {r}"
+        );
+    }
 }

@@ -448,7 +448,10 @@ async fn push_and_pull_through_the_core_on_s3_and_dynamodb() {
             .expect("tags")
             .is_some()
     );
-    assert_eq!(m.schema_version().await.expect("version"), 2);
+    assert_eq!(
+        m.schema_version().await.expect("version"),
+        wharf_core::ports::SCHEMA_VERSION
+    );
     m.backfill_step(100).await.expect("backfill");
     report.push(("record, tags, schema, backfill", aws.counter.snapshot()));
     for (_, calls) in &report {

@@ -2,11 +2,15 @@
 //! on the table wharf-dynamodb created: what one writes, the other reads.
 
 use wharf_aws::testing;
+use wharf_aws::testing::HttpTransport;
+use wharf_core::model::manifest::Descriptor;
 use wharf_core::ports::{
-    BlobRecords, Change, DocumentStore, ManifestIndex, MetadataStore, Outbox, UploadRecord, Usage,
-    UsageCounters,
+    BlobRecord, BlobRecords, Change, Cleared, DocumentStore, LinkCollection, LinkCursor,
+    ManifestIndex, MetadataStore, Outbox, Page, StoredManifest, UnreferencedLink, UploadRecord,
+    Usage, UsageCounters,
 };
-use wharf_core::{Digest, StoreError};
+use wharf_core::testing::{links_conformance, records_conformance};
+use wharf_core::{Digest, Reference, StoreError};
 use wharf_dynamodb::{DynamoMetadata, DynamoOptions};
 use wharf_dynamodb_items::DynamoRest;
 
@@ -49,8 +53,14 @@ async fn rest_client_and_sdk_store_share_upload_link_and_doc_items() {
         Err(StoreError::Precondition(_))
     ));
 
-    // Finishing: the link and catalog entry the API then serves, and the upload is gone.
+    // Finishing: the link and catalog entry the API then serves, and the upload is gone. A
+    // link needs the blob's record (the commit touches it first).
     let d = Digest::sha256_of(b"layer");
+    assert!(matches!(
+        rest.link_blob("team/app", &d, 5, 0).await,
+        Err(StoreError::Precondition(_))
+    ));
+    rest.touch_blob(&d, 5, 0).await.expect("touch");
     rest.link_blob("team/app", &d, 5, 0).await.expect("link");
     assert_eq!(sdk.blob_link("team/app", &d).await.expect("link"), Some(5));
     assert_eq!(rest.blob_link("team/app", &d).await.expect("link"), Some(5));
@@ -159,4 +169,167 @@ async fn rest_client_and_sdk_store_share_upload_link_and_doc_items() {
     // A table that does not exist is a deployment fault, not a missing record.
     let lost = DynamoRest::new(srv.rest_client("dynamodb"), Some(&srv.endpoint), "missing");
     assert!(matches!(lost.upload("u1").await, Err(StoreError::Other(_))));
+}
+
+/// The registry on an upload front: what the front writes (links, unlinks, blob records,
+/// link collection) over [`DynamoRest`], the rest (manifests, tags, listings) over the SDK
+/// store on the same table, so the suites check that the two write the same items.
+struct Front {
+    rest: DynamoRest<HttpTransport>,
+    sdk: DynamoMetadata,
+}
+
+impl MetadataStore for Front {
+    async fn repository_exists(&self, repo: &str) -> Result<bool, StoreError> {
+        self.sdk.repository_exists(repo).await
+    }
+    async fn blob_link(&self, repo: &str, d: &Digest) -> Result<Option<u64>, StoreError> {
+        self.rest.blob_link(repo, d).await
+    }
+    async fn link_blob(
+        &self,
+        repo: &str,
+        d: &Digest,
+        size: u64,
+        at: u64,
+    ) -> Result<(), StoreError> {
+        self.rest.link_blob(repo, d, size, at).await
+    }
+    async fn unlink_blob(&self, repo: &str, d: &Digest, at: u64) -> Result<bool, StoreError> {
+        self.rest.unlink_blob(repo, d, at).await
+    }
+    async fn missing_blobs(&self, repo: &str, d: &[Digest]) -> Result<Vec<Digest>, StoreError> {
+        self.sdk.missing_blobs(repo, d).await
+    }
+    async fn missing_manifests(&self, repo: &str, d: &[Digest]) -> Result<Vec<Digest>, StoreError> {
+        self.sdk.missing_manifests(repo, d).await
+    }
+    async fn manifest(
+        &self,
+        repo: &str,
+        r: &Reference,
+    ) -> Result<Option<StoredManifest>, StoreError> {
+        self.sdk.manifest(repo, r).await
+    }
+    async fn put_manifest(
+        &self,
+        repo: &str,
+        m: &StoredManifest,
+        tags: &[&str],
+        at: u64,
+    ) -> Result<(), StoreError> {
+        self.sdk.put_manifest(repo, m, tags, at).await
+    }
+    async fn delete_manifest(&self, repo: &str, d: &Digest, at: u64) -> Result<bool, StoreError> {
+        self.sdk.delete_manifest(repo, d, at).await
+    }
+    async fn delete_tag(&self, repo: &str, tag: &str, at: u64) -> Result<bool, StoreError> {
+        self.sdk.delete_tag(repo, tag, at).await
+    }
+    async fn list_tags(
+        &self,
+        repo: &str,
+        last: Option<&str>,
+        n: usize,
+    ) -> Result<Option<Page>, StoreError> {
+        self.sdk.list_tags(repo, last, n).await
+    }
+    async fn list_repositories(&self, last: Option<&str>, n: usize) -> Result<Page, StoreError> {
+        self.sdk.list_repositories(last, n).await
+    }
+    async fn referrers(&self, repo: &str, subject: &Digest) -> Result<Vec<Descriptor>, StoreError> {
+        self.sdk.referrers(repo, subject).await
+    }
+    async fn create_upload(&self, u: &UploadRecord) -> Result<(), StoreError> {
+        self.rest.create_upload(u).await
+    }
+    async fn upload(&self, id: &str) -> Result<Option<UploadRecord>, StoreError> {
+        self.rest.upload(id).await
+    }
+    async fn update_upload(&self, u: &UploadRecord, expected: u64) -> Result<(), StoreError> {
+        self.rest.update_upload(u, expected).await
+    }
+    async fn delete_upload(&self, id: &str) -> Result<(), StoreError> {
+        self.rest.delete_upload(id).await
+    }
+    async fn claim_upload(&self, id: &str, expected: u64) -> Result<(), StoreError> {
+        self.rest.claim_upload(id, expected).await
+    }
+    async fn stale_uploads(
+        &self,
+        before: u64,
+        limit: usize,
+    ) -> Result<Vec<UploadRecord>, StoreError> {
+        self.sdk.stale_uploads(before, limit).await
+    }
+}
+
+impl BlobRecords for Front {
+    async fn blob_record(&self, d: &Digest) -> Result<Option<BlobRecord>, StoreError> {
+        self.rest.blob_record(d).await
+    }
+    async fn unlinked_blobs(
+        &self,
+        after: Option<&Digest>,
+        limit: usize,
+    ) -> Result<Vec<BlobRecord>, StoreError> {
+        self.rest.unlinked_blobs(after, limit).await
+    }
+    async fn touch_blob(&self, d: &Digest, size: u64, at: u64) -> Result<(), StoreError> {
+        self.rest.touch_blob(d, size, at).await
+    }
+    async fn mark_blob(&self, d: &Digest, since: u64, at: u64) -> Result<bool, StoreError> {
+        self.rest.mark_blob(d, since, at).await
+    }
+    async fn clear_blob_mark(&self, d: &Digest, at: u64) -> Result<Cleared, StoreError> {
+        self.rest.clear_blob_mark(d, at).await
+    }
+    async fn begin_blob_delete(
+        &self,
+        d: &Digest,
+        marked: u64,
+        at: u64,
+    ) -> Result<bool, StoreError> {
+        self.rest.begin_blob_delete(d, marked, at).await
+    }
+    async fn forget_blob(&self, d: &Digest) -> Result<bool, StoreError> {
+        self.rest.forget_blob(d).await
+    }
+}
+
+impl LinkCollection for Front {
+    async fn touch_link(&self, repo: &str, d: &Digest, at: u64) -> Result<bool, StoreError> {
+        self.rest.touch_link(repo, d, at).await
+    }
+    async fn unreferenced_links(
+        &self,
+        after: Option<&LinkCursor>,
+        limit: usize,
+    ) -> Result<Vec<UnreferencedLink>, StoreError> {
+        self.rest.unreferenced_links(after, limit).await
+    }
+    async fn collect_link(
+        &self,
+        repo: &str,
+        d: &Digest,
+        since: u64,
+        at: u64,
+    ) -> Result<bool, StoreError> {
+        self.rest.collect_link(repo, d, since, at).await
+    }
+}
+
+/// The blob-record and link-collection suites with the front's writes over [`DynamoRest`].
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rest_client_passes_the_records_and_links_suites() {
+    let Some(srv) = testing::moto() else {
+        eprintln!("SKIP: moto_server is not available; the DynamoDB REST test did not run");
+        return;
+    };
+    let sdk = DynamoMetadata::new(&srv.sdk_config(), DynamoOptions::new("wharf"));
+    sdk.create_table().await.expect("create table");
+    let rest = DynamoRest::new(srv.rest_client("dynamodb"), Some(&srv.endpoint), "wharf");
+    let front = Front { rest, sdk };
+    links_conformance(&front).await;
+    records_conformance(&front).await;
 }

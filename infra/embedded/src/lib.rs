@@ -384,6 +384,7 @@ impl MetadataStore for EmbeddedMetadata {
     ) -> Result<bool, StoreError> {
         let (repo, digest) = (repo.to_owned(), digest.clone());
         self.write(move |tx| {
+            wharf_core::ledger::check_unlinkable(&mut ledger::kv(tx)?, &repo, &digest)?;
             let mut t = tx.open_table(LINKS).map_err(err)?;
             let d = digest.to_string();
             if t.remove((repo.as_str(), d.as_str()))
