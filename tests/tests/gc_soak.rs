@@ -229,7 +229,7 @@ fn pushes_deletes_and_collections_at_once_lose_nothing_and_leak_nothing() {
                 while !stop.load(Ordering::SeqCst) {
                     n += 1;
                     let repo = format!("soak/p{p}-{}", n as usize % REPOS_PER_PUSHER);
-                    let mount = n % 2 == 0;
+                    let mount = n.is_multiple_of(2);
                     in_flight.fetch_add(1, Ordering::SeqCst);
                     let mut done = push_once(t, &repo, bases, mount, n);
                     // What a client does with a retryable error: push again, until it works.
@@ -280,7 +280,7 @@ fn pushes_deletes_and_collections_at_once_lose_nothing_and_leak_nothing() {
                 while !stop.load(Ordering::SeqCst) {
                     k += 1;
                     let busy = in_flight.load(Ordering::SeqCst) > 0;
-                    let totals = collect(t, if k % 2 == 0 { 2 } else { 0 });
+                    let totals = collect(t, if k.is_multiple_of(2) { 2 } else { 0 });
                     counts.gc_runs.fetch_add(1, Ordering::SeqCst);
                     let n = totals["links"].as_u64().unwrap_or(0)
                         + totals["blobs"].as_u64().unwrap_or(0);
