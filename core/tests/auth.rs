@@ -251,6 +251,15 @@ fn attempt(reg: &Reg, who: Option<(&str, &str)>, action: &str) -> Outcome {
             creds.as_deref(),
             b"",
         ),
+        // Garbage collection is registry-wide: system admins only, project admins too refused.
+        "gc" => call(
+            reg,
+            Method::POST,
+            "/api/v1/gc",
+            creds.as_deref(),
+            br#"{"dry_run":true}"#,
+        ),
+        "gc history" => call(reg, Method::GET, "/api/v1/gc", creds.as_deref(), b""),
         _ => unreachable!(),
     };
     match r.status {
@@ -280,54 +289,66 @@ fn every_role_and_action() {
     let robot_name = robot.body["name"].as_str().expect("name").to_owned();
     assert_eq!(robot_name, "robot$team+ci");
     let robot_secret = robot.body["secret"].as_str().expect("secret").to_owned();
-    let actions = ["pull", "push", "delete", "members", "audit"];
-    type Row<'a> = (&'a str, Option<(&'a str, &'a str)>, [Outcome; 5]);
+    let actions = [
+        "pull",
+        "push",
+        "delete",
+        "members",
+        "audit",
+        "gc",
+        "gc history",
+    ];
+    type Row<'a> = (&'a str, Option<(&'a str, &'a str)>, [Outcome; 7]);
     let table: Vec<Row> = vec![
         (
             "system admin",
             Some(("admin", "admin-pass-1")),
-            [Allowed, Allowed, Allowed, Allowed, Allowed],
+            [
+                Allowed, Allowed, Allowed, Allowed, Allowed, Allowed, Allowed,
+            ],
         ),
         (
             "project admin",
             Some(("alice", "alice-password")),
-            [Allowed, Allowed, Allowed, Allowed, Allowed],
+            [Allowed, Allowed, Allowed, Allowed, Allowed, Denied, Denied],
         ),
         (
             "maintainer",
             Some(("mona", "mona-password")),
-            [Allowed, Allowed, Allowed, Denied, Allowed],
+            [Allowed, Allowed, Allowed, Denied, Allowed, Denied, Denied],
         ),
         (
             "developer",
             Some(("dave", "dave-password")),
-            [Allowed, Allowed, Denied, Denied, Allowed],
+            [Allowed, Allowed, Denied, Denied, Allowed, Denied, Denied],
         ),
         (
             "guest",
             Some(("gus", "gus-password")),
-            [Allowed, Denied, Denied, Denied, Allowed],
+            [Allowed, Denied, Denied, Denied, Allowed, Denied, Denied],
         ),
         (
             "limited guest",
             Some(("lim", "lim-password")),
-            [Allowed, Denied, Denied, Denied, Denied],
+            [Allowed, Denied, Denied, Denied, Denied, Denied, Denied],
         ),
         (
             "non-member",
             Some(("otto", "otto-password")),
-            [Denied, Denied, Denied, Denied, Denied],
+            [Denied, Denied, Denied, Denied, Denied, Denied, Denied],
         ),
         (
             "robot pull+push",
             Some((robot_name.as_str(), robot_secret.as_str())),
-            [Allowed, Allowed, Denied, Denied, Denied],
+            [Allowed, Allowed, Denied, Denied, Denied, Denied, Denied],
         ),
         // Anonymous callers could be given more by logging in: 401, so clients ask again.
         (
             "anonymous",
             None,
             [
+                Unauthorized,
+                Unauthorized,
                 Unauthorized,
                 Unauthorized,
                 Unauthorized,
