@@ -66,7 +66,7 @@ for suite in docker gc skopeo podman oras tls auth aws aws_gc worker; do
   timeout 900 bash "tests/e2e/$suite.sh" >"$out" 2>&1
   rc=$?
   grep -E '^  FAIL' -A12 "$out" | head -60
-  line=$(grep -E '^[a-z]+: [0-9]+ passed, [0-9]+ failed' "$out" | tail -1)
+  line=$(grep -E '^[a-z_]+: [0-9]+ passed, [0-9]+ failed' "$out" | tail -1)
   p=$(echo "$line" | sed -E 's/.*: ([0-9]+) passed.*/\1/'); p=${p:-0}
   f=$(echo "$line" | sed -E 's/.* ([0-9]+) failed.*/\1/'); f=${f:-0}
   if { [ "$rc" != 0 ] || [ -z "$line" ]; } && [ "$f" = 0 ]; then f=1; tail -30 "$out"; fi
