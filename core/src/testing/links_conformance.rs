@@ -31,26 +31,35 @@ pub fn test_index(children: &[Digest]) -> StoredManifest {
     StoredManifest { info, bytes }
 }
 
-async fn ours<M: LinkCollection>(m: &M) -> Vec<(String, Digest, u64, Option<u64>)> {
-    let mut out = Vec::new();
-    let mut after: Option<LinkCursor> = None;
+/// Every link on the work list, read `page` at a time from the cursor of the last.
+pub async fn all_unreferenced_links<M: LinkCollection>(
+    m: &M,
+    page: usize,
+) -> Vec<UnreferencedLink> {
+    let mut out: Vec<UnreferencedLink> = Vec::new();
     loop {
-        let page = m
-            .unreferenced_links(after.as_ref(), 2)
+        let after = out.last().map(|l| LinkCursor {
+            repo: l.repo.clone(),
+            digest: l.digest.clone(),
+        });
+        let next = m
+            .unreferenced_links(after.as_ref(), page)
             .await
             .expect("unreferenced links");
-        let Some(last) = page.last() else { break };
-        after = Some(LinkCursor {
-            repo: last.repo.clone(),
-            digest: last.digest.clone(),
-        });
-        out.extend(
-            page.into_iter()
-                .filter(|l| l.repo.starts_with("lc/"))
-                .map(|l| (l.repo, l.digest, l.size, l.linked_ms)),
-        );
+        if next.is_empty() {
+            return out;
+        }
+        out.extend(next);
     }
-    out
+}
+
+async fn ours<M: LinkCollection>(m: &M) -> Vec<(String, Digest, u64, Option<u64>)> {
+    all_unreferenced_links(m, 2)
+        .await
+        .into_iter()
+        .filter(|l| l.repo.starts_with("lc/"))
+        .map(|l| (l.repo, l.digest, l.size, l.linked_ms))
+        .collect()
 }
 
 fn sorted(

@@ -27,6 +27,6 @@ pub use capabilities::{
 pub use conformance::{document_conformance, link, metadata_conformance, test_manifest};
 pub use flaws::{assert_every_flaw_caught, failure_of};
 pub use inventory_conformance::inventory_conformance;
-pub use links_conformance::{links_conformance, test_index};
+pub use links_conformance::{all_unreferenced_links, links_conformance, test_index};
 pub use memory::{MemoryBlobs, MemoryDocs, MemoryMetadata, MemoryWriter, TestEnv};
 pub use upgrade::ledger_facts;

@@ -15,18 +15,8 @@ where
     M: ManifestIndex + BlobRecords + UsageCounters + LinkCollection,
 {
     let mut out = Vec::new();
-    let mut after: Option<LinkCursor> = None;
-    loop {
-        let page = m
-            .unreferenced_links(after.as_ref(), 100)
-            .await
-            .expect("unreferenced links");
-        let Some(last) = page.last() else { break };
-        after = Some(LinkCursor {
-            repo: last.repo.clone(),
-            digest: last.digest.clone(),
-        });
-        for l in page.iter().filter(|l| repos.contains(&l.repo.as_str())) {
+    for l in super::all_unreferenced_links(m, 100).await {
+        if repos.contains(&l.repo.as_str()) {
             out.push(format!(
                 "{} unreferenced {} size {}",
                 l.repo, l.digest, l.size
