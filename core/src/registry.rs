@@ -19,7 +19,7 @@ use crate::http::request::ClientAddr;
 use crate::http::response::{ApiResponse, error_response};
 use crate::jobs;
 use crate::oci::{Oci, Settings};
-use crate::ports::{BlobStore, CollectableMeta, Env, ServingMeta};
+use crate::ports::{BlobInventory, BlobStore, CollectableMeta, Env, ServingMeta};
 use crate::runs::{self, GcOptions, GcRun, RunStatus};
 use crate::settings::Config;
 use crate::settings::GcSchedule;
@@ -164,7 +164,7 @@ impl<B: BlobStore, M: ServingMeta, E: Env> Registry<B, M, E> {
 
 /// Runs over a store garbage collection can work on (every full store; not the upload
 /// front's, which serves uploads only).
-impl<B: BlobStore, M: CollectableMeta, E: Env> Registry<B, M, E> {
+impl<B: BlobStore + BlobInventory, M: CollectableMeta, E: Env> Registry<B, M, E> {
     /// Queues a garbage-collection run (a schedule's: the API queues its own).
     pub async fn queue_gc(&self, options: GcOptions, by: &str) -> Result<GcRun> {
         let run = runs::queue_gc(&self.meta, &self.env, options, by).await?;
@@ -174,6 +174,7 @@ impl<B: BlobStore, M: CollectableMeta, E: Env> Registry<B, M, E> {
             Event::GcQueued {
                 run: run.id.clone(),
                 dry_run: options.dry_run,
+                verify: options.verify,
             },
         );
         self.deliver(&events).await;
@@ -236,6 +237,7 @@ impl<B: BlobStore, M: CollectableMeta, E: Env> Registry<B, M, E> {
                         blobs: t.blobs,
                         uploads: t.uploads,
                         bytes: t.bytes,
+                        differences: t.differences,
                     },
                 );
                 self.deliver(&events).await;
@@ -266,6 +268,7 @@ impl<B: BlobStore, M: CollectableMeta, E: Env> Registry<B, M, E> {
                     grace_ms: schedule.grace_ms,
                     upload_max_age_ms: schedule.upload_max_age_ms,
                     dry_run: false,
+                    verify: false,
                 };
                 self.queue_gc(options, "scheduler").await?;
             }
@@ -295,6 +298,7 @@ impl<B: BlobStore, M: CollectableMeta, E: Env> Registry<B, M, E> {
                     grace_ms: schedule.grace_ms,
                     upload_max_age_ms: schedule.upload_max_age_ms,
                     dry_run: false,
+                    verify: false,
                 };
                 queued = Some(self.queue_gc(options, "scheduler").await?.id);
             }

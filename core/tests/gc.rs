@@ -9,8 +9,11 @@ use http_body_util::Full;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use wharf_core::Digest;
-use wharf_core::ports::{BlobRecords, BlobStore, LinkCollection, MetadataStore};
-use wharf_core::runs::{GcOptions, GcRun, RunStatus};
+use wharf_core::ledger::Flaw;
+use wharf_core::ports::{
+    BlobRecords, BlobStore, BlobWriter, LinkCollection, MetadataStore, UploadRecord,
+};
+use wharf_core::runs::{FindingKind, GcOptions, GcRun, RunStatus};
 use wharf_core::testing::{MemoryBlobs, MemoryMetadata, TestEnv};
 use wharf_core::{Config, Registry};
 
@@ -76,6 +79,7 @@ fn options(grace_ms: u64, dry_run: bool) -> GcOptions {
         grace_ms,
         upload_max_age_ms: 24 * HOUR,
         dry_run,
+        verify: false,
     }
 }
 
@@ -359,4 +363,124 @@ fn a_scheduled_job_runs_from_its_input_and_stops_at_its_deadline() {
     for d in &w.gone {
         assert!(!stored(&w.blobs, d), "collected by the next invocation");
     }
+}
+
+fn verify(reg: &Reg) -> GcRun {
+    let options = GcOptions {
+        verify: true,
+        ..options(HOUR, false)
+    };
+    let run = block_on(reg.collect_garbage(options, "test", 7)).expect("verification");
+    finished(&run);
+    run
+}
+
+fn kinds(run: &GcRun) -> Vec<(FindingKind, Option<String>, Digest)> {
+    let mut v: Vec<_> = run
+        .progress
+        .findings
+        .iter()
+        .map(|f| (f.kind, f.repository.clone(), f.digest.clone()))
+        .collect();
+    v.sort_by_key(|k| format!("{k:?}"));
+    v
+}
+
+#[test]
+fn verification_finds_every_planted_difference_and_changes_nothing() {
+    let w = world();
+    w.env.now.store(T0 + 25 * HOUR, Ordering::SeqCst);
+    let reg = registry(&w.blobs, &w.meta, &w.env);
+    // An index over team/b's image, so children are counted too.
+    let b = Digest::sha256_of(&image(b"config b", &[b"a base layer both images share", b"layer only b"]));
+    let index = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.index.v1+json",
+        "manifests": [{"mediaType": "application/vnd.oci.image.manifest.v1+json",
+                       "digest": b.to_string(), "size": image(b"config b", &[b"a base layer both images share", b"layer only b"]).len()}],
+    })
+    .to_string();
+    let req = Request::builder()
+        .method(Method::PUT)
+        .uri("/v2/team/b/manifests/multi")
+        .header("host", "reg.test")
+        .header("content-type", "application/vnd.oci.image.index.v1+json")
+        .body(Full::new(Bytes::from(index)))
+        .expect("request");
+    assert_eq!(block_on(reg.handle(req)).status(), StatusCode::CREATED);
+
+    // The bookkeeping of a registry used only through its API has nothing to report, and
+    // a verification collects nothing, even what a collection would.
+    let before = state(&w);
+    let clean = verify(&reg);
+    assert_eq!(clean.progress.totals.differences, 0, "{:?}", clean.progress.findings);
+    // 2 repositories, 6 links (3 each), 5 stored blobs (the base is shared).
+    assert_eq!(clean.progress.totals.checked, 13, "{:?}", clean.progress.totals);
+    assert!(clean.progress.items.is_empty());
+    assert_eq!(state(&w), before, "a verification writes nothing");
+
+    // Plant one flaw of each kind.
+    let config_b = Digest::sha256_of(b"config b");
+    let only_b = Digest::sha256_of(b"layer only b");
+    w.meta
+        .plant(&Flaw::LinkRefs { repo: "team/b".into(), digest: w.shared.clone(), refs: 5 })
+        .expect("plant");
+    w.meta
+        .plant(&Flaw::RecordLinks { digest: only_b.clone(), links: 3 })
+        .expect("plant");
+    w.meta
+        .plant(&Flaw::LinkGone { repo: "team/b".into(), digest: config_b.clone() })
+        .expect("plant");
+    // Bytes lost from storage under a link (team/a's own layer: its link is unreferenced
+    // but still a link).
+    let lost = Digest::sha256_of(b"layer only a");
+    block_on(w.blobs.delete(&lost)).expect("delete bytes");
+    // Bytes that reached storage with no record (what a crash of old code could leave).
+    let stray: &[u8] = b"bytes nobody recorded";
+    let stray_d = Digest::sha256_of(stray);
+    let upload = UploadRecord {
+        id: "stray".into(),
+        repo: "team/a".into(),
+        offset: 0,
+        hash_state: Vec::new(),
+        store_state: String::new(),
+        digest: None,
+        created_ms: T0,
+        updated_ms: T0,
+    };
+    let mut writer = block_on(w.blobs.writer(&upload)).expect("writer");
+    block_on(writer.write(Bytes::from_static(stray))).expect("write");
+    let upload = UploadRecord {
+        offset: stray.len() as u64,
+        store_state: block_on(writer.finish()).expect("finish"),
+        ..upload
+    };
+    block_on(w.blobs.commit(&upload, &stray_d)).expect("commit");
+
+    let before = state(&w);
+    let run = verify(&reg);
+    assert_eq!(state(&w), before, "a verification writes nothing");
+    let b = |s: &str| Some(s.to_owned());
+    assert_eq!(
+        kinds(&run),
+        {
+            let mut v = vec![
+                (FindingKind::LinkRefs, b("team/b"), w.shared.clone()),
+                (FindingKind::RecordLinks, None, only_b.clone()),
+                (FindingKind::MissingLink, b("team/b"), config_b.clone()),
+                (FindingKind::MissingBytes, b("team/a"), lost.clone()),
+                (FindingKind::UntrackedBytes, None, stray_d.clone()),
+            ];
+            v.sort_by_key(|k| format!("{k:?}"));
+            v
+        },
+        "{:#?}",
+        run.progress.findings
+    );
+    assert_eq!(run.progress.totals.differences, 5);
+    assert!(
+        run.progress.findings.iter().any(|f| f.detail.contains("counts 5") && f.detail.contains("say 1")),
+        "{:#?}",
+        run.progress.findings
+    );
 }

@@ -73,6 +73,12 @@ impl BlobStore for Yielding<MemoryBlobs> {
     }
 }
 
+impl BlobInventory for Yielding<MemoryBlobs> {
+    forward! {
+        async fn list_blobs(&self, after: Option<&Digest>, limit: usize) -> Result<Vec<BlobEntry>, StoreError>;
+    }
+}
+
 impl MetadataStore for Yielding<MemoryMetadata> {
     forward! {
         async fn repository_exists(&self, repo: &str) -> Result<bool, StoreError>;
@@ -387,6 +393,7 @@ fn one_schedule(unconditional: bool, seen: &Mutex<HashSet<u64>>, deletions: &Mut
                     grace_ms: 0,
                     upload_max_age_ms: 3_600_000,
                     dry_run: false,
+                    verify: false,
                 };
                 reg.collect_garbage(options, "gc", 1000).await
             })

@@ -3,7 +3,8 @@
 # is deleted; `wharf gc run --dry-run` says what it would collect and deletes nothing;
 # `wharf gc run` frees the deleted image's own layers on disk and keeps the shared one;
 # docker pulls what remains; the run is in the history and the audit log; a developer may
-# not run it; a collection right after a push (grace 1h) collects nothing of it.
+# not run it; a collection right after a push (grace 1h) collects nothing of it; `--verify`
+# finds nothing wrong, then names a layer file deleted behind wharf's back.
 set -u
 here=$(cd "$(dirname "$0")" && pwd)
 source "$here/lib.sh"
@@ -83,4 +84,18 @@ check "docker build gc/again" env DOCKER_BUILDKIT=0 docker build -q -t "$R/gc/ag
 check_output "docker push gc/again after the collection" "digest: sha256:" docker push "$R/gc/again:v1"
 docker rmi -f "$R/gc/again:v1" >/dev/null 2>&1
 check "docker pull gc/again" docker pull "$R/gc/again:v1"
+
+# The full mark-and-sweep: after pushes, a delete and collections, nothing differs; a
+# layer file lost behind wharf's back is named, and the command fails.
+check_output "wharf gc run --verify finds the bookkeeping true" "; 0 differences" "$WHARF_BIN" gc run --verify
+KTOKEN=$(curl -s -u "admin:$WHARF_ADMIN_PASSWORD" "http://$R/token?service=wharf&scope=repository:gc/keep:pull" \
+  | python3 -c 'import json,sys; print(json.load(sys.stdin)["token"])')
+KEEP_LAYER=$(curl -s -H "Authorization: Bearer $KTOKEN" -H 'Accept: application/vnd.docker.distribution.manifest.v2+json' \
+  "http://$R/v2/gc/keep/manifests/v1" | python3 -c 'import json,sys; print(json.load(sys.stdin)["layers"][-1]["digest"])')
+rm -f "$WHARF_DATA/blobs/sha256/${KEEP_LAYER:7:2}/${KEEP_LAYER:7}"
+BEFORE=$(blobs_bytes)
+"$WHARF_BIN" gc run --verify >"$WORK/verify.out" 2>&1
+check "wharf gc run --verify exits non-zero once a layer's file is lost" test $? != 0
+check_output "and names the lost layer and its repository" "difference missing_bytes $KEEP_LAYER in gc/keep" cat "$WORK/verify.out"
+check "a verification deletes nothing from disk" test "$(blobs_bytes)" = "$BEFORE"
 finish

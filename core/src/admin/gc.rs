@@ -25,6 +25,9 @@ pub const DEFAULT_UPLOAD_MAX_AGE_SECS: u64 = 24 * 3600;
 pub(super) struct GcRequest {
     #[serde(default)]
     dry_run: bool,
+    /// Recompute the bookkeeping and report differences; collects nothing.
+    #[serde(default)]
+    verify: bool,
     /// Seconds; 0 is allowed (the conditional writes alone then protect pushes in flight).
     #[serde(default)]
     grace_secs: Option<u64>,
@@ -53,11 +56,13 @@ impl<M: MetadataStore + DocumentStore, E: Env> Admin<'_, M, E> {
                 "upload_max_age_secs",
             )?,
             dry_run: req.dry_run,
+            verify: req.verify,
         };
         let run = runs::queue_gc(self.meta, self.env, options, who.name()).await?;
         self.gate.events.emit(Event::GcQueued {
             run: run.id.clone(),
             dry_run: options.dry_run,
+            verify: options.verify,
         });
         Ok(ok_json::<B>(StatusCode::ACCEPTED, run_json(&run)?))
     }

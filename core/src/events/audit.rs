@@ -117,10 +117,18 @@ impl AuditEvent {
             Event::RobotDeleted { robot, project } => {
                 ("robot_delete", (robot.clone(), project.clone()), None)
             }
-            Event::GcQueued { run, dry_run } => (
+            Event::GcQueued {
+                run,
+                dry_run,
+                verify,
+            } => (
                 "gc_queue",
                 (run.clone(), None),
-                dry_run.then(|| "dry-run".to_owned()),
+                if *verify {
+                    Some("verify".to_owned())
+                } else {
+                    dry_run.then(|| "dry-run".to_owned())
+                },
             ),
             Event::GcFinished {
                 run,
@@ -129,11 +137,12 @@ impl AuditEvent {
                 blobs,
                 uploads,
                 bytes,
+                differences,
             } => (
                 "gc_finish",
                 (run.clone(), None),
                 Some(format!(
-                    "{status}: {links} links, {uploads} uploads, {blobs} blobs, {bytes} bytes"
+                    "{status}: {links} links, {uploads} uploads, {blobs} blobs, {bytes} bytes, {differences} differences"
                 )),
             ),
         };

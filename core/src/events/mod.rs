@@ -134,6 +134,8 @@ pub enum Event {
         run: String,
         /// Whether it only reports.
         dry_run: bool,
+        /// Whether it verifies the bookkeeping instead of collecting.
+        verify: bool,
     },
     /// A garbage-collection run finished or failed.
     GcFinished {
@@ -149,6 +151,8 @@ pub enum Event {
         uploads: u64,
         /// Bytes freed in storage.
         bytes: u64,
+        /// Differences a verification found.
+        differences: u64,
     },
     /// A user was given a role in a project.
     MemberSet {

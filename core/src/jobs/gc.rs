@@ -9,10 +9,15 @@
 //! it is done or has made `budget` store calls, and the caller saves the run (its
 //! [`GcCheckpoint`]) after each step: a killed invocation loses at most one step, and every
 //! action of a step is conditional and idempotent, so doing it again changes nothing.
+//!
+//! A run with `verify` instead checks the bookkeeping these work lists come from
+//! ([`super::verify`]).
 
 use crate::error::{ErrorCode, RegistryError, Result, StoreError};
 use crate::model::Digest;
-use crate::ports::{BlobState, BlobStore, CollectableMeta, Env, LinkCursor, SCHEMA_VERSION};
+use crate::ports::{
+    BlobInventory, BlobState, BlobStore, CollectableMeta, Env, LinkCursor, SCHEMA_VERSION,
+};
 use crate::runs::{GcItem, GcPhase, GcProgress};
 
 /// Items listed per page of a work list.
@@ -42,7 +47,7 @@ fn ago(now: u64, at: Option<u64>) -> String {
 
 /// Advances `run` until it is done or has made about `budget` store calls (it stops
 /// between two items, so it may go over by one item's calls).
-pub async fn step<B: BlobStore, M: CollectableMeta, E: Env>(
+pub async fn step<B: BlobStore + BlobInventory, M: CollectableMeta, E: Env>(
     blobs: &B,
     meta: &M,
     env: &E,
@@ -56,6 +61,9 @@ pub async fn step<B: BlobStore, M: CollectableMeta, E: Env>(
             GcPhase::Links => links_page(meta, env, run, budget - spent(run)).await?,
             GcPhase::Uploads => uploads_page(blobs, meta, env, run).await?,
             GcPhase::Blobs => blobs_page(blobs, meta, env, run, budget - spent(run)).await?,
+            GcPhase::VerifyRepositories | GcPhase::VerifyBlobs => {
+                super::verify::page(blobs, meta, run).await?;
+            }
             GcPhase::Done => {}
         }
     }

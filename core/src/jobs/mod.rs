@@ -5,6 +5,7 @@
 //! Lambda) through the registry.
 
 pub mod gc;
+mod verify;
 
 /// What a scheduler asks for: the input of the jobs Lambda's EventBridge schedules
 /// (`{"job":"gc"}`: Scheduler passes a target's input as it is, with no envelope), the

@@ -580,3 +580,52 @@ pub fn check_tag(
         None => format!("tag {tag} does not exist"),
     }))
 }
+
+/// A flaw planted in a ledger's bookkeeping, for the tests of the verification
+/// (`gc --verify`), which must report each.
+#[cfg(any(test, feature = "testing"))]
+#[derive(Debug, Clone)]
+pub enum Flaw {
+    /// The link of `digest` in `repo` counts `refs` referencing manifests.
+    LinkRefs {
+        /// Repository.
+        repo: String,
+        /// Blob.
+        digest: Digest,
+        /// The wrong count.
+        refs: u64,
+    },
+    /// The blob record of `digest` counts `links` linking repositories.
+    RecordLinks {
+        /// Blob.
+        digest: Digest,
+        /// The wrong count.
+        links: u64,
+    },
+    /// The link of `digest` in `repo` is gone while its manifests remain.
+    LinkGone {
+        /// Repository.
+        repo: String,
+        /// Blob.
+        digest: Digest,
+    },
+}
+
+/// Plants `flaw` (tests only).
+#[cfg(any(test, feature = "testing"))]
+pub fn plant(kv: &mut impl Kv, flaw: &Flaw) -> Result<(), StoreError> {
+    match flaw {
+        Flaw::LinkRefs { repo, digest, refs } => {
+            let mut l: LinkDoc =
+                get_json(kv, &link_key(repo, digest))?.ok_or(StoreError::NotFound)?;
+            l.refs = *refs;
+            save_link(kv, repo, digest, &l)
+        }
+        Flaw::RecordLinks { digest, links } => {
+            let mut b: BlobDoc = get_json(kv, &blob_key(digest))?.ok_or(StoreError::NotFound)?;
+            b.links = *links;
+            put_json(kv, &blob_key(digest), &b)
+        }
+        Flaw::LinkGone { repo, digest } => on_unlink(kv, repo, digest, 0),
+    }
+}

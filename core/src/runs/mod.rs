@@ -29,6 +29,11 @@ pub struct GcOptions {
     pub upload_max_age_ms: u64,
     /// Decide and report, write nothing.
     pub dry_run: bool,
+    /// Instead of collecting, recompute every count from the manifests and the bytes in
+    /// storage and report where the bookkeeping differs ([`crate::jobs::verify`]). Writes
+    /// nothing but the run.
+    #[serde(default)]
+    pub verify: bool,
 }
 
 /// Where a run is: the phase and the cursor in its work list.
@@ -46,6 +51,9 @@ pub struct GcCheckpoint {
     /// leave unlinked are what it reports it would delete.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub dry_links: Vec<(String, Digest)>,
+    /// Verification: the last repository checked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub repo_after: Option<String>,
 }
 
 /// The phases of a run, in order.
@@ -59,8 +67,47 @@ pub enum GcPhase {
     Uploads,
     /// Blobs no repository links.
     Blobs,
+    /// Verification: each repository's links against its manifests.
+    VerifyRepositories,
+    /// Verification: the bytes in storage against the blob records.
+    VerifyBlobs,
     /// Finished.
     Done,
+}
+
+/// What a verification found: a way the bookkeeping differs from what it should say.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FindingKind {
+    /// A link's count of references differs from its repository's manifests' (too low, a
+    /// collection could take a blob in use; too high, it is never freed).
+    LinkRefs,
+    /// A manifest references a blob its repository does not link: its pull fails.
+    MissingLink,
+    /// An index references a manifest its repository does not hold.
+    MissingChild,
+    /// A repository links a blob whose bytes are not in storage: data lost.
+    MissingBytes,
+    /// Bytes in storage with no blob record: nothing will ever collect them.
+    UntrackedBytes,
+    /// A blob record's count of linking repositories differs from the index's.
+    RecordLinks,
+    /// A blob record's size differs from the bytes in storage.
+    RecordSize,
+}
+
+/// One difference a verification found.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Finding {
+    /// What kind.
+    pub kind: FindingKind,
+    /// The repository, for a link's or a manifest's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub repository: Option<String>,
+    /// The blob or manifest.
+    pub digest: Digest,
+    /// What the bookkeeping says and what it should say.
+    pub detail: String,
 }
 
 /// What was collected (or, in a dry run, would be), and why.
@@ -97,6 +144,12 @@ pub struct GcTotals {
     pub metadata_calls: u64,
     /// Blob store calls made.
     pub blob_calls: u64,
+    /// Verification: repositories, links and blobs checked.
+    #[serde(default)]
+    pub checked: u64,
+    /// Verification: differences found.
+    #[serde(default)]
+    pub differences: u64,
 }
 
 /// One run's progress, saved between steps.
@@ -110,16 +163,28 @@ pub struct GcProgress {
     pub totals: GcTotals,
     /// What it collected, the first [`MAX_LISTED`].
     pub items: Vec<GcItem>,
+    /// What a verification found, the first [`MAX_LISTED`].
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub findings: Vec<Finding>,
 }
 
 impl GcProgress {
     /// A run that has not started.
     pub fn new(options: GcOptions) -> Self {
+        let phase = if options.verify {
+            GcPhase::VerifyRepositories
+        } else {
+            GcPhase::Links
+        };
         Self {
             options,
-            checkpoint: GcCheckpoint::default(),
+            checkpoint: GcCheckpoint {
+                phase,
+                ..GcCheckpoint::default()
+            },
             totals: GcTotals::default(),
             items: Vec::new(),
+            findings: Vec::new(),
         }
     }
 
@@ -132,6 +197,14 @@ impl GcProgress {
     pub fn collected(&mut self, item: GcItem) {
         if self.items.len() < MAX_LISTED {
             self.items.push(item);
+        }
+    }
+
+    /// Counts in a difference a verification found, listing it while the list has room.
+    pub fn found(&mut self, finding: Finding) {
+        self.totals.differences += 1;
+        if self.findings.len() < MAX_LISTED {
+            self.findings.push(finding);
         }
     }
 }

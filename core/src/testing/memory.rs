@@ -210,6 +210,18 @@ impl BlobWriter for MemoryWriter {
 #[derive(Default, Clone)]
 pub struct MemoryMetadata(pub(super) Arc<Mutex<MemState>>, Arc<MemoryDocs>);
 
+impl MemoryMetadata {
+    /// Plants a flaw in the bookkeeping (see [`ledger::Flaw`]); a link gone from the
+    /// ledger goes from the store's links too.
+    pub fn plant(&self, flaw: &ledger::Flaw) -> Result<(), StoreError> {
+        let mut s = lock(&self.0);
+        if let ledger::Flaw::LinkGone { repo, digest } = flaw {
+            s.links.remove(&(repo.clone(), digest.clone()));
+        }
+        ledger::plant(&mut s.ledger, flaw)
+    }
+}
+
 impl DocumentStore for MemoryMetadata {
     async fn get_doc(&self, kind: &str, id: &str) -> Result<Option<Vec<u8>>, StoreError> {
         self.1.get_doc(kind, id).await

@@ -134,6 +134,10 @@ pub enum GcCmd {
         /// Decide and report; delete nothing.
         #[arg(long)]
         dry_run: bool,
+        /// Collect nothing: recompute every count from the manifests and the bytes in
+        /// storage, print each difference from the bookkeeping (exits non-zero if any).
+        #[arg(long, conflicts_with = "dry_run")]
+        verify: bool,
         /// Keep whatever was pushed, mounted, linked or HEAD-checked more recently than
         /// this (e.g. 1h, 30m, 0s).
         #[arg(long, default_value = "1h", value_parser = parse_duration)]
@@ -217,7 +221,29 @@ fn gc_run(conn: &Conn, body: Value, wait_secs: u64, json_out: bool) -> Result<()
                 item["reason"].as_str().unwrap_or("")
             );
         }
+        for f in run["progress"]["findings"].as_array().into_iter().flatten() {
+            let repo = f["repository"]
+                .as_str()
+                .map(|r| format!(" in {r}"))
+                .unwrap_or_default();
+            println!(
+                "difference {} {}{repo}: {}",
+                f["kind"].as_str().unwrap_or("?"),
+                f["digest"].as_str().unwrap_or("?"),
+                f["detail"].as_str().unwrap_or("")
+            );
+        }
         let t = &run["progress"]["totals"];
+        if run["progress"]["options"]["verify"].as_bool() == Some(true) {
+            println!(
+                "{}: verified {} repositories, links and blobs; {} differences; {} metadata calls, {} blob store calls",
+                run["status"].as_str().unwrap_or("?"),
+                t["checked"],
+                t["differences"],
+                t["metadata_calls"],
+                t["blob_calls"]
+            );
+        } else {
         println!(
             "{}: {} links, {} uploads, {} blobs ({} bytes) {verb}; {} kept; {} metadata calls, {} blob store calls",
             run["status"].as_str().unwrap_or("?"),
@@ -229,8 +255,14 @@ fn gc_run(conn: &Conn, body: Value, wait_secs: u64, json_out: bool) -> Result<()
             t["metadata_calls"],
             t["blob_calls"]
         );
+        }
     }
-    if run["status"] == "finished" {
+    let differences = run["progress"]["totals"]["differences"].as_u64().unwrap_or(0);
+    if run["status"] == "finished" && differences > 0 {
+        Err(format!(
+            "run {id}: the bookkeeping differs from the content in {differences} places"
+        ))
+    } else if run["status"] == "finished" {
         Ok(())
     } else {
         Err(format!(
@@ -411,12 +443,13 @@ pub fn run(conn: Conn, cmd: AdminCommand) -> Result<(), String> {
         }
         Gc(GcCmd::Run {
             dry_run,
+            verify,
             grace,
             upload_max_age,
             wait,
             json,
         }) => {
-            let body = json!({"dry_run": dry_run, "grace_secs": grace, "upload_max_age_secs": upload_max_age});
+            let body = json!({"dry_run": dry_run, "verify": verify, "grace_secs": grace, "upload_max_age_secs": upload_max_age});
             return gc_run(&conn, body, wait, json);
         }
         Gc(GcCmd::History { limit }) => call(&conn, "GET", &format!("gc?limit={limit}"), None)?,

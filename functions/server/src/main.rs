@@ -501,6 +501,7 @@ async fn gc_schedule(state: Arc<AppState>, schedule: wharf_core::settings::GcSch
             grace_ms: schedule.grace_ms,
             upload_max_age_ms: schedule.upload_max_age_ms,
             dry_run: false,
+            verify: false,
         };
         match state.app.queue_gc(options).await {
             Ok(id) => tracing::info!(run = %id, "scheduled garbage collection queued"),
