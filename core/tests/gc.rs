@@ -392,7 +392,10 @@ fn verification_finds_every_planted_difference_and_changes_nothing() {
     w.env.now.store(T0 + 25 * HOUR, Ordering::SeqCst);
     let reg = registry(&w.blobs, &w.meta, &w.env);
     // An index over team/b's image, so children are counted too.
-    let b = Digest::sha256_of(&image(b"config b", &[b"a base layer both images share", b"layer only b"]));
+    let b = Digest::sha256_of(&image(
+        b"config b",
+        &[b"a base layer both images share", b"layer only b"],
+    ));
     let index = serde_json::json!({
         "schemaVersion": 2,
         "mediaType": "application/vnd.oci.image.index.v1+json",
@@ -413,9 +416,17 @@ fn verification_finds_every_planted_difference_and_changes_nothing() {
     // a verification collects nothing, even what a collection would.
     let before = state(&w);
     let clean = verify(&reg);
-    assert_eq!(clean.progress.totals.differences, 0, "{:?}", clean.progress.findings);
+    assert_eq!(
+        clean.progress.totals.differences, 0,
+        "{:?}",
+        clean.progress.findings
+    );
     // 2 repositories, 6 links (3 each), 5 stored blobs (the base is shared).
-    assert_eq!(clean.progress.totals.checked, 13, "{:?}", clean.progress.totals);
+    assert_eq!(
+        clean.progress.totals.checked, 13,
+        "{:?}",
+        clean.progress.totals
+    );
     assert!(clean.progress.items.is_empty());
     assert_eq!(state(&w), before, "a verification writes nothing");
 
@@ -423,13 +434,23 @@ fn verification_finds_every_planted_difference_and_changes_nothing() {
     let config_b = Digest::sha256_of(b"config b");
     let only_b = Digest::sha256_of(b"layer only b");
     w.meta
-        .plant(&Flaw::LinkRefs { repo: "team/b".into(), digest: w.shared.clone(), refs: 5 })
+        .plant(&Flaw::LinkRefs {
+            repo: "team/b".into(),
+            digest: w.shared.clone(),
+            refs: 5,
+        })
         .expect("plant");
     w.meta
-        .plant(&Flaw::RecordLinks { digest: only_b.clone(), links: 3 })
+        .plant(&Flaw::RecordLinks {
+            digest: only_b.clone(),
+            links: 3,
+        })
         .expect("plant");
     w.meta
-        .plant(&Flaw::LinkGone { repo: "team/b".into(), digest: config_b.clone() })
+        .plant(&Flaw::LinkGone {
+            repo: "team/b".into(),
+            digest: config_b.clone(),
+        })
         .expect("plant");
     // Bytes lost from storage under a link (team/a's own layer: its link is unreferenced
     // but still a link).
@@ -479,7 +500,10 @@ fn verification_finds_every_planted_difference_and_changes_nothing() {
     );
     assert_eq!(run.progress.totals.differences, 5);
     assert!(
-        run.progress.findings.iter().any(|f| f.detail.contains("counts 5") && f.detail.contains("say 1")),
+        run.progress
+            .findings
+            .iter()
+            .any(|f| f.detail.contains("counts 5") && f.detail.contains("say 1")),
         "{:#?}",
         run.progress.findings
     );

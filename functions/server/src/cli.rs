@@ -244,20 +244,22 @@ fn gc_run(conn: &Conn, body: Value, wait_secs: u64, json_out: bool) -> Result<()
                 t["blob_calls"]
             );
         } else {
-        println!(
-            "{}: {} links, {} uploads, {} blobs ({} bytes) {verb}; {} kept; {} metadata calls, {} blob store calls",
-            run["status"].as_str().unwrap_or("?"),
-            t["links"],
-            t["uploads"],
-            t["blobs"],
-            t["bytes"],
-            t["kept"],
-            t["metadata_calls"],
-            t["blob_calls"]
-        );
+            println!(
+                "{}: {} links, {} uploads, {} blobs ({} bytes) {verb}; {} kept; {} metadata calls, {} blob store calls",
+                run["status"].as_str().unwrap_or("?"),
+                t["links"],
+                t["uploads"],
+                t["blobs"],
+                t["bytes"],
+                t["kept"],
+                t["metadata_calls"],
+                t["blob_calls"]
+            );
         }
     }
-    let differences = run["progress"]["totals"]["differences"].as_u64().unwrap_or(0);
+    let differences = run["progress"]["totals"]["differences"]
+        .as_u64()
+        .unwrap_or(0);
     if run["status"] == "finished" && differences > 0 {
         Err(format!(
             "run {id}: the bookkeeping differs from the content in {differences} places"
