@@ -94,7 +94,8 @@ if aws:
     # $0.0000133334 per GB-second and $0.20 per million requests.
     READS = {"GetItem", "Query", "BatchGetItem", "Scan"}
     def cost(r, ms_per_call=10, items_per_transaction=3):
-        ddb, s3 = r["sdk_calls"]["dynamodb"], r["sdk_calls"]["s3"]
+        short = lambda d: {k.split(".")[-1]: v for k, v in d.items()}
+        ddb, s3 = short(r["sdk_calls"]["dynamodb"]), short(r["sdk_calls"]["s3"])
         rru = sum(v for k, v in ddb.items() if k in READS)
         wru = sum(v for k, v in ddb.items() if k not in READS and k != "TransactWriteItems")
         wru += 2 * items_per_transaction * ddb.get("TransactWriteItems", 0)
