@@ -127,6 +127,7 @@ impl BlobRecords for Yielding<MemoryMetadata> {
         async fn mark_blob(&self, digest: &Digest, untouched_since_ms: u64, at_ms: u64) -> Result<bool, StoreError>;
         async fn clear_blob_mark(&self, digest: &Digest, at_ms: u64) -> Result<Cleared, StoreError>;
         async fn begin_blob_delete(&self, digest: &Digest, marked_at_ms: u64, at_ms: u64) -> Result<bool, StoreError>;
+        async fn begin_unused_blob_delete(&self, digest: &Digest, untouched_since_ms: u64, at_ms: u64) -> Result<bool, StoreError>;
         async fn forget_blob(&self, digest: &Digest) -> Result<bool, StoreError>;
     }
 }

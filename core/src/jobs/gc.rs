@@ -277,9 +277,9 @@ async fn dry_run_confirms<M: CollectableMeta>(
     Ok(meta.repositories_with(digest, None, 1).await?.is_empty())
 }
 
-/// Deletes one blob by the protocol: confirm no repository holds it, mark it (only if
-/// untouched since the cutoff), begin its deletion (only if the mark is still there), delete
-/// the bytes, forget the record. False if any condition failed: a push got there first.
+/// Deletes one blob by the protocol: confirm no repository holds it, begin its deletion
+/// (only if still unlinked and untouched since the cutoff: mark and begin in one write, or
+/// begin from a mark a killed run left), delete the bytes, forget the record. False if any condition failed: a push got there first.
 #[allow(clippy::too_many_arguments)]
 async fn collect_blob<B: BlobStore, M: CollectableMeta>(
     blobs: &B,
@@ -291,25 +291,26 @@ async fn collect_blob<B: BlobStore, M: CollectableMeta>(
     cutoff: u64,
     now: u64,
 ) -> Result<bool> {
-    if !matches!(state, BlobState::Deleting { .. }) {
-        let mark = match marked {
-            Some(at) => at,
-            None => {
-                // Never on a counter alone: the index must hold no repository either.
-                run.totals.metadata_calls += 1;
-                if !meta.repositories_with(digest, None, 1).await?.is_empty() {
-                    return Ok(false);
-                }
-                run.totals.metadata_calls += 1;
-                if !meta.mark_blob(digest, cutoff, now).await? {
-                    return Ok(false);
-                }
-                now
+    match (state, marked) {
+        (BlobState::Deleting { .. }, _) => {}
+        // A mark a killed run left: any use since would have cleared it.
+        (_, Some(mark)) => {
+            run.totals.metadata_calls += 1;
+            if !meta.begin_blob_delete(digest, mark, now).await? {
+                return Ok(false);
             }
-        };
-        run.totals.metadata_calls += 1;
-        if !meta.begin_blob_delete(digest, mark, now).await? {
-            return Ok(false);
+        }
+        (_, None) => {
+            // Never on a counter alone: the index must hold no repository either.
+            run.totals.metadata_calls += 1;
+            if !meta.repositories_with(digest, None, 1).await?.is_empty() {
+                return Ok(false);
+            }
+            // Marked and begun in one conditional write.
+            run.totals.metadata_calls += 1;
+            if !meta.begin_unused_blob_delete(digest, cutoff, now).await? {
+                return Ok(false);
+            }
         }
     }
     run.totals.blob_calls += 1;

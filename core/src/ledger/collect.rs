@@ -146,6 +146,25 @@ pub fn begin_blob_delete(
     Ok(true)
 }
 
+/// `begin_unused_blob_delete`: `mark_blob`'s condition, `begin_blob_delete`'s result.
+pub fn begin_unused_blob_delete(
+    kv: &mut impl Kv,
+    digest: &Digest,
+    untouched_since_ms: u64,
+    at_ms: u64,
+) -> Result<bool, StoreError> {
+    let bkey = blob_key(digest);
+    let Some(mut blob) = get_json::<BlobDoc>(kv, &bkey)? else {
+        return Ok(false);
+    };
+    if blob.state() != BlobState::Live || blob.links > 0 || blob.touched_ms > untouched_since_ms {
+        return Ok(false);
+    }
+    blob.set_state(BlobState::Deleting { since_ms: at_ms });
+    put_json(kv, &bkey, &blob)?;
+    Ok(true)
+}
+
 /// `forget_blob`.
 pub fn forget_blob(kv: &mut impl Kv, digest: &Digest) -> Result<bool, StoreError> {
     let bkey = blob_key(digest);

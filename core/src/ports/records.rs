@@ -109,6 +109,20 @@ pub trait BlobRecords {
         marked_at_ms: u64,
         at_ms: u64,
     ) -> Result<bool, StoreError>;
+    /// [`Self::mark_blob`] and [`Self::begin_blob_delete`] in one conditional write: moves a
+    /// `Live` record no repository links, untouched after `untouched_since_ms`, straight to
+    /// `Deleting` (since `at_ms`). A collection that deletes right after marking gains
+    /// nothing from two writes: both conditions hold at one instant either way. Stores that
+    /// can condition one write on it say so; the default makes the two calls.
+    async fn begin_unused_blob_delete(
+        &self,
+        digest: &Digest,
+        untouched_since_ms: u64,
+        at_ms: u64,
+    ) -> Result<bool, StoreError> {
+        Ok(self.mark_blob(digest, untouched_since_ms, at_ms).await?
+            && self.begin_blob_delete(digest, at_ms, at_ms).await?)
+    }
     /// Removes a `Deleting` record once its bytes are gone. False if it was not `Deleting`.
     async fn forget_blob(&self, digest: &Digest) -> Result<bool, StoreError>;
 }

@@ -343,6 +343,57 @@ pub async fn records_conformance<M: MetadataStore + BlobRecords>(m: &M) {
         m.blob_record(&a).await.expect("record").map(|r| r.links),
         Some(1)
     );
+
+    // Mark and begin in one write: the same conditions, straight to Deleting.
+    let e = d("rec", 5);
+    link(m, "rec/one", &e, 9, T0 + 4000).await.expect("link");
+    assert!(
+        !m.begin_unused_blob_delete(&e, T0 + 5000, T0 + 5001)
+            .await
+            .expect("begin"),
+        "linked"
+    );
+    assert!(
+        m.unlink_blob("rec/one", &e, T0 + 4001)
+            .await
+            .expect("unlink")
+    );
+    assert!(
+        !m.begin_unused_blob_delete(&e, T0 + 3999, T0 + 5001)
+            .await
+            .expect("begin"),
+        "touched after the cutoff"
+    );
+    assert!(
+        m.begin_unused_blob_delete(&e, T0 + 5000, T0 + 5001)
+            .await
+            .expect("begin")
+    );
+    let re = m.blob_record(&e).await.expect("record").expect("e");
+    assert_eq!(
+        re.state,
+        BlobState::Deleting {
+            since_ms: T0 + 5001
+        }
+    );
+    assert!(
+        !m.begin_unused_blob_delete(&e, T0 + 5000, T0 + 5002)
+            .await
+            .expect("begin"),
+        "already being deleted"
+    );
+    let refused = link(m, "rec/one", &e, 9, T0 + 5003).await;
+    assert!(
+        matches!(refused, Err(StoreError::Precondition(_))),
+        "{refused:?}"
+    );
+    assert!(m.forget_blob(&e).await.expect("forget"));
+    assert!(
+        !m.begin_unused_blob_delete(&e, T0 + 6000, T0 + 6001)
+            .await
+            .expect("begin"),
+        "no record"
+    );
 }
 
 /// The outbox: one entry per change, in the change's write, in order.

@@ -91,6 +91,19 @@ impl BlobRecords for MemoryMetadata {
     ) -> Result<bool, StoreError> {
         ledger::begin_blob_delete(&mut lock(&self.0).ledger, digest, marked_at_ms, at_ms)
     }
+    async fn begin_unused_blob_delete(
+        &self,
+        digest: &Digest,
+        untouched_since_ms: u64,
+        at_ms: u64,
+    ) -> Result<bool, StoreError> {
+        ledger::begin_unused_blob_delete(
+            &mut lock(&self.0).ledger,
+            digest,
+            untouched_since_ms,
+            at_ms,
+        )
+    }
     async fn forget_blob(&self, digest: &Digest) -> Result<bool, StoreError> {
         ledger::forget_blob(&mut lock(&self.0).ledger, digest)
     }

@@ -897,6 +897,20 @@ pub fn begin_delete_write(d: &Digest, marked_at: u64, at: u64) -> Write {
         .value("at", n(at))
 }
 
+/// `begin_unused_blob_delete`: `mark_write`'s condition, `begin_delete_write`'s result.
+pub fn begin_unused_delete_write(d: &Digest, untouched_since: u64, at: u64) -> Write {
+    Write::update(record_key(d), "SET #state = :deleting, #at = :at")
+        .when(
+            "attribute_exists(pk) AND #state = :live AND #links = :zero \
+             AND #touched <= :since",
+        )
+        .value("deleting", s("deleting"))
+        .value("live", s("live"))
+        .value("zero", n(0))
+        .value("since", n(untouched_since))
+        .value("at", n(at))
+}
+
 /// `forget_blob`: only a record being deleted (its index keys go with it).
 pub fn forget_write(d: &Digest) -> Write {
     Write::delete(record_key(d))

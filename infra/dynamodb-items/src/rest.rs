@@ -517,6 +517,20 @@ impl<T: Transport> BlobRecords for DynamoRest<T> {
             .await
     }
 
+    async fn begin_unused_blob_delete(
+        &self,
+        digest: &Digest,
+        untouched_since_ms: u64,
+        at_ms: u64,
+    ) -> Result<bool, StoreError> {
+        self.conditional(&ledger::begin_unused_delete_write(
+            digest,
+            untouched_since_ms,
+            at_ms,
+        ))
+        .await
+    }
+
     async fn forget_blob(&self, digest: &Digest) -> Result<bool, StoreError> {
         self.conditional(&ledger::forget_write(digest)).await
     }

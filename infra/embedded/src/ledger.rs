@@ -283,6 +283,18 @@ impl BlobRecords for EmbeddedMetadata {
         self.ledger_write(move |kv| ledger::begin_blob_delete(kv, &d, marked_at_ms, at_ms))
             .await
     }
+    async fn begin_unused_blob_delete(
+        &self,
+        digest: &Digest,
+        untouched_since_ms: u64,
+        at_ms: u64,
+    ) -> Result<bool, StoreError> {
+        let d = digest.clone();
+        self.ledger_write(move |kv| {
+            ledger::begin_unused_blob_delete(kv, &d, untouched_since_ms, at_ms)
+        })
+        .await
+    }
     async fn forget_blob(&self, digest: &Digest) -> Result<bool, StoreError> {
         let d = digest.clone();
         self.ledger_write(move |kv| ledger::forget_blob(kv, &d))
