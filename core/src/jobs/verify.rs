@@ -183,37 +183,25 @@ async fn stored<B: BlobInventory, M: CollectableMeta>(
                 break;
             }
         }
-        let mut holders = holders.len() as u64;
-        if record.links != holders {
+        let mut linking = holders.len() as u64;
+        if record.links != linking {
             // The index also lists repositories holding the digest as a manifest: count
             // only those that link it.
-            let mut linking = 0;
-            let mut after = None::<String>;
-            loop {
+            linking = 0;
+            for r in &holders {
                 run.totals.metadata_calls += 1;
-                let repos = meta
-                    .repositories_with(&e.digest, after.as_deref(), PAGE)
-                    .await?;
-                for r in &repos {
-                    run.totals.metadata_calls += 1;
-                    if meta.blob_link(r, &e.digest).await?.is_some() {
-                        linking += 1;
-                    }
+                if meta.blob_link(r, &e.digest).await?.is_some() {
+                    linking += 1;
                 }
-                if repos.len() < PAGE {
-                    break;
-                }
-                after = repos.last().cloned();
             }
-            holders = linking;
         }
-        if record.links != holders {
+        if record.links != linking {
             run.found(Finding {
                 kind: FindingKind::RecordLinks,
                 repository: None,
                 digest: e.digest.clone(),
                 detail: format!(
-                    "the record counts {} linking repositories; the index lists {holders}",
+                    "the record counts {} linking repositories; the index lists {linking}",
                     record.links
                 ),
             });

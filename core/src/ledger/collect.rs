@@ -80,12 +80,13 @@ pub fn touch_blob(
     put_json(kv, &bkey, &blob)
 }
 
-/// `mark_blob`.
-pub fn mark_blob(
+/// Moves a `Live` record no repository links, untouched after `untouched_since_ms`, to
+/// `to`: the one condition of a mark and of a deletion begun without one.
+fn move_unused(
     kv: &mut impl Kv,
     digest: &Digest,
     untouched_since_ms: u64,
-    at_ms: u64,
+    to: BlobState,
 ) -> Result<bool, StoreError> {
     let bkey = blob_key(digest);
     let Some(mut blob) = get_json::<BlobDoc>(kv, &bkey)? else {
@@ -94,9 +95,19 @@ pub fn mark_blob(
     if blob.state() != BlobState::Live || blob.links > 0 || blob.touched_ms > untouched_since_ms {
         return Ok(false);
     }
-    blob.set_state(BlobState::Marked { at_ms });
+    blob.set_state(to);
     put_json(kv, &bkey, &blob)?;
     Ok(true)
+}
+
+/// `mark_blob`.
+pub fn mark_blob(
+    kv: &mut impl Kv,
+    digest: &Digest,
+    untouched_since_ms: u64,
+    at_ms: u64,
+) -> Result<bool, StoreError> {
+    move_unused(kv, digest, untouched_since_ms, BlobState::Marked { at_ms })
 }
 
 /// `clear_blob_mark`.
@@ -153,16 +164,12 @@ pub fn begin_unused_blob_delete(
     untouched_since_ms: u64,
     at_ms: u64,
 ) -> Result<bool, StoreError> {
-    let bkey = blob_key(digest);
-    let Some(mut blob) = get_json::<BlobDoc>(kv, &bkey)? else {
-        return Ok(false);
-    };
-    if blob.state() != BlobState::Live || blob.links > 0 || blob.touched_ms > untouched_since_ms {
-        return Ok(false);
-    }
-    blob.set_state(BlobState::Deleting { since_ms: at_ms });
-    put_json(kv, &bkey, &blob)?;
-    Ok(true)
+    move_unused(
+        kv,
+        digest,
+        untouched_since_ms,
+        BlobState::Deleting { since_ms: at_ms },
+    )
 }
 
 /// `forget_blob`.

@@ -849,12 +849,18 @@ pub fn touch_write(
 
 /// `mark_blob`: marked only if live, unlinked and untouched since `untouched_since`.
 pub fn mark_write(d: &Digest, untouched_since: u64, at: u64) -> Write {
-    Write::update(record_key(d), "SET #state = :marked, #at = :at")
+    unused_write(d, untouched_since, at, "marked")
+}
+
+/// Moves a `live` record no repository links, untouched after `untouched_since`, to
+/// `state` at `at`: the one condition of a mark and of a deletion begun without one.
+fn unused_write(d: &Digest, untouched_since: u64, at: u64, state: &str) -> Write {
+    Write::update(record_key(d), "SET #state = :to, #at = :at")
         .when(
             "attribute_exists(pk) AND #state = :live AND #links = :zero \
              AND #touched <= :since",
         )
-        .value("marked", s("marked"))
+        .value("to", s(state))
         .value("live", s("live"))
         .value("zero", n(0))
         .value("since", n(untouched_since))
@@ -899,16 +905,7 @@ pub fn begin_delete_write(d: &Digest, marked_at: u64, at: u64) -> Write {
 
 /// `begin_unused_blob_delete`: `mark_write`'s condition, `begin_delete_write`'s result.
 pub fn begin_unused_delete_write(d: &Digest, untouched_since: u64, at: u64) -> Write {
-    Write::update(record_key(d), "SET #state = :deleting, #at = :at")
-        .when(
-            "attribute_exists(pk) AND #state = :live AND #links = :zero \
-             AND #touched <= :since",
-        )
-        .value("deleting", s("deleting"))
-        .value("live", s("live"))
-        .value("zero", n(0))
-        .value("since", n(untouched_since))
-        .value("at", n(at))
+    unused_write(d, untouched_since, at, "deleting")
 }
 
 /// `forget_blob`: only a record being deleted (its index keys go with it).
