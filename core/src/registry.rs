@@ -100,6 +100,60 @@ impl<B: BlobStore, M: ServingMeta, E: Env> Registry<B, M, E> {
         resp
     }
 
+    /// Applies every project's retention policy (the scheduled retention job, and
+    /// `wharf retention run`), as the `scheduler`; returns each project's totals. Each
+    /// project's deletions are audited as they would be through the API.
+    pub async fn apply_retention(&self, dry_run: bool) -> Result<Vec<serde_json::Value>> {
+        use crate::policy::{self, PolicyKind, immutability, retention};
+        let projects: Vec<crate::auth::Project> = crate::auth::Directory(&self.meta)
+            .list("project", "")
+            .await?;
+        let mut out = Vec::new();
+        for p in projects {
+            let Some(rules) = policy::load::<retention::RetentionPolicy, _>(
+                &self.meta,
+                PolicyKind::Retention,
+                &p.name,
+            )
+            .await?
+            else {
+                continue;
+            };
+            let events = Emitter::new("");
+            events.act_as("scheduler");
+            let imm = immutability::rules(&self.meta, &format!("{}/", p.name)).await?;
+            let report = retention::apply(
+                &self.meta,
+                &p.name,
+                &rules.policy,
+                imm.as_ref(),
+                self.env.now_ms(),
+                dry_run,
+                &events,
+            )
+            .await;
+            let report = match report {
+                Ok(r) => r,
+                Err(e) => {
+                    self.deliver(&events).await;
+                    return Err(e);
+                }
+            };
+            events.emit(Event::RetentionRan {
+                project: p.name.clone(),
+                dry_run,
+                kept: report.kept,
+                deleted: report.deleted,
+            });
+            self.deliver(&events).await;
+            out.push(serde_json::json!({
+                "project": p.name, "repositories": report.repositories, "kept": report.kept,
+                "deleted": report.deleted, "tags_deleted": report.tags_deleted,
+            }));
+        }
+        Ok(out)
+    }
+
     /// Removes uploads untouched for `max_age_ms` (the scheduled upload cleanup job).
     pub async fn cleanup_uploads(&self, max_age_ms: u64) -> Result<usize> {
         self.cleanup_uploads_at_most(max_age_ms, usize::MAX).await
@@ -301,6 +355,10 @@ impl<B: BlobStore + BlobInventory, M: CollectableMeta, E: Env> Registry<B, M, E>
                     verify: false,
                 };
                 queued = Some(self.queue_gc(options, "scheduler").await?.id);
+            }
+            jobs::Job::Retention => {
+                let reports = self.apply_retention(false).await?;
+                return Ok(serde_json::json!({ "job": job, "projects": reports }));
             }
             jobs::Job::Advance => {}
         }

@@ -2,162 +2,19 @@
 //! hashes, in-memory stores): every role × every action, token attacks, throttling,
 //! refresh tokens, robots, key rotation.
 
+mod support;
+
 use base64::Engine as _;
 use bytes::Bytes;
 use futures_executor::block_on;
 use http::{Method, Request, StatusCode};
 use http_body_util::Full;
 use std::sync::atomic::Ordering;
+use support::*;
 use wharf_core::auth::{Access, Claims, Keys, TokenService, TokenSettings};
 use wharf_core::http::ClientAddr;
-use wharf_core::testing::{MemoryBlobs, MemoryMetadata, TestEnv};
+use wharf_core::testing::{MemoryMetadata, TestEnv};
 use wharf_core::{Config, Registry};
-
-type Reg = Registry<MemoryBlobs, MemoryMetadata, TestEnv>;
-
-const KEY1: &[u8] = include_bytes!("fixtures/key1.pem");
-const KEY2: &[u8] = include_bytes!("fixtures/key2.pem");
-const T0: u64 = 1_800_000_000_000;
-
-fn tokens(keys: &[&[u8]]) -> TokenService {
-    let keys = Keys::from_pems(&keys.iter().map(|k| k.to_vec()).collect::<Vec<_>>()).expect("keys");
-    TokenService::new(keys, TokenSettings::default())
-}
-
-fn registry() -> Reg {
-    let env = TestEnv::default();
-    env.now.store(T0, Ordering::SeqCst);
-    Registry::new(
-        MemoryBlobs::default(),
-        MemoryMetadata::default(),
-        env,
-        Config::default(),
-    )
-    .with_auth(tokens(&[KEY1]))
-}
-
-struct Resp {
-    status: StatusCode,
-    headers: http::HeaderMap,
-    body: serde_json::Value,
-}
-
-fn call(reg: &Reg, method: Method, uri: &str, auth: Option<&str>, body: &[u8]) -> Resp {
-    let mut b = Request::builder()
-        .method(method)
-        .uri(uri)
-        .header("host", "reg.test");
-    if let Some(a) = auth {
-        b = b.header("authorization", a);
-    }
-    if uri.starts_with("/api/v1") && !body.is_empty() {
-        b = b.header("content-type", "application/json");
-    }
-    let mut req = b
-        .body(Full::new(Bytes::copy_from_slice(body)))
-        .expect("request");
-    req.extensions_mut().insert(ClientAddr("10.0.0.7".into()));
-    let resp = block_on(reg.handle(req));
-    let status = resp.status();
-    let headers = resp.headers().clone();
-    let bytes = block_on(async {
-        use http_body_util::BodyExt;
-        resp.into_body()
-            .collect()
-            .await
-            .map(|c| c.to_bytes())
-            .unwrap_or_default()
-    });
-    let body = serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null);
-    Resp {
-        status,
-        headers,
-        body,
-    }
-}
-
-fn basic(user: &str, pass: &str) -> String {
-    format!(
-        "Basic {}",
-        base64::engine::general_purpose::STANDARD.encode(format!("{user}:{pass}"))
-    )
-}
-
-fn bearer(t: &str) -> String {
-    format!("Bearer {t}")
-}
-
-fn code(r: &Resp) -> &str {
-    r.body["errors"][0]["code"].as_str().unwrap_or("")
-}
-
-/// Creates the first admin directly in the store (as `wharf serve` does on first start).
-fn bootstrap_admin(reg: &Reg) {
-    let u = wharf_core::auth::User {
-        username: "admin".into(),
-        password_hash: wharf_core::auth::hash_password(&reg.env, "admin-pass-1").expect("hash"),
-        email: None,
-        admin: true,
-        created_ms: T0,
-        incarnation: 1,
-        generation: 0,
-    };
-    block_on(wharf_core::auth::Directory(&reg.meta).put("user", "admin", &u, true)).expect("admin");
-}
-
-fn admin(reg: &Reg, method: Method, path: &str, body: serde_json::Value) -> Resp {
-    let r = call(
-        reg,
-        method,
-        path,
-        Some(&basic("admin", "admin-pass-1")),
-        body.to_string().as_bytes(),
-    );
-    assert!(r.status.is_success(), "{path}: {} {}", r.status, r.body);
-    r
-}
-
-fn token(reg: &Reg, who: Option<(&str, &str)>, scope: &str) -> String {
-    let creds = who.map(|(u, p)| basic(u, p));
-    let r = call(
-        reg,
-        Method::GET,
-        &format!("/token?service=wharf&scope={scope}"),
-        creds.as_deref(),
-        b"",
-    );
-    assert_eq!(r.status, StatusCode::OK, "token for {who:?}: {}", r.body);
-    r.body["token"].as_str().expect("token").to_owned()
-}
-
-/// Pushes a tiny image to `repo:tag` as admin.
-fn push_image(reg: &Reg, repo: &str, tag: &str) {
-    let t = token(
-        reg,
-        Some(("admin", "admin-pass-1")),
-        &format!("repository:{repo}:pull,push"),
-    );
-    let blob = b"{}";
-    let d = wharf_core::Digest::sha256_of(blob);
-    let r = call(
-        reg,
-        Method::POST,
-        &format!("/v2/{repo}/blobs/uploads/?digest={d}"),
-        Some(&bearer(&t)),
-        blob,
-    );
-    assert_eq!(r.status, StatusCode::CREATED);
-    let m = serde_json::json!({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
-        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": d, "size": 2}, "layers": []});
-    let r = call(
-        reg,
-        Method::PUT,
-        &format!("/v2/{repo}/manifests/{tag}"),
-        Some(&bearer(&t)),
-        m.to_string().as_bytes(),
-    );
-    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
-}
 
 fn setup() -> Reg {
     let reg = registry();
@@ -260,6 +117,49 @@ fn attempt(reg: &Reg, who: Option<(&str, &str)>, action: &str) -> Outcome {
             br#"{"dry_run":true}"#,
         ),
         "gc history" => call(reg, Method::GET, "/api/v1/gc", creds.as_deref(), b""),
+        "read policy" => call(
+            reg,
+            Method::GET,
+            "/api/v1/projects/team/retention",
+            creds.as_deref(),
+            b"",
+        ),
+        "set retention" => call(
+            reg,
+            Method::PUT,
+            "/api/v1/projects/team/retention",
+            creds.as_deref(),
+            br#"{"rules":[{"keep":"always"}]}"#,
+        ),
+        "set immutability" => call(
+            reg,
+            Method::PUT,
+            "/api/v1/projects/team/immutability",
+            creds.as_deref(),
+            br#"{"rules":[{"tags":{"matches":"never-*"}}]}"#,
+        ),
+        "retention run" => call(
+            reg,
+            Method::POST,
+            "/api/v1/projects/team/retention/run",
+            creds.as_deref(),
+            br#"{"dry_run":true}"#,
+        ),
+        "read quota" => call(
+            reg,
+            Method::GET,
+            "/api/v1/projects/team/quota",
+            creds.as_deref(),
+            b"",
+        ),
+        // Quotas are the operator's: system admins only, as in Harbor.
+        "set quota" => call(
+            reg,
+            Method::PUT,
+            "/api/v1/projects/team/quota",
+            creds.as_deref(),
+            br#"{"limit_bytes":1000000000}"#,
+        ),
         _ => unreachable!(),
     };
     match r.status {
@@ -297,65 +197,78 @@ fn every_role_and_action() {
         "audit",
         "gc",
         "gc history",
+        "read policy",
+        "set retention",
+        "set immutability",
+        "retention run",
+        "read quota",
+        "set quota",
     ];
-    type Row<'a> = (&'a str, Option<(&'a str, &'a str)>, [Outcome; 7]);
+    // Retention runs need a policy to run.
+    admin(
+        &reg,
+        Method::PUT,
+        "/api/v1/projects/team/retention",
+        serde_json::json!({"rules": [{"keep": "always"}]}),
+    );
+    type Row<'a> = (&'a str, Option<(&'a str, &'a str)>, [Outcome; 13]);
     let table: Vec<Row> = vec![
         (
             "system admin",
             Some(("admin", "admin-pass-1")),
-            [
-                Allowed, Allowed, Allowed, Allowed, Allowed, Allowed, Allowed,
-            ],
+            [Allowed; 13],
         ),
         (
             "project admin",
             Some(("alice", "alice-password")),
-            [Allowed, Allowed, Allowed, Allowed, Allowed, Denied, Denied],
+            [
+                Allowed, Allowed, Allowed, Allowed, Allowed, Denied, Denied, Allowed, Allowed,
+                Allowed, Allowed, Allowed, Denied,
+            ],
         ),
         (
             "maintainer",
             Some(("mona", "mona-password")),
-            [Allowed, Allowed, Allowed, Denied, Allowed, Denied, Denied],
+            [
+                Allowed, Allowed, Allowed, Denied, Allowed, Denied, Denied, Allowed, Denied,
+                Denied, Denied, Allowed, Denied,
+            ],
         ),
         (
             "developer",
             Some(("dave", "dave-password")),
-            [Allowed, Allowed, Denied, Denied, Allowed, Denied, Denied],
+            [
+                Allowed, Allowed, Denied, Denied, Allowed, Denied, Denied, Allowed, Denied, Denied,
+                Denied, Allowed, Denied,
+            ],
         ),
         (
             "guest",
             Some(("gus", "gus-password")),
-            [Allowed, Denied, Denied, Denied, Allowed, Denied, Denied],
+            [
+                Allowed, Denied, Denied, Denied, Allowed, Denied, Denied, Allowed, Denied, Denied,
+                Denied, Allowed, Denied,
+            ],
         ),
         (
             "limited guest",
             Some(("lim", "lim-password")),
-            [Allowed, Denied, Denied, Denied, Denied, Denied, Denied],
+            [
+                Allowed, Denied, Denied, Denied, Denied, Denied, Denied, Allowed, Denied, Denied,
+                Denied, Allowed, Denied,
+            ],
         ),
-        (
-            "non-member",
-            Some(("otto", "otto-password")),
-            [Denied, Denied, Denied, Denied, Denied, Denied, Denied],
-        ),
+        ("non-member", Some(("otto", "otto-password")), [Denied; 13]),
         (
             "robot pull+push",
             Some((robot_name.as_str(), robot_secret.as_str())),
-            [Allowed, Allowed, Denied, Denied, Denied, Denied, Denied],
-        ),
-        // Anonymous callers could be given more by logging in: 401, so clients ask again.
-        (
-            "anonymous",
-            None,
             [
-                Unauthorized,
-                Unauthorized,
-                Unauthorized,
-                Unauthorized,
-                Unauthorized,
-                Unauthorized,
-                Unauthorized,
+                Allowed, Allowed, Denied, Denied, Denied, Denied, Denied, Allowed, Denied, Denied,
+                Denied, Allowed, Denied,
             ],
         ),
+        // Anonymous callers could be given more by logging in: 401, so clients ask again.
+        ("anonymous", None, [Unauthorized; 13]),
     ];
     for (who, creds, want) in table {
         for (action, want) in actions.iter().zip(want) {

@@ -176,6 +176,20 @@ impl ManifestIndex for Yielding<MemoryMetadata> {
     }
 }
 
+impl UsageCounters for Yielding<MemoryMetadata> {
+    forward! {
+        async fn project_usage(&self, project: &str) -> Result<Usage, StoreError>;
+        async fn counts_blob(&self, project: &str, digest: &Digest) -> Result<bool, StoreError>;
+    }
+}
+
+impl ConditionalTags for Yielding<MemoryMetadata> {
+    forward! {
+        async fn put_manifest_expecting(&self, repo: &str, manifest: &StoredManifest, tags: &[(&str, TagExpect)], at_ms: u64) -> Result<(), StoreError>;
+        async fn delete_tag_expecting(&self, repo: &str, tag: &str, digest: &Digest, at_ms: u64) -> Result<bool, StoreError>;
+    }
+}
+
 impl Backfill for Yielding<MemoryMetadata> {
     forward! {
         async fn schema_version(&self) -> Result<u32, StoreError>;

@@ -7,6 +7,7 @@
 
 mod audit;
 mod gc;
+mod policies;
 mod projects;
 mod repositories;
 mod robots;
@@ -20,7 +21,7 @@ use crate::http::body::read_limited;
 use crate::http::headers::is_json;
 use crate::http::query::Query;
 use crate::http::response::{ApiResponse, json_response};
-use crate::ports::{BlobStore, DocumentStore, Env, MetadataStore};
+use crate::ports::{BlobStore, DocumentStore, Env, MetadataStore, ServingMeta};
 use http::{Method, Request, StatusCode};
 use projects::{NewMember, RoleUpdate};
 use serde::de::DeserializeOwned;
@@ -71,7 +72,7 @@ pub(super) fn validate_simple(kind: &str, s: &str) -> Result<()> {
     }
 }
 
-impl<M: MetadataStore + DocumentStore, E: Env> Admin<'_, M, E> {
+impl<M: ServingMeta, E: Env> Admin<'_, M, E> {
     /// Serves `/api/v1/…`.
     pub(crate) async fn api<B: BlobStore, In>(&self, req: Request<In>) -> Result<ApiResponse<B>>
     where
@@ -162,6 +163,14 @@ impl<M: MetadataStore + DocumentStore, E: Env> Admin<'_, M, E> {
             (Method::GET, ["projects", p, "repositories"]) => {
                 self.project_repositories::<B>(&who, p).await
             }
+            (_, ["projects", p, rest @ ..])
+                if matches!(
+                    rest.first(),
+                    Some(&("retention" | "immutability" | "quota"))
+                ) =>
+            {
+                self.policy_api::<B>(&who, m, p, rest, &body).await
+            }
             (Method::GET, ["robots"]) => self.list_robots::<B>(&who).await,
             (Method::POST, ["robots"]) => self.create_robot::<B>(&who, parse(&body)?).await,
             (Method::DELETE, ["robots", name]) => self.delete_robot::<B>(&who, name).await,
@@ -183,14 +192,12 @@ impl<M: MetadataStore + DocumentStore, E: Env> Admin<'_, M, E> {
                 self.repository_api::<B>(&who, m, &path["repositories/".len().min(path.len())..])
                     .await
             }
-            _ => Err(RegistryError::new(
-                ErrorCode::Unsupported,
-                format!("no such endpoint: {m} /api/v1/{path}"),
-            )
-            .with_status(StatusCode::NOT_FOUND)),
+            _ => Err(no_endpoint(m, &path)),
         }
     }
+}
 
+impl<M: MetadataStore + DocumentStore, E: Env> Admin<'_, M, E> {
     pub(super) fn dir(&self) -> Directory<'_, M> {
         Directory(self.meta)
     }
@@ -216,6 +223,15 @@ pub(super) fn exists(e: RegistryError, what: &str, name: &str) -> RegistryError 
     }
 }
 
-fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T> {
+/// 404 for a path no endpoint serves.
+pub(super) fn no_endpoint(m: &Method, path: &str) -> RegistryError {
+    RegistryError::new(
+        ErrorCode::Unsupported,
+        format!("no such endpoint: {m} /api/v1/{path}"),
+    )
+    .with_status(StatusCode::NOT_FOUND)
+}
+
+pub(super) fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T> {
     serde_json::from_slice(body).map_err(|e| bad(format!("invalid JSON body: {e}")))
 }

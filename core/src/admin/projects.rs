@@ -169,6 +169,7 @@ impl<M: MetadataStore + DocumentStore, E: Env> Admin<'_, M, E> {
                 .delete_doc("member", &format!("{name}/{}", m.username))
                 .await?;
         }
+        crate::policy::forget(self.meta, name).await?;
         let robots: Vec<Robot> = self.dir().list("robot", "").await?;
         let named_for = format!("robot${name}+");
         for mut r in robots {

@@ -98,6 +98,13 @@ impl<M: MetadataStore + DocumentStore, E: Env> Admin<'_, M, E> {
                 Right::Repo(Action::Delete),
             )
             .await?;
+            if let Some(rules) = crate::policy::immutability::rules(self.meta, name).await?
+                && let Some(rule) = rules.rule_for(name, tag)
+            {
+                return Err(crate::policy::immutability::refused(
+                    name, tag, rule, "deleted",
+                ));
+            }
             if !self.meta.delete_tag(name, tag, self.env.now_ms()).await? {
                 return Err(crate::admin::not_found("tag"));
             }

@@ -45,6 +45,8 @@ pub enum Right {
     ManageMembers,
     /// Read the project's audit log.
     ReadAudit,
+    /// Set the project's retention and immutability rules, and run retention.
+    ManagePolicies,
 }
 
 /// Harbor's project roles.
@@ -73,6 +75,7 @@ impl Role {
             Right::Repo(Action::Delete) => matches!(self, ProjectAdmin | Maintainer),
             Right::ManageMembers => self == ProjectAdmin,
             Right::ReadAudit => !matches!(self, LimitedGuest),
+            Right::ManagePolicies => self == ProjectAdmin,
         }
     }
 }

@@ -97,6 +97,29 @@ impl AuditEvent {
                 (project.clone(), Some(project.clone())),
                 None,
             ),
+            Event::PolicySet {
+                project,
+                policy,
+                summary,
+            } => (
+                "policy_set",
+                (project.clone(), Some(project.clone())),
+                Some(format!("{policy}: {summary}")),
+            ),
+            Event::RetentionRan {
+                project,
+                dry_run,
+                kept,
+                deleted,
+            } => (
+                if *dry_run {
+                    "retention_dry_run"
+                } else {
+                    "retention_run"
+                },
+                (project.clone(), Some(project.clone())),
+                Some(format!("kept {kept}, deleted {deleted}")),
+            ),
             Event::MemberSet {
                 project,
                 user,

@@ -154,6 +154,26 @@ pub enum Event {
         /// Differences a verification found.
         differences: u64,
     },
+    /// A project's policy (retention, immutability, quota) was set.
+    PolicySet {
+        /// Project name.
+        project: String,
+        /// Which policy: `retention`, `immutability` or `quota`.
+        policy: String,
+        /// What it is now, in a few words.
+        summary: String,
+    },
+    /// Retention ran on a project.
+    RetentionRan {
+        /// Project name.
+        project: String,
+        /// Whether it only reported.
+        dry_run: bool,
+        /// Artifacts kept.
+        kept: u64,
+        /// Artifacts deleted (or that would be).
+        deleted: u64,
+    },
     /// A user was given a role in a project.
     MemberSet {
         /// Project name.

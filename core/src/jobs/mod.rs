@@ -19,6 +19,8 @@ pub enum Job {
     Advance,
     /// Remove abandoned uploads.
     CleanupUploads,
+    /// Apply every project's retention policy.
+    Retention,
 }
 
 use crate::error::Result;

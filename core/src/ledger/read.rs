@@ -196,3 +196,8 @@ pub fn project_usage(kv: &mut impl Kv, project: &str) -> Result<Usage, StoreErro
         blobs: u.blobs,
     })
 }
+
+/// Whether a repository of `project` links `digest`.
+pub fn counts_blob(kv: &mut impl Kv, project: &str, digest: &Digest) -> Result<bool, StoreError> {
+    Ok(kv.get(&project_blob_key(project, digest))?.is_some())
+}

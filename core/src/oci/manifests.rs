@@ -13,8 +13,8 @@ use crate::model::manifest::{self, MAX_MANIFEST_BYTES};
 use crate::model::name::Tag;
 use crate::model::{Digest, Reference};
 use crate::oci::{Oci, Resp};
-use crate::policy::check_delete;
-use crate::ports::{BlobStore, Env, ServingMeta};
+use crate::policy::{check_delete, immutability};
+use crate::ports::{BlobStore, Env, ServingMeta, TagExpect};
 use crate::ports::{MAX_TAGS_PER_PUT, StoredManifest};
 use http::header::HeaderMap;
 use http::{Response, StatusCode};
@@ -136,18 +136,7 @@ impl<B: BlobStore, M: ServingMeta, E: Env> Oci<'_, B, M, E> {
         }
         let subject = info.subject.clone();
         let stored = StoredManifest { info, bytes };
-        self.meta
-            .put_manifest(name, &stored, &tags, self.env.now_ms())
-            .await
-            .map_err(|e| match e {
-                // What it references left the repository (garbage collection) after the
-                // checks above: the store wrote nothing, and pushing again uploads it.
-                StoreError::Precondition(m) => RegistryError::new(
-                    ErrorCode::ManifestBlobUnknown,
-                    format!("{m}; push it again before the manifest"),
-                ),
-                e => e.into(),
-            })?;
+        self.store_manifest(name, &stored, &tags).await?;
         tracing::info!(repo = name, %digest, ?tags, "manifest pushed");
         self.gate.events.emit(Event::ManifestPushed {
             repository: name.to_owned(),
@@ -178,9 +167,139 @@ impl<B: BlobStore, M: ServingMeta, E: Env> Oci<'_, B, M, E> {
         resp.body(Body::Empty).map_err(internal)
     }
 
+    /// Writes the manifest with its tags. A tag an immutability rule protects is written
+    /// only if absent or already at this manifest (`TagExpect`), re-read and decided again
+    /// when a racing push changed it, so of two racing pushes of one immutable tag exactly
+    /// one wins and the other gets `DENIED`.
+    async fn store_manifest(
+        &self,
+        name: &str,
+        stored: &StoredManifest,
+        tags: &[&str],
+    ) -> Result<()> {
+        let gone = |m: String| {
+            // What it references left the repository (garbage collection) after the
+            // checks: the store wrote nothing, and pushing again uploads it.
+            RegistryError::new(
+                ErrorCode::ManifestBlobUnknown,
+                format!("{m}; push it again before the manifest"),
+            )
+        };
+        let rules = if tags.is_empty() {
+            None
+        } else {
+            immutability::rules(self.meta, name).await?
+        };
+        let protected: Vec<&str> = match &rules {
+            Some(r) => tags
+                .iter()
+                .copied()
+                .filter(|t| r.rule_for(name, t).is_some())
+                .collect(),
+            None => Vec::new(),
+        };
+        let now = self.env.now_ms();
+        if protected.is_empty() {
+            return self
+                .meta
+                .put_manifest(name, stored, tags, now)
+                .await
+                .map_err(|e| match e {
+                    StoreError::Precondition(m) => gone(m),
+                    e => e.into(),
+                });
+        }
+        let digest = &stored.info.digest;
+        let mut last: Option<Vec<TagExpect>> = None;
+        for _ in 0..4 {
+            let mut expect = Vec::with_capacity(tags.len());
+            for t in tags {
+                let rule = rules.as_ref().and_then(|r| r.rule_for(name, t));
+                let Some(rule) = rule else {
+                    expect.push(TagExpect::Any);
+                    continue;
+                };
+                let tag = Reference::Tag(Tag::parse(t)?);
+                expect.push(match self.meta.manifest(name, &tag).await? {
+                    None => TagExpect::Absent,
+                    Some(m) if &m.info.digest == digest => TagExpect::At(digest.clone()),
+                    Some(m) => {
+                        return Err(immutability::refused(
+                            name,
+                            t,
+                            rule,
+                            &format!("moved from {} to {digest}", m.info.digest),
+                        ));
+                    }
+                });
+            }
+            // The same expectations failing twice is not a tag that moved: a reference the
+            // manifest needs is gone.
+            if last.as_ref() == Some(&expect) {
+                break;
+            }
+            let pairs: Vec<(&str, TagExpect)> =
+                tags.iter().copied().zip(expect.iter().cloned()).collect();
+            match self
+                .meta
+                .put_manifest_expecting(name, stored, &pairs, now)
+                .await
+            {
+                Ok(()) => return Ok(()),
+                Err(StoreError::Precondition(_)) => last = Some(expect),
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(gone(format!(
+            "a blob or manifest {digest} references is not in {name}"
+        )))
+    }
+
+    /// Refuses deleting `tag`, or a manifest that an immutable tag points at.
+    async fn check_mutable(&self, name: &str, reference: &Reference) -> Result<()> {
+        let Some(rules) = immutability::rules(self.meta, name).await? else {
+            return Ok(());
+        };
+        match reference {
+            Reference::Tag(t) => match rules.rule_for(name, t.as_str()) {
+                Some(rule) => Err(immutability::refused(name, t.as_str(), rule, "deleted")),
+                None => Ok(()),
+            },
+            Reference::Digest(d) => {
+                let mut last: Option<String> = None;
+                loop {
+                    let Some(page) = self.meta.list_tags(name, last.as_deref(), 1000).await? else {
+                        return Ok(());
+                    };
+                    for t in &page.items {
+                        if let Some(rule) = rules.rule_for(name, t)
+                            && let Some(m) = self
+                                .meta
+                                .manifest(name, &Reference::Tag(Tag::parse(t)?))
+                                .await?
+                            && &m.info.digest == d
+                        {
+                            return Err(immutability::refused(
+                                name,
+                                t,
+                                rule,
+                                &format!("deleted with manifest {d}"),
+                            ));
+                        }
+                    }
+                    if !page.more {
+                        return Ok(());
+                    }
+                    last = page.items.last().cloned();
+                }
+            }
+        }
+    }
+
     pub(super) async fn delete_manifest(&self, name: &str, reference: &str) -> Resp<B> {
         check_delete(self.settings.delete_enabled)?;
         let reference = Reference::parse(reference)?;
+        self.check_mutable(name, &reference).await?;
         let found = match &reference {
             Reference::Digest(d) => {
                 self.meta

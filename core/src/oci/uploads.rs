@@ -15,6 +15,7 @@ use crate::model::name::RepoName;
 use crate::model::upload::valid_upload_id;
 use crate::model::{Algorithm, Digest, Hasher, to_hex};
 use crate::oci::{Oci, Resp};
+use crate::policy::quota;
 use crate::ports::DEFAULT_ALGORITHM;
 use crate::ports::{BlobStore, BlobWriter, ByteRange, Env, ServingMeta, UploadRecord};
 use bytes::Buf;
@@ -38,6 +39,9 @@ impl<B: BlobStore, M: ServingMeta, E: Env> Oci<'_, B, M, E> {
             let digest: Digest = mount.parse()?;
             let from = RepoName::parse(from)?;
             if let Some(size) = self.meta.blob_link(&from, &digest).await?
+                && quota::check_link(self.meta, name, &digest, size)
+                    .await
+                    .map(|()| true)?
                 && self.mount(name, &digest, size).await?
             {
                 tracing::info!(repo = name, from = %from, %digest, "blob mounted");
@@ -325,6 +329,12 @@ impl<B: BlobStore, M: ServingMeta, E: Env> Oci<'_, B, M, E> {
             };
             return Err(RegistryError::new(ErrorCode::DigestInvalid, msg)
                 .with_detail(serde_json::json!({ "digest": digest.to_string() })));
+        }
+        // A link over the project's quota is refused before anything is committed, so
+        // nothing of the push is counted.
+        if let Err(e) = quota::check_link(self.meta, &upload.repo, digest, upload.offset).await {
+            self.discard(upload).await;
+            return Err(e);
         }
         // The blob's record first: it takes the blob off garbage collection's list before
         // its bytes are committed (which is a no-op if they exist), and refuses while they

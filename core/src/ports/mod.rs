@@ -43,18 +43,34 @@ pub use upload::{DEFAULT_ALGORITHM, UploadRecord};
 pub use usage::{Usage, UsageCounters};
 
 /// What the registry's request handlers need of a metadata store: the port, documents, pull
-/// times, and the two abilities that keep a push safe from garbage collection (blob records,
-/// touched before a blob is committed or mounted; link collection, touched by a `HEAD`).
+/// times, the two abilities that keep a push safe from garbage collection (blob records,
+/// touched before a blob is committed or mounted; link collection, touched by a `HEAD`),
+/// usage (the quota check before a link), conditional tags (immutable tags) and the
+/// manifest index (retention run through the API).
 pub trait ServingMeta:
-    MetadataStore + DocumentStore + PullTimes + BlobRecords + LinkCollection
+    MetadataStore
+    + DocumentStore
+    + PullTimes
+    + BlobRecords
+    + LinkCollection
+    + UsageCounters
+    + ConditionalTags
+    + ManifestIndex
 {
 }
 impl<T> ServingMeta for T where
-    T: MetadataStore + DocumentStore + PullTimes + BlobRecords + LinkCollection
+    T: MetadataStore
+        + DocumentStore
+        + PullTimes
+        + BlobRecords
+        + LinkCollection
+        + UsageCounters
+        + ConditionalTags
+        + ManifestIndex
 {
 }
 
 /// What garbage collection needs of a metadata store besides: listings to confirm a blob is
 /// unused, and the backfill, which must have finished before anything is collected.
-pub trait CollectableMeta: ServingMeta + ManifestIndex + Backfill {}
-impl<T> CollectableMeta for T where T: ServingMeta + ManifestIndex + Backfill {}
+pub trait CollectableMeta: ServingMeta + Backfill {}
+impl<T> CollectableMeta for T where T: ServingMeta + Backfill {}

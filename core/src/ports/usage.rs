@@ -2,6 +2,7 @@
 //! in the same atomic write as the links that change them, for quotas.
 
 use crate::error::StoreError;
+use crate::model::Digest;
 
 /// What a project stores.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -19,4 +20,7 @@ pub struct Usage {
 pub trait UsageCounters {
     /// The usage of `project`.
     async fn project_usage(&self, project: &str) -> Result<Usage, StoreError>;
+    /// Whether `digest` already counts in `project` (some repository of it links the blob),
+    /// so that linking it into another adds nothing: what a quota check asks before a link.
+    async fn counts_blob(&self, project: &str, digest: &Digest) -> Result<bool, StoreError>;
 }

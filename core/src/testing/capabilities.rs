@@ -607,13 +607,27 @@ pub async fn usage_conformance<M: MetadataStore + BlobRecords + UsageCounters>(m
             blobs: 1
         }
     );
+    let counts =
+        |p: &'static str, x: Digest| async move { m.counts_blob(p, &x).await.expect("counts") };
+    assert!(counts("usp", a.clone()).await && counts("usp", b.clone()).await);
+    assert!(counts("uspx", b.clone()).await);
+    assert!(!counts("uspx", a.clone()).await, "a is in usp only");
+    assert!(
+        !counts("us", a.clone()).await,
+        "a project whose name is a prefix"
+    );
     assert!(m.unlink_blob("usp/one", &a, T0).await.expect("unlink"));
     assert_eq!(
         m.project_usage("usp").await.expect("usage").bytes,
         150,
         "still in usp/two"
     );
+    assert!(counts("usp", a.clone()).await, "still in usp/two");
     assert!(m.unlink_blob("usp/two", &a, T0).await.expect("unlink"));
+    assert!(
+        !counts("usp", a.clone()).await,
+        "no repository of usp links it"
+    );
     assert_eq!(
         m.project_usage("usp").await.expect("usage"),
         Usage {

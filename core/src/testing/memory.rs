@@ -23,10 +23,19 @@ impl Env for TestEnv {
     fn now_ms(&self) -> u64 {
         self.now.load(Ordering::Relaxed)
     }
+    /// Deterministic, and spread over every bit (splitmix64 of a counter), so ids drawn
+    /// from the high bits (incarnations) differ from one call to the next.
     fn fill_random(&self, buf: &mut [u8]) {
-        let n = self.counter.fetch_add(1, Ordering::Relaxed).to_le_bytes();
-        for (i, b) in buf.iter_mut().enumerate() {
-            *b = n[i % 8] ^ (i as u8);
+        for chunk in buf.chunks_mut(8) {
+            let mut z = self
+                .counter
+                .fetch_add(1, Ordering::Relaxed)
+                .wrapping_add(1)
+                .wrapping_mul(0x9E37_79B9_7F4A_7C15);
+            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+            z ^= z >> 31;
+            chunk.copy_from_slice(&z.to_le_bytes()[..chunk.len()]);
         }
     }
 }

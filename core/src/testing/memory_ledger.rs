@@ -161,6 +161,9 @@ impl UsageCounters for MemoryMetadata {
     async fn project_usage(&self, project: &str) -> Result<Usage, StoreError> {
         ledger::project_usage(&mut lock(&self.0).ledger, project)
     }
+    async fn counts_blob(&self, project: &str, digest: &Digest) -> Result<bool, StoreError> {
+        ledger::counts_blob(&mut lock(&self.0).ledger, project, digest)
+    }
 }
 
 impl ConditionalTags for MemoryMetadata {

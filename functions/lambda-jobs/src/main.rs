@@ -44,7 +44,7 @@ async fn build() -> Result<Function, String> {
 async fn handle(f: &Function, event: LambdaEvent<Value>) -> Result<Value, Error> {
     let job: Job = serde_json::from_value(event.payload.clone()).map_err(|e| {
         format!(
-            "the input must be a job such as {{\"job\":\"gc\"}} (gc, advance, cleanup_uploads): {e}; got {}",
+            "the input must be a job such as {{\"job\":\"gc\"}} (gc, advance, cleanup_uploads, retention): {e}; got {}",
             event.payload
         )
     })?;

@@ -40,6 +40,16 @@ pub enum AdminCommand {
     /// Garbage collection: run it (through the server, which holds the store), read runs.
     #[command(subcommand)]
     Gc(GcCmd),
+    /// A project's retention policy (Harbor rules or an ECR lifecycle policy): show, set
+    /// from a JSON file, clear, or run now (`--dry-run` explains every decision).
+    #[command(subcommand)]
+    Retention(RetentionCmd),
+    /// A project's tag immutability rules (or ECR tag mutability settings).
+    #[command(subcommand)]
+    Immutability(PolicyCmd),
+    /// A project's storage quota and usage (set by system admins).
+    #[command(subcommand)]
+    Quota(QuotaCmd),
     /// Read the audit log.
     Audit {
         /// Only this project.
@@ -110,6 +120,107 @@ pub enum ProjectCmd {
         #[arg(value_parser = ["public", "private"])]
         visibility: String,
     },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum PolicyCmd {
+    /// Print the policy.
+    Show { project: String },
+    /// Set it from a JSON file (`-` reads standard input).
+    Set { project: String, file: String },
+    /// Remove it.
+    Clear { project: String },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum RetentionCmd {
+    #[command(flatten)]
+    Policy(PolicyCmd),
+    /// Apply the policy now and print each artifact's fate and why.
+    Run {
+        project: String,
+        /// Decide and explain; delete nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum QuotaCmd {
+    /// Print the limit and what the project uses.
+    Show { project: String },
+    /// Set the limit: bytes, or with a unit (500MiB, 10GiB, 1TB).
+    Set {
+        project: String,
+        #[arg(value_parser = parse_size)]
+        limit: u64,
+    },
+    /// Remove the limit.
+    Clear { project: String },
+}
+
+/// `10GiB`, `500MB`, `1024` → bytes.
+fn parse_size(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (n, unit) = t.split_at(split);
+    let n: u64 = n
+        .parse()
+        .map_err(|_| format!("{s:?}: give a number of bytes, e.g. 10GiB"))?;
+    let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "kb" => 1000,
+        "kib" | "k" => 1 << 10,
+        "mb" => 1000 * 1000,
+        "mib" | "m" => 1 << 20,
+        "gb" => 1000 * 1000 * 1000,
+        "gib" | "g" => 1 << 30,
+        "tb" => 1000 * 1000 * 1000 * 1000,
+        "tib" | "t" => 1 << 40,
+        u => {
+            return Err(format!(
+                "{s:?}: unknown unit {u:?} (B, KiB, MiB, GiB, TiB, KB, MB, GB, TB)"
+            ));
+        }
+    };
+    n.checked_mul(mult)
+        .ok_or_else(|| format!("{s:?} is too large"))
+}
+
+fn policy_cmd(conn: &Conn, what: &str, cmd: PolicyCmd) -> Result<Value, String> {
+    match cmd {
+        PolicyCmd::Show { project } => call(
+            conn,
+            "GET",
+            &format!("projects/{}/{what}", enc(&project)),
+            None,
+        ),
+        PolicyCmd::Set { project, file } => {
+            let text = if file == "-" {
+                std::io::read_to_string(std::io::stdin())
+                    .map_err(|e| format!("standard input: {e}"))?
+            } else {
+                std::fs::read_to_string(&file).map_err(|e| format!("{file}: {e}"))?
+            };
+            let body: Value =
+                serde_json::from_str(&text).map_err(|e| format!("{file}: not JSON: {e}"))?;
+            call(
+                conn,
+                "PUT",
+                &format!("projects/{}/{what}", enc(&project)),
+                Some(body),
+            )
+        }
+        PolicyCmd::Clear { project } => call(
+            conn,
+            "DELETE",
+            &format!("projects/{}/{what}", enc(&project)),
+            None,
+        ),
+    }
 }
 
 #[derive(Subcommand, Debug)]
@@ -454,6 +565,73 @@ pub fn run(conn: Conn, cmd: AdminCommand) -> Result<(), String> {
             let body = json!({"dry_run": dry_run, "verify": verify, "grace_secs": grace, "upload_max_age_secs": upload_max_age});
             return gc_run(&conn, body, wait, json);
         }
+        Retention(RetentionCmd::Policy(c)) => policy_cmd(&conn, "retention", c)?,
+        Retention(RetentionCmd::Run {
+            project,
+            dry_run,
+            json,
+        }) => {
+            let report = call(
+                &conn,
+                "POST",
+                &format!("projects/{}/retention/run", enc(&project)),
+                Some(json!({"dry_run": dry_run})),
+            )?;
+            if json {
+                report
+            } else {
+                for d in report["decisions"].as_array().into_iter().flatten() {
+                    let tags: Vec<&str> = d["tags"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .filter_map(Value::as_str)
+                        .collect();
+                    println!(
+                        "{} {}@{} [{}]: {}",
+                        if d["keep"] == true {
+                            "keep  "
+                        } else if dry_run {
+                            "delete?"
+                        } else {
+                            "delete"
+                        },
+                        d["repository"].as_str().unwrap_or_default(),
+                        d["digest"].as_str().unwrap_or_default(),
+                        tags.join(", "),
+                        d["reason"].as_str().unwrap_or_default()
+                    );
+                }
+                println!(
+                    "{}{} repositories: {} artifacts kept, {} deleted ({} tags)",
+                    if dry_run { "dry run: " } else { "" },
+                    report["repositories"],
+                    report["kept"],
+                    report["deleted"],
+                    report["tags_deleted"]
+                );
+                return Ok(());
+            }
+        }
+        Immutability(c) => policy_cmd(&conn, "immutability", c)?,
+        Quota(QuotaCmd::Show { project }) => call(
+            &conn,
+            "GET",
+            &format!("projects/{}/quota", enc(&project)),
+            None,
+        )?,
+        Quota(QuotaCmd::Set { project, limit }) => call(
+            &conn,
+            "PUT",
+            &format!("projects/{}/quota", enc(&project)),
+            Some(json!({"limit_bytes": limit})),
+        )?,
+        Quota(QuotaCmd::Clear { project }) => call(
+            &conn,
+            "DELETE",
+            &format!("projects/{}/quota", enc(&project)),
+            None,
+        )?,
         Gc(GcCmd::History { limit }) => call(&conn, "GET", &format!("gc?limit={limit}"), None)?,
         Gc(GcCmd::Show { id }) => call(&conn, "GET", &format!("gc/{}", enc(&id)), None)?,
         Audit {

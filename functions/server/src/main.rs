@@ -78,6 +78,8 @@ trait App: Send + Sync + 'static {
     fn advance_gc(&self, budget: u64) -> BoxFuture<'_, Result<usize, String>>;
     /// Queues a scheduled garbage-collection run.
     fn queue_gc(&self, options: GcOptions) -> BoxFuture<'_, Result<String, String>>;
+    /// Applies every project's retention policy; artifacts deleted.
+    fn apply_retention(&self) -> BoxFuture<'_, Result<u64, String>>;
     fn flush(&self) -> BoxFuture<'_, ()>;
     fn backfill(&self) -> BoxFuture<'_, Result<(), String>>;
 }
@@ -133,6 +135,14 @@ macro_rules! app_for {
                     Registry::queue_gc(self, options, "scheduler")
                         .await
                         .map(|run| run.id)
+                        .map_err(|e| e.message)
+                })
+            }
+            fn apply_retention(&self) -> BoxFuture<'_, Result<u64, String>> {
+                Box::pin(async move {
+                    Registry::apply_retention(self, false)
+                        .await
+                        .map(|p| p.iter().filter_map(|r| r["deleted"].as_u64()).sum())
                         .map_err(|e| e.message)
                 })
             }
@@ -490,13 +500,19 @@ async fn gc_runner(state: Arc<AppState>) {
     }
 }
 
-/// Queues a garbage-collection run every `schedule.every_ms` (the first one interval after
-/// start).
+/// Applies retention and queues a garbage-collection run every `schedule.every_ms` (the
+/// first one interval after start).
 async fn gc_schedule(state: Arc<AppState>, schedule: wharf_core::settings::GcSchedule) {
     let every = Duration::from_millis(schedule.every_ms);
     let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
     loop {
         tick.tick().await;
+        // Retention first, so the collection that follows frees what it deleted.
+        match state.app.apply_retention().await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(deleted = n, "retention deleted artifacts"),
+            Err(e) => tracing::warn!(error = %e, "retention failed"),
+        }
         let options = GcOptions {
             grace_ms: schedule.grace_ms,
             upload_max_age_ms: schedule.upload_max_age_ms,

@@ -218,6 +218,13 @@ impl<S: Db> UsageCounters for D1Meta<S> {
             None => Ok(Usage::default()),
         }
     }
+    async fn counts_blob(&self, project: &str, digest: &Digest) -> Result<bool, StoreError> {
+        Ok(!self
+            .one(ledger::counts_blob(project, digest)?)
+            .await?
+            .rows
+            .is_empty())
+    }
 }
 
 impl<S: Db> ConditionalTags for D1Meta<S> {

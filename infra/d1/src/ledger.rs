@@ -888,6 +888,13 @@ pub(crate) fn project_usage(project: &str) -> Result<Stmt, StoreError> {
     )
 }
 
+pub(crate) fn counts_blob(project: &str, d: &Digest) -> Result<Stmt, StoreError> {
+    named(
+        "SELECT n FROM project_blobs WHERE project = :p AND digest = :d AND n > 0",
+        &[("p", &text(project)), ("d", &text(d.to_string()))],
+    )
+}
+
 fn parse_digest(s: &str) -> Result<Digest, StoreError> {
     s.parse()
         .map_err(|_| other(format!("D1 holds an invalid digest {s:?}")))

@@ -9,8 +9,9 @@ use bytes::Bytes;
 use serde_json::{Value, json};
 use wharf_core::model::manifest::Descriptor;
 use wharf_core::ports::{
-    BlobRecord, BlobRecords, Cleared, DocumentStore, LinkCollection, LinkCursor, MetadataStore,
-    Page, PullTimes, StoredManifest, UnreferencedLink, UploadRecord,
+    BlobRecord, BlobRecords, Cleared, ConditionalTags, DocumentStore, LinkCollection, LinkCursor,
+    LinkEntry, ManifestEntry, ManifestIndex, MetadataStore, Page, PullTimes, StoredManifest,
+    TagEntry, TagExpect, UnreferencedLink, UploadRecord, Usage, UsageCounters,
 };
 use wharf_core::{Digest, Reference, StoreError};
 use wharf_sigv4::{AwsClient, Transport};
@@ -451,6 +452,110 @@ impl<T: Transport> PullTimes for DynamoRest<T> {
             },
             other => other,
         }
+    }
+}
+
+/// What a quota check reads before the front links a blob: the same items as
+/// `DynamoMetadata`'s.
+impl<T: Transport> UsageCounters for DynamoRest<T> {
+    /// One `Query` over the project's usage shards, summed as signed numbers (a shard's
+    /// removals may pass its adds; only the sum is meaningful).
+    async fn project_usage(&self, project: &str) -> Result<Usage, StoreError> {
+        let out = self
+            .call(
+                "Query",
+                json!({
+                    "KeyConditionExpression": "pk = :p AND begins_with(sk, :s)",
+                    "ExpressionAttributeValues": {
+                        ":p": {"S": ledger::project_pk(project)},
+                        ":s": {"S": "USAGE#"},
+                    },
+                    "ConsistentRead": true,
+                }),
+            )
+            .await?;
+        let signed = |i: &Value, name: &str| -> i128 {
+            i[name]["N"]
+                .as_str()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0)
+        };
+        let (bytes, blobs) = out["Items"]
+            .as_array()
+            .map(|v| v.as_slice())
+            .unwrap_or_default()
+            .iter()
+            .fold((0i128, 0i128), |(b, n), i| {
+                (b + signed(i, "bytes"), n + signed(i, "blobs"))
+            });
+        Ok(Usage {
+            bytes: u64::try_from(bytes.max(0)).unwrap_or(u64::MAX),
+            blobs: u64::try_from(blobs.max(0)).unwrap_or(u64::MAX),
+        })
+    }
+    async fn counts_blob(&self, project: &str, digest: &Digest) -> Result<bool, StoreError> {
+        Ok(self
+            .get(ledger::pblob_key(project, digest))
+            .await?
+            .is_some_and(|i| get_n(&i, "n").unwrap_or(0) > 0))
+    }
+}
+
+/// Listings are the jobs' and the API's (the Lambda's): a front never lists.
+impl<T: Transport> ManifestIndex for DynamoRest<T> {
+    async fn list_manifests(
+        &self,
+        _repo: &str,
+        _after: Option<&Digest>,
+        _limit: usize,
+    ) -> Result<Vec<ManifestEntry>, StoreError> {
+        unsupported("listing manifests")
+    }
+    async fn list_tag_entries(
+        &self,
+        _repo: &str,
+        _after: Option<&str>,
+        _limit: usize,
+    ) -> Result<Vec<TagEntry>, StoreError> {
+        unsupported("listing tags")
+    }
+    async fn list_links(
+        &self,
+        _repo: &str,
+        _after: Option<&Digest>,
+        _limit: usize,
+    ) -> Result<Vec<LinkEntry>, StoreError> {
+        unsupported("listing links")
+    }
+    async fn repositories_with(
+        &self,
+        _digest: &Digest,
+        _after: Option<&str>,
+        _limit: usize,
+    ) -> Result<Vec<String>, StoreError> {
+        unsupported("listing repositories")
+    }
+}
+
+/// Manifests are the API's (the Lambda's): a front never writes one.
+impl<T: Transport> ConditionalTags for DynamoRest<T> {
+    async fn put_manifest_expecting(
+        &self,
+        _repo: &str,
+        _manifest: &StoredManifest,
+        _tags: &[(&str, TagExpect)],
+        _at_ms: u64,
+    ) -> Result<(), StoreError> {
+        unsupported("a manifest push")
+    }
+    async fn delete_tag_expecting(
+        &self,
+        _repo: &str,
+        _tag: &str,
+        _digest: &Digest,
+        _at_ms: u64,
+    ) -> Result<bool, StoreError> {
+        unsupported("a tag delete")
     }
 }
 

@@ -467,6 +467,13 @@ impl UsageCounters for DynamoMetadata {
             blobs: u64::try_from(blobs.max(0)).unwrap_or(u64::MAX),
         })
     }
+    /// One `GetItem`: the project's count of repositories linking the digest.
+    async fn counts_blob(&self, project: &str, digest: &Digest) -> Result<bool, StoreError> {
+        Ok(self
+            .get_item(ledger::pblob_key(project, digest))
+            .await?
+            .is_some_and(|i| items::get_n(&i, "n").unwrap_or(0) > 0))
+    }
 }
 
 impl ConditionalTags for DynamoMetadata {

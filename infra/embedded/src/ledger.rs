@@ -321,6 +321,9 @@ impl UsageCounters for EmbeddedMetadata {
     async fn project_usage(&self, project: &str) -> Result<Usage, StoreError> {
         self.with_ledger(|kv| ledger::project_usage(kv, project))
     }
+    async fn counts_blob(&self, project: &str, digest: &Digest) -> Result<bool, StoreError> {
+        self.with_ledger(|kv| ledger::counts_blob(kv, project, digest))
+    }
 }
 
 /// Where the backfill resumes: the table it is in and the last key done.

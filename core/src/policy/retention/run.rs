@@ -1,0 +1,168 @@
+//! Applying a policy: listing a project's repositories and artifacts through the index,
+//! deciding, and deleting by conditional tag writes.
+
+use super::{Artifact, ImmutabilityPolicy, RetentionPolicy, decide};
+use crate::error::{Result, StoreError};
+use crate::events::{Emitter, Event};
+use crate::model::name::project_of;
+use crate::model::{Digest, Reference};
+use crate::ports::{ConditionalTags, ManifestIndex, MetadataStore};
+use serde::Serialize;
+use std::collections::BTreeMap;
+
+/// What a run did (or, dry, would do).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct RetentionReport {
+    /// Nothing was deleted.
+    pub dry_run: bool,
+    /// Repositories the policy covers.
+    pub repositories: u64,
+    /// Artifacts kept.
+    pub kept: u64,
+    /// Artifacts deleted (or to delete).
+    pub deleted: u64,
+    /// Tags deleted (or to delete).
+    pub tags_deleted: u64,
+    /// Every decision, repository by repository.
+    pub decisions: Vec<super::Decision>,
+}
+
+fn is_index(media_type: &str) -> bool {
+    media_type.contains("index") || media_type.contains("manifest.list")
+}
+
+/// Lists one repository's artifacts.
+async fn artifacts<M: MetadataStore + ManifestIndex>(
+    meta: &M,
+    repo: &str,
+) -> Result<Vec<Artifact>> {
+    let mut tags: BTreeMap<Digest, Vec<(String, u64)>> = BTreeMap::new();
+    let mut after: Option<String> = None;
+    loop {
+        let page = meta.list_tag_entries(repo, after.as_deref(), 1000).await?;
+        let Some(last) = page.last() else { break };
+        after = Some(last.tag.clone());
+        for t in page {
+            tags.entry(t.digest)
+                .or_default()
+                .push((t.tag, t.pushed_ms.unwrap_or(0)));
+        }
+    }
+    let mut out = Vec::new();
+    let mut after: Option<Digest> = None;
+    loop {
+        let page = meta.list_manifests(repo, after.as_ref(), 1000).await?;
+        let Some(last) = page.last() else { break };
+        after = Some(last.digest.clone());
+        for m in page {
+            let t = tags.remove(&m.digest).unwrap_or_default();
+            let tag_pushed = t.iter().map(|(_, p)| *p).max().unwrap_or(0);
+            let children = if is_index(&m.media_type) {
+                meta.manifest(repo, &Reference::Digest(m.digest.clone()))
+                    .await?
+                    .map(|s| s.info.children)
+                    .unwrap_or_default()
+            } else {
+                Vec::new()
+            };
+            out.push(Artifact {
+                pushed_ms: m.pushed_ms.unwrap_or(tag_pushed),
+                pulled_ms: m.pulled_ms,
+                subject: m.subject,
+                tags: t.into_iter().map(|(t, _)| t).collect(),
+                digest: m.digest,
+                children,
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// Decides every repository of `project` under `policy` and, unless `dry_run`, deletes
+/// what no rule keeps: its tags first, each only if it still points at the artifact (a
+/// push that moved one meanwhile keeps it, and the artifact with it), then the manifest.
+/// Emits a `TagDeleted`/`ManifestDeleted` per deletion, as an API delete would.
+pub async fn apply<M: MetadataStore + ManifestIndex + ConditionalTags>(
+    meta: &M,
+    project: &str,
+    policy: &RetentionPolicy,
+    immutable: Option<&ImmutabilityPolicy>,
+    now_ms: u64,
+    dry_run: bool,
+    events: &Emitter,
+) -> Result<RetentionReport> {
+    let mut report = RetentionReport {
+        dry_run,
+        ..RetentionReport::default()
+    };
+    let prefix = format!("{project}/");
+    let mut last = prefix.clone();
+    'repos: loop {
+        let page = meta.list_repositories(Some(&last), 1000).await?;
+        for repo in &page.items {
+            if !repo.starts_with(&prefix) || project_of(repo) != project {
+                break 'repos;
+            }
+            last = repo.clone();
+            let all = artifacts(meta, repo).await?;
+            let Some(mut decisions) = decide(policy, immutable, repo, &all, now_ms) else {
+                continue;
+            };
+            report.repositories += 1;
+            // Indexes and subjects before what they hold, so nothing is left dangling
+            // by a run stopped halfway.
+            decisions.sort_by_key(|d| {
+                all.iter().find(|a| a.digest == d.digest).map_or(1, |a| {
+                    u8::from(a.children.is_empty()) + u8::from(a.subject.is_some())
+                })
+            });
+            for d in &mut decisions {
+                if d.keep {
+                    report.kept += 1;
+                    continue;
+                }
+                if dry_run {
+                    report.deleted += 1;
+                    report.tags_deleted += d.tags.len() as u64;
+                    continue;
+                }
+                let mut moved = None;
+                for t in &d.tags {
+                    match meta.delete_tag_expecting(repo, t, &d.digest, now_ms).await {
+                        Ok(true) => {
+                            report.tags_deleted += 1;
+                            events.emit(Event::TagDeleted {
+                                repository: repo.clone(),
+                                tag: t.clone(),
+                            });
+                        }
+                        Ok(false) => {}
+                        Err(StoreError::Precondition(_)) => moved = Some(t.clone()),
+                        Err(e) => return Err(e.into()),
+                    }
+                }
+                if let Some(t) = moved {
+                    d.keep = true;
+                    d.reason = format!(
+                        "kept: tag {t} was moved by a push after the decision; {}",
+                        d.reason
+                    );
+                    report.kept += 1;
+                    continue;
+                }
+                if meta.delete_manifest(repo, &d.digest, now_ms).await? {
+                    events.emit(Event::ManifestDeleted {
+                        repository: repo.clone(),
+                        digest: d.digest.clone(),
+                    });
+                }
+                report.deleted += 1;
+            }
+            report.decisions.extend(decisions);
+        }
+        if !page.more {
+            break;
+        }
+    }
+    Ok(report)
+}

@@ -1,0 +1,592 @@
+//! Project policies through the core's request handler (auth on, memory stores): tag
+//! immutability refused with the rule's name on every path that could move or delete a
+//! tag, quotas refused with usage and limit and nothing counted, retention's dry run and
+//! run on 30 tags with every decision explained, and rules that die with their project.
+
+mod support;
+
+use http::{Method, StatusCode};
+use serde_json::json;
+use std::sync::atomic::Ordering;
+use support::*;
+
+const ADMIN: (&str, &str) = ("admin", "admin-pass-1");
+
+fn setup() -> Reg {
+    let reg = registry();
+    bootstrap_admin(&reg);
+    admin(
+        &reg,
+        Method::POST,
+        "/api/v1/projects",
+        json!({"name": "team"}),
+    );
+    admin(
+        &reg,
+        Method::POST,
+        "/api/v1/projects",
+        json!({"name": "other"}),
+    );
+    reg
+}
+
+fn as_admin(reg: &Reg, method: Method, path: &str, body: &str) -> Resp {
+    call(
+        reg,
+        method,
+        path,
+        Some(&basic(ADMIN.0, ADMIN.1)),
+        body.as_bytes(),
+    )
+}
+
+fn tag_of(reg: &Reg, repo: &str, tag: &str) -> Option<String> {
+    let t = token(reg, Some(ADMIN), &format!("repository:{repo}:pull"));
+    let r = call(
+        reg,
+        Method::HEAD,
+        &format!("/v2/{repo}/manifests/{tag}"),
+        Some(&bearer(&t)),
+        b"",
+    );
+    (r.status == StatusCode::OK).then(|| {
+        r.headers["docker-content-digest"]
+            .to_str()
+            .expect("digest")
+            .to_owned()
+    })
+}
+
+fn v2(reg: &Reg, method: Method, repo: &str, path: &str) -> Resp {
+    // Pull on the repositories a mount names too.
+    let from = path
+        .split("from=")
+        .nth(1)
+        .map(|f| format!("&scope=repository:{f}:pull"))
+        .unwrap_or_default();
+    let t = token(
+        reg,
+        Some(ADMIN),
+        &format!("repository:{repo}:pull,push,delete{from}"),
+    );
+    call(
+        reg,
+        method,
+        &format!("/v2/{repo}/{path}"),
+        Some(&bearer(&t)),
+        b"",
+    )
+}
+
+#[test]
+fn an_immutable_tag_is_never_moved_or_deleted() {
+    let reg = setup();
+    let r = as_admin(
+        &reg,
+        Method::PUT,
+        "/api/v1/projects/team/immutability",
+        r#"{"rules":[{"repositories":{"matches":"app"},"tags":{"matches":"v*"}}]}"#,
+    );
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let first = push_as(&reg, ADMIN, "team/app", "v1", &[b"one"]).expect("first push");
+    // The same manifest again is no move.
+    assert_eq!(
+        push_as(&reg, ADMIN, "team/app", "v1", &[b"one"]).expect("same again"),
+        first
+    );
+    let (status, code, msg) = push_as(&reg, ADMIN, "team/app", "v1", &[b"two"]).expect_err("moved");
+    assert_eq!((status, code.as_str()), (StatusCode::FORBIDDEN, "DENIED"));
+    assert!(msg.contains("tag v1 of team/app is immutable (immutability rule 1: repositories matching app, tags matching v*)"), "{msg}");
+    assert_eq!(
+        tag_of(&reg, "team/app", "v1").as_deref(),
+        Some(first.to_string().as_str())
+    );
+    // Deleting it, by tag or by its manifest, through /v2 or the management API: refused.
+    let r = v2(&reg, Method::DELETE, "team/app", "manifests/v1");
+    assert_eq!(
+        (r.status, code_of(&r)),
+        (StatusCode::FORBIDDEN, "DENIED".into()),
+        "{}",
+        r.body
+    );
+    let r = v2(
+        &reg,
+        Method::DELETE,
+        "team/app",
+        &format!("manifests/{first}"),
+    );
+    assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.body);
+    assert!(
+        r.body
+            .to_string()
+            .contains(&format!("deleted with manifest {first}"))
+    );
+    let r = as_admin(
+        &reg,
+        Method::DELETE,
+        "/api/v1/repositories/team/app/tags/v1",
+        "",
+    );
+    assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.body);
+    assert_eq!(
+        tag_of(&reg, "team/app", "v1").as_deref(),
+        Some(first.to_string().as_str())
+    );
+    // Tags and repositories the rule does not select move freely, a name next to it too.
+    push_as(&reg, ADMIN, "team/app", "latest", &[b"one"]).expect("latest");
+    push_as(&reg, ADMIN, "team/app", "latest", &[b"two"]).expect("latest moves");
+    push_as(&reg, ADMIN, "team/app2", "v1", &[b"one"]).expect("app2");
+    push_as(&reg, ADMIN, "team/app2", "v1", &[b"two"]).expect("app2 moves");
+    push_as(&reg, ADMIN, "other/app", "v1", &[b"one"]).expect("other project");
+    push_as(&reg, ADMIN, "other/app", "v1", &[b"two"]).expect("other project moves");
+    // A push by digest with ?tag= is the same move.
+    let r = v2(&reg, Method::DELETE, "team/app", "manifests/latest");
+    assert_eq!(r.status, StatusCode::ACCEPTED);
+    // ECR's settings: everything immutable but `latest`.
+    let r = as_admin(
+        &reg,
+        Method::PUT,
+        "/api/v1/projects/other/immutability",
+        r#"{"imageTagMutability":"IMMUTABLE_WITH_EXCLUSION","imageTagMutabilityExclusionFilters":[{"filterType":"WILDCARD","filter":"latest"}]}"#,
+    );
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    push_as(&reg, ADMIN, "other/app", "latest", &[b"one"]).expect("latest");
+    push_as(&reg, ADMIN, "other/app", "latest", &[b"two"]).expect("latest is excluded");
+    assert!(push_as(&reg, ADMIN, "other/app", "v1", &[b"one"]).is_err());
+    // Audited, with who set it.
+    let a = admin(
+        &reg,
+        Method::GET,
+        "/api/v1/audit?project=team&action=policy_set",
+        serde_json::Value::Null,
+    );
+    assert!(
+        a.body
+            .as_array()
+            .expect("events")
+            .iter()
+            .any(|e| e["actor"] == "admin" && e["reference"] == "immutability: 1 rules"),
+        "{}",
+        a.body
+    );
+    let g = admin(
+        &reg,
+        Method::GET,
+        "/api/v1/projects/team/immutability",
+        serde_json::Value::Null,
+    );
+    assert_eq!(g.body["updated_by"], "admin");
+    assert_eq!(g.body["policy"]["rules"][0]["tags"]["matches"], "v*");
+    // Bad rules: 400 with the reason, nothing stored.
+    let r = as_admin(
+        &reg,
+        Method::PUT,
+        "/api/v1/projects/team/immutability",
+        r#"{"rules":[{"tags":{"matches":""}}]}"#,
+    );
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    let r = as_admin(
+        &reg,
+        Method::PUT,
+        "/api/v1/projects/nope/immutability",
+        r#"{"rules":[]}"#,
+    );
+    assert_eq!(r.status, StatusCode::NOT_FOUND, "{}", r.body);
+}
+
+fn code_of(r: &Resp) -> String {
+    code(r).to_owned()
+}
+
+#[test]
+fn rules_die_with_their_project() {
+    let reg = setup();
+    admin(
+        &reg,
+        Method::POST,
+        "/api/v1/projects",
+        json!({"name": "tmp"}),
+    );
+    for (path, body) in [
+        ("immutability", r#"{"rules":[{"tags":{"matches":"**"}}]}"#),
+        ("quota", r#"{"limit_bytes":1}"#),
+        ("retention", r#"{"rules":[{"keep":"always"}]}"#),
+    ] {
+        let r = as_admin(
+            &reg,
+            Method::PUT,
+            &format!("/api/v1/projects/tmp/{path}"),
+            body,
+        );
+        assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    }
+    // A stale copy of the rules (as a failed tidying would leave) must not come back.
+    let stale = wharf_core::ports::DocumentStore::get_doc(&reg.meta, "policy_quota", "tmp");
+    let stale = futures_executor::block_on(stale)
+        .expect("read")
+        .expect("stored");
+    admin(
+        &reg,
+        Method::DELETE,
+        "/api/v1/projects/tmp",
+        serde_json::Value::Null,
+    );
+    admin(
+        &reg,
+        Method::POST,
+        "/api/v1/projects",
+        json!({"name": "tmp"}),
+    );
+    futures_executor::block_on(wharf_core::ports::DocumentStore::put_doc(
+        &reg.meta,
+        "policy_quota",
+        "tmp",
+        &stale,
+        false,
+    ))
+    .expect("plant");
+    for path in ["immutability", "retention"] {
+        let g = admin(
+            &reg,
+            Method::GET,
+            &format!("/api/v1/projects/tmp/{path}"),
+            serde_json::Value::Null,
+        );
+        assert_eq!(
+            g.body["policy"],
+            serde_json::Value::Null,
+            "{path}: {}",
+            g.body
+        );
+    }
+    let g = admin(
+        &reg,
+        Method::GET,
+        "/api/v1/projects/tmp/quota",
+        serde_json::Value::Null,
+    );
+    assert_eq!(g.body["limit_bytes"], serde_json::Value::Null, "{}", g.body);
+    push_as(&reg, ADMIN, "tmp/app", "v1", &[b"a layer"]).expect("no quota, no immutability");
+    push_as(&reg, ADMIN, "tmp/app", "v1", &[b"another"]).expect("moves");
+}
+
+#[test]
+fn a_push_over_quota_is_refused_and_nothing_of_it_counts() {
+    let reg = setup();
+    // Only system admins set quotas; the project's admin reads it.
+    let r = as_admin(
+        &reg,
+        Method::PUT,
+        "/api/v1/projects/team/quota",
+        r#"{"limit_bytes":1000}"#,
+    );
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let big = vec![7u8; 600];
+    let other = vec![8u8; 600];
+    push_as(&reg, ADMIN, "team/app", "v1", &[&big]).expect("under the limit");
+    let usage = |reg: &Reg| {
+        admin(
+            reg,
+            Method::GET,
+            "/api/v1/projects/team/quota",
+            serde_json::Value::Null,
+        )
+        .body
+    };
+    assert_eq!(
+        usage(&reg),
+        json!({"limit_bytes": 1000, "used_bytes": 602, "blobs": 2})
+    );
+    let (status, code, msg) = push_as(&reg, ADMIN, "team/app", "v2", &[&other]).expect_err("over");
+    assert_eq!((status, code.as_str()), (StatusCode::FORBIDDEN, "DENIED"));
+    assert!(
+        msg.contains("quota exceeded: project team uses 602 of its 1000 bytes")
+            && msg.contains("of 600 bytes would take it to 1202"),
+        "{msg}"
+    );
+    assert_eq!(
+        usage(&reg)["used_bytes"],
+        602,
+        "nothing of the refused push counts"
+    );
+    let d = wharf_core::Digest::sha256_of(&other);
+    assert_eq!(
+        v2(&reg, Method::HEAD, "team/app", &format!("blobs/{d}")).status,
+        StatusCode::NOT_FOUND
+    );
+    // What the project holds already adds nothing: in another repository, by upload or mount.
+    push_as(&reg, ADMIN, "team/web", "v1", &[&big]).expect("shared layer counts once");
+    let bd = wharf_core::Digest::sha256_of(&big);
+    let r = v2(
+        &reg,
+        Method::POST,
+        "team/api",
+        &format!("blobs/uploads/?mount={bd}&from=team/app"),
+    );
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    assert_eq!(usage(&reg)["used_bytes"], 602);
+    // A mount of a blob new to the project is a link like any other.
+    push_as(&reg, ADMIN, "other/app", "v1", &[&other]).expect("another project has no quota");
+    let od = wharf_core::Digest::sha256_of(&other);
+    let r = v2(
+        &reg,
+        Method::POST,
+        "team/api",
+        &format!("blobs/uploads/?mount={od}&from=other/app"),
+    );
+    assert_eq!(
+        (r.status, code_of(&r)),
+        (StatusCode::FORBIDDEN, "DENIED".into()),
+        "{}",
+        r.body
+    );
+    assert_eq!(usage(&reg)["used_bytes"], 602);
+    // Raised, the same push goes through.
+    as_admin(
+        &reg,
+        Method::PUT,
+        "/api/v1/projects/team/quota",
+        r#"{"limit_bytes":1300}"#,
+    );
+    push_as(&reg, ADMIN, "team/app", "v2", &[&other]).expect("under the new limit");
+    assert_eq!(usage(&reg)["used_bytes"], 1202);
+    let r = as_admin(
+        &reg,
+        Method::PUT,
+        "/api/v1/projects/team/quota",
+        r#"{"limit_bytes":"lots"}"#,
+    );
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+}
+
+#[test]
+fn retention_explains_then_deletes_what_no_rule_keeps() {
+    let reg = setup();
+    // 30 tags, one a minute, every image its own; `latest` shares v30's digest, and v3 is
+    // immutable.
+    let t0 = reg.env.now.load(Ordering::SeqCst);
+    let mut digests = Vec::new();
+    for i in 1..=30u64 {
+        reg.env.now.store(t0 + i * 60_000, Ordering::SeqCst);
+        let layer = format!("layer {i}");
+        digests.push(
+            push_as(
+                &reg,
+                ADMIN,
+                "team/app",
+                &format!("v{i}"),
+                &[layer.as_bytes()],
+            )
+            .expect("push"),
+        );
+    }
+    push_as(&reg, ADMIN, "team/app", "latest", &[b"layer 30"]).expect("latest");
+    push_as(&reg, ADMIN, "team/web", "v1", &[b"web"]).expect("web");
+    as_admin(
+        &reg,
+        Method::PUT,
+        "/api/v1/projects/team/immutability",
+        r#"{"rules":[{"tags":{"matches":"v3"}}]}"#,
+    );
+    let r = as_admin(
+        &reg,
+        Method::PUT,
+        "/api/v1/projects/team/retention",
+        r#"{"rules":[{"repositories":{"matches":"app"},"tags":{"matches":"v*"},"keep":{"latest_pushed":10}}]}"#,
+    );
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let dry = as_admin(
+        &reg,
+        Method::POST,
+        "/api/v1/projects/team/retention/run",
+        r#"{"dry_run":true}"#,
+    );
+    assert_eq!(dry.status, StatusCode::OK, "{}", dry.body);
+    assert_eq!(
+        (
+            dry.body["repositories"].as_u64(),
+            dry.body["kept"].as_u64(),
+            dry.body["deleted"].as_u64()
+        ),
+        (Some(1), Some(11), Some(19)),
+        "{}",
+        dry.body
+    );
+    let decisions = dry.body["decisions"].as_array().expect("decisions");
+    let of = |tag: &str| {
+        decisions
+            .iter()
+            .find(|d| d["tags"].as_array().expect("tags").iter().any(|t| t == tag))
+            .expect("decided")
+    };
+    assert_eq!(
+        of("v30")["reason"],
+        "kept by rule 1: the 1st most recently pushed of the 10 it keeps"
+    );
+    assert_eq!(
+        of("latest")["tags"],
+        json!(["latest", "v30"]),
+        "one artifact, both tags"
+    );
+    assert_eq!(
+        of("v21")["reason"],
+        "kept by rule 1: the 10th most recently pushed of the 10 it keeps"
+    );
+    assert_eq!(of("v20")["keep"], false);
+    assert!(
+        of("v20")["reason"]
+            .as_str()
+            .expect("reason")
+            .starts_with("deleted: pushed today, never pulled; no rule keeps it"),
+        "{}",
+        of("v20")
+    );
+    assert!(
+        of("v3")["reason"]
+            .as_str()
+            .expect("reason")
+            .starts_with("kept: tag v3 is immutable (immutability rule 1)"),
+        "{}",
+        of("v3")
+    );
+    // The dry run deleted nothing.
+    for i in 1..=30 {
+        assert!(tag_of(&reg, "team/app", &format!("v{i}")).is_some(), "v{i}");
+    }
+    // Only project admins run it for real; then what it said is what it does.
+    let run = as_admin(
+        &reg,
+        Method::POST,
+        "/api/v1/projects/team/retention/run",
+        r#"{"dry_run":false}"#,
+    );
+    assert_eq!(
+        (
+            run.body["kept"].as_u64(),
+            run.body["deleted"].as_u64(),
+            run.body["tags_deleted"].as_u64()
+        ),
+        (Some(11), Some(19), Some(19)),
+        "{}",
+        run.body
+    );
+    for i in 1..=30 {
+        let kept = i == 3 || i > 20;
+        assert_eq!(
+            tag_of(&reg, "team/app", &format!("v{i}")).is_some(),
+            kept,
+            "v{i}"
+        );
+        let by_digest = v2(
+            &reg,
+            Method::HEAD,
+            "team/app",
+            &format!("manifests/{}", digests[i as usize - 1]),
+        );
+        assert_eq!(by_digest.status == StatusCode::OK, kept, "manifest of v{i}");
+    }
+    assert!(tag_of(&reg, "team/app", "latest").is_some());
+    assert!(
+        tag_of(&reg, "team/web", "v1").is_some(),
+        "a repository no rule selects is left alone"
+    );
+    let a = admin(
+        &reg,
+        Method::GET,
+        "/api/v1/audit?project=team&limit=1000",
+        serde_json::Value::Null,
+    );
+    let events = a.body.as_array().expect("events");
+    assert!(
+        events
+            .iter()
+            .any(|e| e["action"] == "retention_dry_run" && e["reference"] == "kept 11, deleted 19")
+    );
+    assert!(
+        events
+            .iter()
+            .any(|e| e["action"] == "retention_run" && e["reference"] == "kept 11, deleted 19")
+    );
+    assert_eq!(
+        events.iter().filter(|e| e["action"] == "delete").count(),
+        38,
+        "19 tags and 19 manifests"
+    );
+    // Run again: nothing left to delete. The scheduled job does the same for every project.
+    let again = futures_executor::block_on(reg.apply_retention(false)).expect("job");
+    assert_eq!(
+        again,
+        vec![
+            json!({"project": "team", "repositories": 1, "kept": 11, "deleted": 0, "tags_deleted": 0})
+        ]
+    );
+}
+
+#[test]
+fn an_ecr_lifecycle_policy_does_what_it_did_on_ecr() {
+    let reg = setup();
+    let t0 = reg.env.now.load(Ordering::SeqCst);
+    const DAY: u64 = 24 * 3_600_000;
+    for (i, (tag, days_ago)) in [
+        ("prod-1", 40),
+        ("prod-2", 30),
+        ("prod-3", 20),
+        ("dev-1", 10),
+        ("dev-2", 5),
+    ]
+    .iter()
+    .enumerate()
+    {
+        reg.env.now.store(t0 - days_ago * DAY, Ordering::SeqCst);
+        push_as(&reg, ADMIN, "team/app", tag, &[format!("l{i}").as_bytes()]).expect("push");
+    }
+    // An untagged image, 20 days old (its tag moved away).
+    reg.env.now.store(t0 - 20 * DAY, Ordering::SeqCst);
+    push_as(&reg, ADMIN, "team/app", "scratch", &[b"untagged"]).expect("push");
+    reg.env.now.store(t0, Ordering::SeqCst);
+    push_as(&reg, ADMIN, "team/app", "scratch", &[b"fresh"]).expect("moved");
+    let policy = r#"{"rules":[
+        {"rulePriority":1,"description":"expire untagged after 14 days","selection":{"tagStatus":"untagged","countType":"sinceImagePushed","countUnit":"days","countNumber":14},"action":{"type":"expire"}},
+        {"rulePriority":2,"description":"keep 2 prod images","selection":{"tagStatus":"tagged","tagPrefixList":["prod"],"countType":"imageCountMoreThan","countNumber":2},"action":{"type":"expire"}},
+        {"rulePriority":3,"description":"dev images for a week","selection":{"tagStatus":"tagged","tagPatternList":["dev-*"],"countType":"sinceImagePushed","countUnit":"days","countNumber":7},"action":{"type":"expire"}}
+    ]}"#;
+    let r = as_admin(&reg, Method::PUT, "/api/v1/projects/team/retention", policy);
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(r.body["policy"]["format"], "ecr");
+    let run = as_admin(
+        &reg,
+        Method::POST,
+        "/api/v1/projects/team/retention/run",
+        r#"{}"#,
+    );
+    assert_eq!(
+        (run.body["kept"].as_u64(), run.body["deleted"].as_u64()),
+        (Some(4), Some(3)),
+        "{}",
+        run.body
+    );
+    for (tag, kept) in [
+        ("prod-1", false),
+        ("prod-2", true),
+        ("prod-3", true),
+        ("dev-1", false),
+        ("dev-2", true),
+        ("scratch", true),
+    ] {
+        assert_eq!(tag_of(&reg, "team/app", tag).is_some(), kept, "{tag}");
+    }
+    let reasons: Vec<&str> = run.body["decisions"]
+        .as_array()
+        .expect("decisions")
+        .iter()
+        .filter_map(|d| d["reason"].as_str())
+        .collect();
+    assert!(
+        reasons.contains(&"deleted by rule 1: pushed 20 days ago, more than 14 days"),
+        "{reasons:?}"
+    );
+    assert!(
+        reasons.contains(&"kept: no rule selects it"),
+        "scratch is tagged but no rule selects it: {reasons:?}"
+    );
+}
