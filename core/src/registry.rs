@@ -212,6 +212,7 @@ impl<B: BlobStore, M: ServingMeta, E: Env> Registry<B, M, E> {
             env: &self.env,
             gate: self.gate(events),
             delete_enabled: self.config.delete_enabled,
+            default_quota_bytes: self.config.default_quota_bytes,
         }
     }
 }

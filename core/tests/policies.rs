@@ -590,3 +590,33 @@ fn an_ecr_lifecycle_policy_does_what_it_did_on_ecr() {
         "scratch is tagged but no rule selects it: {reasons:?}"
     );
 }
+
+#[test]
+fn new_projects_start_with_the_default_quota() {
+    let reg = registry_with(wharf_core::Config {
+        default_quota_bytes: Some(700),
+        ..wharf_core::Config::default()
+    });
+    bootstrap_admin(&reg);
+    admin(
+        &reg,
+        Method::POST,
+        "/api/v1/projects",
+        json!({"name": "fresh"}),
+    );
+    let q = admin(
+        &reg,
+        Method::GET,
+        "/api/v1/projects/fresh/quota",
+        serde_json::Value::Null,
+    );
+    assert_eq!(
+        q.body,
+        json!({"limit_bytes": 700, "used_bytes": 0, "blobs": 0})
+    );
+    push_as(&reg, ADMIN, "fresh/app", "v1", &[&[1u8; 600]]).expect("under");
+    assert!(
+        push_as(&reg, ADMIN, "fresh/app", "v2", &[&[2u8; 600]]).is_err(),
+        "over the default"
+    );
+}

@@ -36,6 +36,8 @@ pub(crate) struct Admin<'a, M, E> {
     pub(crate) gate: Gate<'a, M, E>,
     /// Allow deleting tags (`--disable-delete` turns it off).
     pub(crate) delete_enabled: bool,
+    /// The quota each new project starts with.
+    pub(crate) default_quota_bytes: Option<u64>,
 }
 
 pub(super) fn denied() -> RegistryError {

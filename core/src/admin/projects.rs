@@ -104,6 +104,16 @@ impl<M: MetadataStore + DocumentStore, E: Env> Admin<'_, M, E> {
         self.dir()
             .put("member", &format!("{}/{}", p.name, u.username), &m, false)
             .await?;
+        if let Some(limit_bytes) = self.default_quota_bytes {
+            let quota = crate::policy::Stored {
+                project_incarnation: p.incarnation,
+                updated_ms: p.created_ms,
+                updated_by: who.name().to_owned(),
+                policy: crate::policy::quota::Quota { limit_bytes },
+            };
+            crate::policy::save(self.meta, crate::policy::PolicyKind::Quota, &p.name, &quota)
+                .await?;
+        }
         self.gate.events.emit(Event::ProjectCreated {
             project: p.name.clone(),
         });

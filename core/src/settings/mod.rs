@@ -22,6 +22,7 @@
 //! | `WHARF_UPLOAD_MAX_AGE_HOURS` | 24 | [`Vars::upload_max_age_hours`] |
 //! | `WHARF_GC_INTERVAL_HOURS` | 24 (0: no scheduled collection) | [`Vars::gc_schedule`] |
 //! | `WHARF_GC_GRACE_SECS` | 3600 | [`Vars::gc_schedule`] |
+//! | `WHARF_DEFAULT_QUOTA_BYTES` | none (no quota) | [`Vars::config`]: the quota of each new project |
 //!
 //! A runtime reads what it has (the Lambda has no trusted proxies, the server's lookup
 //! answers only the variables it documents) and its own variables (listen address, table,
@@ -75,6 +76,8 @@ pub mod var {
     pub const GC_INTERVAL_HOURS: &str = "WHARF_GC_INTERVAL_HOURS";
     /// The scheduled collections' grace period, in seconds.
     pub const GC_GRACE_SECS: &str = "WHARF_GC_GRACE_SECS";
+    /// The storage quota of each project created from now on, in bytes.
+    pub const DEFAULT_QUOTA_BYTES: &str = "WHARF_DEFAULT_QUOTA_BYTES";
 }
 
 /// Behaviour switches of the API.
@@ -101,6 +104,8 @@ pub struct Config {
     /// with `401`: an upload front that has no token service of its own (the Worker in front
     /// of a Lambda deployment) must not fall back to anonymous access.
     pub capability_only: bool,
+    /// The quota a new project starts with (`None`: none; a system admin sets one later).
+    pub default_quota_bytes: Option<u64>,
 }
 
 impl Default for Config {
@@ -114,6 +119,7 @@ impl Default for Config {
             upload_secret: None,
             upload_capability_ttl_secs: 3600,
             capability_only: false,
+            default_quota_bytes: None,
         }
     }
 }

@@ -189,7 +189,9 @@ fn switches_take_every_spelling_and_refuse_others() {
 /// Reads the setting `name` is part of.
 fn read(v: &Vars<impl Fn(&str) -> Option<String>>, name: &str) -> Result<(), SettingError> {
     match name {
-        "WHARF_PRESIGN_TTL_SECS" | "WHARF_MAX_BODY_BYTES" => v.config(Some(1)).map(drop),
+        "WHARF_PRESIGN_TTL_SECS" | "WHARF_MAX_BODY_BYTES" | "WHARF_DEFAULT_QUOTA_BYTES" => {
+            v.config(Some(1)).map(drop)
+        }
         "WHARF_UPLOAD_MAX_AGE_HOURS" => v.upload_max_age_hours().map(drop),
         "WHARF_GC_INTERVAL_HOURS" | "WHARF_GC_GRACE_SECS" => v.gc_schedule().map(drop),
         _ => v.tokens().map(drop),
@@ -206,6 +208,7 @@ fn bad_numbers_name_the_variable() {
         "WHARF_UPLOAD_MAX_AGE_HOURS",
         "WHARF_GC_INTERVAL_HOURS",
         "WHARF_GC_GRACE_SECS",
+        "WHARF_DEFAULT_QUOTA_BYTES",
     ] {
         for bad in ["5m", "-1", "1.5", "18446744073709551616"] {
             let v = vars(&[(name, bad)]);

@@ -123,6 +123,7 @@ impl<F: Fn(&str) -> Option<String>> Vars<F> {
                 .or(max_request_body),
             upload_front,
             upload_secret: upload_secret.map(String::into_bytes),
+            default_quota_bytes: self.optional_number(var::DEFAULT_QUOTA_BYTES)?,
             ..d
         })
     }

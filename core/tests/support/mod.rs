@@ -25,13 +25,18 @@ pub fn tokens(keys: &[&[u8]]) -> TokenService {
 }
 
 pub fn registry() -> Reg {
+    registry_with(Config::default())
+}
+
+/// A registry with auth on and `config`, at time `T0`.
+pub fn registry_with(config: Config) -> Reg {
     let env = TestEnv::default();
     env.now.store(T0, Ordering::SeqCst);
     Registry::new(
         MemoryBlobs::default(),
         MemoryMetadata::default(),
         env,
-        Config::default(),
+        config,
     )
     .with_auth(tokens(&[KEY1]))
 }

@@ -52,6 +52,9 @@ pub struct ServeArgs {
     /// Grace period of scheduled garbage collections, in seconds [default: 3600].
     #[arg(long, env = "WHARF_GC_GRACE_SECS")]
     pub gc_grace_secs: Option<u64>,
+    /// Storage quota of each new project, in bytes [default: none].
+    #[arg(long, env = "WHARF_DEFAULT_QUOTA_BYTES")]
+    pub default_quota_bytes: Option<u64>,
     /// Seconds to let in-flight requests finish on shutdown [default: 30].
     #[arg(long, env = "WHARF_SHUTDOWN_GRACE_SECS")]
     pub shutdown_grace_secs: Option<u64>,
@@ -127,6 +130,7 @@ struct FileConfig {
     upload_max_age_hours: Option<u64>,
     gc_interval_hours: Option<u64>,
     gc_grace_secs: Option<u64>,
+    default_quota_bytes: Option<u64>,
     shutdown_grace_secs: Option<u64>,
     auth: Option<String>,
     token_keys: Option<Vec<PathBuf>>,
@@ -284,6 +288,11 @@ impl ServeArgs {
                 var::GC_GRACE_SECS,
                 "--gc-grace-secs",
                 num(self.gc_grace_secs.or(file.gc_grace_secs)),
+            ),
+            (
+                var::DEFAULT_QUOTA_BYTES,
+                "--default-quota-bytes",
+                num(self.default_quota_bytes.or(file.default_quota_bytes)),
             ),
             (var::AUTH, "--auth", self.auth.or(file.auth)),
             (
