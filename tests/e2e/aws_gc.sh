@@ -6,6 +6,9 @@
 #     the deleted image's own layers: their objects are gone from the bucket
 #   - docker pulls the other image back
 #   - a run queued through the API (`wharf gc run`) is advanced by {"job":"advance"}
+#   - project policies on DynamoDB: an immutable tag's re-push refused by docker (the
+#     conditional tag write), a push over quota refused, and {"job":"retention"} applying
+#     a project's retention policy
 #   - an input that is no job fails the invocation, naming the jobs
 set -u
 here=$(cd "$(dirname "$0")" && pwd)
@@ -95,6 +98,33 @@ invoke '{"job":"advance"}' >"$WORK/advance.json"
 wait "$cli"
 check "wharf gc run --verify against the Lambda succeeds" test $? = 0
 check_output "and finds the bookkeeping true" "; 0 differences" cat "$WORK/verify.out"
+
+# Project policies, on DynamoDB: immutability by the conditional tag write, the quota from
+# the usage shards, retention as the scheduled job.
+export WHARF_URL="http://$R" WHARF_USERNAME=admin WHARF_PASSWORD="$WHARF_ADMIN_PASSWORD"
+for p in pol polq; do check "wharf project create $p (through the Lambda)" "$WHARF_BIN" project create "$p"; done
+printf '{"rules":[{"tags":{"matches":"v*"}}]}' >"$WORK/imm.json"
+check "wharf immutability set pol" "$WHARF_BIN" immutability set pol "$WORK/imm.json"
+make_image "$R/pol/app:v1" 0
+check_output "docker push pol/app:v1" "digest: sha256:" docker push "$R/pol/app:v1"
+make_image "$R/pol/app:v1" 0
+check_output "docker push of another image as pol/app:v1 is refused, naming the rule" \
+  "denied: tag v1 of pol/app is immutable (immutability rule 1" sh -c "docker push $R/pol/app:v1 2>&1"
+check "wharf quota set polq 1KiB" "$WHARF_BIN" quota set polq 1KiB
+make_image "$R/polq/app:v1" 1
+check_output "docker push over polq's quota is refused with usage and limit" \
+  "denied: quota exceeded: project polq uses 0 of its 1024 bytes" sh -c "docker push $R/polq/app:v1 2>&1"
+for i in 1 2 3 4 5; do make_image "$R/pol/app:t$i" 0; docker push -q "$R/pol/app:t$i" >/dev/null 2>&1 || echo "push t$i failed"; done
+printf '{"rules":[{"tags":{"matches":"t*"},"keep":{"latest_pushed":2}},{"tags":{"matches":"v*"},"keep":"always"}]}' >"$WORK/ret.json"
+check "wharf retention set pol" "$WHARF_BIN" retention set pol "$WORK/ret.json"
+check_output "the dry run through the Lambda explains it" "[t1]: deleted: pushed today, never pulled; no rule keeps it" \
+  "$WHARF_BIN" retention run pol --dry-run
+invoke '{"job":"retention"}' >"$WORK/retention.json"
+cat "$WORK/retention.json" >>"$LOGDIR/$SUITE-jobs-answers.txt"
+check_output "{\"job\":\"retention\"} deleted the 3 oldest t* images" '"deleted":3' tr -d ' \n' <"$WORK/retention.json"
+docker rmi -f "$R/pol/app:t5" "$R/pol/app:t1" >/dev/null 2>&1
+check "docker pull pol/app:t5 (kept)" docker pull "$R/pol/app:t5"
+check_output "pol/app:t1 is gone" "manifest unknown" sh -c "docker pull $R/pol/app:t1 2>&1"
 
 check_output "an input that is no job fails the invocation" "unknown variant" invoke '{"job":"sweep"}'
 finish
