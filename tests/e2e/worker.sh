@@ -9,6 +9,8 @@
 #   - a body over WHARF_MAX_BODY_BYTES refused with 413 and an OCI error
 #   - presigned R2 URLs for pulls (WHARF_R2_PRESIGN_URL), checked by s3s-fs playing R2's S3 API
 #   - the cron trigger removing an idle upload and its R2 objects
+#   - project policies on D1: an immutable tag's re-push refused by docker, a push over
+#     quota refused, retention run through the management API
 # Local workerd enforces neither Cloudflare's body limit nor CPU limits.
 here=$(cd "$(dirname "$0")" && pwd)
 . "$here/lib.sh"
@@ -134,5 +136,27 @@ check_output "the idle upload is gone (404 BLOB_UPLOAD_UNKNOWN)" "404 BLOB_UPLOA
 curl -s "http://$A/__r2?prefix=uploads/" >"$WORK/left.txt"
 check "… and so are its R2 objects" sh -c "grep -q ' keys' $WORK/left.txt && ! grep -q 'uploads/$IDLE_ID/' $WORK/left.txt"
 check_output "the Worker logged the cleanup" "upload cleanup" cat "$LOGDIR/$SUITE-wharf-worker.log"
+
+# ---- project policies on D1 ------------------------------------------------------------------
+export WHARF_URL="http://$A" WHARF_USERNAME=admin WHARF_PASSWORD="$WHARF_ADMIN_PASSWORD"
+for p in wpol wpolq; do check "wharf project create $p (on the Worker)" "$WHARF_BIN" project create "$p"; done
+printf '{"rules":[{"tags":{"matches":"v*"}}]}' >"$WORK/imm.json"
+check "wharf immutability set wpol" "$WHARF_BIN" immutability set wpol "$WORK/imm.json"
+make_image "$A/wpol/app:v1" 0
+check_output "docker push wpol/app:v1" "digest: sha256:" docker push "$A/wpol/app:v1"
+make_image "$A/wpol/app:v1" 0
+check_output "docker push of another image as wpol/app:v1 is refused, naming the rule" \
+  "denied: tag v1 of wpol/app is immutable (immutability rule 1" sh -c "docker push $A/wpol/app:v1 2>&1"
+check "wharf quota set wpolq 1KiB" "$WHARF_BIN" quota set wpolq 1KiB
+make_image "$A/wpolq/app:v1" 1
+check_output "docker push over wpolq's quota is refused with usage and limit" \
+  "denied: quota exceeded: project wpolq uses 0 of its 1024 bytes" sh -c "docker push $A/wpolq/app:v1 2>&1"
+for i in 1 2 3; do make_image "$A/wpol/app:t$i" 0; docker push -q "$A/wpol/app:t$i" >/dev/null 2>&1 || echo "push t$i failed"; done
+printf '{"rules":[{"tags":{"matches":"t*"},"keep":{"latest_pushed":1}},{"tags":{"matches":"v*"},"keep":"always"}]}' >"$WORK/ret.json"
+check "wharf retention set wpol" "$WHARF_BIN" retention set wpol "$WORK/ret.json"
+check_output "wharf retention run wpol deletes the 2 older t* images" "1 repositories: 2 artifacts kept, 2 deleted (2 tags)" \
+  "$WHARF_BIN" retention run wpol
+docker rmi -f "$A/wpol/app:t1" >/dev/null 2>&1
+check_output "wpol/app:t1 is gone" "manifest unknown" sh -c "docker pull $A/wpol/app:t1 2>&1"
 
 finish

@@ -99,10 +99,21 @@ async fn rest_client_and_sdk_store_share_upload_link_and_doc_items() {
         rest.project_usage("team").await.expect("usage"),
         Usage { bytes: 5, blobs: 1 }
     );
-    assert_eq!(rest.project_usage("nobody").await.expect("usage"), Usage::default());
+    assert_eq!(
+        rest.project_usage("nobody").await.expect("usage"),
+        Usage::default()
+    );
     for (project, holds) in [("team", true), ("tea", false), ("other", false)] {
-        assert_eq!(rest.counts_blob(project, &d).await.expect("counts"), holds, "{project}");
-        assert_eq!(sdk.counts_blob(project, &d).await.expect("counts"), holds, "{project}");
+        assert_eq!(
+            rest.counts_blob(project, &d).await.expect("counts"),
+            holds,
+            "{project}"
+        );
+        assert_eq!(
+            sdk.counts_blob(project, &d).await.expect("counts"),
+            holds,
+            "{project}"
+        );
     }
     let links = sdk.list_links("team/app", None, 10).await.expect("links");
     assert_eq!(links[0].linked_ms, Some(12));
