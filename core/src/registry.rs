@@ -104,48 +104,25 @@ impl<B: BlobStore, M: ServingMeta, E: Env> Registry<B, M, E> {
     /// `wharf retention run`), as the `scheduler`; returns each project's totals. Each
     /// project's deletions are audited as they would be through the API.
     pub async fn apply_retention(&self, dry_run: bool) -> Result<Vec<serde_json::Value>> {
-        use crate::policy::{self, PolicyKind, immutability, retention};
         let projects: Vec<crate::auth::Project> = crate::auth::Directory(&self.meta)
             .list("project", "")
             .await?;
         let mut out = Vec::new();
         for p in projects {
-            let Some(rules) = policy::load::<retention::RetentionPolicy, _>(
-                &self.meta,
-                PolicyKind::Retention,
-                &p.name,
-            )
-            .await?
-            else {
-                continue;
-            };
             let events = Emitter::new("");
             events.act_as("scheduler");
-            let imm = immutability::rules(&self.meta, &format!("{}/", p.name)).await?;
-            let report = retention::apply(
+            let report = crate::policy::retention::run_project(
                 &self.meta,
                 &p.name,
-                &rules.policy,
-                imm.as_ref(),
                 self.env.now_ms(),
                 dry_run,
+                self.config.delete_enabled,
                 &events,
             )
             .await;
-            let report = match report {
-                Ok(r) => r,
-                Err(e) => {
-                    self.deliver(&events).await;
-                    return Err(e);
-                }
-            };
-            events.emit(Event::RetentionRan {
-                project: p.name.clone(),
-                dry_run,
-                kept: report.kept,
-                deleted: report.deleted,
-            });
+            // What was deleted before a failure is audited all the same.
             self.deliver(&events).await;
+            let Some(report) = report? else { continue };
             out.push(serde_json::json!({
                 "project": p.name, "repositories": report.repositories, "kept": report.kept,
                 "deleted": report.deleted, "tags_deleted": report.tags_deleted,

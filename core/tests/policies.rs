@@ -620,3 +620,49 @@ fn new_projects_start_with_the_default_quota() {
         "over the default"
     );
 }
+
+#[test]
+fn retention_deletes_nothing_where_deletes_are_disabled() {
+    let reg = registry_with(wharf_core::Config {
+        delete_enabled: false,
+        ..wharf_core::Config::default()
+    });
+    bootstrap_admin(&reg);
+    admin(
+        &reg,
+        Method::POST,
+        "/api/v1/projects",
+        json!({"name": "team"}),
+    );
+    push_as(&reg, ADMIN, "team/app", "v1", &[b"one"]).expect("push");
+    push_as(&reg, ADMIN, "team/app", "v2", &[b"two"]).expect("push");
+    let r = as_admin(
+        &reg,
+        Method::PUT,
+        "/api/v1/projects/team/retention",
+        r#"{"rules":[{"keep":{"latest_pushed":1}}]}"#,
+    );
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    // A dry run still explains; a run, by the API or the scheduled job, is refused.
+    let dry = as_admin(
+        &reg,
+        Method::POST,
+        "/api/v1/projects/team/retention/run",
+        r#"{"dry_run":true}"#,
+    );
+    assert_eq!(dry.body["deleted"], 1, "{}", dry.body);
+    let run = as_admin(
+        &reg,
+        Method::POST,
+        "/api/v1/projects/team/retention/run",
+        "{}",
+    );
+    assert_eq!(run.status, StatusCode::METHOD_NOT_ALLOWED, "{}", run.body);
+    assert_eq!(code_of(&run), "UNSUPPORTED");
+    let job = futures_executor::block_on(reg.apply_retention(false));
+    assert!(job.is_err(), "the scheduled job refuses too: {job:?}");
+    assert!(
+        tag_of(&reg, "team/app", "v1").is_some(),
+        "v1 is still there"
+    );
+}

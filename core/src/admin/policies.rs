@@ -9,14 +9,13 @@ use crate::auth::{Action, Principal, Right};
 use crate::error::Result;
 use crate::events::Event;
 use crate::http::response::ApiResponse;
-use crate::policy::immutability::{self, ImmutabilityInput, ImmutabilityPolicy};
+use crate::policy::immutability::ImmutabilityPolicy;
 use crate::policy::quota::Quota;
-use crate::policy::retention::{self, RetentionInput, RetentionPolicy};
-use crate::policy::{self, PolicyKind, Stored};
+use crate::policy::retention::{self, RetentionPolicy};
+use crate::policy::{self, PolicyKind, ProjectPolicy, Stored};
 use crate::ports::{BlobStore, Env, ServingMeta};
 use http::StatusCode;
 use serde::Deserialize;
-use serde::de::DeserializeOwned;
 
 /// A request to run retention.
 #[derive(Debug, Default, Deserialize)]
@@ -48,38 +47,58 @@ impl<M: ServingMeta, E: Env> Admin<'_, M, E> {
             .incarnation)
     }
 
-    async fn read_policy<T: DeserializeOwned + serde::Serialize>(
-        &self,
-        kind: PolicyKind,
-        project: &str,
-    ) -> Result<Option<Stored<T>>> {
-        policy::load::<T, _>(self.meta, kind, project).await
+    /// Refuses `who` setting or removing `project`'s policy of `kind`: a quota is the
+    /// system admins' to set (it bounds what the project may cost), the rules its admins'.
+    async fn may_set(&self, who: &Principal, project: &str, kind: PolicyKind) -> Result<()> {
+        match kind {
+            PolicyKind::Quota if !who.is_admin() => Err(denied()),
+            PolicyKind::Quota => Ok(()),
+            PolicyKind::Immutability | PolicyKind::Retention => {
+                self.may(who, project, Right::ManagePolicies).await
+            }
+        }
     }
 
-    async fn write_policy<T: serde::Serialize>(
+    /// `GET`: the policy with who set it and when.
+    async fn show<T: ProjectPolicy>(
         &self,
         who: &Principal,
-        kind: PolicyKind,
         project: &str,
-        value: T,
-        summary: String,
-    ) -> Result<()> {
+    ) -> Result<serde_json::Value> {
+        self.may(who, project, Right::Repo(Action::Pull)).await?;
+        self.incarnation(project).await?;
+        Ok(view(
+            policy::load::<T, _>(self.meta, T::KIND, project).await?,
+        ))
+    }
+
+    /// `PUT`: validates the body and replaces the project's policy with it.
+    async fn set<T: ProjectPolicy>(
+        &self,
+        who: &Principal,
+        project: &str,
+        body: &[u8],
+    ) -> Result<T> {
+        self.may_set(who, project, T::KIND).await?;
+        let value = T::from_input(super::parse::<T::Input>(body)?)?;
         let stored = Stored {
             project_incarnation: self.incarnation(project).await?,
             updated_ms: self.env.now_ms(),
             updated_by: who.name().to_owned(),
             policy: value,
         };
-        policy::save(self.meta, kind, project, &stored).await?;
+        policy::save(self.meta, T::KIND, project, &stored).await?;
         self.gate.events.emit(Event::PolicySet {
             project: project.to_owned(),
-            policy: kind.name().to_owned(),
-            summary,
+            policy: T::KIND.name().to_owned(),
+            summary: stored.policy.summary(),
         });
-        Ok(())
+        Ok(stored.policy)
     }
 
-    async fn clear_policy(&self, kind: PolicyKind, project: &str) -> Result<()> {
+    /// `DELETE`: removes the project's policy of `kind`.
+    async fn clear(&self, who: &Principal, kind: PolicyKind, project: &str) -> Result<()> {
+        self.may_set(who, project, kind).await?;
         self.incarnation(project).await?;
         self.meta.delete_doc(kind.as_str(), project).await?;
         self.gate.events.emit(Event::PolicySet {
@@ -100,142 +119,62 @@ impl<M: ServingMeta, E: Env> Admin<'_, M, E> {
         body: &[u8],
     ) -> Result<ApiResponse<B>> {
         use http::Method as M;
-        let reader = Right::Repo(Action::Pull);
-        match (method.clone(), rest) {
-            (M::GET, ["retention"]) => {
-                self.may(who, project, reader).await?;
-                let s = self
-                    .read_policy::<RetentionPolicy>(PolicyKind::Retention, project)
-                    .await?;
-                Ok(ok_json::<B>(StatusCode::OK, view(s)))
-            }
+        use serde_json::json;
+        let out = match (method.clone(), rest) {
+            (M::GET, ["retention"]) => self.show::<RetentionPolicy>(who, project).await?,
             (M::PUT, ["retention"]) => {
-                self.may(who, project, Right::ManagePolicies).await?;
-                let p = super::parse::<RetentionInput>(body)?.into_policy()?;
-                let summary = match &p {
-                    RetentionPolicy::Harbor { rules } => format!("{} Harbor rules", rules.len()),
-                    RetentionPolicy::Ecr { rules } => {
-                        format!("ECR lifecycle policy of {} rules", rules.len())
-                    }
-                };
-                self.write_policy(who, PolicyKind::Retention, project, &p, summary)
-                    .await?;
-                Ok(ok_json::<B>(
-                    StatusCode::OK,
-                    serde_json::json!({ "policy": p }),
-                ))
+                json!({ "policy": self.set::<RetentionPolicy>(who, project, body).await? })
             }
             (M::DELETE, ["retention"]) => {
-                self.may(who, project, Right::ManagePolicies).await?;
-                self.clear_policy(PolicyKind::Retention, project).await?;
-                Ok(ok_json::<B>(
-                    StatusCode::OK,
-                    serde_json::json!({ "policy": null }),
-                ))
+                self.clear(who, PolicyKind::Retention, project).await?;
+                json!({ "policy": null })
             }
             (M::POST, ["retention", "run"]) => {
                 self.may(who, project, Right::ManagePolicies).await?;
                 let run: RetentionRun = super::parse(body)?;
-                if !run.dry_run {
-                    crate::policy::check_delete(self.delete_enabled)?;
-                }
-                let Some(p) = self
-                    .read_policy::<RetentionPolicy>(PolicyKind::Retention, project)
-                    .await?
-                else {
-                    return Err(bad(format!("project {project} has no retention policy")));
-                };
-                let imm = immutability::rules(self.meta, &format!("{project}/")).await?;
-                let report = retention::apply(
+                let report = retention::run_project(
                     self.meta,
                     project,
-                    &p.policy,
-                    imm.as_ref(),
                     self.env.now_ms(),
                     run.dry_run,
+                    self.delete_enabled,
                     self.gate.events,
                 )
-                .await?;
-                self.gate.events.emit(Event::RetentionRan {
-                    project: project.to_owned(),
-                    dry_run: run.dry_run,
-                    kept: report.kept,
-                    deleted: report.deleted,
-                });
-                Ok(ok_json::<B>(
-                    StatusCode::OK,
-                    serde_json::to_value(&report).unwrap_or_default(),
-                ))
+                .await?
+                .ok_or_else(|| bad(format!("project {project} has no retention policy")))?;
+                serde_json::to_value(&report).unwrap_or_default()
             }
-            (M::GET, ["immutability"]) => {
-                self.may(who, project, reader).await?;
-                let s = self
-                    .read_policy::<ImmutabilityPolicy>(PolicyKind::Immutability, project)
-                    .await?;
-                Ok(ok_json::<B>(StatusCode::OK, view(s)))
-            }
+            (M::GET, ["immutability"]) => self.show::<ImmutabilityPolicy>(who, project).await?,
             (M::PUT, ["immutability"]) => {
-                self.may(who, project, Right::ManagePolicies).await?;
-                let p = super::parse::<ImmutabilityInput>(body)?.into_policy()?;
-                let summary = format!("{} rules", p.rules.len());
-                self.write_policy(who, PolicyKind::Immutability, project, &p, summary)
-                    .await?;
-                Ok(ok_json::<B>(
-                    StatusCode::OK,
-                    serde_json::json!({ "policy": p }),
-                ))
+                json!({ "policy": self.set::<ImmutabilityPolicy>(who, project, body).await? })
             }
             (M::DELETE, ["immutability"]) => {
-                self.may(who, project, Right::ManagePolicies).await?;
-                self.clear_policy(PolicyKind::Immutability, project).await?;
-                Ok(ok_json::<B>(
-                    StatusCode::OK,
-                    serde_json::json!({ "policy": null }),
-                ))
+                self.clear(who, PolicyKind::Immutability, project).await?;
+                json!({ "policy": null })
             }
             (M::GET, ["quota"]) => {
-                self.may(who, project, reader).await?;
-                self.incarnation(project).await?;
-                let s = self
-                    .read_policy::<Quota>(PolicyKind::Quota, project)
-                    .await?;
+                let shown = self.show::<Quota>(who, project).await?;
                 let usage = self.meta.project_usage(project).await?;
-                Ok(ok_json::<B>(
-                    StatusCode::OK,
-                    serde_json::json!({
-                        "limit_bytes": s.map(|s| s.policy.limit_bytes),
-                        "used_bytes": usage.bytes,
-                        "blobs": usage.blobs,
-                    }),
-                ))
+                json!({
+                    "limit_bytes": shown["policy"]["limit_bytes"],
+                    "used_bytes": usage.bytes,
+                    "blobs": usage.blobs,
+                })
             }
             (M::PUT, ["quota"]) => {
-                if !who.is_admin() {
-                    return Err(denied());
-                }
-                let q: Quota = super::parse(body)?;
-                let summary = format!("{} bytes", q.limit_bytes);
-                self.write_policy(who, PolicyKind::Quota, project, q, summary)
-                    .await?;
-                Ok(ok_json::<B>(
-                    StatusCode::OK,
-                    serde_json::json!({ "limit_bytes": q.limit_bytes }),
-                ))
+                json!({ "limit_bytes": self.set::<Quota>(who, project, body).await?.limit_bytes })
             }
             (M::DELETE, ["quota"]) => {
-                if !who.is_admin() {
-                    return Err(denied());
-                }
-                self.clear_policy(PolicyKind::Quota, project).await?;
-                Ok(ok_json::<B>(
-                    StatusCode::OK,
-                    serde_json::json!({ "limit_bytes": null }),
-                ))
+                self.clear(who, PolicyKind::Quota, project).await?;
+                json!({ "limit_bytes": null })
             }
-            _ => Err(super::no_endpoint(
-                method,
-                &format!("projects/{project}/{}", rest.join("/")),
-            )),
-        }
+            _ => {
+                return Err(super::no_endpoint(
+                    method,
+                    &format!("projects/{project}/{}", rest.join("/")),
+                ));
+            }
+        };
+        Ok(ok_json::<B>(StatusCode::OK, out))
     }
 }

@@ -266,31 +266,28 @@ impl<B: BlobStore, M: ServingMeta, E: Env> Oci<'_, B, M, E> {
                 None => Ok(()),
             },
             Reference::Digest(d) => {
-                let mut last: Option<String> = None;
+                let mut after: Option<String> = None;
                 loop {
-                    let Some(page) = self.meta.list_tags(name, last.as_deref(), 1000).await? else {
+                    let page = self
+                        .meta
+                        .list_tag_entries(name, after.as_deref(), 1000)
+                        .await?;
+                    let Some(last) = page.last() else {
                         return Ok(());
                     };
-                    for t in &page.items {
-                        if let Some(rule) = rules.rule_for(name, t)
-                            && let Some(m) = self
-                                .meta
-                                .manifest(name, &Reference::Tag(Tag::parse(t)?))
-                                .await?
-                            && &m.info.digest == d
+                    after = Some(last.tag.clone());
+                    for t in &page {
+                        if &t.digest == d
+                            && let Some(rule) = rules.rule_for(name, &t.tag)
                         {
                             return Err(immutability::refused(
                                 name,
-                                t,
+                                &t.tag,
                                 rule,
                                 &format!("deleted with manifest {d}"),
                             ));
                         }
                     }
-                    if !page.more {
-                        return Ok(());
-                    }
-                    last = page.items.last().cloned();
                 }
             }
         }

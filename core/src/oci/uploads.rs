@@ -38,19 +38,18 @@ impl<B: BlobStore, M: ServingMeta, E: Env> Oci<'_, B, M, E> {
         if let (Some(mount), Some(from)) = (q.get("mount"), q.get("from")) {
             let digest: Digest = mount.parse()?;
             let from = RepoName::parse(from)?;
-            if let Some(size) = self.meta.blob_link(&from, &digest).await?
-                && quota::check_link(self.meta, name, &digest, size)
-                    .await
-                    .map(|()| true)?
-                && self.mount(name, &digest, size).await?
-            {
-                tracing::info!(repo = name, from = %from, %digest, "blob mounted");
-                self.gate.events.emit(Event::BlobMounted {
-                    repository: name.to_owned(),
-                    digest: digest.clone(),
-                    from: from.into(),
-                });
-                return Ok(blob_created::<B>(name, &digest));
+            if let Some(size) = self.meta.blob_link(&from, &digest).await? {
+                // Over quota is refused, not turned into an upload the commit would refuse.
+                quota::check_link(self.meta, name, &digest, size).await?;
+                if self.mount(name, &digest, size).await? {
+                    tracing::info!(repo = name, from = %from, %digest, "blob mounted");
+                    self.gate.events.emit(Event::BlobMounted {
+                        repository: name.to_owned(),
+                        digest: digest.clone(),
+                        from: from.into(),
+                    });
+                    return Ok(blob_created::<B>(name, &digest));
+                }
             }
             // Not mountable: the spec says to fall back to a regular upload session.
         }

@@ -114,6 +114,17 @@ impl ImmutabilityInput {
     }
 }
 
+impl super::ProjectPolicy for ImmutabilityPolicy {
+    const KIND: PolicyKind = PolicyKind::Immutability;
+    type Input = ImmutabilityInput;
+    fn from_input(input: ImmutabilityInput) -> Result<Self> {
+        input.into_policy()
+    }
+    fn summary(&self) -> String {
+        format!("{} rules", self.rules.len())
+    }
+}
+
 impl ImmutabilityPolicy {
     /// The first enabled rule that makes `tag` of `repo` immutable, with its number.
     pub fn rule_for(&self, repo: &str, tag: &str) -> Option<(usize, &ImmutabilityRule)> {
@@ -126,10 +137,18 @@ impl ImmutabilityPolicy {
     }
 }
 
-/// The immutability rules of `repo`'s project, if it has any.
+/// The immutability rules of `repo`'s project, if it has any enabled.
 pub async fn rules<D: DocumentStore>(docs: &D, repo: &str) -> Result<Option<ImmutabilityPolicy>> {
+    project_rules(docs, project_of(repo)).await
+}
+
+/// The immutability rules of `project`, if it has any enabled.
+pub async fn project_rules<D: DocumentStore>(
+    docs: &D,
+    project: &str,
+) -> Result<Option<ImmutabilityPolicy>> {
     Ok(
-        load::<ImmutabilityPolicy, _>(docs, PolicyKind::Immutability, project_of(repo))
+        load::<ImmutabilityPolicy, _>(docs, PolicyKind::Immutability, project)
             .await?
             .map(|s| s.policy)
             .filter(|p| p.rules.iter().any(|r| !r.disabled)),

@@ -63,6 +63,19 @@ impl PolicyKind {
     }
 }
 
+/// A kind of project policy as the management API takes it: one document per project,
+/// set whole by a `PUT`, shown by a `GET`, removed by a `DELETE`.
+pub trait ProjectPolicy: Serialize + DeserializeOwned + Sized {
+    /// Where it is stored.
+    const KIND: PolicyKind;
+    /// What a `PUT` accepts (a grammar may have several forms, such as ECR's).
+    type Input: DeserializeOwned;
+    /// The policy the input means, validated.
+    fn from_input(input: Self::Input) -> Result<Self>;
+    /// One line for the audit log.
+    fn summary(&self) -> String;
+}
+
 /// A project's policy as stored: the rules and the project incarnation they were set in,
 /// so a project deleted and created again under its name inherits none of them.
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -25,6 +25,17 @@ pub struct Quota {
     pub limit_bytes: u64,
 }
 
+impl super::ProjectPolicy for Quota {
+    const KIND: PolicyKind = PolicyKind::Quota;
+    type Input = Quota;
+    fn from_input(input: Quota) -> Result<Self> {
+        Ok(input)
+    }
+    fn summary(&self) -> String {
+        format!("{} bytes", self.limit_bytes)
+    }
+}
+
 /// Refuses linking `digest` (`size` bytes) into `repo` if its project has a quota the
 /// blob would pass; a blob the project already holds adds nothing and always passes.
 pub async fn check_link<M: UsageCounters + DocumentStore>(

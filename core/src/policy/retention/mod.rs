@@ -28,7 +28,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 
 mod run;
-pub use run::{RetentionReport, apply};
+pub use run::{RetentionReport, apply, run_project};
 
 const DAY_MS: u64 = 24 * 3600 * 1000;
 
@@ -150,6 +150,20 @@ pub enum RetentionInput {
 
 fn bad(msg: impl Into<String>) -> RegistryError {
     RegistryError::new(ErrorCode::Unsupported, msg).with_status(StatusCode::BAD_REQUEST)
+}
+
+impl crate::policy::ProjectPolicy for RetentionPolicy {
+    const KIND: crate::policy::PolicyKind = crate::policy::PolicyKind::Retention;
+    type Input = RetentionInput;
+    fn from_input(input: RetentionInput) -> Result<Self> {
+        input.into_policy()
+    }
+    fn summary(&self) -> String {
+        match self {
+            Self::Harbor { rules } => format!("{} Harbor rules", rules.len()),
+            Self::Ecr { rules } => format!("ECR lifecycle policy of {} rules", rules.len()),
+        }
+    }
 }
 
 impl RetentionInput {

@@ -6,7 +6,8 @@ use crate::error::{Result, StoreError};
 use crate::events::{Emitter, Event};
 use crate::model::name::project_of;
 use crate::model::{Digest, Reference};
-use crate::ports::{ConditionalTags, ManifestIndex, MetadataStore};
+use crate::policy::{self, PolicyKind, immutability};
+use crate::ports::{ConditionalTags, DocumentStore, ManifestIndex, MetadataStore};
 use serde::Serialize;
 use std::collections::BTreeMap;
 
@@ -76,6 +77,48 @@ async fn artifacts<M: MetadataStore + ManifestIndex>(
         }
     }
     Ok(out)
+}
+
+/// Runs `project`'s retention policy under its immutability rules, as the API's run and the
+/// scheduled job both do, and emits `RetentionRan`; `None` if the project has no policy.
+/// A registry whose deletes are disabled refuses a run that is not dry (`UNSUPPORTED`).
+pub async fn run_project<M>(
+    meta: &M,
+    project: &str,
+    now_ms: u64,
+    dry_run: bool,
+    delete_enabled: bool,
+    events: &Emitter,
+) -> Result<Option<RetentionReport>>
+where
+    M: MetadataStore + ManifestIndex + ConditionalTags + DocumentStore,
+{
+    if !dry_run {
+        policy::check_delete(delete_enabled)?;
+    }
+    let Some(stored) =
+        policy::load::<RetentionPolicy, _>(meta, PolicyKind::Retention, project).await?
+    else {
+        return Ok(None);
+    };
+    let immutable = immutability::project_rules(meta, project).await?;
+    let report = apply(
+        meta,
+        project,
+        &stored.policy,
+        immutable.as_ref(),
+        now_ms,
+        dry_run,
+        events,
+    )
+    .await?;
+    events.emit(Event::RetentionRan {
+        project: project.to_owned(),
+        dry_run,
+        kept: report.kept,
+        deleted: report.deleted,
+    });
+    Ok(Some(report))
 }
 
 /// Decides every repository of `project` under `policy` and, unless `dry_run`, deletes
