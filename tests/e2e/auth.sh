@@ -6,8 +6,6 @@ here=$(cd "$(dirname "$0")" && pwd)
 source "$here/lib.sh"
 start_wharf --auth on
 start_dockerd
-export DOCKER_CONFIG="$WORK/docker-config"
-mkdir -p "$DOCKER_CONFIG"
 wharf_cli() { WHARF_URL="http://$R" WHARF_USERNAME=admin WHARF_PASSWORD="$WHARF_ADMIN_PASSWORD" "$WHARF_BIN" "$@"; }
 
 ALICE_PW="alice-$(random_word)"

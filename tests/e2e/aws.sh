@@ -67,8 +67,6 @@ check_output "the Lambda asks for a token (401 + Bearer challenge)" 'Bearer real
 
 # ---- docker through the Lambda ------------------------------------------------------------
 start_dockerd
-export DOCKER_CONFIG="$WORK/docker-config"
-mkdir -p "$DOCKER_CONFIG"
 make_image e2e-aws-base:1 3
 ctx="$WORK/ctx"
 mkdir -p "$ctx"

@@ -45,8 +45,6 @@ invoke() { "$CARGO_LAMBDA" lambda invoke -A 127.0.0.1 -P "$jobs_port" --data-asc
 objects() { find "$WORK/s3/$WHARF_S3_BUCKET" -type f -path '*blobs*' 2>/dev/null | wc -l; }
 
 start_dockerd
-export DOCKER_CONFIG="$WORK/docker-config"
-mkdir -p "$DOCKER_CONFIG"
 make_image e2e-awsgc-base:1 2
 for name in gone keep; do
   ctx="$WORK/ctx-$name"
@@ -101,7 +99,7 @@ check_output "and finds the bookkeeping true" "; 0 differences" cat "$WORK/verif
 
 # Project policies, on DynamoDB: immutability by the conditional tag write, the quota from
 # the usage shards, retention as the scheduled job.
-export WHARF_URL="http://$R" WHARF_USERNAME=admin WHARF_PASSWORD="$WHARF_ADMIN_PASSWORD"
+cli_as_admin "$R"
 for p in pol polq; do check "wharf project create $p (through the Lambda)" "$WHARF_BIN" project create "$p"; done
 printf '{"rules":[{"tags":{"matches":"v*"}}]}' >"$WORK/imm.json"
 check "wharf immutability set pol" "$WHARF_BIN" immutability set pol "$WORK/imm.json"

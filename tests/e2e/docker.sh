@@ -6,8 +6,6 @@ here=$(cd "$(dirname "$0")" && pwd)
 source "$here/lib.sh"
 start_wharf
 start_dockerd
-export DOCKER_CONFIG="$WORK/docker-config"
-mkdir -p "$DOCKER_CONFIG"
 IMG="$R/e2e/app:v1"
 
 make_image e2e-docker-base:1 4

@@ -11,9 +11,7 @@ source "$here/lib.sh"
 # No scheduled collection: the suite runs its own.
 start_wharf --gc-interval-hours 0
 start_dockerd
-export DOCKER_CONFIG="$WORK/docker-config"
-mkdir -p "$DOCKER_CONFIG"
-export WHARF_URL="http://$R" WHARF_USERNAME=admin WHARF_PASSWORD="$WHARF_ADMIN_PASSWORD"
+cli_as_admin "$R"
 blobs_bytes() { du -sb "$WHARF_DATA/blobs" | cut -f1; }
 
 make_image e2e-gc-base:1 4

@@ -62,7 +62,8 @@ stop_wharf() {
   kill -9 "$WHARF_PID" 2>/dev/null
 }
 
-# start_dockerd: a private daemon; exports DOCKER_HOST.
+# start_dockerd: a private daemon and a client config of its own (so a `docker login`
+# never touches the user's); exports DOCKER_HOST and DOCKER_CONFIG.
 start_dockerd() {
   local d
   d=$(mktemp -d /tmp/dk.XXXX)
@@ -71,6 +72,8 @@ start_dockerd() {
     --host="unix://$d/docker.sock" >"$LOGDIR/$SUITE-dockerd.log" 2>&1 &
   PIDS+=("$!")
   export DOCKER_HOST="unix://$d/docker.sock"
+  export DOCKER_CONFIG="$WORK/docker-config"
+  mkdir -p "$DOCKER_CONFIG"
   DOCKERD_DIR=$d
   for _ in $(seq 1 300); do docker info >/dev/null 2>&1 && return 0; sleep 0.1; done
   echo "dockerd did not start" >&2
@@ -78,6 +81,11 @@ start_dockerd() {
   return 1
 }
 
+
+# cli_as_admin REGISTRY: the `wharf` CLI of the rest of the suite talks to REGISTRY as admin.
+cli_as_admin() {
+  export WHARF_URL="http://$1" WHARF_USERNAME=admin WHARF_PASSWORD="$WHARF_ADMIN_PASSWORD"
+}
 
 # start_s3: s3s-fs (strict SigV4, the S3 stand-in) on S3_PORT (picked on first call, kept
 # across restarts) over $WORK/s3, keys wharftestkey / wharftestsecret.

@@ -10,9 +10,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 source "$here/lib.sh"
 start_wharf --gc-interval-hours 0
 start_dockerd
-export DOCKER_CONFIG="$WORK/docker-config"
-mkdir -p "$DOCKER_CONFIG"
-export WHARF_URL="http://$R" WHARF_USERNAME=admin WHARF_PASSWORD="$WHARF_ADMIN_PASSWORD"
+cli_as_admin "$R"
 check "docker login" sh -c "echo '$WHARF_ADMIN_PASSWORD' | docker login -u admin --password-stdin $R"
 for p in shop quota ret; do check "wharf project create $p" "$WHARF_BIN" project create "$p"; done
 tags_of() {

@@ -24,8 +24,6 @@ mkdir -p "$certs"
 cp "$pki/ca.crt" "$certs/ca.crt"
 trap 'rm -rf "$certs"; cleanup' EXIT
 start_dockerd
-export DOCKER_CONFIG="$WORK/docker-config"
-mkdir -p "$DOCKER_CONFIG"
 make_image e2e-tls:1 3
 docker tag e2e-tls:1 "$R/tls/app:v1"
 check "docker login over HTTPS" sh -c "echo '$WHARF_ADMIN_PASSWORD' | docker login -u admin --password-stdin $R"

@@ -56,8 +56,6 @@ check_output "the throttle suite passes against the Worker (addresses from CF-Co
 
 # ---- docker and skopeo -----------------------------------------------------------------------
 start_dockerd
-export DOCKER_CONFIG="$WORK/docker-config"
-mkdir -p "$DOCKER_CONFIG"
 make_image e2e-worker-base:1 2
 ctx="$WORK/ctx"
 mkdir -p "$ctx"
@@ -138,7 +136,7 @@ check "… and so are its R2 objects" sh -c "grep -q ' keys' $WORK/left.txt && !
 check_output "the Worker logged the cleanup" "upload cleanup" cat "$LOGDIR/$SUITE-wharf-worker.log"
 
 # ---- project policies on D1 ------------------------------------------------------------------
-export WHARF_URL="http://$A" WHARF_USERNAME=admin WHARF_PASSWORD="$WHARF_ADMIN_PASSWORD"
+cli_as_admin "$A"
 for p in wpol wpolq; do check "wharf project create $p (on the Worker)" "$WHARF_BIN" project create "$p"; done
 printf '{"rules":[{"tags":{"matches":"v*"}}]}' >"$WORK/imm.json"
 check "wharf immutability set wpol" "$WHARF_BIN" immutability set wpol "$WORK/imm.json"

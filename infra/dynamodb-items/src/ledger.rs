@@ -30,7 +30,7 @@ pub mod lists;
 use crate::{Attr, Item, get_n, get_s, key, repo_pk};
 use std::collections::BTreeMap;
 use wharf_core::model::name::project_of;
-use wharf_core::ports::{BlobRecord, BlobState, Change, Cleared, OutboxEntry};
+use wharf_core::ports::{BlobRecord, BlobState, Change, Cleared, OutboxEntry, Usage};
 use wharf_core::{Digest, StoreError};
 
 /// Reads-then-writes a content write tries before giving up: each attempt reads what it
@@ -264,9 +264,31 @@ pub fn usage_shard(d: &Digest) -> String {
     d.hex()[..1].to_owned()
 }
 
+/// Sort-key prefix of a project's usage shards.
+pub const USAGE_PREFIX: &str = "USAGE#";
+
 /// Key of `project`'s usage shard for `d`.
 pub fn usage_key(project: &str, d: &Digest) -> Item {
-    key(project_pk(project), format!("USAGE#{}", usage_shard(d)))
+    key(
+        project_pk(project),
+        format!("{USAGE_PREFIX}{}", usage_shard(d)),
+    )
+}
+
+/// A project's usage from its shards' `bytes` and `blobs`, as DynamoDB's number strings
+/// (either store's item type gives them). Summed as signed numbers: each shard's adds and
+/// removals are of the same digests, so only the sum is ever read.
+pub fn usage_sum<'a>(shards: impl IntoIterator<Item = [Option<&'a str>; 2]>) -> Usage {
+    let n = |v: Option<&str>| v.and_then(|v| v.parse::<i128>().ok()).unwrap_or(0);
+    let (bytes, blobs) = shards
+        .into_iter()
+        .fold((0i128, 0i128), |(b, c), [bytes, blobs]| {
+            (b + n(bytes), c + n(blobs))
+        });
+    Usage {
+        bytes: u64::try_from(bytes.max(0)).unwrap_or(u64::MAX),
+        blobs: u64::try_from(blobs.max(0)).unwrap_or(u64::MAX),
+    }
 }
 
 /// The unlinked-blob index partition of `d` (`gsi1`): by algorithm and first hex digit, so

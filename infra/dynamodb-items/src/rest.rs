@@ -468,30 +468,19 @@ impl<T: Transport> UsageCounters for DynamoRest<T> {
                     "KeyConditionExpression": "pk = :p AND begins_with(sk, :s)",
                     "ExpressionAttributeValues": {
                         ":p": {"S": ledger::project_pk(project)},
-                        ":s": {"S": "USAGE#"},
+                        ":s": {"S": ledger::USAGE_PREFIX},
                     },
                     "ConsistentRead": true,
                 }),
             )
             .await?;
-        let signed = |i: &Value, name: &str| -> i128 {
-            i[name]["N"]
-                .as_str()
-                .and_then(|v| v.parse().ok())
-                .unwrap_or(0)
-        };
-        let (bytes, blobs) = out["Items"]
+        let items = out["Items"]
             .as_array()
-            .map(|v| v.as_slice())
-            .unwrap_or_default()
-            .iter()
-            .fold((0i128, 0i128), |(b, n), i| {
-                (b + signed(i, "bytes"), n + signed(i, "blobs"))
-            });
-        Ok(Usage {
-            bytes: u64::try_from(bytes.max(0)).unwrap_or(u64::MAX),
-            blobs: u64::try_from(blobs.max(0)).unwrap_or(u64::MAX),
-        })
+            .map(Vec::as_slice)
+            .unwrap_or_default();
+        Ok(ledger::usage_sum(items.iter().map(|i| {
+            [i["bytes"]["N"].as_str(), i["blobs"]["N"].as_str()]
+        })))
     }
     async fn counts_blob(&self, project: &str, digest: &Digest) -> Result<bool, StoreError> {
         Ok(self

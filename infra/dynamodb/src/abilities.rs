@@ -445,27 +445,18 @@ impl UsageCounters for DynamoMetadata {
         let (rows, _) = self
             .query(
                 &ledger::project_pk(project),
-                SortCond::Prefix("USAGE#"),
+                SortCond::Prefix(ledger::USAGE_PREFIX),
                 None,
                 usize::MAX,
                 None,
             )
             .await?;
-        // Shards are summed as signed numbers: each shard's adds and removals are of the
-        // same digests, so only the sum is ever read.
-        let signed = |i: &Item, name: &str| -> i128 {
-            i.get(name)
-                .and_then(|v| v.as_n().ok())
-                .and_then(|v| v.parse().ok())
-                .unwrap_or(0)
-        };
-        let (bytes, blobs) = rows.iter().fold((0i128, 0i128), |(b, n), i| {
-            (b + signed(i, "bytes"), n + signed(i, "blobs"))
-        });
-        Ok(Usage {
-            bytes: u64::try_from(bytes.max(0)).unwrap_or(u64::MAX),
-            blobs: u64::try_from(blobs.max(0)).unwrap_or(u64::MAX),
-        })
+        fn n<'a>(i: &'a Item, name: &str) -> Option<&'a str> {
+            i.get(name).and_then(|v| v.as_n().ok()).map(String::as_str)
+        }
+        Ok(ledger::usage_sum(
+            rows.iter().map(|i| [n(i, "bytes"), n(i, "blobs")]),
+        ))
     }
     /// One `GetItem`: the project's count of repositories linking the digest.
     async fn counts_blob(&self, project: &str, digest: &Digest) -> Result<bool, StoreError> {
