@@ -13,20 +13,16 @@ use support::*;
 const ADMIN: (&str, &str) = ("admin", "admin-pass-1");
 
 fn setup() -> Reg {
-    let reg = registry();
+    setup_with(wharf_core::Config::default(), &["team", "other"])
+}
+
+/// A registry of `config` with an admin and `projects`.
+fn setup_with(config: wharf_core::Config, projects: &[&str]) -> Reg {
+    let reg = registry_with(config);
     bootstrap_admin(&reg);
-    admin(
-        &reg,
-        Method::POST,
-        "/api/v1/projects",
-        json!({"name": "team"}),
-    );
-    admin(
-        &reg,
-        Method::POST,
-        "/api/v1/projects",
-        json!({"name": "other"}),
-    );
+    for p in projects {
+        admin(&reg, Method::POST, "/api/v1/projects", json!({ "name": p }));
+    }
     reg
 }
 
@@ -593,16 +589,12 @@ fn an_ecr_lifecycle_policy_does_what_it_did_on_ecr() {
 
 #[test]
 fn new_projects_start_with_the_default_quota() {
-    let reg = registry_with(wharf_core::Config {
-        default_quota_bytes: Some(700),
-        ..wharf_core::Config::default()
-    });
-    bootstrap_admin(&reg);
-    admin(
-        &reg,
-        Method::POST,
-        "/api/v1/projects",
-        json!({"name": "fresh"}),
+    let reg = setup_with(
+        wharf_core::Config {
+            default_quota_bytes: Some(700),
+            ..wharf_core::Config::default()
+        },
+        &["fresh"],
     );
     let q = admin(
         &reg,
@@ -623,16 +615,12 @@ fn new_projects_start_with_the_default_quota() {
 
 #[test]
 fn retention_deletes_nothing_where_deletes_are_disabled() {
-    let reg = registry_with(wharf_core::Config {
-        delete_enabled: false,
-        ..wharf_core::Config::default()
-    });
-    bootstrap_admin(&reg);
-    admin(
-        &reg,
-        Method::POST,
-        "/api/v1/projects",
-        json!({"name": "team"}),
+    let reg = setup_with(
+        wharf_core::Config {
+            delete_enabled: false,
+            ..wharf_core::Config::default()
+        },
+        &["team"],
     );
     push_as(&reg, ADMIN, "team/app", "v1", &[b"one"]).expect("push");
     push_as(&reg, ADMIN, "team/app", "v2", &[b"two"]).expect("push");
