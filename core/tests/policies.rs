@@ -227,6 +227,17 @@ fn rules_die_with_their_project() {
         "/api/v1/projects/tmp",
         serde_json::Value::Null,
     );
+    // While the project is gone its policies are not found, even by a system admin.
+    for path in ["immutability", "quota", "retention"] {
+        let g = as_admin(
+            &reg,
+            Method::GET,
+            &format!("/api/v1/projects/tmp/{path}"),
+            "",
+        );
+        assert_eq!(g.status, StatusCode::NOT_FOUND, "{path}: {}", g.body);
+        assert_eq!(code_of(&g), "NAME_UNKNOWN", "{path}");
+    }
     admin(
         &reg,
         Method::POST,
