@@ -38,8 +38,8 @@ export WHARF_BIN=$ROOT/target/ci/wharf LAMBDA_BIN=$ROOT/target/ci/wharf-lambda-a
 # The AWS adapter tests need moto and s3s-fs (installed above): missing ones fail, not skip.
 export WHARF_REQUIRE_TOOLS=1
 
-step "cargo test --workspace (the ci profile: it shares the build's dependencies)"
-cargo test --workspace --profile ci --no-fail-fast >"$LOGS/cargo-test.log" 2>&1
+step "cargo test --workspace"
+cargo test --workspace --no-fail-fast >"$LOGS/cargo-test.log" 2>&1
 rc=$?
 p=$(awk '/^test result:/ { for (i = 1; i <= NF; i++) if ($(i+1) ~ /^passed/) s += $i } END { print s + 0 }' "$LOGS/cargo-test.log")
 f=$(awk '/^test result:/ { for (i = 1; i <= NF; i++) if ($(i+1) ~ /^failed/) s += $i } END { print s + 0 }' "$LOGS/cargo-test.log")
