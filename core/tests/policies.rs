@@ -36,6 +36,21 @@ fn as_admin(reg: &Reg, method: Method, path: &str, body: &str) -> Resp {
     )
 }
 
+/// Sets team's retention policy as the admin.
+fn set_retention(reg: &Reg, policy: &str) -> Resp {
+    as_admin(reg, Method::PUT, "/api/v1/projects/team/retention", policy)
+}
+
+/// Runs team's retention as the admin (`body`: `{"dry_run": …}`).
+fn run_retention(reg: &Reg, body: &str) -> Resp {
+    as_admin(
+        reg,
+        Method::POST,
+        "/api/v1/projects/team/retention/run",
+        body,
+    )
+}
+
 fn tag_of(reg: &Reg, repo: &str, tag: &str) -> Option<String> {
     let t = token(reg, Some(ADMIN), &format!("repository:{repo}:pull"));
     let r = call(
@@ -395,19 +410,12 @@ fn retention_explains_then_deletes_what_no_rule_keeps() {
         "/api/v1/projects/team/immutability",
         r#"{"rules":[{"tags":{"matches":"v3"}}]}"#,
     );
-    let r = as_admin(
+    let r = set_retention(
         &reg,
-        Method::PUT,
-        "/api/v1/projects/team/retention",
         r#"{"rules":[{"repositories":{"matches":"app"},"tags":{"matches":"v*"},"keep":{"latest_pushed":10}}]}"#,
     );
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
-    let dry = as_admin(
-        &reg,
-        Method::POST,
-        "/api/v1/projects/team/retention/run",
-        r#"{"dry_run":true}"#,
-    );
+    let dry = run_retention(&reg, r#"{"dry_run":true}"#);
     assert_eq!(dry.status, StatusCode::OK, "{}", dry.body);
     assert_eq!(
         (
@@ -461,12 +469,7 @@ fn retention_explains_then_deletes_what_no_rule_keeps() {
         assert!(tag_of(&reg, "team/app", &format!("v{i}")).is_some(), "v{i}");
     }
     // Only project admins run it for real; then what it said is what it does.
-    let run = as_admin(
-        &reg,
-        Method::POST,
-        "/api/v1/projects/team/retention/run",
-        r#"{"dry_run":false}"#,
-    );
+    let run = run_retention(&reg, r#"{"dry_run":false}"#);
     assert_eq!(
         (
             run.body["kept"].as_u64(),
@@ -557,15 +560,10 @@ fn an_ecr_lifecycle_policy_does_what_it_did_on_ecr() {
         {"rulePriority":2,"description":"keep 2 prod images","selection":{"tagStatus":"tagged","tagPrefixList":["prod"],"countType":"imageCountMoreThan","countNumber":2},"action":{"type":"expire"}},
         {"rulePriority":3,"description":"dev images for a week","selection":{"tagStatus":"tagged","tagPatternList":["dev-*"],"countType":"sinceImagePushed","countUnit":"days","countNumber":7},"action":{"type":"expire"}}
     ]}"#;
-    let r = as_admin(&reg, Method::PUT, "/api/v1/projects/team/retention", policy);
+    let r = set_retention(&reg, policy);
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
     assert_eq!(r.body["policy"]["format"], "ecr");
-    let run = as_admin(
-        &reg,
-        Method::POST,
-        "/api/v1/projects/team/retention/run",
-        r#"{}"#,
-    );
+    let run = run_retention(&reg, "{}");
     assert_eq!(
         (run.body["kept"].as_u64(), run.body["deleted"].as_u64()),
         (Some(4), Some(3)),
@@ -635,27 +633,16 @@ fn retention_deletes_nothing_where_deletes_are_disabled() {
     );
     push_as(&reg, ADMIN, "team/app", "v1", &[b"one"]).expect("push");
     push_as(&reg, ADMIN, "team/app", "v2", &[b"two"]).expect("push");
-    let r = as_admin(
-        &reg,
-        Method::PUT,
-        "/api/v1/projects/team/retention",
-        r#"{"rules":[{"keep":{"latest_pushed":1}}]}"#,
-    );
+    // With no policy anywhere there is nothing to refuse: the scheduled job runs.
+    let idle =
+        futures_executor::block_on(reg.apply_retention(false)).expect("no policy, no refusal");
+    assert!(idle.is_empty(), "{idle:?}");
+    let r = set_retention(&reg, r#"{"rules":[{"keep":{"latest_pushed":1}}]}"#);
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
     // A dry run still explains; a run, by the API or the scheduled job, is refused.
-    let dry = as_admin(
-        &reg,
-        Method::POST,
-        "/api/v1/projects/team/retention/run",
-        r#"{"dry_run":true}"#,
-    );
+    let dry = run_retention(&reg, r#"{"dry_run":true}"#);
     assert_eq!(dry.body["deleted"], 1, "{}", dry.body);
-    let run = as_admin(
-        &reg,
-        Method::POST,
-        "/api/v1/projects/team/retention/run",
-        "{}",
-    );
+    let run = run_retention(&reg, "{}");
     assert_eq!(run.status, StatusCode::METHOD_NOT_ALLOWED, "{}", run.body);
     assert_eq!(code_of(&run), "UNSUPPORTED");
     let job = futures_executor::block_on(reg.apply_retention(false));

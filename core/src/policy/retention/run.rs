@@ -81,7 +81,8 @@ async fn artifacts<M: MetadataStore + ManifestIndex>(
 
 /// Runs `project`'s retention policy under its immutability rules, as the API's run and the
 /// scheduled job both do, and emits `RetentionRan`; `None` if the project has no policy.
-/// A registry whose deletes are disabled refuses a run that is not dry (`UNSUPPORTED`).
+/// A registry whose deletes are disabled refuses a run of a policy that is not dry
+/// (`UNSUPPORTED`); a project without one has nothing to refuse.
 pub async fn run_project<M>(
     meta: &M,
     project: &str,
@@ -93,14 +94,14 @@ pub async fn run_project<M>(
 where
     M: MetadataStore + ManifestIndex + ConditionalTags + DocumentStore,
 {
-    if !dry_run {
-        policy::check_delete(delete_enabled)?;
-    }
     let Some(stored) =
         policy::load::<RetentionPolicy, _>(meta, PolicyKind::Retention, project).await?
     else {
         return Ok(None);
     };
+    if !dry_run {
+        policy::check_delete(delete_enabled)?;
+    }
     let immutable = immutability::project_rules(meta, project).await?;
     let report = apply(
         meta,
