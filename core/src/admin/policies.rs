@@ -59,17 +59,15 @@ impl<M: ServingMeta, E: Env> Admin<'_, M, E> {
         }
     }
 
-    /// `GET`: the policy with who set it and when.
+    /// `GET`: the project's policy of kind `T`, to any role in the project.
     async fn show<T: ProjectPolicy>(
         &self,
         who: &Principal,
         project: &str,
-    ) -> Result<serde_json::Value> {
+    ) -> Result<Option<Stored<T>>> {
         self.may(who, project, Right::Repo(Action::Pull)).await?;
         self.incarnation(project).await?;
-        Ok(view(
-            policy::load::<T, _>(self.meta, T::KIND, project).await?,
-        ))
+        policy::load::<T, _>(self.meta, T::KIND, project).await
     }
 
     /// `PUT`: validates the body and replaces the project's policy with it.
@@ -121,7 +119,7 @@ impl<M: ServingMeta, E: Env> Admin<'_, M, E> {
         use http::Method as M;
         use serde_json::json;
         let out = match (method.clone(), rest) {
-            (M::GET, ["retention"]) => self.show::<RetentionPolicy>(who, project).await?,
+            (M::GET, ["retention"]) => view(self.show::<RetentionPolicy>(who, project).await?),
             (M::PUT, ["retention"]) => {
                 json!({ "policy": self.set::<RetentionPolicy>(who, project, body).await? })
             }
@@ -144,7 +142,9 @@ impl<M: ServingMeta, E: Env> Admin<'_, M, E> {
                 .ok_or_else(|| bad(format!("project {project} has no retention policy")))?;
                 serde_json::to_value(&report).unwrap_or_default()
             }
-            (M::GET, ["immutability"]) => self.show::<ImmutabilityPolicy>(who, project).await?,
+            (M::GET, ["immutability"]) => {
+                view(self.show::<ImmutabilityPolicy>(who, project).await?)
+            }
             (M::PUT, ["immutability"]) => {
                 json!({ "policy": self.set::<ImmutabilityPolicy>(who, project, body).await? })
             }
@@ -153,10 +153,10 @@ impl<M: ServingMeta, E: Env> Admin<'_, M, E> {
                 json!({ "policy": null })
             }
             (M::GET, ["quota"]) => {
-                let shown = self.show::<Quota>(who, project).await?;
+                let quota = self.show::<Quota>(who, project).await?;
                 let usage = self.meta.project_usage(project).await?;
                 json!({
-                    "limit_bytes": shown["policy"]["limit_bytes"],
+                    "limit_bytes": quota.map(|q| q.policy.limit_bytes),
                     "used_bytes": usage.bytes,
                     "blobs": usage.blobs,
                 })
