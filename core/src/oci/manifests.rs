@@ -14,7 +14,7 @@ use crate::model::name::Tag;
 use crate::model::{Digest, Reference};
 use crate::oci::{Oci, Resp};
 use crate::policy::{check_delete, immutability};
-use crate::ports::{BlobStore, Env, ServingMeta, TagExpect};
+use crate::ports::{BlobStore, Env, ServingMeta, TagExpect, all_tag_entries};
 use crate::ports::{MAX_TAGS_PER_PUT, StoredManifest};
 use http::header::HeaderMap;
 use http::{Response, StatusCode};
@@ -266,29 +266,19 @@ impl<B: BlobStore, M: ServingMeta, E: Env> Oci<'_, B, M, E> {
                 None => Ok(()),
             },
             Reference::Digest(d) => {
-                let mut after: Option<String> = None;
-                loop {
-                    let page = self
-                        .meta
-                        .list_tag_entries(name, after.as_deref(), 1000)
-                        .await?;
-                    let Some(last) = page.last() else {
-                        return Ok(());
-                    };
-                    after = Some(last.tag.clone());
-                    for t in &page {
-                        if &t.digest == d
-                            && let Some(rule) = rules.rule_for(name, &t.tag)
-                        {
-                            return Err(immutability::refused(
-                                name,
-                                &t.tag,
-                                rule,
-                                &format!("deleted with manifest {d}"),
-                            ));
-                        }
+                for t in all_tag_entries(self.meta, name).await? {
+                    if &t.digest == d
+                        && let Some(rule) = rules.rule_for(name, &t.tag)
+                    {
+                        return Err(immutability::refused(
+                            name,
+                            &t.tag,
+                            rule,
+                            &format!("deleted with manifest {d}"),
+                        ));
                     }
                 }
+                Ok(())
             }
         }
     }

@@ -85,6 +85,22 @@ pub trait ManifestIndex {
     ) -> Result<Vec<String>, StoreError>;
 }
 
+/// Every tag of `repo` with what it points at, in tag order, read a page at a time.
+pub async fn all_tag_entries<M: ManifestIndex>(
+    meta: &M,
+    repo: &str,
+) -> Result<Vec<TagEntry>, StoreError> {
+    let mut all: Vec<TagEntry> = Vec::new();
+    loop {
+        let after = all.last().map(|t| t.tag.clone());
+        let page = meta.list_tag_entries(repo, after.as_deref(), 1000).await?;
+        if page.is_empty() {
+            return Ok(all);
+        }
+        all.extend(page);
+    }
+}
+
 /// Keeps manifests' last-pull times: the one write a manifest `GET` makes, which carries
 /// the pull's audit record with it. Apart from [`ManifestIndex`] because every store that
 /// serves a pull has it, while listings are for jobs.

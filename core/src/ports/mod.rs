@@ -31,6 +31,7 @@ pub use documents::DocumentStore;
 pub use env::Env;
 pub use index::{
     LinkEntry, ManifestEntry, ManifestIndex, PULL_TIME_PRECISION_MS, PullTimes, TagEntry,
+    all_tag_entries,
 };
 pub use inventory::{BlobEntry, BlobInventory};
 pub use links::{LINK_TOUCH_PRECISION_MS, LinkCollection, LinkCursor, UnreferencedLink};

@@ -7,7 +7,7 @@ use crate::events::{Emitter, Event};
 use crate::model::name::project_of;
 use crate::model::{Digest, Reference};
 use crate::policy::{self, PolicyKind, immutability};
-use crate::ports::{ConditionalTags, DocumentStore, ManifestIndex, MetadataStore};
+use crate::ports::{ConditionalTags, DocumentStore, ManifestIndex, MetadataStore, all_tag_entries};
 use serde::Serialize;
 use std::collections::BTreeMap;
 
@@ -38,16 +38,10 @@ async fn artifacts<M: MetadataStore + ManifestIndex>(
     repo: &str,
 ) -> Result<Vec<Artifact>> {
     let mut tags: BTreeMap<Digest, Vec<(String, u64)>> = BTreeMap::new();
-    let mut after: Option<String> = None;
-    loop {
-        let page = meta.list_tag_entries(repo, after.as_deref(), 1000).await?;
-        let Some(last) = page.last() else { break };
-        after = Some(last.tag.clone());
-        for t in page {
-            tags.entry(t.digest)
-                .or_default()
-                .push((t.tag, t.pushed_ms.unwrap_or(0)));
-        }
+    for t in all_tag_entries(meta, repo).await? {
+        tags.entry(t.digest)
+            .or_default()
+            .push((t.tag, t.pushed_ms.unwrap_or(0)));
     }
     let mut out = Vec::new();
     let mut after: Option<Digest> = None;
