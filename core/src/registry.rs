@@ -19,6 +19,7 @@ use crate::http::request::ClientAddr;
 use crate::http::response::{ApiResponse, error_response};
 use crate::jobs;
 use crate::oci::{Oci, Settings};
+use crate::policy::retention::{self, pass::RetentionPass};
 use crate::ports::{BlobInventory, BlobStore, CollectableMeta, Env, ServingMeta};
 use crate::runs::{self, GcOptions, GcRun, RunStatus};
 use crate::settings::Config;
@@ -100,35 +101,81 @@ impl<B: BlobStore, M: ServingMeta, E: Env> Registry<B, M, E> {
         resp
     }
 
-    /// Applies every project's retention policy (the scheduled retention job, and
-    /// `wharf retention run`), as the `scheduler`; returns each project's totals. Each
-    /// project's deletions are audited as they would be through the API.
-    pub async fn apply_retention(&self, dry_run: bool) -> Result<Vec<serde_json::Value>> {
-        let projects: Vec<crate::auth::Project> = crate::auth::Directory(&self.meta)
-            .list("project", "")
-            .await?;
-        let mut out = Vec::new();
-        for p in projects {
-            let events = Emitter::new("");
-            events.act_as("scheduler");
-            let report = crate::policy::retention::run_project(
-                &self.meta,
-                &p.name,
-                self.env.now_ms(),
-                dry_run,
-                self.config.delete_enabled,
-                &events,
-            )
-            .await;
-            // What was deleted before a failure is audited all the same.
-            self.deliver(&events).await;
-            let Some(report) = report? else { continue };
-            out.push(serde_json::json!({
-                "project": p.name, "repositories": report.repositories, "kept": report.kept,
-                "deleted": report.deleted, "tags_deleted": report.tags_deleted,
-            }));
+    /// Starts a retention pass over every project's policy if none is unfinished and the
+    /// last one started `every_ms` ago or more (0: whenever none is unfinished); returns
+    /// the pass to advance, if there is one.
+    pub async fn start_retention(&self, every_ms: u64) -> Result<Option<RetentionPass>> {
+        let now = self.env.now_ms();
+        match retention::pass::load(&self.meta).await? {
+            Some(p) if p.finished_ms.is_none() => Ok(Some(p)),
+            Some(p) if now.saturating_sub(p.started_ms) < every_ms => Ok(None),
+            _ => {
+                let pass = RetentionPass {
+                    started_ms: now,
+                    ..RetentionPass::default()
+                };
+                // Two schedulers at once may both start one: the second only repeats the
+                // first's decisions.
+                retention::pass::save(&self.meta, &pass).await?;
+                Ok(Some(pass))
+            }
         }
-        Ok(out)
+    }
+
+    /// Advances the unfinished retention pass by about `budget` store calls, as the
+    /// `scheduler`, and saves where it got to; each deletion is audited as it would be
+    /// through the API. A failed step is saved with its error and tried again next time.
+    pub async fn advance_retention(&self, budget: u64) -> Result<Option<RetentionPass>> {
+        let Some(mut pass) = retention::pass::load(&self.meta).await? else {
+            return Ok(None);
+        };
+        if pass.finished_ms.is_some() {
+            return Ok(Some(pass));
+        }
+        let events = Emitter::new("");
+        events.act_as("scheduler");
+        let stepped = retention::pass::advance(
+            &self.meta,
+            &mut pass,
+            self.env.now_ms(),
+            self.config.delete_enabled,
+            &events,
+            budget,
+        )
+        .await;
+        // What was deleted before a failure is audited all the same.
+        self.deliver(&events).await;
+        pass.error = stepped.as_ref().err().map(|e| e.message.clone());
+        retention::pass::save(&self.meta, &pass).await?;
+        stepped.map(|()| Some(pass))
+    }
+
+    /// A cron tick of a runtime that bounds its invocations (the Worker): starts a pass
+    /// when one is due, and advances it by about `budget` store calls.
+    pub async fn retention_tick(
+        &self,
+        every_ms: u64,
+        budget: u64,
+    ) -> Result<Option<RetentionPass>> {
+        if self.start_retention(every_ms).await?.is_none() {
+            return Ok(None);
+        }
+        self.advance_retention(budget).await
+    }
+
+    /// Applies every project's retention policy to the end (`wharf serve`'s schedule, and
+    /// the tests): a pass started now, or the unfinished one continued.
+    pub async fn apply_retention(&self) -> Result<RetentionPass> {
+        /// Store calls per step; steps follow each other until the pass is finished.
+        const STEP: u64 = 10_000;
+        self.start_retention(0).await?;
+        loop {
+            match self.advance_retention(STEP).await? {
+                Some(p) if p.finished_ms.is_none() => {}
+                Some(p) => return Ok(p),
+                None => return Ok(RetentionPass::default()),
+            }
+        }
     }
 
     /// Removes uploads untouched for `max_age_ms` (the scheduled upload cleanup job).
@@ -335,10 +382,31 @@ impl<B: BlobStore + BlobInventory, M: CollectableMeta, E: Env> Registry<B, M, E>
                 queued = Some(self.queue_gc(options, "scheduler").await?.id);
             }
             jobs::Job::Retention => {
-                let reports = self.apply_retention(false).await?;
-                return Ok(serde_json::json!({ "job": job, "projects": reports }));
+                self.start_retention(0).await?;
+                let mut pass = None;
+                while self.env.now_ms() < deadline_ms {
+                    match self.advance_retention(STEP).await? {
+                        Some(p) if p.finished_ms.is_none() => pass = Some(p),
+                        p => {
+                            pass = p;
+                            break;
+                        }
+                    }
+                }
+                let out_of_time = pass.as_ref().is_some_and(|p| p.finished_ms.is_none());
+                return Ok(serde_json::json!({
+                    "job": job, "pass": pass, "out_of_time": out_of_time
+                }));
             }
-            jobs::Job::Advance => {}
+            // A retention pass a deadline stopped continues here too, before the runs.
+            jobs::Job::Advance => {
+                while self.env.now_ms() < deadline_ms {
+                    match self.advance_retention(STEP).await? {
+                        Some(p) if p.finished_ms.is_none() => {}
+                        _ => break,
+                    }
+                }
+            }
         }
         let mut advanced = std::collections::BTreeMap::new();
         while self.env.now_ms() < deadline_ms {

@@ -523,12 +523,10 @@ fn retention_explains_then_deletes_what_no_rule_keeps() {
         "19 tags and 19 manifests"
     );
     // Run again: nothing left to delete. The scheduled job does the same for every project.
-    let again = futures_executor::block_on(reg.apply_retention(false)).expect("job");
+    let again = futures_executor::block_on(reg.apply_retention()).expect("job");
     assert_eq!(
-        again,
-        vec![
-            json!({"project": "team", "repositories": 1, "kept": 11, "deleted": 0, "tags_deleted": 0})
-        ]
+        serde_json::to_value(&again.projects).expect("json"),
+        json!([{"project": "team", "repositories": 1, "kept": 11, "deleted": 0, "tags_deleted": 0}])
     );
 }
 
@@ -634,9 +632,8 @@ fn retention_deletes_nothing_where_deletes_are_disabled() {
     push_as(&reg, ADMIN, "team/app", "v1", &[b"one"]).expect("push");
     push_as(&reg, ADMIN, "team/app", "v2", &[b"two"]).expect("push");
     // With no policy anywhere there is nothing to refuse: the scheduled job runs.
-    let idle =
-        futures_executor::block_on(reg.apply_retention(false)).expect("no policy, no refusal");
-    assert!(idle.is_empty(), "{idle:?}");
+    let idle = futures_executor::block_on(reg.apply_retention()).expect("no policy, no refusal");
+    assert!(idle.projects.is_empty(), "{idle:?}");
     let r = set_retention(&reg, r#"{"rules":[{"keep":{"latest_pushed":1}}]}"#);
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
     // A dry run still explains; a run, by the API or the scheduled job, is refused.
@@ -645,10 +642,136 @@ fn retention_deletes_nothing_where_deletes_are_disabled() {
     let run = run_retention(&reg, "{}");
     assert_eq!(run.status, StatusCode::METHOD_NOT_ALLOWED, "{}", run.body);
     assert_eq!(code_of(&run), "UNSUPPORTED");
-    let job = futures_executor::block_on(reg.apply_retention(false));
+    let job = futures_executor::block_on(reg.apply_retention());
     assert!(job.is_err(), "the scheduled job refuses too: {job:?}");
     assert!(
         tag_of(&reg, "team/app", "v1").is_some(),
         "v1 is still there"
     );
+}
+
+/// Three projects' repositories, pushed one tag a minute (so "latest" is well defined),
+/// each project keeping its 2 most recently pushed artifacts per repository.
+fn retention_fixture() -> Reg {
+    let reg = setup_with(wharf_core::Config::default(), &["team", "other", "third"]);
+    let t0 = reg.env.now.load(Ordering::SeqCst);
+    let mut minute = 0;
+    for (repo, n) in [
+        ("team/app", 12),
+        ("team/web", 5),
+        ("other/app", 8),
+        ("third/x", 3),
+    ] {
+        for i in 0..n {
+            minute += 1;
+            reg.env.now.store(t0 + minute * 60_000, Ordering::SeqCst);
+            let layer = format!("{repo}-{i}");
+            push_as(&reg, ADMIN, repo, &format!("v{i}"), &[layer.as_bytes()]).expect("push");
+        }
+    }
+    for p in ["team", "other"] {
+        let r = as_admin(
+            &reg,
+            Method::PUT,
+            &format!("/api/v1/projects/{p}/retention"),
+            r#"{"rules":[{"keep":{"latest_pushed":2}}]}"#,
+        );
+        assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    }
+    reg
+}
+
+/// Which of each fixture repository's tags are left.
+fn tags_left(reg: &Reg) -> Vec<(String, Vec<String>)> {
+    [
+        ("team/app", 12),
+        ("team/web", 5),
+        ("other/app", 8),
+        ("third/x", 3),
+    ]
+    .iter()
+    .map(|(repo, n)| {
+        let left = (0..*n)
+            .map(|i| format!("v{i}"))
+            .filter(|t| tag_of(reg, repo, t).is_some())
+            .collect();
+        (repo.to_string(), left)
+    })
+    .collect()
+}
+
+#[test]
+fn a_retention_pass_stopped_by_its_budget_or_killed_at_any_checkpoint_ends_as_one_whole_run() {
+    use futures_executor::block_on;
+    use wharf_core::ports::DocumentStore;
+    let whole = retention_fixture();
+    let pass = block_on(whole.apply_retention()).expect("pass");
+    let expected = tags_left(&whole);
+    assert_eq!(
+        expected,
+        vec![
+            ("team/app".into(), vec!["v10".into(), "v11".into()]),
+            ("team/web".into(), vec!["v3".into(), "v4".into()]),
+            ("other/app".into(), vec!["v6".into(), "v7".into()]),
+            (
+                "third/x".into(),
+                vec!["v0".into(), "v1".into(), "v2".into()]
+            ),
+        ],
+        "no policy in third"
+    );
+    assert_eq!(pass.deleted(), 10 + 3 + 6);
+    assert_eq!(
+        pass.projects
+            .iter()
+            .map(|p| p.project.as_str())
+            .collect::<Vec<_>>(),
+        ["other", "team"],
+        "projects with a policy, in name order"
+    );
+
+    // The same content in steps of 5 calls: a step stops halfway through a repository,
+    // and every other step is "killed" before its checkpoint is saved (the previous
+    // checkpoint is put back), so the next step repeats it.
+    const DOC: (&str, &str) = ("retention_pass", "current");
+    let stepped = retention_fixture();
+    let mut ticks = 0;
+    let mut kills = 0;
+    let mut halfway = 0;
+    loop {
+        ticks += 1;
+        assert!(ticks < 500, "the pass advances at every step");
+        let before = block_on(stepped.meta.get_doc(DOC.0, DOC.1)).expect("read");
+        let Some(p) = block_on(stepped.retention_tick(24 * 3_600_000, 5)).expect("tick") else {
+            break;
+        };
+        if p.after_repo.is_some() || p.current.as_ref().is_some_and(|c| c.deleted > 0) {
+            halfway += 1;
+        }
+        if p.finished_ms.is_some() {
+            break;
+        }
+        if ticks % 2 == 0
+            && let Some(raw) = before
+        {
+            block_on(stepped.meta.put_doc(DOC.0, DOC.1, &raw, false)).expect("restore");
+            kills += 1;
+        }
+    }
+    assert_eq!(tags_left(&stepped), expected);
+    assert!(
+        ticks > 5 && kills > 2 && halfway > 2,
+        "{ticks} ticks, {kills} kills, {halfway} halfway"
+    );
+    // Finished: the next tick is not due for a day, and a tick a day later starts anew
+    // and finds nothing more to delete.
+    assert_eq!(
+        block_on(stepped.retention_tick(24 * 3_600_000, 5)).expect("tick"),
+        None
+    );
+    let t = stepped.env.now.load(Ordering::SeqCst);
+    stepped.env.now.store(t + 24 * 3_600_000, Ordering::SeqCst);
+    let again = block_on(stepped.apply_retention()).expect("pass");
+    assert_eq!(again.deleted(), 0);
+    assert_eq!(tags_left(&stepped), expected);
 }

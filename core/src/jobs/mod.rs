@@ -15,11 +15,12 @@ mod verify;
 pub enum Job {
     /// Queue a garbage-collection run with the schedule's grace, and advance runs.
     Gc,
-    /// Advance the runs queued through the API (and any left unfinished).
+    /// Advance the runs queued through the API (and any left unfinished), and a
+    /// retention pass a deadline stopped.
     Advance,
     /// Remove abandoned uploads.
     CleanupUploads,
-    /// Apply every project's retention policy.
+    /// Apply every project's retention policy (a pass, continued from its checkpoint).
     Retention,
 }
 

@@ -140,9 +140,9 @@ macro_rules! app_for {
             }
             fn apply_retention(&self) -> BoxFuture<'_, Result<u64, String>> {
                 Box::pin(async move {
-                    Registry::apply_retention(self, false)
+                    Registry::apply_retention(self)
                         .await
-                        .map(|p| p.iter().filter_map(|r| r["deleted"].as_u64()).sum())
+                        .map(|p| p.deleted())
                         .map_err(|e| e.message)
                 })
             }

@@ -27,8 +27,9 @@ use http::StatusCode;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 
+pub mod pass;
 mod run;
-pub use run::{RetentionReport, apply, run_project};
+pub use run::{Calls, RetentionReport, apply, run_project};
 
 const DAY_MS: u64 = 24 * 3600 * 1000;
 

@@ -36,9 +36,13 @@ fn is_index(media_type: &str) -> bool {
 async fn artifacts<M: MetadataStore + ManifestIndex>(
     meta: &M,
     repo: &str,
+    calls: &mut Calls,
 ) -> Result<Vec<Artifact>> {
     let mut tags: BTreeMap<Digest, Vec<(String, u64)>> = BTreeMap::new();
-    for t in all_tag_entries(meta, repo).await? {
+    let entries = all_tag_entries(meta, repo).await?;
+    // A call a page of 1,000, and the empty page that ends the listing.
+    calls.spend((entries.len() as u64).div_ceil(1000) + 1);
+    for t in entries {
         tags.entry(t.digest)
             .or_default()
             .push((t.tag, t.pushed_ms.unwrap_or(0)));
@@ -47,12 +51,14 @@ async fn artifacts<M: MetadataStore + ManifestIndex>(
     let mut after: Option<Digest> = None;
     loop {
         let page = meta.list_manifests(repo, after.as_ref(), 1000).await?;
+        calls.spend(1);
         let Some(last) = page.last() else { break };
         after = Some(last.digest.clone());
         for m in page {
             let t = tags.remove(&m.digest).unwrap_or_default();
             let tag_pushed = t.iter().map(|(_, p)| *p).max().unwrap_or(0);
             let children = if is_index(&m.media_type) {
+                calls.spend(1);
                 meta.manifest(repo, &Reference::Digest(m.digest.clone()))
                     .await?
                     .map(|s| s.info.children)
@@ -116,6 +122,30 @@ where
     Ok(Some(report))
 }
 
+/// Store calls a step may make, counted as it goes: a runtime that limits the calls of one
+/// invocation (the Worker's subrequests) stops a pass in time and continues it later.
+#[derive(Debug, Clone, Copy)]
+pub struct Calls {
+    /// Calls made.
+    pub made: u64,
+    /// Calls allowed.
+    pub budget: u64,
+}
+
+impl Calls {
+    /// No calls made yet, `budget` allowed.
+    pub fn new(budget: u64) -> Self {
+        Self { made: 0, budget }
+    }
+    pub(crate) fn spend(&mut self, n: u64) {
+        self.made = self.made.saturating_add(n);
+    }
+    /// The budget is spent.
+    pub fn exhausted(&self) -> bool {
+        self.made >= self.budget
+    }
+}
+
 /// Decides every repository of `project` under `policy` and, unless `dry_run`, deletes
 /// what no rule keeps: its tags first, each only if it still points at the artifact (a
 /// push that moved one meanwhile keeps it, and the artifact with it), then the manifest.
@@ -133,74 +163,141 @@ pub async fn apply<M: MetadataStore + ManifestIndex + ConditionalTags>(
         dry_run,
         ..RetentionReport::default()
     };
-    let prefix = format!("{project}/");
-    let mut last = prefix.clone();
-    'repos: loop {
-        let page = meta.list_repositories(Some(&last), 1000).await?;
+    let mut after = None;
+    let mut calls = Calls::new(u64::MAX);
+    let scope = Scope {
+        project,
+        policy,
+        immutable,
+        now_ms,
+        dry_run,
+    };
+    apply_repos(meta, &scope, events, &mut after, &mut calls, &mut report).await?;
+    Ok(report)
+}
+
+/// What one project's application decides under.
+pub(crate) struct Scope<'a> {
+    pub project: &'a str,
+    pub policy: &'a RetentionPolicy,
+    pub immutable: Option<&'a ImmutabilityPolicy>,
+    pub now_ms: u64,
+    pub dry_run: bool,
+}
+
+/// [`apply`] from the repository after `after` on, until every repository is done (`true`)
+/// or `calls` is spent (`false`). `after` names the last repository finished: a
+/// repository stopped halfway is decided again whole next time, which deletes nothing a
+/// finished one would keep (what was deleted is in no rule's keep set, so the sets are
+/// the same without it). Each repository stopped halfway has deleted at least one
+/// artifact, so a pass advances whatever its budget.
+pub(crate) async fn apply_repos<M: MetadataStore + ManifestIndex + ConditionalTags>(
+    meta: &M,
+    scope: &Scope<'_>,
+    events: &Emitter,
+    after: &mut Option<String>,
+    calls: &mut Calls,
+    report: &mut RetentionReport,
+) -> Result<bool> {
+    let prefix = format!("{}/", scope.project);
+    loop {
+        let from = after.clone().unwrap_or_else(|| prefix.clone());
+        let page = meta.list_repositories(Some(&from), 1000).await?;
+        calls.spend(1);
         for repo in &page.items {
-            if !repo.starts_with(&prefix) || project_of(repo) != project {
-                break 'repos;
+            if !repo.starts_with(&prefix) || project_of(repo) != scope.project {
+                return Ok(true);
             }
-            last = repo.clone();
-            let all = artifacts(meta, repo).await?;
-            let Some(mut decisions) = decide(policy, immutable, repo, &all, now_ms) else {
-                continue;
-            };
-            report.repositories += 1;
-            // Indexes and subjects before what they hold, so nothing is left dangling
-            // by a run stopped halfway.
-            decisions.sort_by_key(|d| {
-                all.iter().find(|a| a.digest == d.digest).map_or(1, |a| {
-                    u8::from(a.children.is_empty()) + u8::from(a.subject.is_some())
-                })
-            });
-            for d in &mut decisions {
-                if d.keep {
-                    report.kept += 1;
-                    continue;
-                }
-                if dry_run {
-                    report.deleted += 1;
-                    report.tags_deleted += d.tags.len() as u64;
-                    continue;
-                }
-                let mut moved = None;
-                for t in &d.tags {
-                    match meta.delete_tag_expecting(repo, t, &d.digest, now_ms).await {
-                        Ok(true) => {
-                            report.tags_deleted += 1;
-                            events.emit(Event::TagDeleted {
-                                repository: repo.clone(),
-                                tag: t.clone(),
-                            });
-                        }
-                        Ok(false) => {}
-                        Err(StoreError::Precondition(_)) => moved = Some(t.clone()),
-                        Err(e) => return Err(e.into()),
-                    }
-                }
-                if let Some(t) = moved {
-                    d.keep = true;
-                    d.reason = format!(
-                        "kept: tag {t} was moved by a push after the decision; {}",
-                        d.reason
-                    );
-                    report.kept += 1;
-                    continue;
-                }
-                if meta.delete_manifest(repo, &d.digest, now_ms).await? {
-                    events.emit(Event::ManifestDeleted {
-                        repository: repo.clone(),
-                        digest: d.digest.clone(),
-                    });
-                }
-                report.deleted += 1;
+            if !apply_repo(meta, scope, repo, events, calls, report).await? {
+                return Ok(false);
             }
-            report.decisions.extend(decisions);
+            *after = Some(repo.clone());
+            if calls.exhausted() {
+                return Ok(false);
+            }
         }
         if !page.more {
-            break;
+            return Ok(true);
         }
     }
-    Ok(report)
+}
+
+/// One repository of [`apply_repos`]: `false` if `calls` ran out before its deletions did.
+async fn apply_repo<M: MetadataStore + ManifestIndex + ConditionalTags>(
+    meta: &M,
+    scope: &Scope<'_>,
+    repo: &str,
+    events: &Emitter,
+    calls: &mut Calls,
+    report: &mut RetentionReport,
+) -> Result<bool> {
+    let all = artifacts(meta, repo, calls).await?;
+    let Some(mut decisions) = decide(scope.policy, scope.immutable, repo, &all, scope.now_ms)
+    else {
+        return Ok(true);
+    };
+    // Indexes and subjects before what they hold, so nothing is left dangling by a run
+    // stopped halfway.
+    decisions.sort_by_key(|d| {
+        all.iter().find(|a| a.digest == d.digest).map_or(1, |a| {
+            u8::from(a.children.is_empty()) + u8::from(a.subject.is_some())
+        })
+    });
+    let mut kept = 0;
+    let mut deleted_here = 0;
+    for d in &mut decisions {
+        if d.keep {
+            kept += 1;
+            continue;
+        }
+        if scope.dry_run {
+            report.deleted += 1;
+            report.tags_deleted += d.tags.len() as u64;
+            continue;
+        }
+        if deleted_here > 0 && calls.exhausted() {
+            return Ok(false);
+        }
+        let mut moved = None;
+        for t in &d.tags {
+            calls.spend(1);
+            match meta
+                .delete_tag_expecting(repo, t, &d.digest, scope.now_ms)
+                .await
+            {
+                Ok(true) => {
+                    report.tags_deleted += 1;
+                    events.emit(Event::TagDeleted {
+                        repository: repo.to_owned(),
+                        tag: t.clone(),
+                    });
+                }
+                Ok(false) => {}
+                Err(StoreError::Precondition(_)) => moved = Some(t.clone()),
+                Err(e) => return Err(e.into()),
+            }
+        }
+        if let Some(t) = moved {
+            d.keep = true;
+            d.reason = format!(
+                "kept: tag {t} was moved by a push after the decision; {}",
+                d.reason
+            );
+            kept += 1;
+            continue;
+        }
+        calls.spend(1);
+        if meta.delete_manifest(repo, &d.digest, scope.now_ms).await? {
+            events.emit(Event::ManifestDeleted {
+                repository: repo.to_owned(),
+                digest: d.digest.clone(),
+            });
+        }
+        report.deleted += 1;
+        deleted_here += 1;
+    }
+    report.repositories += 1;
+    report.kept += kept;
+    report.decisions.extend(decisions);
+    Ok(true)
 }
