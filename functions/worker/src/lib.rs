@@ -21,7 +21,7 @@
 //! | `WHARF_MAX_BODY_BYTES` | largest request body (default 104857600, the Free/Pro plans' limit) |
 //! | `WHARF_UPLOAD_URL`, `WHARF_UPLOAD_SECRET` | an upload front and the secret shared with it, as on the Lambda (default none) |
 //! | `WHARF_UPLOAD_MAX_AGE_HOURS` | the cron job removes uploads idle this long (default 24) |
-//! | `WHARF_GC_INTERVAL_HOURS`, `WHARF_GC_GRACE_SECS` | the cron queues a garbage collection this often, with this grace (defaults 24, 3600; 0 hours: none); each tick advances the runs queued |
+//! | `WHARF_GC_INTERVAL_HOURS`, `WHARF_GC_GRACE_SECS` | the cron starts a retention pass and queues a garbage collection this often, the collection with this grace (defaults 24, 3600; 0 hours: neither); each tick advances both from their checkpoints |
 //! | `WHARF_DISABLE_DELETE` | `true` refuses DELETEs |
 //! | `WHARF_BASE_URL` | public URL, when the request URL is not it |
 //! | `WHARF_R2_PREFIX` | key prefix inside the bucket (default none) |
@@ -315,13 +315,32 @@ where
     })
 }
 
-/// Uploads one cron run removes at most: each costs about five subrequests (D1 page, R2
-/// list, deletes, D1 delete) and an invocation may make 1,000; the next run takes the rest.
-const CLEANUP_PER_RUN: usize = 150;
+/// Subrequests one invocation may make on the Workers Paid plan (binding calls to D1 and
+/// R2 count): a cron run plans its phases to stay inside it, and logs what it made.
+const SUBREQUESTS_PER_INVOCATION: u64 = 1_000;
 
-/// The cron trigger: removes uploads idle longer than `WHARF_UPLOAD_MAX_AGE_HOURS`.
+/// Subrequests this isolate has made so far (D1 and R2 binding calls).
+fn subrequests() -> u64 {
+    wharf_d1::d1::subrequests() + wharf_r2::subrequests()
+}
+
+/// What is left of an invocation's subrequests that started at `start`, less a margin for
+/// the phase that overruns its estimate.
+fn left(start: u64) -> u64 {
+    (SUBREQUESTS_PER_INVOCATION - 100).saturating_sub(subrequests() - start)
+}
+
+/// Uploads one cron run removes at most: each costs about five subrequests (D1 page, R2
+/// list, deletes, D1 delete); the next run takes the rest.
+const CLEANUP_PER_RUN: usize = 100;
+
+/// The cron trigger, bounded by an invocation's subrequests, each phase continuing next
+/// time where it stopped: the upload cleanup, a step of the retention pass and of the
+/// garbage-collection runs (each queued when due, every `WHARF_GC_INTERVAL_HOURS`), and
+/// steps of the metadata backfill.
 #[event(scheduled)]
 async fn scheduled(event: worker::ScheduledEvent, env: Env, _ctx: worker::ScheduleContext) {
+    let start = subrequests();
     let isolate = match isolate(&env).await {
         Ok(i) => i,
         Err(e) => {
@@ -334,48 +353,78 @@ async fn scheduled(event: worker::ScheduledEvent, env: Env, _ctx: worker::Schedu
         // The deployment's own scheduled functions clean up its uploads.
         Mode::Front(_) => return,
     };
+    let cron = event.cron();
+    let cleanup = CLEANUP_PER_RUN.min((left(start) / 5 / 3) as usize);
     match app
-        .cleanup_uploads_at_most(isolate.upload_max_age_ms, CLEANUP_PER_RUN)
+        .cleanup_uploads_at_most(isolate.upload_max_age_ms, cleanup)
         .await
     {
-        Ok(n) => tracing::info!(cron = %event.cron(), removed = n, "upload cleanup"),
-        Err(e) => {
-            tracing::error!(cron = %event.cron(), error = %e.message, "upload cleanup failed")
+        Ok(n) => tracing::info!(cron = %cron, removed = n, "upload cleanup"),
+        Err(e) => tracing::error!(cron = %cron, error = %e.message, "upload cleanup failed"),
+    }
+    // Retention before collection, so the collection frees what retention deleted.
+    let schedule = &isolate.gc;
+    if schedule.every_ms > 0 {
+        match app
+            .retention_tick(
+                schedule.every_ms,
+                RETENTION_CALLS_PER_RUN.min(left(start) / 3),
+            )
+            .await
+        {
+            Ok(Some(p)) => tracing::info!(
+                cron = %cron, finished = p.finished_ms.is_some(), deleted = p.deleted(),
+                projects = p.projects.len(), "retention step"
+            ),
+            Ok(None) => {}
+            Err(e) => tracing::error!(cron = %cron, error = %e.message, "retention failed"),
         }
     }
     // Garbage collection: a scheduled run when one is due, and a bounded step of the runs
     // queued (by the schedule or the API); each run continues from its checkpoint at the
     // next tick.
-    match app.gc_tick(&isolate.gc, GC_CALLS_PER_RUN).await {
+    match app
+        .gc_tick(schedule, GC_CALLS_PER_RUN.min(left(start) / 2))
+        .await
+    {
         Ok(runs) => {
             for r in runs {
-                tracing::info!(cron = %event.cron(), run = %r.id, status = ?r.status, "garbage collection step");
+                tracing::info!(cron = %cron, run = %r.id, status = ?r.status, "garbage collection step");
             }
         }
-        Err(e) => {
-            tracing::error!(cron = %event.cron(), error = %e.message, "garbage collection failed")
-        }
+        Err(e) => tracing::error!(cron = %cron, error = %e.message, "garbage collection failed"),
     }
     // Content written before this version gets its records, a bounded step per run (each
     // step is a few subrequests); garbage collection will wait for it.
     use wharf_core::ports::{Backfill, BackfillProgress};
     for _ in 0..BACKFILL_STEPS_PER_RUN {
+        if left(start) < 10 {
+            break;
+        }
         match app.meta.backfill_step(BACKFILL_ROWS_PER_STEP).await {
             Ok(BackfillProgress::Done) => break,
             Ok(BackfillProgress::Running { .. }) => {}
             Err(e) => {
-                tracing::error!(cron = %event.cron(), error = %e, "metadata backfill failed");
+                tracing::error!(cron = %cron, error = %e, "metadata backfill failed");
                 break;
             }
         }
     }
+    tracing::info!(
+        cron = %cron,
+        subrequests = subrequests() - start,
+        limit = SUBREQUESTS_PER_INVOCATION,
+        "cron run done"
+    );
 }
 
-/// Store calls a cron run's garbage-collection step makes, about: with the upload cleanup
-/// and the backfill steps, inside an invocation's 1,000 subrequests.
+/// Store calls a cron run's retention step makes, about.
+const RETENTION_CALLS_PER_RUN: u64 = 150;
+
+/// Store calls a cron run's garbage-collection step makes, about.
 const GC_CALLS_PER_RUN: u64 = 150;
 
 /// Backfill steps one cron run makes at most, and rows each step counts: about 3 D1 calls
-/// a step, well inside an invocation's subrequests beside the upload cleanup.
+/// a step.
 const BACKFILL_STEPS_PER_RUN: usize = 20;
 const BACKFILL_ROWS_PER_STEP: usize = 200;

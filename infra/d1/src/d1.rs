@@ -46,6 +46,17 @@ fn outcome(r: &D1Result) -> Result<Outcome, StoreError> {
     })
 }
 
+thread_local! {
+    /// D1 calls made by this isolate (single-threaded): each is a subrequest.
+    static SUBREQUESTS: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
+
+/// D1 calls (statements alone, or batches) this isolate has made: each counts as one of
+/// an invocation's subrequests; the Worker reads it around a cron run to log its cost.
+pub fn subrequests() -> u64 {
+    SUBREQUESTS.with(|c| c.get())
+}
+
 impl Db for D1Sql {
     /// One statement runs alone (`all`); several as one `batch`, which D1 runs as one
     /// transaction.
@@ -53,6 +64,7 @@ impl Db for D1Sql {
         if stmts.is_empty() {
             return Ok(Vec::new());
         }
+        SUBREQUESTS.with(|c| c.set(c.get() + 1));
         let mut prepared = stmts
             .iter()
             .map(|s| self.prepare(s))

@@ -83,8 +83,27 @@ fn js_error(op: &str, e: JsValue) -> StoreError {
     classify(op, &msg)
 }
 
-/// Awaits a binding call that returns a promise (or throws synchronously).
+thread_local! {
+    /// Binding calls made by this isolate (single-threaded): each is a subrequest.
+    static SUBREQUESTS: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
+
+/// R2 binding calls this isolate has made (each counts as one of an invocation's
+/// subrequests); the Worker reads it around a cron run to log what the run cost.
+pub fn subrequests() -> u64 {
+    SUBREQUESTS.with(|c| c.get())
+}
+
+fn count_subrequest() {
+    SUBREQUESTS.with(|c| c.set(c.get() + 1));
+}
+
+/// Awaits a binding call that returns a promise (or throws synchronously); a stream's
+/// own steps (`pipe`, `close`) are not binding calls.
 async fn call(op: &str, p: Result<Promise, JsValue>) -> Result<JsValue, StoreError> {
+    if !matches!(op, "pipe" | "close") {
+        count_subrequest();
+    }
     let p = p.map_err(|e| js_error(op, e))?;
     JsFuture::from(p).await.map_err(|e| js_error(op, e))
 }
@@ -352,6 +371,7 @@ impl R2Blobs {
                 .put(to.to_owned(), fls.readable().into(), js_obj(&[])?)
                 .map_err(|e| js_error("put", e))?;
             // Listen now, so a put that fails early is not an unhandled rejection.
+            count_subrequest();
             let put = JsFuture::from(put);
             let segments = plan_parts(&objects.iter().map(|o| o.size).collect::<Vec<_>>(), size);
             let fed = self
@@ -376,6 +396,7 @@ impl R2Blobs {
                 let up = mpu
                     .upload_part(n, fls.readable().into())
                     .map_err(|e| js_error("uploadPart", e))?;
+                count_subrequest();
                 let up = JsFuture::from(up);
                 let fed = self.feed(&fls.writable(), objects, segments).await;
                 let up = up.await.map_err(|e| js_error("uploadPart", e));
