@@ -126,11 +126,16 @@ impl<B: BlobStore, M: ServingMeta, E: Env> Registry<B, M, E> {
     /// `scheduler`, and saves where it got to; each deletion is audited as it would be
     /// through the API. A failed step is saved with its error and tried again next time.
     pub async fn advance_retention(&self, budget: u64) -> Result<Option<RetentionPass>> {
-        let Some(mut pass) = retention::pass::load(&self.meta).await? else {
-            return Ok(None);
-        };
+        match retention::pass::load(&self.meta).await? {
+            Some(pass) => self.step_retention(pass, budget).await.map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// One step of `pass` (nothing if it is finished), saved.
+    async fn step_retention(&self, mut pass: RetentionPass, budget: u64) -> Result<RetentionPass> {
         if pass.finished_ms.is_some() {
-            return Ok(Some(pass));
+            return Ok(pass);
         }
         let events = Emitter::new("");
         events.act_as("scheduler");
@@ -147,7 +152,19 @@ impl<B: BlobStore, M: ServingMeta, E: Env> Registry<B, M, E> {
         self.deliver(&events).await;
         pass.error = stepped.as_ref().err().map(|e| e.message.clone());
         retention::pass::save(&self.meta, &pass).await?;
-        stepped.map(|()| Some(pass))
+        stepped.map(|()| pass)
+    }
+
+    /// Steps the saved pass, `step` calls at a time, until it is finished or the clock
+    /// reaches `deadline_ms`; returns it as it was left.
+    async fn retention_until(&self, step: u64, deadline_ms: u64) -> Result<Option<RetentionPass>> {
+        let Some(mut pass) = retention::pass::load(&self.meta).await? else {
+            return Ok(None);
+        };
+        while pass.finished_ms.is_none() && self.env.now_ms() < deadline_ms {
+            pass = self.step_retention(pass, step).await?;
+        }
+        Ok(Some(pass))
     }
 
     /// A cron tick of a runtime that bounds its invocations (the Worker): starts a pass
@@ -157,10 +174,10 @@ impl<B: BlobStore, M: ServingMeta, E: Env> Registry<B, M, E> {
         every_ms: u64,
         budget: u64,
     ) -> Result<Option<RetentionPass>> {
-        if self.start_retention(every_ms).await?.is_none() {
-            return Ok(None);
+        match self.start_retention(every_ms).await? {
+            Some(pass) => self.step_retention(pass, budget).await.map(Some),
+            None => Ok(None),
         }
-        self.advance_retention(budget).await
     }
 
     /// Applies every project's retention policy to the end (`wharf serve`'s schedule, and
@@ -169,13 +186,10 @@ impl<B: BlobStore, M: ServingMeta, E: Env> Registry<B, M, E> {
         /// Store calls per step; steps follow each other until the pass is finished.
         const STEP: u64 = 10_000;
         self.start_retention(0).await?;
-        loop {
-            match self.advance_retention(STEP).await? {
-                Some(p) if p.finished_ms.is_none() => {}
-                Some(p) => return Ok(p),
-                None => return Ok(RetentionPass::default()),
-            }
-        }
+        Ok(self
+            .retention_until(STEP, u64::MAX)
+            .await?
+            .unwrap_or_default())
     }
 
     /// Removes uploads untouched for `max_age_ms` (the scheduled upload cleanup job).
@@ -383,16 +397,7 @@ impl<B: BlobStore + BlobInventory, M: CollectableMeta, E: Env> Registry<B, M, E>
             }
             jobs::Job::Retention => {
                 self.start_retention(0).await?;
-                let mut pass = None;
-                while self.env.now_ms() < deadline_ms {
-                    match self.advance_retention(STEP).await? {
-                        Some(p) if p.finished_ms.is_none() => pass = Some(p),
-                        p => {
-                            pass = p;
-                            break;
-                        }
-                    }
-                }
+                let pass = self.retention_until(STEP, deadline_ms).await?;
                 let out_of_time = pass.as_ref().is_some_and(|p| p.finished_ms.is_none());
                 return Ok(serde_json::json!({
                     "job": job, "pass": pass, "out_of_time": out_of_time
@@ -400,12 +405,7 @@ impl<B: BlobStore + BlobInventory, M: CollectableMeta, E: Env> Registry<B, M, E>
             }
             // A retention pass a deadline stopped continues here too, before the runs.
             jobs::Job::Advance => {
-                while self.env.now_ms() < deadline_ms {
-                    match self.advance_retention(STEP).await? {
-                        Some(p) if p.finished_ms.is_none() => {}
-                        _ => break,
-                    }
-                }
+                self.retention_until(STEP, deadline_ms).await?;
             }
         }
         let mut advanced = std::collections::BTreeMap::new();
