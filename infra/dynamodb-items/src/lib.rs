@@ -18,8 +18,10 @@
 
 pub mod ledger;
 mod rest;
+pub mod shared;
 
 pub use rest::DynamoRest;
+pub use shared::ItemStore;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;

@@ -2,16 +2,16 @@
 //! API over a runtime's own HTTP ([`wharf_sigv4::AwsClient`]; `fetch` in a Worker), writing
 //! the same items as wharf-dynamodb.
 
-use crate::ledger::lists::{self, IndexPage, IndexQuery};
-use crate::ledger::{self, LinkSeen, LinkTouch, Write};
+use crate::ledger::lists::{IndexPage, IndexQuery};
+use crate::ledger::{self, Write};
+use crate::shared::{self, ItemStore};
 use crate::{Item, from_json, get_n, get_s, to_json};
 use bytes::Bytes;
 use serde_json::{Value, json};
 use wharf_core::model::manifest::Descriptor;
 use wharf_core::ports::{
-    BlobRecord, BlobRecords, Cleared, ConditionalTags, DocumentStore, LinkCollection, LinkCursor,
-    LinkEntry, ManifestEntry, ManifestIndex, MetadataStore, Page, PullTimes, StoredManifest,
-    TagEntry, TagExpect, UnreferencedLink, UploadRecord, Usage, UsageCounters,
+    ConditionalTags, DocumentStore, LinkEntry, ManifestEntry, ManifestIndex, MetadataStore, Page,
+    PullTimes, StoredManifest, TagEntry, TagExpect, UploadRecord, Usage, UsageCounters,
 };
 use wharf_core::{Digest, Reference, StoreError};
 use wharf_sigv4::{AwsClient, Transport};
@@ -73,7 +73,40 @@ impl<T: Transport> DynamoRest<T> {
             .map_err(|e| StoreError::Other(format!("DynamoDB {op}: bad answer: {e}")))
     }
 
-    async fn get(&self, key: Item) -> Result<Option<Item>, StoreError> {
+    /// PutItem of `item`, with the condition's fields (`ConditionExpression` …) if any.
+    async fn put(&self, item: Item, condition: Option<Value>) -> Result<(), StoreError> {
+        let mut body = condition.unwrap_or_else(|| json!({}));
+        body["Item"] = to_json(&item);
+        self.call("PutItem", body).await.map(drop)
+    }
+
+    /// Operation `op` on an upload, conditional on its offset being `expected`. When the
+    /// condition fails the service does not say why: the upload moved on (`Precondition`,
+    /// naming where it is) or is gone, closed or cancelled meanwhile (`NotFound`).
+    async fn offset_conditional(
+        &self,
+        op: &str,
+        body: Value,
+        id: &str,
+        expected: u64,
+    ) -> Result<(), StoreError> {
+        match self.call(op, body).await {
+            Ok(_) => Ok(()),
+            Err(StoreError::Precondition(_)) => match self.upload(id).await? {
+                Some(u) => Err(StoreError::Precondition(format!(
+                    "upload {id} is at {}, not {expected}",
+                    u.offset
+                ))),
+                None => Err(StoreError::NotFound),
+            },
+            Err(e) => Err(e),
+        }
+    }
+}
+
+/// DynamoDB's JSON API as the abilities shared with wharf-dynamodb need it ([`shared`]).
+impl<T: Transport> ItemStore for DynamoRest<T> {
+    async fn get_item(&self, key: Item) -> Result<Option<Item>, StoreError> {
         let out = self
             .call(
                 "GetItem",
@@ -120,28 +153,29 @@ impl<T: Transport> DynamoRest<T> {
         ))
     }
 
-    /// One TransactWriteItems. A cancelled transaction is `Precondition` when a condition
-    /// failed (the caller reads again) and `Unavailable` on a conflict with another.
-    async fn transact(&self, writes: &[Write]) -> Result<(), StoreError> {
+    /// One TransactWriteItems, again while it conflicts with a concurrent one. A cancelled
+    /// transaction is `Precondition` when a condition failed (the caller reads again).
+    async fn transact_writes(&self, writes: &[Write]) -> Result<(), StoreError> {
         let items: Vec<Value> = writes
             .iter()
             .map(|w| ledger::write_json(w, &self.table))
             .collect();
-        match self
-            .call_raw("TransactWriteItems", json!({ "TransactItems": items }))
-            .await
-        {
-            Ok(_) => Ok(()),
-            // The reasons are in the message: "… [None, ConditionalCheckFailed]".
-            Err(StoreError::Other(m)) if m.contains("TransactionCanceled") => {
-                if m.contains("ConditionalCheckFailed") {
-                    Err(StoreError::Precondition(m))
-                } else {
-                    Err(StoreError::Unavailable(m))
+        let body = json!({ "TransactItems": items });
+        let mut conflict = String::new();
+        for _ in 0..ledger::ATTEMPTS {
+            match self.call_raw("TransactWriteItems", body.clone()).await {
+                Ok(_) => return Ok(()),
+                // The reasons are in the message: "… [None, ConditionalCheckFailed]".
+                Err(StoreError::Other(m)) if m.contains("TransactionCanceled") => {
+                    if m.contains("ConditionalCheckFailed") {
+                        return Err(StoreError::Precondition(m));
+                    }
+                    conflict = m;
                 }
+                Err(e) => return Err(e),
             }
-            Err(e) => Err(e),
         }
+        Err(StoreError::Unavailable(conflict))
     }
 
     /// One write on its own (`PutItem`, `UpdateItem`, `DeleteItem`); a failed condition is
@@ -151,46 +185,6 @@ impl<T: Transport> DynamoRest<T> {
             Some((op, body)) => self.call_raw(op, body).await.map(drop),
             None => Ok(()),
         }
-    }
-
-    /// One write on its own, conditioned on what it expects; false if the condition failed.
-    async fn conditional(&self, w: &Write) -> Result<bool, StoreError> {
-        match self.write_one(w).await {
-            Ok(()) => Ok(true),
-            Err(StoreError::Precondition(_)) => Ok(false),
-            Err(e) => Err(e),
-        }
-    }
-
-    /// Reads, decides, writes on condition; again while a concurrent write changes what was
-    /// read (as wharf-dynamodb's). No writes: the answer as it is.
-    async fn read_decide_write<A, F, Fut>(&self, what: &str, mut decide: F) -> Result<A, StoreError>
-    where
-        F: FnMut() -> Fut,
-        Fut: Future<Output = Result<(Vec<Write>, A), StoreError>>,
-    {
-        let mut last = None;
-        for _ in 0..ledger::ATTEMPTS {
-            let (writes, answer) = decide().await?;
-            if writes.is_empty() {
-                return Ok(answer);
-            }
-            match self.transact(&writes).await {
-                Ok(()) => return Ok(answer),
-                Err(e @ (StoreError::Precondition(_) | StoreError::Unavailable(_))) => {
-                    last = Some(e);
-                }
-                Err(e) => return Err(e),
-            }
-        }
-        Err(StoreError::Unavailable(format!(
-            "{what} kept changing: {last:?}"
-        )))
-    }
-
-    /// What a link write decides on ([`ledger::link_reads`]).
-    async fn link_seen(&self, repo: &str, digest: &Digest) -> Result<LinkSeen, StoreError> {
-        LinkSeen::from_found(self.batch_get(&ledger::link_reads(repo, digest)).await?)
     }
 
     /// One page of `gsi1` (strongly consistent reads are not offered on a global index).
@@ -219,36 +213,6 @@ impl<T: Transport> DynamoRest<T> {
         };
         Ok(IndexPage { items, next })
     }
-
-    /// PutItem of `item`, with the condition's fields (`ConditionExpression` …) if any.
-    async fn put(&self, item: Item, condition: Option<Value>) -> Result<(), StoreError> {
-        let mut body = condition.unwrap_or_else(|| json!({}));
-        body["Item"] = to_json(&item);
-        self.call("PutItem", body).await.map(drop)
-    }
-
-    /// Operation `op` on an upload, conditional on its offset being `expected`. When the
-    /// condition fails the service does not say why: the upload moved on (`Precondition`,
-    /// naming where it is) or is gone, closed or cancelled meanwhile (`NotFound`).
-    async fn offset_conditional(
-        &self,
-        op: &str,
-        body: Value,
-        id: &str,
-        expected: u64,
-    ) -> Result<(), StoreError> {
-        match self.call(op, body).await {
-            Ok(_) => Ok(()),
-            Err(StoreError::Precondition(_)) => match self.upload(id).await? {
-                Some(u) => Err(StoreError::Precondition(format!(
-                    "upload {id} is at {}, not {expected}",
-                    u.offset
-                ))),
-                None => Err(StoreError::NotFound),
-            },
-            Err(e) => Err(e),
-        }
-    }
 }
 
 /// The condition that an upload item is still at offset `expected`.
@@ -266,7 +230,7 @@ impl<T: Transport> MetadataStore for DynamoRest<T> {
     }
 
     async fn blob_link(&self, repo: &str, digest: &Digest) -> Result<Option<u64>, StoreError> {
-        match self.get(crate::link_key(repo, digest)).await? {
+        match self.get_item(crate::link_key(repo, digest)).await? {
             Some(item) => get_n(&item, "size").map(Some),
             None => Ok(None),
         }
@@ -285,14 +249,7 @@ impl<T: Transport> MetadataStore for DynamoRest<T> {
         at_ms: u64,
     ) -> Result<(), StoreError> {
         self.put(crate::catalog_item(repo), None).await?;
-        self.read_decide_write("blob link", || async {
-            let seen = self.link_seen(repo, digest).await?;
-            Ok((
-                ledger::link_writes(repo, digest, size, Some(at_ms), &seen)?,
-                (),
-            ))
-        })
-        .await
+        shared::link(self, repo, digest, size, at_ms).await
     }
 
     /// The same read and transaction as wharf-dynamodb's ([`ledger::unlink_writes`]): what
@@ -304,14 +261,7 @@ impl<T: Transport> MetadataStore for DynamoRest<T> {
         digest: &Digest,
         at_ms: u64,
     ) -> Result<bool, StoreError> {
-        self.read_decide_write("blob unlink", || async {
-            let seen = self.link_seen(repo, digest).await?;
-            Ok(match ledger::unlink_writes(repo, digest, &seen, at_ms)? {
-                Some(w) => (w, true),
-                None => (Vec::new(), false),
-            })
-        })
-        .await
+        shared::unlink(self, repo, digest, at_ms).await
     }
 
     async fn missing_blobs(&self, _repo: &str, _d: &[Digest]) -> Result<Vec<Digest>, StoreError> {
@@ -391,7 +341,7 @@ impl<T: Transport> MetadataStore for DynamoRest<T> {
     }
 
     async fn upload(&self, id: &str) -> Result<Option<UploadRecord>, StoreError> {
-        match self.get(crate::upload_key(id)).await? {
+        match self.get_item(crate::upload_key(id)).await? {
             Some(item) => crate::upload_from(&item).map(Some),
             None => Ok(None),
         }
@@ -443,7 +393,7 @@ impl<T: Transport> PullTimes for DynamoRest<T> {
         event: Option<(&str, &[u8])>,
     ) -> Result<(), StoreError> {
         match self
-            .transact(&ledger::pull_writes(repo, digest, at_ms, event))
+            .transact_writes(&ledger::pull_writes(repo, digest, at_ms, event))
             .await
         {
             Err(StoreError::Precondition(_)) => match event {
@@ -484,7 +434,7 @@ impl<T: Transport> UsageCounters for DynamoRest<T> {
     }
     async fn counts_blob(&self, project: &str, digest: &Digest) -> Result<bool, StoreError> {
         Ok(self
-            .get(ledger::pblob_key(project, digest))
+            .get_item(ledger::pblob_key(project, digest))
             .await?
             .is_some_and(|i| get_n(&i, "n").unwrap_or(0) > 0))
     }
@@ -548,141 +498,14 @@ impl<T: Transport> ConditionalTags for DynamoRest<T> {
     }
 }
 
-/// The same items and conditions as `DynamoMetadata`'s ([`ledger`]'s writes, [`lists`]'
-/// walks of `gsi1`).
-impl<T: Transport> BlobRecords for DynamoRest<T> {
-    async fn blob_record(&self, digest: &Digest) -> Result<Option<BlobRecord>, StoreError> {
-        Ok(self
-            .get(ledger::record_key(digest))
-            .await?
-            .map(|i| ledger::record_of(digest, &i)))
-    }
-
-    async fn unlinked_blobs(
-        &self,
-        after: Option<&Digest>,
-        limit: usize,
-    ) -> Result<Vec<BlobRecord>, StoreError> {
-        lists::unlinked_blobs(after, limit, |q| self.index_page(q)).await
-    }
-
-    async fn touch_blob(&self, digest: &Digest, size: u64, at_ms: u64) -> Result<(), StoreError> {
-        self.read_decide_write("blob touch", || async {
-            let record = self.get(ledger::record_key(digest)).await?;
-            Ok((
-                vec![ledger::touch_write(digest, size, at_ms, record.as_ref())?],
-                (),
-            ))
-        })
-        .await
-    }
-
-    async fn mark_blob(
-        &self,
-        digest: &Digest,
-        untouched_since_ms: u64,
-        at_ms: u64,
-    ) -> Result<bool, StoreError> {
-        self.conditional(&ledger::mark_write(digest, untouched_since_ms, at_ms))
-            .await
-    }
-
-    async fn clear_blob_mark(&self, digest: &Digest, at_ms: u64) -> Result<Cleared, StoreError> {
-        for _ in 0..ledger::ATTEMPTS {
-            let record = self.get(ledger::record_key(digest)).await?;
-            match ledger::clear_mark(digest, record.as_ref(), at_ms) {
-                (answer, None) => return Ok(answer),
-                (answer, Some(w)) if self.conditional(&w).await? => return Ok(answer),
-                _ => {}
-            }
-        }
-        Err(StoreError::Unavailable(format!(
-            "blob record {digest} kept changing"
-        )))
-    }
-
-    async fn begin_blob_delete(
-        &self,
-        digest: &Digest,
-        marked_at_ms: u64,
-        at_ms: u64,
-    ) -> Result<bool, StoreError> {
-        self.conditional(&ledger::begin_delete_write(digest, marked_at_ms, at_ms))
-            .await
-    }
-
-    async fn begin_unused_blob_delete(
-        &self,
-        digest: &Digest,
-        untouched_since_ms: u64,
-        at_ms: u64,
-    ) -> Result<bool, StoreError> {
-        self.conditional(&ledger::begin_unused_delete_write(
-            digest,
-            untouched_since_ms,
-            at_ms,
-        ))
-        .await
-    }
-
-    async fn forget_blob(&self, digest: &Digest) -> Result<bool, StoreError> {
-        self.conditional(&ledger::forget_write(digest)).await
-    }
-}
-
-/// The same items and conditions as `DynamoMetadata`'s.
-impl<T: Transport> LinkCollection for DynamoRest<T> {
-    /// A read, and a write only if the link's time is stale.
-    async fn touch_link(
-        &self,
-        repo: &str,
-        digest: &Digest,
-        at_ms: u64,
-    ) -> Result<bool, StoreError> {
-        let link = self.get(crate::link_key(repo, digest)).await?;
-        match ledger::link_touch(repo, digest, link.as_ref(), at_ms) {
-            LinkTouch::NoLink => Ok(false),
-            LinkTouch::Fresh => Ok(true),
-            // Refused: touched later meanwhile (kept), or removed.
-            LinkTouch::Write(w) => match self.conditional(&w).await? {
-                true => Ok(true),
-                false => Ok(self.get(crate::link_key(repo, digest)).await?.is_some()),
-            },
-        }
-    }
-
-    async fn unreferenced_links(
-        &self,
-        after: Option<&LinkCursor>,
-        limit: usize,
-    ) -> Result<Vec<UnreferencedLink>, StoreError> {
-        lists::unreferenced_links(after, limit, |q| self.index_page(q)).await
-    }
-
-    async fn collect_link(
-        &self,
-        repo: &str,
-        digest: &Digest,
-        untouched_since_ms: u64,
-        at_ms: u64,
-    ) -> Result<bool, StoreError> {
-        self.read_decide_write("link collection", || async {
-            let seen = self.link_seen(repo, digest).await?;
-            Ok(
-                match ledger::collect_writes(repo, digest, &seen, untouched_since_ms, at_ms)? {
-                    Some(w) => (w, true),
-                    None => (Vec::new(), false),
-                },
-            )
-        })
-        .await
-    }
-}
+// Blob records and link collection: the same items, decisions and conditions as
+// `DynamoMetadata`'s, from one definition.
+crate::shared_abilities!(impl [T: Transport] for DynamoRest<T>);
 
 impl<T: Transport> DocumentStore for DynamoRest<T> {
     async fn get_doc(&self, kind: &str, id: &str) -> Result<Option<Vec<u8>>, StoreError> {
         Ok(self
-            .get(crate::doc_key(kind, id))
+            .get_item(crate::doc_key(kind, id))
             .await?
             .as_ref()
             .and_then(crate::doc_from)

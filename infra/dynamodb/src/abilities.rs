@@ -4,12 +4,9 @@
 
 use super::*;
 use wharf_core::ports::{
-    BlobRecord, BlobRecords, Cleared, ConditionalTags, LinkCollection, LinkCursor, LinkEntry,
-    ManifestEntry, ManifestIndex, Outbox, OutboxEntry, PullTimes, TagEntry, UnreferencedLink,
-    Usage, UsageCounters,
+    ConditionalTags, LinkEntry, ManifestEntry, ManifestIndex, Outbox, OutboxEntry, PullTimes,
+    TagEntry, Usage, UsageCounters,
 };
-use wharf_dynamodb_items::ledger::LinkTouch;
-use wharf_dynamodb_items::ledger::lists::{self, IndexPage, IndexQuery};
 
 fn digest_after(sk: &str, prefix: &str) -> Result<Digest, StoreError> {
     sk.strip_prefix(prefix)
@@ -45,46 +42,6 @@ impl DynamoMetadata {
             )
             .await?;
         Ok(items)
-    }
-
-    /// One page of `gsi1` (an index is never read strongly consistent).
-    async fn index_page(&self, q: IndexQuery) -> Result<IndexPage, StoreError> {
-        let (cond, after) = match q.after {
-            Some(a) => ("gsi1pk = :p AND gsi1sk > :a", Some(s(a))),
-            None => ("gsi1pk = :p", None),
-        };
-        let mut req = self
-            .0
-            .client
-            .query()
-            .table_name(&self.0.table)
-            .index_name("gsi1")
-            .key_condition_expression(cond)
-            .expression_attribute_values(":p", s(q.pk))
-            .set_exclusive_start_key(q.start.map(sdk))
-            .limit(q.limit.clamp(1, 1000) as i32);
-        if let Some(a) = after {
-            req = req.expression_attribute_values(":a", a);
-        }
-        let out = req.send().await.map_err(store_error)?;
-        Ok(IndexPage {
-            items: out
-                .items
-                .unwrap_or_default()
-                .into_iter()
-                .map(from_sdk)
-                .collect::<Result<_, _>>()?,
-            next: out.last_evaluated_key.map(from_sdk).transpose()?,
-        })
-    }
-
-    /// A single-item update conditioned on what it expects; false if the condition failed.
-    async fn conditional(&self, w: &Write) -> Result<bool, StoreError> {
-        match self.write_one(w).await {
-            Ok(()) => Ok(true),
-            Err(StoreError::Precondition(_)) => Ok(false),
-            Err(e) => Err(e),
-        }
     }
 }
 
@@ -226,133 +183,9 @@ impl PullTimes for DynamoMetadata {
     }
 }
 
-impl BlobRecords for DynamoMetadata {
-    async fn blob_record(&self, digest: &Digest) -> Result<Option<BlobRecord>, StoreError> {
-        Ok(self
-            .get_item(ledger::record_key(digest))
-            .await?
-            .map(|i| ledger::record_of(digest, &i)))
-    }
-
-    /// [`lists::unlinked_blobs`]: the `UNLINKED#` shards of `gsi1` in digest order.
-    async fn unlinked_blobs(
-        &self,
-        after: Option<&Digest>,
-        limit: usize,
-    ) -> Result<Vec<BlobRecord>, StoreError> {
-        lists::unlinked_blobs(after, limit, |q| self.index_page(q)).await
-    }
-
-    async fn touch_blob(&self, digest: &Digest, size: u64, at_ms: u64) -> Result<(), StoreError> {
-        self.read_decide_write("blob touch", || async {
-            let record = self.get_item(ledger::record_key(digest)).await?;
-            Ok((
-                vec![ledger::touch_write(digest, size, at_ms, record.as_ref())?],
-                (),
-            ))
-        })
-        .await
-    }
-
-    async fn mark_blob(
-        &self,
-        digest: &Digest,
-        untouched_since_ms: u64,
-        at_ms: u64,
-    ) -> Result<bool, StoreError> {
-        self.conditional(&ledger::mark_write(digest, untouched_since_ms, at_ms))
-            .await
-    }
-
-    async fn clear_blob_mark(&self, digest: &Digest, at_ms: u64) -> Result<Cleared, StoreError> {
-        for attempt in 0..ATTEMPTS {
-            if attempt > 0 {
-                backoff(attempt).await;
-            }
-            let record = self.get_item(ledger::record_key(digest)).await?;
-            match ledger::clear_mark(digest, record.as_ref(), at_ms) {
-                (answer, None) => return Ok(answer),
-                (answer, Some(w)) if self.conditional(&w).await? => return Ok(answer),
-                _ => {}
-            }
-        }
-        Err(StoreError::Unavailable(format!(
-            "blob record {digest} kept changing"
-        )))
-    }
-
-    async fn begin_blob_delete(
-        &self,
-        digest: &Digest,
-        marked_at_ms: u64,
-        at_ms: u64,
-    ) -> Result<bool, StoreError> {
-        self.conditional(&ledger::begin_delete_write(digest, marked_at_ms, at_ms))
-            .await
-    }
-
-    async fn begin_unused_blob_delete(
-        &self,
-        digest: &Digest,
-        untouched_since_ms: u64,
-        at_ms: u64,
-    ) -> Result<bool, StoreError> {
-        self.conditional(&ledger::begin_unused_delete_write(
-            digest,
-            untouched_since_ms,
-            at_ms,
-        ))
-        .await
-    }
-
-    async fn forget_blob(&self, digest: &Digest) -> Result<bool, StoreError> {
-        self.conditional(&ledger::forget_write(digest)).await
-    }
-}
-
-impl LinkCollection for DynamoMetadata {
-    /// A `GetItem`, and an `UpdateItem` only if the link's time is stale (a `HEAD` of a blob
-    /// checked in the last minute writes nothing).
-    async fn touch_link(
-        &self,
-        repo: &str,
-        digest: &Digest,
-        at_ms: u64,
-    ) -> Result<bool, StoreError> {
-        let link = self.get_item(ledger::link_key(repo, digest)).await?;
-        match ledger::link_touch(repo, digest, link.as_ref(), at_ms) {
-            LinkTouch::NoLink => Ok(false),
-            LinkTouch::Fresh => Ok(true),
-            // Refused: touched later meanwhile (kept), or removed.
-            LinkTouch::Write(w) => match self.conditional(&w).await? {
-                true => Ok(true),
-                false => Ok(self
-                    .get_item(ledger::link_key(repo, digest))
-                    .await?
-                    .is_some()),
-            },
-        }
-    }
-
-    /// [`lists::unreferenced_links`]: the `UNREFERENCED#` shards of `gsi1`, merged.
-    async fn unreferenced_links(
-        &self,
-        after: Option<&LinkCursor>,
-        limit: usize,
-    ) -> Result<Vec<UnreferencedLink>, StoreError> {
-        lists::unreferenced_links(after, limit, |q| self.index_page(q)).await
-    }
-
-    async fn collect_link(
-        &self,
-        repo: &str,
-        digest: &Digest,
-        untouched_since_ms: u64,
-        at_ms: u64,
-    ) -> Result<bool, StoreError> {
-        self.collect(repo, digest, untouched_since_ms, at_ms).await
-    }
-}
+// Blob records and link collection: the same items, decisions and conditions as
+// `DynamoRest`'s, from one definition.
+wharf_dynamodb_items::shared_abilities!(impl [] for DynamoMetadata);
 
 impl Outbox for DynamoMetadata {
     /// Every shard's next entries after `after`, merged by `seq`: the first `limit` of the

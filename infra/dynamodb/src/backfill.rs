@@ -84,8 +84,8 @@ impl DynamoMetadata {
         digest: &Digest,
         size: u64,
     ) -> Result<(), StoreError> {
-        self.read_decide_write("backfill of a link", || async {
-            let seen = self.link_seen(repo, digest).await?;
+        shared::read_decide_write(self, "backfill of a link", || async {
+            let seen = shared::link_seen(self, repo, digest).await?;
             let writes = ledger::link_writes(repo, digest, size, None, &seen)?;
             // Checks alone: counted already.
             let writes = if writes.iter().all(|w| matches!(w.op, Op::Check(_))) {

@@ -22,14 +22,7 @@ impl DynamoMetadata {
         at_ms: u64,
     ) -> Result<(), StoreError> {
         self.touch_repo(repo).await?;
-        self.read_decide_write("blob link", || async {
-            let seen = self.link_seen(repo, digest).await?;
-            Ok((
-                ledger::link_writes(repo, digest, size, Some(at_ms), &seen)?,
-                (),
-            ))
-        })
-        .await
+        shared::link(self, repo, digest, size, at_ms).await
     }
 
     /// `unlink_blob`: refused (`Precondition`) while a manifest of `repo` references the
@@ -40,35 +33,7 @@ impl DynamoMetadata {
         digest: &Digest,
         at_ms: u64,
     ) -> Result<bool, StoreError> {
-        self.read_decide_write("blob unlink", || async {
-            let seen = self.link_seen(repo, digest).await?;
-            Ok(match ledger::unlink_writes(repo, digest, &seen, at_ms)? {
-                Some(w) => (w, true),
-                None => (Vec::new(), false),
-            })
-        })
-        .await
-    }
-
-    /// `collect_link`: the unlink's read and transaction, with what makes the link
-    /// collectable as the condition of its removal ([`ledger::collect_writes`]).
-    pub(crate) async fn collect(
-        &self,
-        repo: &str,
-        digest: &Digest,
-        untouched_since_ms: u64,
-        at_ms: u64,
-    ) -> Result<bool, StoreError> {
-        self.read_decide_write("link collection", || async {
-            let seen = self.link_seen(repo, digest).await?;
-            Ok(
-                match ledger::collect_writes(repo, digest, &seen, untouched_since_ms, at_ms)? {
-                    Some(w) => (w, true),
-                    None => (Vec::new(), false),
-                },
-            )
-        })
-        .await
+        shared::unlink(self, repo, digest, at_ms).await
     }
 
     /// The payload shared by the manifest item and its tags' copies: inline, or in S3 (put

@@ -94,7 +94,9 @@ use wharf_core::ports::{
     DocumentStore, MetadataStore, Page, StoredManifest, TagExpect, UploadRecord,
 };
 use wharf_core::{Digest, Reference, StoreError};
-use wharf_dynamodb_items::ledger::{self, LinkSeen, Op, Write};
+use wharf_dynamodb_items::ledger::lists::{IndexPage, IndexQuery};
+use wharf_dynamodb_items::ledger::{self, Op, Write};
+use wharf_dynamodb_items::shared::{self, ItemStore};
 use wharf_dynamodb_items::{self as items, Attr, repo_pk};
 
 mod abilities;
@@ -470,7 +472,6 @@ impl DynamoMetadata {
         Ok(())
     }
 
-    /// Which of `sks` exist in `pk` (BatchGetItem, 100 keys a call).
     /// Of `digests`, those with no `<kind>#<digest>` item in the repository's partition.
     async fn missing(
         &self,
@@ -488,17 +489,31 @@ impl DynamoMetadata {
             .collect())
     }
 
+    /// Which of `sks` exist in `pk`.
     async fn existing(&self, pk: &str, sks: &[String]) -> Result<HashSet<String>, StoreError> {
-        let mut found = HashSet::new();
-        let unique: Vec<&String> = {
-            let mut seen = HashSet::new();
-            sks.iter().filter(|k| seen.insert(*k)).collect()
-        };
-        for chunk in unique.chunks(100) {
+        let unique: HashSet<&String> = sks.iter().collect();
+        let keys = unique.into_iter().map(|sk| key(pk, sk)).collect();
+        Ok(self
+            .batch_get_sdk(keys, Some("sk"))
+            .await?
+            .iter()
+            .filter_map(|item| get_s(item, "sk").map(str::to_owned))
+            .collect())
+    }
+
+    /// The items at `keys` (BatchGetItem, 100 keys a call, the keys it leaves unprocessed
+    /// asked again), in no particular order; `projection` names the attributes returned.
+    async fn batch_get_sdk(
+        &self,
+        keys: Vec<HashMap<String, AttributeValue>>,
+        projection: Option<&str>,
+    ) -> Result<Vec<HashMap<String, AttributeValue>>, StoreError> {
+        let mut found = Vec::new();
+        for chunk in keys.chunks(100) {
             let mut request = Some(
                 KeysAndAttributes::builder()
-                    .set_keys(Some(chunk.iter().map(|sk| key(pk, *sk)).collect()))
-                    .projection_expression("sk")
+                    .set_keys(Some(chunk.to_vec()))
+                    .set_projection_expression(projection.map(str::to_owned))
                     .consistent_read(self.0.consistent)
                     .build()
                     .map_err(other)?,
@@ -513,16 +528,12 @@ impl DynamoMetadata {
                     .send()
                     .await
                     .map_err(store_error)?;
-                for item in out
-                    .responses
-                    .unwrap_or_default()
-                    .remove(&self.0.table)
-                    .unwrap_or_default()
-                {
-                    if let Some(sk) = get_s(&item, "sk") {
-                        found.insert(sk.to_owned());
-                    }
-                }
+                found.extend(
+                    out.responses
+                        .unwrap_or_default()
+                        .remove(&self.0.table)
+                        .unwrap_or_default(),
+                );
                 request = out
                     .unprocessed_keys
                     .and_then(|mut u| u.remove(&self.0.table))
@@ -656,130 +667,6 @@ impl DynamoMetadata {
         }
     }
 
-    /// The items at `keys` (BatchGetItem, 100 keys a call, strongly consistent by
-    /// default), in the keys' order.
-    async fn batch_get(
-        &self,
-        keys: &[items::Item],
-    ) -> Result<Vec<Option<items::Item>>, StoreError> {
-        let id = |i: &items::Item| {
-            (
-                items::get_s(i, "pk").unwrap_or_default().to_owned(),
-                items::get_s(i, "sk").unwrap_or_default().to_owned(),
-            )
-        };
-        let mut unique: Vec<&items::Item> = Vec::new();
-        for k in keys {
-            if !unique.iter().any(|u| id(u) == id(k)) {
-                unique.push(k);
-            }
-        }
-        let mut found: HashMap<(String, String), items::Item> = HashMap::new();
-        for chunk in unique.chunks(100) {
-            let mut request = Some(
-                KeysAndAttributes::builder()
-                    .set_keys(Some(chunk.iter().map(|k| sdk((*k).clone())).collect()))
-                    .consistent_read(self.0.consistent)
-                    .build()
-                    .map_err(other)?,
-            );
-            let mut attempt = 0;
-            while let Some(req) = request.take() {
-                let out = self
-                    .0
-                    .client
-                    .batch_get_item()
-                    .request_items(&self.0.table, req)
-                    .send()
-                    .await
-                    .map_err(store_error)?;
-                for item in out
-                    .responses
-                    .unwrap_or_default()
-                    .remove(&self.0.table)
-                    .unwrap_or_default()
-                {
-                    let item = from_sdk(item)?;
-                    found.insert(id(&item), item);
-                }
-                request = out
-                    .unprocessed_keys
-                    .and_then(|mut u| u.remove(&self.0.table))
-                    .filter(|k| !k.keys().is_empty());
-                if request.is_some() {
-                    attempt += 1;
-                    if attempt > 8 {
-                        return Err(StoreError::Unavailable(
-                            "DynamoDB kept keys unprocessed".into(),
-                        ));
-                    }
-                    backoff(attempt).await;
-                }
-            }
-        }
-        Ok(keys.iter().map(|k| found.get(&id(k)).cloned()).collect())
-    }
-
-    /// One item by key, as wharf-dynamodb-items reads it.
-    async fn get_item(&self, k: items::Item) -> Result<Option<items::Item>, StoreError> {
-        self.get(sdk(k), None).await?.map(from_sdk).transpose()
-    }
-
-    /// Runs `writes` as one transaction (conflicts retried; a failed condition is
-    /// `Precondition`).
-    async fn transact_writes(&self, writes: &[Write]) -> Result<(), StoreError> {
-        let items = writes
-            .iter()
-            .map(|w| sdk_write(w, &self.0.table))
-            .collect::<Result<Vec<_>, _>>()?;
-        self.transact(items).await
-    }
-
-    /// One write outside a transaction (half the cost), for writes that stand alone.
-    async fn write_one(&self, w: &Write) -> Result<(), StoreError> {
-        let names = non_empty(w.names().into_iter().collect());
-        let values = non_empty(sdk(w.values()));
-        let c = &self.0.client;
-        let t = &self.0.table;
-        match &w.op {
-            Op::Put(item) => c
-                .put_item()
-                .table_name(t)
-                .set_item(Some(sdk(item.clone())))
-                .set_condition_expression(w.cond.clone())
-                .set_expression_attribute_names(names)
-                .set_expression_attribute_values(values)
-                .send()
-                .await
-                .map(drop)
-                .map_err(store_error),
-            Op::Update { key: k, expr } => c
-                .update_item()
-                .table_name(t)
-                .set_key(Some(sdk(k.clone())))
-                .update_expression(expr)
-                .set_condition_expression(w.cond.clone())
-                .set_expression_attribute_names(names)
-                .set_expression_attribute_values(values)
-                .send()
-                .await
-                .map(drop)
-                .map_err(store_error),
-            Op::Delete(k) => c
-                .delete_item()
-                .table_name(t)
-                .set_key(Some(sdk(k.clone())))
-                .set_condition_expression(w.cond.clone())
-                .set_expression_attribute_names(names)
-                .set_expression_attribute_values(values)
-                .send()
-                .await
-                .map(drop)
-                .map_err(store_error),
-            Op::Check(_) => Ok(()),
-        }
-    }
-
     /// Reference-count writes in transactions of their own, then `main`: for a manifest
     /// whose counts do not fit in its transaction. If a step fails, what earlier steps
     /// added is taken back; what a crash leaves behind is an over-count, so a blob looks used
@@ -846,49 +733,137 @@ impl DynamoMetadata {
     /// One reference more or less on a link, read afresh each attempt (a link gone has no
     /// count to change).
     async fn link_ref_again(&self, repo: &str, d: &Digest, add: bool) -> Result<(), StoreError> {
-        self.read_decide_write("link reference count", || async {
+        shared::read_decide_write(self, "link reference count", || async {
             let link = self.get_item(ledger::link_key(repo, d)).await?;
             let w = link.and_then(|l| ledger::link_ref_write(repo, d, &l, add));
             Ok((w.into_iter().collect(), ()))
         })
         .await
     }
+}
 
-    /// Reads what a link write decides on ([`ledger::link_reads`]).
-    async fn link_seen(&self, repo: &str, digest: &Digest) -> Result<LinkSeen, StoreError> {
-        LinkSeen::from_found(self.batch_get(&ledger::link_reads(repo, digest)).await?)
-    }
-
-    /// Reads, decides, writes on condition; again while a concurrent write changes what was
-    /// read. `decide` returns `None` when there is nothing to write (its `T` is then the
-    /// answer), or the writes and the answer they give.
-    async fn read_decide_write<T, F, Fut>(&self, what: &str, mut decide: F) -> Result<T, StoreError>
-    where
-        F: FnMut() -> Fut,
-        Fut: Future<Output = Result<(Vec<Write>, T), StoreError>>,
-    {
-        let mut last = None;
-        for attempt in 0..ledger::ATTEMPTS {
-            if attempt > 0 {
-                backoff(attempt).await;
-            }
-            let (writes, answer) = decide().await?;
-            if writes.is_empty() {
-                return Ok(answer);
-            }
-            match self.transact_writes(&writes).await {
-                Ok(()) => return Ok(answer),
-                Err(StoreError::Precondition(e)) => {
-                    tracing::debug!(error = %e, attempt, "{what} raced; reading again");
-                    last = Some(e);
-                }
-                Err(e) => return Err(e),
+/// The SDK's calls as the abilities shared with the REST client need them ([`shared`]).
+impl ItemStore for DynamoMetadata {
+    /// The items at `keys` (BatchGetItem, 100 keys a call, strongly consistent by
+    /// default), in the keys' order.
+    async fn batch_get(
+        &self,
+        keys: &[items::Item],
+    ) -> Result<Vec<Option<items::Item>>, StoreError> {
+        let id = |i: &items::Item| {
+            (
+                items::get_s(i, "pk").unwrap_or_default().to_owned(),
+                items::get_s(i, "sk").unwrap_or_default().to_owned(),
+            )
+        };
+        let mut unique: Vec<&items::Item> = Vec::new();
+        for k in keys {
+            if !unique.iter().any(|u| id(u) == id(k)) {
+                unique.push(k);
             }
         }
-        Err(StoreError::Unavailable(format!(
-            "{what} kept changing: {}",
-            last.unwrap_or_default()
-        )))
+        let keys_sdk = unique.into_iter().map(|k| sdk(k.clone())).collect();
+        let mut found: HashMap<(String, String), items::Item> = HashMap::new();
+        for item in self.batch_get_sdk(keys_sdk, None).await? {
+            let item = from_sdk(item)?;
+            found.insert(id(&item), item);
+        }
+        Ok(keys.iter().map(|k| found.get(&id(k)).cloned()).collect())
+    }
+
+    /// One item by key, as wharf-dynamodb-items reads it.
+    async fn get_item(&self, k: items::Item) -> Result<Option<items::Item>, StoreError> {
+        self.get(sdk(k), None).await?.map(from_sdk).transpose()
+    }
+
+    /// Runs `writes` as one transaction (conflicts retried; a failed condition is
+    /// `Precondition`).
+    async fn transact_writes(&self, writes: &[Write]) -> Result<(), StoreError> {
+        let items = writes
+            .iter()
+            .map(|w| sdk_write(w, &self.0.table))
+            .collect::<Result<Vec<_>, _>>()?;
+        self.transact(items).await
+    }
+
+    /// One write outside a transaction (half the cost), for writes that stand alone.
+    async fn write_one(&self, w: &Write) -> Result<(), StoreError> {
+        let names = non_empty(w.names().into_iter().collect());
+        let values = non_empty(sdk(w.values()));
+        let c = &self.0.client;
+        let t = &self.0.table;
+        match &w.op {
+            Op::Put(item) => c
+                .put_item()
+                .table_name(t)
+                .set_item(Some(sdk(item.clone())))
+                .set_condition_expression(w.cond.clone())
+                .set_expression_attribute_names(names)
+                .set_expression_attribute_values(values)
+                .send()
+                .await
+                .map(drop)
+                .map_err(store_error),
+            Op::Update { key: k, expr } => c
+                .update_item()
+                .table_name(t)
+                .set_key(Some(sdk(k.clone())))
+                .update_expression(expr)
+                .set_condition_expression(w.cond.clone())
+                .set_expression_attribute_names(names)
+                .set_expression_attribute_values(values)
+                .send()
+                .await
+                .map(drop)
+                .map_err(store_error),
+            Op::Delete(k) => c
+                .delete_item()
+                .table_name(t)
+                .set_key(Some(sdk(k.clone())))
+                .set_condition_expression(w.cond.clone())
+                .set_expression_attribute_names(names)
+                .set_expression_attribute_values(values)
+                .send()
+                .await
+                .map(drop)
+                .map_err(store_error),
+            Op::Check(_) => Ok(()),
+        }
+    }
+
+    /// One page of `gsi1` (an index is never read strongly consistent).
+    async fn index_page(&self, q: IndexQuery) -> Result<IndexPage, StoreError> {
+        let (cond, after) = match q.after {
+            Some(a) => ("gsi1pk = :p AND gsi1sk > :a", Some(s(a))),
+            None => ("gsi1pk = :p", None),
+        };
+        let mut req = self
+            .0
+            .client
+            .query()
+            .table_name(&self.0.table)
+            .index_name("gsi1")
+            .key_condition_expression(cond)
+            .expression_attribute_values(":p", s(q.pk))
+            .set_exclusive_start_key(q.start.map(sdk))
+            .limit(q.limit.clamp(1, 1000) as i32);
+        if let Some(a) = after {
+            req = req.expression_attribute_values(":a", a);
+        }
+        let out = req.send().await.map_err(store_error)?;
+        Ok(IndexPage {
+            items: out
+                .items
+                .unwrap_or_default()
+                .into_iter()
+                .map(from_sdk)
+                .collect::<Result<_, _>>()?,
+            next: out.last_evaluated_key.map(from_sdk).transpose()?,
+        })
+    }
+
+    async fn pause(&self, attempt: u32) {
+        backoff(attempt).await
     }
 }
 
