@@ -10,6 +10,8 @@
 #     conditional tag write), a push over quota refused, and {"job":"retention"} applying
 #     a project's retention policy
 #   - an input that is no job fails the invocation, naming the jobs
+#   - first, the GC soak (tests/tests/gc_soak.rs) over the Lambdas: pushes, deletes and
+#     collections at once lose nothing and leak nothing in the bucket
 set -u
 here=$(cd "$(dirname "$0")" && pwd)
 source "$here/lib.sh"
@@ -43,6 +45,26 @@ env WHARF_GC_GRACE_SECS=0 AWS_LAMBDA_FUNCTION_NAME=_ AWS_LAMBDA_FUNCTION_VERSION
 PIDS+=("$!")
 invoke() { "$CARGO_LAMBDA" lambda invoke -A 127.0.0.1 -P "$jobs_port" --data-ascii "$1" _ 2>&1; }
 objects() { find "$WORK/s3/$WHARF_S3_BUCKET" -type f -path '*blobs*' 2>/dev/null | wc -l; }
+
+# ---- the soak, first, while the bucket holds nothing else ---------------------------------
+# tests/tests/gc_soak.rs over the API Lambda: pushers (HEAD-then-skip and mounts), a deleter
+# and collections with grace 0 s and 2 s at once; the collections the soak queues through the
+# API are advanced by {"job":"advance"} invocations in a loop, as the every-minute schedule
+# would, in the jobs function's own process. At the end every push answered 201 pulls whole
+# and the bucket's blobs/ holds exactly the bytes the remaining images reference. One
+# emulated API instance over moto pushes a few images in ten seconds (a push that loses a
+# race with a grace-0 collection is pushed again, as a client would), so the soak asks for
+# at least 8 pushes here.
+(while :; do invoke '{"job":"advance"}' >/dev/null; sleep 0.5; done) &
+ADVANCER=$!
+PIDS+=("$ADVANCER")
+check_output "the GC soak on the API and jobs Lambdas (moto + s3s-fs): nothing lost, nothing leaked" "test result: ok" \
+  env WHARF_TEST_URL="http://$R" WHARF_TEST_USER=admin WHARF_TEST_PASSWORD="$WHARF_ADMIN_PASSWORD" \
+  WHARF_SOAK_SECS="${WHARF_AWS_SOAK_SECS:-60}" WHARF_SOAK_MIN_PUSHES=8 WHARF_SOAK_BLOB_DIR="$WORK/s3/$WHARF_S3_BUCKET/blobs" \
+  cargo test -q --manifest-path "$ROOT/Cargo.toml" -p wharf-tests --test gc_soak -- --nocapture
+grep -h -e '^soak ' -e 'panicked at' -A2 "$WORK"/out.* 2>/dev/null | head -8
+kill "$ADVANCER" 2>/dev/null
+wait "$ADVANCER" 2>/dev/null
 
 start_dockerd
 make_image e2e-awsgc-base:1 2

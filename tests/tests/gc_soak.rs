@@ -1,5 +1,6 @@
 //! A soak of garbage collection against a running registry, over HTTP: for
-//! `WHARF_SOAK_SECS` (default 60; the long soak in `bench/` sets more), pushers push images
+//! `WHARF_SOAK_SECS` (default 60; the long soak in `bench/` sets more; at least
+//! `WHARF_SOAK_MIN_PUSHES` pushes, default 20, or it proved nothing), pushers push images
 //! that share base layers — docker's HEAD-then-skip and cross-repository mounts included —
 //! while a deleter deletes images and collections run in a loop, alternately with a grace
 //! of 0 s and of 2 s. At the end every push that was answered 201 pulls with verified
@@ -346,8 +347,14 @@ fn pushes_deletes_and_collections_at_once_lose_nothing_and_leak_nothing() {
         remaining.len(),
         referenced.len()
     );
-    assert!(c(&counts.pushes) > 20, "the soak pushed");
-    assert!(c(&counts.deleted) > 5, "the soak deleted");
+    // Enough work to have meant something: 20 pushes by default; a slower runtime (the
+    // Lambdas over moto push a few an second) says its own with WHARF_SOAK_MIN_PUSHES.
+    let min_pushes: u64 = std::env::var("WHARF_SOAK_MIN_PUSHES")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(20);
+    assert!(c(&counts.pushes) >= min_pushes, "the soak pushed");
+    assert!(c(&counts.deleted) >= min_pushes / 4, "the soak deleted");
     assert!(
         c(&counts.gc_collected_during_pushes) > 0,
         "collections collected while pushes were in flight, or the soak proved nothing"
