@@ -38,20 +38,23 @@ def call(method, url, token=None, data=None, headers=None):
         return e.code, e.headers, e.read()
 
 
+def push_token(base, repo, user, password):
+    """A bearer token for pull and push on `repo`, from the registry's token endpoint."""
+    basic = base64.b64encode(f"{user}:{password}".encode()).decode()
+    scope = urllib.parse.quote(f"repository:{repo}:pull,push")
+    st, _, body = call("GET", f"{base}/token?service=wharf&scope={scope}",
+                       headers={"Authorization": f"Basic {basic}"})
+    if st != 200:
+        sys.exit(f"token: {st} {body[:200]!r}")
+    return json.loads(body)["token"]
+
+
 def main():
     base, repo, path, chunk, user, password = sys.argv[1:7]
     chunk = int(chunk)
     data = open(path, "rb").read()
     digest = "sha256:" + hashlib.sha256(data).hexdigest()
-    token = None
-    if user != "-":
-        basic = base64.b64encode(f"{user}:{password}".encode()).decode()
-        scope = urllib.parse.quote(f"repository:{repo}:pull,push")
-        st, _, body = call("GET", f"{base}/token?service=wharf&scope={scope}",
-                           headers={"Authorization": f"Basic {basic}"})
-        if st != 200:
-            sys.exit(f"token: {st} {body[:200]!r}")
-        token = json.loads(body)["token"]
+    token = push_token(base, repo, user, password) if user != "-" else None
 
     st, h, body = call("POST", f"{base}/v2/{repo}/blobs/uploads/", token, b"")
     if st != 202:

@@ -8,27 +8,14 @@ per image its own config blob (monolithic POST ?digest=) and manifest. Then star
 uploads, each holding a few bytes, and leaves them idle. Exits non-zero, saying why, on any
 answer the spec does not name.
 """
-import base64
 import hashlib
 import json
 import sys
-import urllib.error
 import urllib.parse
-import urllib.request
+
+from chunked_push import call, push_token  # the same client calls, in this directory
 
 MANIFEST = "application/vnd.oci.image.manifest.v1+json"
-
-
-def call(method, url, token, data=b"", headers=None):
-    req = urllib.request.Request(url, data=data, method=method)
-    req.add_header("Authorization", f"Bearer {token}")
-    for k, v in (headers or {}).items():
-        req.add_header(k, v)
-    try:
-        with urllib.request.urlopen(req, timeout=120) as r:
-            return r.status, r.headers, r.read()
-    except urllib.error.HTTPError as e:
-        return e.code, e.headers, e.read()
 
 
 def blob(base, repo, token, data):
@@ -42,12 +29,7 @@ def blob(base, repo, token, data):
 
 def main():
     base, repo, images, uploads, user, password = sys.argv[1:7]
-    basic = base64.b64encode(f"{user}:{password}".encode()).decode()
-    scope = urllib.parse.quote(f"repository:{repo}:pull,push")
-    req = urllib.request.Request(f"{base}/token?service=wharf&scope={scope}",
-                                 headers={"Authorization": f"Basic {basic}"})
-    with urllib.request.urlopen(req, timeout=60) as r:
-        token = json.loads(r.read())["token"]
+    token = push_token(base, repo, user, password)
 
     layer = blob(base, repo, token, b"a layer every image shares\n")
     layer["mediaType"] = "application/vnd.oci.image.layer.v1.tar"
@@ -62,7 +44,7 @@ def main():
             sys.exit(f"manifest PUT t{i}: {st} {body[:300]!r}")
 
     for i in range(int(uploads)):
-        st, h, body = call("POST", f"{base}/v2/{repo}/blobs/uploads/", token)
+        st, h, body = call("POST", f"{base}/v2/{repo}/blobs/uploads/", token, b"")
         if st != 202:
             sys.exit(f"upload POST: {st} {body[:300]!r}")
         loc = urllib.parse.urljoin(base + "/", h["Location"])
