@@ -9,7 +9,7 @@ use serde::Serialize;
 
 /// The error codes of the OCI Distribution spec (plus `UNAVAILABLE` and `UNKNOWN`,
 /// which CNCF Distribution uses for server-side faults the spec leaves unnamed).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum ErrorCode {
     /// Blob unknown to registry.

@@ -7,8 +7,9 @@
 
 use crate::admin::Admin;
 use crate::auth::TokenService;
-use crate::auth::authorize::Gate;
+use crate::auth::authorize::{Gate, SystemCall};
 use crate::error::Result;
+use crate::error::StoreError;
 use crate::error::{ErrorCode, RegistryError};
 use crate::events::Event;
 use crate::events::audit::AuditTrail;
@@ -18,12 +19,17 @@ use crate::http::headers::{API_VERSION, X_CONTENT_TYPE_OPTIONS};
 use crate::http::request::ClientAddr;
 use crate::http::response::{ApiResponse, error_response};
 use crate::jobs;
+use crate::jobs::replicate::pass::{PassOptions, StepReport};
+use crate::jobs::replicate::v2::Transport;
+use crate::jobs::replicate::{self, Target};
 use crate::oci::{Oci, Settings};
 use crate::policy::retention::{self, pass::RetentionPass};
-use crate::ports::{BlobInventory, BlobStore, CollectableMeta, Env, ServingMeta};
+use crate::ports::{BlobInventory, BlobStore, CollectableMeta, Env, Outbox, ServingMeta};
 use crate::runs::{self, GcOptions, GcRun, RunStatus};
 use crate::settings::Config;
 use crate::settings::GcSchedule;
+use bytes::Bytes;
+use futures_core::Stream;
 use http::header::HeaderValue;
 use http::{Method, Request};
 
@@ -461,5 +467,51 @@ impl<B: BlobStore + BlobInventory, M: CollectableMeta, E: Env> Registry<B, M, E>
                 }
             }
         }
+    }
+}
+
+/// A registry is a replication target in-process: replication into another region's stores
+/// goes through that registry's own handlers, which check and record every write as they
+/// would a client's. The requests are authorized as the system ([`SystemCall`]); the
+/// authority of their URI, if any, is ignored.
+impl<B: BlobStore, M: ServingMeta, E: Env> Transport for Registry<B, M, E> {
+    type Body = crate::http::Body<B::Reader>;
+
+    async fn send<S>(
+        &self,
+        mut req: Request<crate::http::Body<S>>,
+    ) -> Result<http::Response<Self::Body>>
+    where
+        S: Stream<Item = std::result::Result<Bytes, StoreError>> + Unpin,
+    {
+        if let Some(pq) = req.uri().path_and_query().cloned() {
+            *req.uri_mut() = http::Uri::from(pq);
+        }
+        req.headers_mut()
+            .entry(crate::http::headers::HOST)
+            .or_insert(HeaderValue::from_static("wharf.internal"));
+        req.extensions_mut().insert(SystemCall::new());
+        Ok(self.handle(req).await)
+    }
+}
+
+impl<B: BlobStore, M: ServingMeta + Outbox, E: Env> Registry<B, M, E> {
+    /// One step of replication to `target` (named `name`, the id of its state): the
+    /// outbox's changes since its checkpoint, at most `opts.limit`.
+    pub async fn replicate_step<T: Target>(
+        &self,
+        target: &T,
+        name: &str,
+        opts: PassOptions,
+    ) -> Result<StepReport> {
+        replicate::pass::step(
+            &self.blobs,
+            &self.meta,
+            target,
+            name,
+            opts,
+            self.env.now_ms(),
+        )
+        .await
     }
 }

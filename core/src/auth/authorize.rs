@@ -19,6 +19,22 @@ use http::header::HeaderMap;
 /// The document kind of first insufficient-scope refusals (see `Gate::first_scope_refusal`).
 pub const SCOPE_REFUSAL_KIND: &str = "scope_refusal";
 
+/// Marks a request the core itself makes of a registry in-process (replication into
+/// another region's registry): it is authorized as [`SYSTEM_CALLER`]. Only this crate can
+/// make one, and a request extension is a type, never something a client sends, so no
+/// request from outside can carry it.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct SystemCall(());
+
+impl SystemCall {
+    pub(crate) fn new() -> Self {
+        SystemCall(())
+    }
+}
+
+/// The caller name of the core's own in-process requests (audit records name it).
+pub const SYSTEM_CALLER: &str = "wharf:system";
+
 /// What authorization needs of a registry: the identities' store, the clock and randomness,
 /// and the token service (`None`: auth is off and everyone is served).
 pub(crate) struct Gate<'a, D, E> {
@@ -83,6 +99,12 @@ impl<D: DocumentStore, E: Env> Gate<'_, D, E> {
         need: Option<(&str, Action)>,
         catalog: bool,
     ) -> Result<Caller> {
+        if ext.get::<SystemCall>().is_some() {
+            return Ok(Caller {
+                name: SYSTEM_CALLER.into(),
+                claims: None,
+            });
+        }
         let Some(tokens) = &self.tokens else {
             return Ok(Caller {
                 name: "anonymous".into(),

@@ -1,10 +1,12 @@
 //! Scheduled work outside requests: garbage collection ([`gc`]) and the upload cleanup.
 //!
-//! May use: [`crate::error`], [`crate::model`], [`crate::ports`] and [`crate::runs`].
+//! May use: [`crate::error`], [`crate::model`], [`crate::ports`], [`crate::http`] (the
+//! replication target speaks the distribution API) and [`crate::runs`].
 //! Runtimes start them (a timer in `wharf serve`, the Worker's cron trigger, the jobs
 //! Lambda) through the registry.
 
 pub mod gc;
+pub mod replicate;
 mod verify;
 
 /// What a scheduler asks for: the input of the jobs Lambda's EventBridge schedules

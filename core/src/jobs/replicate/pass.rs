@@ -1,0 +1,270 @@
+//! The replication pass: the outbox's changes applied to a target, from a checkpoint.
+//!
+//! An entry says where to look, not what to write: each is applied from the source's state
+//! when it is handled (a tag is set at the target only if the source's tag still points at
+//! that manifest; a deletion is copied only if the thing is still gone). So entries may be
+//! handled again, late or out of order without moving a tag back, and the pass converges
+//! on the source's state whatever it was interrupted by.
+//!
+//! Entries of concurrent writers can become visible up to [`OUTBOX_SKEW_MS`] out of order,
+//! so each step reads again from its checkpoint minus that window and skips the entries it
+//! remembers handling in it (`recent`). A retryable failure (the target is down) stops the
+//! step before the entry, which the next step retries; a refusal (the target denies an
+//! immutable tag, say) is recorded and passed over, so one bad artifact never holds back
+//! the others.
+
+use super::copy::{CopyReport, copy_artifact};
+use super::local::LocalSource;
+use super::{Source, Target, retryable};
+use crate::error::{ErrorCode, RegistryError, Result};
+use crate::ports::{BlobStore, DocumentStore, MetadataStore};
+use crate::ports::{Change, OUTBOX_SKEW_MS, Outbox, OutboxEntry};
+use serde::{Deserialize, Serialize};
+
+/// Document kind of a target's replication state (id: the target's name).
+pub const STATE_KIND: &str = "replication_state";
+/// Refusals a state lists, at most (the newest).
+const MAX_REFUSALS: usize = 100;
+
+/// Where replication to one target is, and what it did.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ReplicaState {
+    /// The newest outbox entry handled.
+    #[serde(default)]
+    pub after: Option<String>,
+    /// Entries handled within [`OUTBOX_SKEW_MS`] before `after`.
+    #[serde(default)]
+    pub recent: Vec<String>,
+    /// When a step last saved this.
+    #[serde(default)]
+    pub updated_ms: u64,
+    /// What was copied, in all.
+    #[serde(default)]
+    pub copied: CopyReport,
+    /// Tags set at the target.
+    #[serde(default)]
+    pub tags_set: u64,
+    /// Manifests and tags deleted at the target.
+    #[serde(default)]
+    pub deleted: u64,
+    /// Entries the target refused, newest last.
+    #[serde(default)]
+    pub refusals: Vec<Refusal>,
+    /// Why the last step stopped early, if it did.
+    #[serde(default)]
+    pub last_error: Option<String>,
+}
+
+/// An entry the target refused.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Refusal {
+    /// The entry.
+    pub seq: String,
+    /// Its repository.
+    pub repository: String,
+    /// The target's answer.
+    pub error: String,
+}
+
+/// What one step did.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StepReport {
+    /// Entries handled.
+    pub handled: usize,
+    /// Nothing is left to handle (as of this step).
+    pub finished: bool,
+    /// The state after the step.
+    pub state: ReplicaState,
+}
+
+/// Options of a pass.
+#[derive(Debug, Clone, Copy)]
+pub struct PassOptions {
+    /// Entries one step handles at most.
+    pub limit: usize,
+    /// Copy deletions (manifests, tags) to the target.
+    pub delete_sync: bool,
+}
+
+impl Default for PassOptions {
+    fn default() -> Self {
+        Self {
+            limit: 100,
+            delete_sync: true,
+        }
+    }
+}
+
+/// Loads a target's state.
+pub async fn load<D: DocumentStore>(docs: &D, target: &str) -> Result<ReplicaState> {
+    match docs.get_doc(STATE_KIND, target).await? {
+        Some(raw) => serde_json::from_slice(&raw).map_err(|e| {
+            RegistryError::new(
+                ErrorCode::Unknown,
+                format!("replication state of {target}: {e}"),
+            )
+        }),
+        None => Ok(ReplicaState::default()),
+    }
+}
+
+async fn save<D: DocumentStore>(docs: &D, target: &str, s: &ReplicaState) -> Result<()> {
+    let raw = serde_json::to_vec(s)
+        .map_err(|e| RegistryError::new(ErrorCode::Unknown, format!("replication state: {e}")))?;
+    docs.put_doc(STATE_KIND, target, &raw, false).await?;
+    Ok(())
+}
+
+fn at_ms(seq: &str) -> u64 {
+    seq.get(..16).and_then(|s| s.parse().ok()).unwrap_or(0)
+}
+
+/// Handles the outbox entries after `target`'s checkpoint, at most `opts.limit`, and saves
+/// the checkpoint.
+pub async fn step<B, M, T>(
+    blobs: &B,
+    meta: &M,
+    target: &T,
+    name: &str,
+    opts: PassOptions,
+    now_ms: u64,
+) -> Result<StepReport>
+where
+    B: BlobStore,
+    M: MetadataStore + DocumentStore + Outbox,
+    T: Target,
+{
+    let mut state = load(meta, name).await?;
+    let from = state
+        .after
+        .as_deref()
+        .map(|a| format!("{:016}", at_ms(a).saturating_sub(OUTBOX_SKEW_MS)));
+    let src = LocalSource { blobs, meta };
+    let mut handled = 0;
+    let mut more = true;
+    let mut cursor = from;
+    state.last_error = None;
+    'read: while handled < opts.limit && more {
+        let page = meta.outbox_after(cursor.as_deref(), opts.limit).await?;
+        more = page.len() == opts.limit;
+        for e in page {
+            cursor = Some(e.seq.clone());
+            let old = state.after.as_deref().is_some_and(|a| e.seq.as_str() <= a);
+            if old && state.recent.contains(&e.seq) {
+                continue;
+            }
+            if handled == opts.limit {
+                more = true;
+                break 'read;
+            }
+            match apply(&src, target, &e, opts, &mut state).await {
+                Ok(()) => {}
+                Err(err) if retryable(&err) => {
+                    state.last_error = Some(format!("{}: {}", e.seq, err.message));
+                    more = true;
+                    break 'read;
+                }
+                Err(err) => {
+                    state.refusals.push(Refusal {
+                        seq: e.seq.clone(),
+                        repository: repository(&e.change).to_owned(),
+                        error: err.message,
+                    });
+                    let over = state.refusals.len().saturating_sub(MAX_REFUSALS);
+                    state.refusals.drain(..over);
+                }
+            }
+            handled += 1;
+            mark(&mut state, &e.seq);
+        }
+    }
+    state.updated_ms = now_ms;
+    save(meta, name, &state).await?;
+    Ok(StepReport {
+        handled,
+        finished: !more && state.last_error.is_none(),
+        state,
+    })
+}
+
+/// Records `seq` as handled: the checkpoint moves forward, and the window of entries
+/// handled behind it keeps only what a re-read can still reach.
+fn mark(state: &mut ReplicaState, seq: &str) {
+    if state.after.as_deref().is_none_or(|a| seq > a) {
+        state.after = Some(seq.to_owned());
+    }
+    state.recent.push(seq.to_owned());
+    let horizon = state
+        .after
+        .as_deref()
+        .map_or(0, |a| at_ms(a).saturating_sub(OUTBOX_SKEW_MS));
+    state.recent.retain(|s| at_ms(s) >= horizon);
+}
+
+fn repository(c: &Change) -> &str {
+    match c {
+        Change::ManifestPut { repository, .. }
+        | Change::ManifestDeleted { repository, .. }
+        | Change::TagDeleted { repository, .. }
+        | Change::BlobLinked { repository, .. }
+        | Change::BlobUnlinked { repository, .. } => repository,
+    }
+}
+
+/// Applies one entry from the source's current state.
+async fn apply<S: Source, T: Target>(
+    src: &S,
+    dst: &T,
+    e: &OutboxEntry,
+    opts: PassOptions,
+    state: &mut ReplicaState,
+) -> Result<()> {
+    match &e.change {
+        Change::ManifestPut {
+            repository,
+            digest,
+            tags,
+        } => {
+            if src.manifest(repository, digest).await?.is_none() {
+                return Ok(()); // deleted since: its deletion's entry follows
+            }
+            let r = copy_artifact(src, dst, repository, digest).await?;
+            state.copied.add(&r);
+            for tag in tags {
+                if src.tag(repository, tag).await?.as_ref() != Some(digest) {
+                    continue; // moved since: a later entry sets it
+                }
+                if dst.resolve(repository, tag).await?.as_ref() == Some(digest) {
+                    continue;
+                }
+                let m = src.manifest(repository, digest).await?.ok_or_else(|| {
+                    RegistryError::new(ErrorCode::ManifestUnknown, "manifest deleted meanwhile")
+                })?;
+                dst.put_manifest(repository, tag, &m).await?;
+                state.tags_set += 1;
+            }
+        }
+        Change::ManifestDeleted { repository, digest } if opts.delete_sync => {
+            let gone = src.manifest(repository, digest).await?.is_none();
+            if gone
+                && dst
+                    .resolve(repository, &digest.to_string())
+                    .await?
+                    .is_some()
+            {
+                dst.delete_manifest(repository, digest).await?;
+                state.deleted += 1;
+            }
+        }
+        Change::TagDeleted { repository, tag } if opts.delete_sync => {
+            let gone = src.tag(repository, tag).await?.is_none();
+            if gone && dst.resolve(repository, tag).await?.is_some() {
+                dst.delete_tag(repository, tag).await?;
+                state.deleted += 1;
+            }
+        }
+        // Blobs travel with the manifests that reference them.
+        _ => {}
+    }
+    Ok(())
+}
