@@ -23,6 +23,8 @@
 //! | `WHARF_GC_INTERVAL_HOURS` | 24 (0: no scheduled collection) | [`Vars::gc_schedule`] |
 //! | `WHARF_GC_GRACE_SECS` | 3600 | [`Vars::gc_schedule`] |
 //! | `WHARF_DEFAULT_QUOTA_BYTES` | none (no quota) | [`Vars::config`]: the quota of each new project |
+//! | `WHARF_REPLICA_URL` | none (no replication) | [`Vars::replica`]: the registry this one's changes are copied to |
+//! | `WHARF_REPLICA_USERNAME`, `WHARF_REPLICA_PASSWORD` | none (the replica takes anonymous pushes) | [`Vars::replica`]; one needs the other |
 //!
 //! A runtime reads what it has (the Lambda has no trusted proxies, the server's lookup
 //! answers only the variables it documents) and its own variables (listen address, table,
@@ -40,7 +42,7 @@ mod vars;
 mod tests;
 
 pub use error::{Problem, SettingError};
-pub use vars::{DEFAULT_UPLOAD_MAX_AGE_HOURS, GcSchedule, Vars};
+pub use vars::{DEFAULT_UPLOAD_MAX_AGE_HOURS, GcSchedule, Replica, Vars};
 
 /// The names of the variables [`Vars`] reads itself.
 pub mod var {
@@ -78,6 +80,12 @@ pub mod var {
     pub const GC_GRACE_SECS: &str = "WHARF_GC_GRACE_SECS";
     /// The storage quota of each project created from now on, in bytes.
     pub const DEFAULT_QUOTA_BYTES: &str = "WHARF_DEFAULT_QUOTA_BYTES";
+    /// Base URL of the registry changes are replicated to.
+    pub const REPLICA_URL: &str = "WHARF_REPLICA_URL";
+    /// User (or robot) the replica is pushed to as.
+    pub const REPLICA_USERNAME: &str = "WHARF_REPLICA_USERNAME";
+    /// Its password (or robot secret).
+    pub const REPLICA_PASSWORD: &str = "WHARF_REPLICA_PASSWORD";
 }
 
 /// Behaviour switches of the API.

@@ -393,3 +393,45 @@ fn the_gc_schedule_defaults_to_daily_with_an_hour_of_grace() {
     let huge = vars(&[("WHARF_GC_INTERVAL_HOURS", "18446744073709551615")]);
     assert!(huge.gc_schedule().is_err());
 }
+
+#[test]
+fn the_replica_and_its_credentials() {
+    assert_eq!(vars(&[]).replica().expect("none"), None);
+    let r = vars(&[
+        ("WHARF_REPLICA_URL", "http://127.0.0.2:5000/"),
+        ("WHARF_REPLICA_USERNAME", "robot$repl"),
+        ("WHARF_REPLICA_PASSWORD", "s3cret-pass"),
+    ])
+    .replica()
+    .expect("replica")
+    .expect("set");
+    assert_eq!(r.url, "http://127.0.0.2:5000");
+    assert_eq!(
+        r.credentials,
+        Some(("robot$repl".into(), "s3cret-pass".into()))
+    );
+    assert!(
+        !format!("{r:?}").contains("s3cret"),
+        "the password is printed: {r:?}"
+    );
+    assert_eq!(
+        err(vars(&[("WHARF_REPLICA_URL", "ftp://x")]).replica()),
+        "WHARF_REPLICA_URL must be an http:// or https:// URL, not \"ftp://x\""
+    );
+    assert_eq!(
+        err(vars(&[
+            ("WHARF_REPLICA_URL", "http://x"),
+            ("WHARF_REPLICA_USERNAME", "u")
+        ])
+        .replica()),
+        "WHARF_REPLICA_USERNAME needs WHARF_REPLICA_PASSWORD"
+    );
+    assert_eq!(
+        err(vars(&[
+            ("WHARF_REPLICA_URL", "http://x"),
+            ("WHARF_REPLICA_PASSWORD", "p")
+        ])
+        .replica()),
+        "WHARF_REPLICA_PASSWORD needs WHARF_REPLICA_USERNAME"
+    );
+}

@@ -209,6 +209,42 @@ impl<F: Fn(&str) -> Option<String>> Vars<F> {
         self.number(var::UPLOAD_MAX_AGE_HOURS, DEFAULT_UPLOAD_MAX_AGE_HOURS)
     }
 
+    /// The replica changes are copied to ([`var::REPLICA_URL`], with
+    /// [`var::REPLICA_USERNAME`] and [`var::REPLICA_PASSWORD`]), if one is set.
+    pub fn replica(&self) -> Result<Option<Replica>, SettingError> {
+        let Some(url) = self.text(var::REPLICA_URL) else {
+            return Ok(None);
+        };
+        if !(url.starts_with("http://") || url.starts_with("https://")) {
+            return Err(SettingError {
+                variable: var::REPLICA_URL,
+                problem: Problem::Invalid {
+                    expected: "an http:// or https:// URL".into(),
+                    found: Some(url),
+                },
+            });
+        }
+        let credentials = match self.text(var::REPLICA_USERNAME) {
+            Some(u) => Some((
+                u,
+                self.required_by(var::REPLICA_PASSWORD, var::REPLICA_USERNAME)?,
+            )),
+            None if self.text(var::REPLICA_PASSWORD).is_some() => {
+                return Err(SettingError {
+                    variable: var::REPLICA_USERNAME,
+                    problem: Problem::Missing {
+                        by: Some(var::REPLICA_PASSWORD),
+                    },
+                });
+            }
+            None => None,
+        };
+        Ok(Some(Replica {
+            url: url.trim_end_matches('/').to_owned(),
+            credentials,
+        }))
+    }
+
     /// When scheduled garbage collection runs and with what grace (`WHARF_GC_INTERVAL_HOURS`,
     /// `WHARF_GC_GRACE_SECS`); its uploads' age is [`Self::upload_max_age_hours`].
     pub fn gc_schedule(&self) -> Result<GcSchedule, SettingError> {
@@ -229,6 +265,25 @@ impl<F: Fn(&str) -> Option<String>> Vars<F> {
             grace_ms: ms(grace, 1000, var::GC_GRACE_SECS)?,
             upload_max_age_ms: ms(upload_hours, 3_600_000, var::UPLOAD_MAX_AGE_HOURS)?,
         })
+    }
+}
+
+/// The registry this one replicates to.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Replica {
+    /// Its base URL (`http://host:port`), no trailing `/`.
+    pub url: String,
+    /// Basic credentials for its token endpoint, if it asks for them.
+    pub credentials: Option<(String, String)>,
+}
+
+impl std::fmt::Debug for Replica {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The password is never printed.
+        f.debug_struct("Replica")
+            .field("url", &self.url)
+            .field("username", &self.credentials.as_ref().map(|c| &c.0))
+            .finish()
     }
 }
 

@@ -89,6 +89,14 @@ pub struct ServeArgs {
     /// accept them. Prefer the variable to the flag: flags show in process lists.
     #[arg(long, env = "WHARF_UPLOAD_SECRET", hide_env_values = true)]
     pub upload_secret: Option<String>,
+    /// Base URL of a registry every change here is replicated to (another wharf region,
+    /// any registry of the distribution API): manifests with their blobs, tags, deletions.
+    #[arg(long, env = "WHARF_REPLICA_URL")]
+    pub replica_url: Option<String>,
+    /// User or robot the replica is pushed to as (with WHARF_REPLICA_PASSWORD, which is
+    /// read from the environment only).
+    #[arg(long, env = "WHARF_REPLICA_USERNAME")]
+    pub replica_username: Option<String>,
     /// Seconds a client has to send a request's headers (also how long an idle keep-alive
     /// connection stays open) [default: 30].
     #[arg(long, env = "WHARF_HEADER_TIMEOUT_SECS")]
@@ -141,6 +149,8 @@ struct FileConfig {
     metadata: Option<String>,
     upload_url: Option<String>,
     upload_secret: Option<String>,
+    replica_url: Option<String>,
+    replica_username: Option<String>,
     header_timeout_secs: Option<u64>,
     body_idle_timeout_secs: Option<u64>,
     max_connections: Option<usize>,
@@ -170,6 +180,8 @@ pub struct Settings {
     /// `--base-url`, else the request's host with this server's scheme.
     pub origin: OriginRule,
     pub trusted_proxies: TrustedProxies,
+    /// The registry changes are replicated to.
+    pub replica: Option<wharf_core::settings::Replica>,
 }
 
 /// What one client may hold of the server: time for headers and between body bytes,
@@ -317,6 +329,16 @@ impl ServeArgs {
                 self.upload_secret.or(file.upload_secret),
             ),
             (
+                var::REPLICA_URL,
+                "--replica-url",
+                self.replica_url.or(file.replica_url),
+            ),
+            (
+                var::REPLICA_USERNAME,
+                "--replica-username",
+                self.replica_username.or(file.replica_username),
+            ),
+            (
                 var::TRUSTED_PROXIES,
                 "--trusted-proxy",
                 self.trusted_proxies
@@ -329,7 +351,9 @@ impl ServeArgs {
                 Some((.., value)) => value.clone(),
                 // The one the server takes from its environment only (README: "env only");
                 // nothing else: WHARF_MAX_BODY_BYTES and WHARF_PRESIGN_TTL_SECS are not its.
-                None if name == var::ADMIN_PASSWORD => std::env::var(name).ok(),
+                None if name == var::ADMIN_PASSWORD || name == var::REPLICA_PASSWORD => {
+                    std::env::var(name).ok()
+                }
                 None => None,
             },
         );
@@ -349,6 +373,7 @@ impl ServeArgs {
             trusted_proxies: vars.trusted_proxies().map_err(named)?,
             upload_max_age_hours: vars.upload_max_age_hours().map_err(named)?,
             gc: vars.gc_schedule().map_err(named)?,
+            replica: vars.replica().map_err(named)?,
             token_keys: self.token_keys.or(file.token_keys).unwrap_or_default(),
             listen: self
                 .listen

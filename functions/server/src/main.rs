@@ -19,6 +19,8 @@ use std::time::{Duration, Instant};
 use wharf_aws_stack::{AwsSettings, AwsStores};
 use wharf_core::auth::{Keys, TokenService};
 use wharf_core::http::{ClientAddr, OriginRule, TrustedProxies};
+use wharf_core::jobs::replicate::pass::PassOptions;
+use wharf_core::jobs::replicate::v2::V2Target;
 use wharf_core::runs::GcOptions;
 use wharf_core::settings::Vars;
 use wharf_core::{Registry, ports::DocumentStore};
@@ -27,6 +29,7 @@ use wharf_embedded::EmbeddedMetadata;
 use wharf_fs::FsBlobStore;
 use wharf_os::SystemEnv;
 use wharf_s3::S3BlobStore;
+use wharf_v2_client::HttpTransport;
 
 #[derive(Parser)]
 #[command(
@@ -81,6 +84,11 @@ trait App: Send + Sync + 'static {
     /// Applies every project's retention policy; artifacts deleted.
     fn apply_retention(&self) -> BoxFuture<'_, Result<u64, String>>;
     fn flush(&self) -> BoxFuture<'_, ()>;
+    /// One replication step to the replica: (entries handled, finished).
+    fn replicate<'a>(
+        &'a self,
+        target: &'a Replicator,
+    ) -> BoxFuture<'a, Result<(usize, bool), String>>;
     fn backfill(&self) -> BoxFuture<'_, Result<(), String>>;
 }
 
@@ -148,6 +156,21 @@ macro_rules! app_for {
             }
             fn backfill(&self) -> BoxFuture<'_, Result<(), String>> {
                 self.meta.run_backfill()
+            }
+            fn replicate<'a>(
+                &'a self,
+                target: &'a Replicator,
+            ) -> BoxFuture<'a, Result<(usize, bool), String>> {
+                Box::pin(async move {
+                    let r = self
+                        .replicate_step(target, REPLICA, PassOptions::default())
+                        .await
+                        .map_err(|e| e.message)?;
+                    if let Some(e) = &r.state.last_error {
+                        return Err(e.clone());
+                    }
+                    Ok((r.handled, r.finished))
+                })
             }
             fn flush(&self) -> BoxFuture<'_, ()> {
                 Box::pin(async move {
@@ -307,6 +330,14 @@ async fn run(s: Settings) -> Result<(), String> {
     if s.gc.every_ms > 0 {
         tokio::spawn(gc_schedule(state.clone(), s.gc));
     }
+    if let Some(replica) = &s.replica {
+        let target = V2Target {
+            transport: HttpTransport::new(replica.credentials.clone()).map_err(|e| e.message)?,
+            base: replica.url.clone(),
+        };
+        tracing::info!(replica = %replica.url, "replicating every change");
+        tokio::spawn(replicator(state.clone(), target));
+    }
     // Content written before this version gets its records in the background; garbage
     // collection will wait for it.
     let b = state.clone();
@@ -451,6 +482,47 @@ async fn shutdown_on_signal(handle: axum_server::Handle<SocketAddr>, grace: Dura
         "shutting down: finishing in-flight requests"
     );
     handle.graceful_shutdown(Some(grace));
+}
+
+/// The replica's transport and address.
+type Replicator = V2Target<HttpTransport>;
+/// The name of the replica's state document.
+const REPLICA: &str = "replica";
+
+/// Copies the outbox's changes to the replica: a step every half second, more at once while
+/// work is left. A step that fails (the replica is down) keeps its checkpoint; the next
+/// tick tries again.
+async fn replicator(state: Arc<AppState>, target: Replicator) {
+    const EVERY: Duration = Duration::from_millis(500);
+    let mut tick = tokio::time::interval(EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut failing = false;
+    loop {
+        tick.tick().await;
+        for _ in 0..100 {
+            match state.app.replicate(&target).await {
+                Ok((n, finished)) => {
+                    if failing {
+                        tracing::info!("replication resumed");
+                        failing = false;
+                    }
+                    if n > 0 {
+                        tracing::debug!(entries = n, "replicated");
+                    }
+                    if finished {
+                        break;
+                    }
+                }
+                Err(e) => {
+                    if !failing {
+                        tracing::warn!(error = %e, "replication step failed; retrying");
+                        failing = true;
+                    }
+                    break;
+                }
+            }
+        }
+    }
 }
 
 /// Removes uploads left idle past the configured age, every ten minutes.
