@@ -490,3 +490,39 @@ fn a_refusal_is_recorded_and_passed_over_and_a_target_that_is_down_holds_the_che
         d
     );
 }
+
+#[test]
+fn only_the_cores_own_requests_are_authorized_as_the_system() {
+    let (a, b) = pair();
+    let (d, m) = image(&a, "p/app", "v1", b"layer");
+    // From outside, with no token, the same write is refused.
+    let r = call(
+        &b,
+        Method::PUT,
+        "/v2/p/app/manifests/v1",
+        None,
+        m.to_string().as_bytes(),
+    );
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{}", r.body);
+    // A header cannot pass for the extension.
+    let r = call(
+        &b,
+        Method::PUT,
+        "/v2/p/app/manifests/v1",
+        Some("SystemCall"),
+        m.to_string().as_bytes(),
+    );
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{}", r.body);
+    // Through the transport, the replication of it is taken and audited as the system.
+    run(&a, &target(&b));
+    assert_eq!(manifest(&b, "p/app", "v1").expect("v1").info.digest, d);
+    let audit = admin(&b, Method::GET, "/api/v1/audit", serde_json::json!({}));
+    assert!(
+        audit
+            .body
+            .to_string()
+            .contains(wharf_core::auth::SYSTEM_CALLER),
+        "the replicated push is not audited as the system: {}",
+        audit.body
+    );
+}

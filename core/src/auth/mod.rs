@@ -21,7 +21,7 @@ mod password;
 pub mod throttle;
 mod token;
 
-pub use authorize::Caller;
+pub use authorize::{Caller, SYSTEM_CALLER};
 pub use basic::parse_basic;
 pub use bootstrap::ensure_admin;
 pub use directory::Directory;
