@@ -225,9 +225,9 @@ async fn apply<S: Source, T: Target>(
             digest,
             tags,
         } => {
-            if src.manifest(repository, digest).await?.is_none() {
+            let Some(m) = src.manifest(repository, digest).await? else {
                 return Ok(()); // deleted since: its deletion's entry follows
-            }
+            };
             let r = copy_artifact(src, dst, repository, digest).await?;
             state.copied.add(&r);
             for tag in tags {
@@ -237,9 +237,6 @@ async fn apply<S: Source, T: Target>(
                 if dst.resolve(repository, tag).await?.as_ref() == Some(digest) {
                     continue;
                 }
-                let m = src.manifest(repository, digest).await?.ok_or_else(|| {
-                    RegistryError::new(ErrorCode::ManifestUnknown, "manifest deleted meanwhile")
-                })?;
                 dst.put_manifest(repository, tag, &m).await?;
                 state.tags_set += 1;
             }

@@ -54,13 +54,6 @@ impl<T: Transport> V2Target<T> {
         format!("{}{path}", self.base)
     }
 
-    async fn call<S>(&self, req: Request<Body<S>>) -> Result<Response<T::Body>>
-    where
-        S: Stream<Item = std::result::Result<Bytes, StoreError>> + Unpin,
-    {
-        self.transport.send(req).await
-    }
-
     fn request(&self, method: Method, path: &str) -> http::request::Builder {
         Request::builder()
             .method(method)
@@ -109,7 +102,7 @@ impl<T: Transport> Target for V2Target<T> {
             self.request(Method::HEAD, &format!("/v2/{repo}/blobs/{digest}")),
             empty(),
         )?;
-        let resp = self.call(req).await?;
+        let resp = self.transport.send(req).await?;
         match resp.status() {
             s if s.is_success() || s.is_redirection() => Ok(true),
             StatusCode::NOT_FOUND => Ok(false),
@@ -126,7 +119,7 @@ impl<T: Transport> Target for V2Target<T> {
                 .header(headers::CONTENT_LENGTH, "0"),
             empty(),
         )?;
-        let resp = self.call(req).await?;
+        let resp = self.transport.send(req).await?;
         if resp.status() != StatusCode::ACCEPTED {
             return Err(self.refused("an upload", resp).await);
         }
@@ -153,7 +146,7 @@ impl<T: Transport> Target for V2Target<T> {
                 .header(headers::CONTENT_TYPE, "application/octet-stream"),
             Body::Stream(body),
         )?;
-        let resp = self.call(req).await?;
+        let resp = self.transport.send(req).await?;
         if resp.status() != StatusCode::CREATED {
             return Err(self.refused("a blob", resp).await);
         }
@@ -165,7 +158,7 @@ impl<T: Transport> Target for V2Target<T> {
             self.request(Method::HEAD, &format!("/v2/{repo}/manifests/{reference}")),
             empty(),
         )?;
-        let resp = self.call(req).await?;
+        let resp = self.transport.send(req).await?;
         match resp.status() {
             s if s.is_success() => {
                 let d = resp
@@ -187,7 +180,7 @@ impl<T: Transport> Target for V2Target<T> {
                 .header(headers::CONTENT_LENGTH, m.bytes.len().to_string()),
             Body::<NoBody>::Full(Some(m.bytes.clone())),
         )?;
-        let resp = self.call(req).await?;
+        let resp = self.transport.send(req).await?;
         if resp.status() != StatusCode::CREATED {
             return Err(self.refused("a manifest", resp).await);
         }
@@ -209,7 +202,7 @@ impl<T: Transport> V2Target<T> {
             self.request(Method::DELETE, &format!("/v2/{repo}/manifests/{reference}")),
             empty(),
         )?;
-        let resp = self.call(req).await?;
+        let resp = self.transport.send(req).await?;
         match resp.status() {
             s if s.is_success() => Ok(()),
             StatusCode::NOT_FOUND => Ok(()),
