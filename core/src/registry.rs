@@ -409,6 +409,12 @@ impl<B: BlobStore + BlobInventory, M: CollectableMeta, E: Env> Registry<B, M, E>
                     "job": job, "pass": pass, "out_of_time": out_of_time
                 }));
             }
+            jobs::Job::Replicate => {
+                return Err(RegistryError::new(
+                    ErrorCode::Unsupported,
+                    "the replicate job needs a replica, which this runtime has not been given",
+                ));
+            }
             // A retention pass a deadline stopped continues here too, before the runs.
             jobs::Job::Advance => {
                 self.retention_until(STEP, deadline_ms).await?;
@@ -513,5 +519,37 @@ impl<B: BlobStore, M: ServingMeta + Outbox, E: Env> Registry<B, M, E> {
             self.env.now_ms(),
         )
         .await
+    }
+
+    /// Replication to `target` as a scheduled job: steps until nothing is left, the
+    /// target fails (the checkpoint holds; the next run retries), or `deadline_ms`. The
+    /// report is the jobs' JSON.
+    pub async fn replicate_until<T: Target>(
+        &self,
+        target: &T,
+        name: &str,
+        opts: PassOptions,
+        deadline_ms: u64,
+    ) -> Result<serde_json::Value> {
+        let mut handled = 0;
+        loop {
+            let r = self.replicate_step(target, name, opts).await?;
+            handled += r.handled;
+            let out_of_time = self.env.now_ms() >= deadline_ms;
+            if r.finished || r.state.last_error.is_some() || out_of_time || r.handled == 0 {
+                return Ok(serde_json::json!({
+                    "job": jobs::Job::Replicate,
+                    "replica": name,
+                    "handled": handled,
+                    "finished": r.finished,
+                    "out_of_time": out_of_time && !r.finished,
+                    "error": r.state.last_error,
+                    "copied": r.state.copied,
+                    "tags_set": r.state.tags_set,
+                    "deleted": r.state.deleted,
+                    "refusals": r.state.refusals.len(),
+                }));
+            }
+        }
     }
 }

@@ -526,3 +526,49 @@ fn only_the_cores_own_requests_are_authorized_as_the_system() {
         audit.body
     );
 }
+
+#[test]
+fn the_scheduled_job_runs_steps_until_done_out_of_time_or_failing() {
+    let (a, b) = pair();
+    multi_arch(&a, "team/app", "v1");
+    let one = PassOptions {
+        limit: 1,
+        ..PassOptions::default()
+    };
+    // A deadline already past: one step, then it says it ran out of time.
+    let out = block_on(a.replicate_until(&target(&b), "b", one, 0)).expect("job");
+    assert_eq!(out["job"], serde_json::json!({"job": "replicate"}));
+    assert_eq!(out["handled"], 1, "{out}");
+    assert_eq!(out["out_of_time"], true, "{out}");
+    assert_eq!(out["finished"], false, "{out}");
+    // A failing target: the job stops at once and reports it, the checkpoint held.
+    let down = Stops {
+        inner: target(&b),
+        writes: Cell::new(0),
+        fail_at: 1,
+    };
+    let out = block_on(a.replicate_until(&down, "b", one, u64::MAX)).expect("job");
+    assert!(
+        out["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("stopped here")),
+        "{out}"
+    );
+    assert_eq!(out["finished"], false, "{out}");
+    // Time enough: steps of one entry until the outbox is done, the target consistent.
+    let out = block_on(a.replicate_until(&target(&b), "b", one, u64::MAX)).expect("job");
+    assert_eq!(out["finished"], true, "{out}");
+    assert_eq!(out["error"], serde_json::Value::Null, "{out}");
+    assert!(out["handled"].as_u64().is_some_and(|n| n > 1), "{out}");
+    assert_consistent(&b, "team/app");
+    assert!(manifest(&b, "team/app", "v1").is_some());
+    // The core's run_job does not know the replica: it says so rather than doing nothing.
+    let schedule = wharf_core::settings::GcSchedule {
+        every_ms: 0,
+        grace_ms: 0,
+        upload_max_age_ms: 0,
+    };
+    let e = block_on(a.run_job(wharf_core::jobs::Job::Replicate, &schedule, u64::MAX))
+        .expect_err("no replica");
+    assert_eq!(e.code, ErrorCode::Unsupported);
+}

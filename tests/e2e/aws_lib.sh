@@ -18,27 +18,28 @@ start_moto() {
   wait_http "http://127.0.0.1:$MOTO_PORT/" 30
 }
 
-# start_emulator NAME: the Runtime API and function-URL emulator; sets NAME_PORT.
+# start_emulator NAME [PACKAGE]: the Runtime API and function-URL emulator (of the API
+# function, or PACKAGE's); sets NAME_PORT.
 start_emulator() {
-  local name=$1 port log i
+  local name=$1 pkg=${2:-wharf-lambda-api} port log i
   port=$(free_port)
   log="$LOGDIR/$SUITE-$name-emulator.log"
   (cd "$ROOT" && exec "$CARGO_LAMBDA" lambda watch --only-lambda-apis -A 127.0.0.1 -P "$port" \
-    -p wharf-lambda-api --bin wharf-lambda-api) >"$log" 2>&1 &
+    -p "$pkg" --bin "$pkg") >"$log" 2>&1 &
   PIDS+=("$!")
   for i in $(seq 1 300); do grep -q "starting Runtime server" "$log" 2>/dev/null && break; sleep 0.1; done
   eval "${name}_PORT=$port"
 }
 
-# start_instance NAME [VAR=VALUE…]: one instance of the prebuilt function polling NAME's
-# emulator, as a 128 MB Lambda; sets INSTANCE_PID.
+# start_instance NAME [VAR=VALUE…]: one instance of the prebuilt function ($INSTANCE_BIN,
+# default the API's) polling NAME's emulator, as a 128 MB Lambda; sets INSTANCE_PID.
 start_instance() {
   local name=$1 port
   shift
   port=$(eval echo "\$${name}_PORT")
   env "$@" AWS_LAMBDA_FUNCTION_NAME=_ AWS_LAMBDA_FUNCTION_VERSION=1 AWS_LAMBDA_FUNCTION_MEMORY_SIZE=128 \
     AWS_LAMBDA_RUNTIME_API="http://127.0.0.1:$port/.rt" RUST_LOG=${LAMBDA_RUST_LOG:-info,wharf_core=debug} \
-    "$LAMBDA_BIN" >>"$LOGDIR/$SUITE-$name-wharf-lambda.log" 2>&1 &
+    "${INSTANCE_BIN:-$LAMBDA_BIN}" >>"$LOGDIR/$SUITE-$name-wharf-lambda.log" 2>&1 &
   INSTANCE_PID=$!
   PIDS+=("$INSTANCE_PID")
 }

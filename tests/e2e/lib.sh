@@ -93,9 +93,10 @@ start_s3() {
   local S3S
   S3S=$(command -v s3s-fs || echo "$HOME/.cargo/bin/s3s-fs")
   S3_PORT=${S3_PORT:-$(free_port)}
-  mkdir -p "$WORK/s3"
+  S3_DIR=${S3_DIR:-$WORK/s3}
+  mkdir -p "$S3_DIR"
   "$S3S" --host 127.0.0.1 --port "$S3_PORT" --access-key wharftestkey --secret-key wharftestsecret \
-    "$WORK/s3" >>"$LOGDIR/$SUITE-s3s-fs.log" 2>&1 &
+    "$S3_DIR" >>"$LOGDIR/$SUITE-s3s-fs.log" 2>&1 &
   S3_PID=$!
   PIDS+=("$S3_PID")
   for _ in $(seq 1 100); do curl -s -o /dev/null "http://127.0.0.1:$S3_PORT/" && return 0; sleep 0.1; done

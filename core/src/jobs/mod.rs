@@ -24,6 +24,10 @@ pub enum Job {
     CleanupUploads,
     /// Apply every project's retention policy (a pass, continued from its checkpoint).
     Retention,
+    /// Copy the outbox's changes to the configured replica (another region's stores), from
+    /// the replica's checkpoint: [`crate::Registry::replicate_until`]. Only a runtime that
+    /// knows the replica runs it.
+    Replicate,
 }
 
 use crate::error::Result;

@@ -8,11 +8,26 @@
 //! A run stops 30 s before the invocation's deadline (Lambda's 15 minutes at most) and
 //! saves its checkpoint; the next invocation (the every-minute `advance` schedule)
 //! continues it. So a collection of any size finishes, in as many invocations as it takes.
+//!
+//! `{"job":"replicate"}` copies every change to another region's stores (the
+//! `WHARF_REPLICA_*` variables, see `wharf_aws_stack`) through that region's own handlers
+//! in this process: blobs stream from this bucket into the replica's, never through a
+//! function URL's 6 MB limit. It is triggered two ways, and a run is idempotent, so either
+//! may come while the other runs:
+//! - by the table's DynamoDB stream (an event source mapping filtered to outbox items):
+//!   any batch of stream records (`{"Records":[{"eventSource":"aws:dynamodb",…}]}`) is a
+//!   `replicate` run. The records only wake the function; the outbox is what it reads, from
+//!   its checkpoint, so a lost or repeated batch loses and repeats nothing. This is what
+//!   makes the lag seconds, not the minute of a schedule;
+//! - by an every-minute schedule: the catch-up that retries what a failing replica
+//!   refused and runs when the stream has nothing new.
 
 use lambda_runtime::{Error, LambdaEvent, service_fn};
 use serde_json::Value;
 use wharf_core::Registry;
 use wharf_core::jobs::Job;
+use wharf_core::jobs::replicate::pass::PassOptions;
+use wharf_core::jobs::replicate::v2::V2Target;
 use wharf_core::settings::{GcSchedule, Vars};
 use wharf_dynamodb::DynamoMetadata;
 use wharf_os::SystemEnv;
@@ -22,9 +37,13 @@ use wharf_s3::S3BlobStore;
 /// (a quarter of the time left, for functions given less than two minutes).
 const MARGIN_MS: u64 = 30_000;
 
+type AwsRegistry = Registry<S3BlobStore, DynamoMetadata, SystemEnv>;
+
 struct Function {
-    registry: Registry<S3BlobStore, DynamoMetadata, SystemEnv>,
+    registry: AwsRegistry,
     schedule: GcSchedule,
+    /// The replica's name and its registry, on its own stores.
+    replica: Option<(String, AwsRegistry)>,
 }
 
 fn env_var(name: &str) -> Option<String> {
@@ -35,19 +54,46 @@ async fn build() -> Result<Function, String> {
     let vars = Vars::new(env_var);
     let stores = wharf_aws_stack::open(&wharf_aws_stack::AwsSettings::from_vars(&vars)?).await?;
     let config = vars.config(None)?;
+    let replica = match wharf_aws_stack::AwsSettings::replica_from_vars(&vars)? {
+        Some(r) => {
+            let there = wharf_aws_stack::open(&r.stores).await?;
+            tracing::info!(replica = %r.name, bucket = %r.stores.bucket, table = %r.stores.table, "replicating to");
+            Some((
+                r.name,
+                Registry::new(there.blobs, there.meta, SystemEnv, config.clone()),
+            ))
+        }
+        None => None,
+    };
     Ok(Function {
         registry: Registry::new(stores.blobs, stores.meta, SystemEnv, config),
         schedule: vars.gc_schedule()?,
+        replica,
+    })
+}
+
+/// The job an event asks for: a schedule's input, or a batch of DynamoDB stream records
+/// (a `replicate` run).
+fn job_of(payload: &Value) -> Result<Job, String> {
+    let from_stream = payload
+        .get("Records")
+        .and_then(Value::as_array)
+        .is_some_and(|r| {
+            r.iter()
+                .all(|r| r.get("eventSource").and_then(Value::as_str) == Some("aws:dynamodb"))
+        });
+    if from_stream {
+        return Ok(Job::Replicate);
+    }
+    serde_json::from_value(payload.clone()).map_err(|e| {
+        format!(
+            "the input must be a job such as {{\"job\":\"gc\"}} (gc, advance, cleanup_uploads, retention, replicate) or DynamoDB stream records: {e}; got {payload}"
+        )
     })
 }
 
 async fn handle(f: &Function, event: LambdaEvent<Value>) -> Result<Value, Error> {
-    let job: Job = serde_json::from_value(event.payload.clone()).map_err(|e| {
-        format!(
-            "the input must be a job such as {{\"job\":\"gc\"}} (gc, advance, cleanup_uploads, retention): {e}; got {}",
-            event.payload
-        )
-    })?;
+    let job = job_of(&event.payload)?;
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)
@@ -68,11 +114,22 @@ async fn handle(f: &Function, event: LambdaEvent<Value>) -> Result<Value, Error>
             .deadline
             .saturating_sub(MARGIN_MS.min(left / 4))
     };
-    let out = f
-        .registry
-        .run_job(job, &f.schedule, deadline)
-        .await
-        .map_err(|e| e.message)?;
+    let out = match (job, &f.replica) {
+        (Job::Replicate, Some((name, there))) => {
+            let target = V2Target {
+                transport: there,
+                base: String::new(),
+            };
+            f.registry
+                .replicate_until(&target, name, PassOptions::default(), deadline)
+                .await
+        }
+        (Job::Replicate, None) => {
+            return Err("the replicate job needs a replica: set WHARF_REPLICA_S3_BUCKET and WHARF_REPLICA_DYNAMODB_TABLE".into());
+        }
+        (job, _) => f.registry.run_job(job, &f.schedule, deadline).await,
+    }
+    .map_err(|e| e.message)?;
     tracing::info!(%out, "job done");
     Ok(out)
 }
@@ -98,4 +155,24 @@ async fn main() -> Result<(), Error> {
         handle(function, event).await
     }))
     .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn schedules_and_stream_batches_name_their_jobs() {
+        let job = |v: &str| job_of(&serde_json::from_str(v).expect("json"));
+        assert_eq!(job(r#"{"job":"gc"}"#), Ok(Job::Gc));
+        assert_eq!(job(r#"{"job":"replicate"}"#), Ok(Job::Replicate));
+        let stream = r#"{"Records":[{"eventID":"1","eventName":"INSERT","eventSource":"aws:dynamodb",
+            "awsRegion":"eu-west-1","dynamodb":{"Keys":{"pk":{"S":"outbox"}}}}]}"#;
+        assert_eq!(job(stream), Ok(Job::Replicate));
+        // Records of another source are not a replication trigger, nor a job.
+        let sqs = r#"{"Records":[{"eventSource":"aws:sqs","body":"x"}]}"#;
+        let err = job(sqs).expect_err("an SQS batch is no job");
+        assert!(err.contains("replicate"), "{err}");
+        assert!(job(r#"{"job":"nope"}"#).is_err());
+    }
 }

@@ -18,6 +18,19 @@
 //!
 //! plus the SDK's own: `AWS_REGION`, credentials, `AWS_ENDPOINT_URL`,
 //! `AWS_ENDPOINT_URL_S3`, `AWS_ENDPOINT_URL_DYNAMODB`.
+//!
+//! Another region's stores, the replica the jobs function copies every change to
+//! ([`AwsSettings::replica_from_vars`]), with the same credentials:
+//!
+//! | variable | meaning |
+//! |---|---|
+//! | `WHARF_REPLICA_S3_BUCKET` | the replica's bucket; set, the `replicate` job copies to it |
+//! | `WHARF_REPLICA_DYNAMODB_TABLE` | the replica's table — required with the bucket |
+//! | `WHARF_REPLICA_REGION` | the replica's AWS region (default: this one's); also its name |
+//! | `WHARF_REPLICA_NAME` | the name the replication state is kept under (default: the region, else `replica`) |
+//! | `WHARF_REPLICA_S3_PREFIX` | key prefix in the replica's bucket |
+//! | `WHARF_REPLICA_ENDPOINT_URL_S3`, `WHARF_REPLICA_ENDPOINT_URL_DYNAMODB` | endpoint overrides (local stand-ins) |
+//! | `WHARF_REPLICA_S3_PRESIGN_ENDPOINT`, `WHARF_REPLICA_S3_FORCE_PATH_STYLE` | as this region's, for the replica |
 #![deny(missing_docs)]
 
 use std::time::Duration;
@@ -45,6 +58,21 @@ pub struct AwsSettings {
     pub dynamodb_attempt_timeout: Duration,
     /// Count SDK calls.
     pub count_calls: bool,
+    /// Another region than the SDK's (a replica's stores).
+    pub region: Option<String>,
+    /// S3 endpoint over the SDK's (a replica's stand-in).
+    pub s3_endpoint: Option<String>,
+    /// DynamoDB endpoint over the SDK's (a replica's stand-in).
+    pub dynamodb_endpoint: Option<String>,
+}
+
+/// Another region's stores to replicate to.
+#[derive(Debug, Clone)]
+pub struct ReplicaSettings {
+    /// The name its replication state is kept under.
+    pub name: String,
+    /// Where its stores are.
+    pub stores: AwsSettings,
 }
 
 impl AwsSettings {
@@ -65,7 +93,53 @@ impl AwsSettings {
             presign_endpoint: vars.text("WHARF_S3_PRESIGN_ENDPOINT").or(endpoint),
             dynamodb_attempt_timeout: Duration::from_millis(timeout_ms),
             count_calls: vars.switch("WHARF_COUNT_AWS_CALLS", false)?,
+            region: None,
+            s3_endpoint: None,
+            dynamodb_endpoint: None,
         })
+    }
+
+    /// The replica's stores (the `WHARF_REPLICA_*` variables of the second table above),
+    /// if a replica bucket is set.
+    pub fn replica_from_vars(
+        vars: &Vars<impl Fn(&str) -> Option<String>>,
+    ) -> Result<Option<ReplicaSettings>, String> {
+        let Some(bucket) = vars.text("WHARF_REPLICA_S3_BUCKET") else {
+            if vars.text("WHARF_REPLICA_DYNAMODB_TABLE").is_some() {
+                return Err("WHARF_REPLICA_DYNAMODB_TABLE is set without WHARF_REPLICA_S3_BUCKET: a replica needs both".into());
+            }
+            return Ok(None);
+        };
+        let here = Self::from_vars(vars)?;
+        let region = vars.text("WHARF_REPLICA_REGION");
+        let s3_endpoint = vars.text("WHARF_REPLICA_ENDPOINT_URL_S3");
+        let name = vars
+            .text("WHARF_REPLICA_NAME")
+            .or_else(|| region.clone())
+            .unwrap_or_else(|| "replica".into());
+        let stores = AwsSettings {
+            bucket,
+            table: vars.required("WHARF_REPLICA_DYNAMODB_TABLE")?,
+            prefix: vars.text("WHARF_REPLICA_S3_PREFIX").unwrap_or_default(),
+            path_style: vars
+                .optional_switch("WHARF_REPLICA_S3_FORCE_PATH_STYLE")?
+                .unwrap_or(s3_endpoint.is_some()),
+            presign_endpoint: vars
+                .text("WHARF_REPLICA_S3_PRESIGN_ENDPOINT")
+                .or_else(|| s3_endpoint.clone()),
+            dynamodb_attempt_timeout: here.dynamodb_attempt_timeout,
+            count_calls: here.count_calls,
+            region,
+            s3_endpoint,
+            dynamodb_endpoint: vars.text("WHARF_REPLICA_ENDPOINT_URL_DYNAMODB"),
+        };
+        if stores.bucket == here.bucket && stores.table == here.table && stores.region.is_none() {
+            return Err(format!(
+                "the replica's bucket and table are this region's own ({}, {}): replication would copy onto itself",
+                here.bucket, here.table
+            ));
+        }
+        Ok(Some(ReplicaSettings { name, stores }))
     }
 }
 
@@ -83,7 +157,10 @@ pub struct AwsStores {
 /// Builds the stores: SDK configuration from the environment, no network call except
 /// resolving credentials for presigning.
 pub async fn open(s: &AwsSettings) -> Result<AwsStores, String> {
-    let sdk = wharf_aws::env_config(None).await;
+    let mut sdk = wharf_aws::env_config(None).await;
+    if let Some(r) = &s.region {
+        sdk = wharf_aws::in_region(&sdk, r);
+    }
     let calls = s.count_calls.then(CallCounter::default);
     let blobs = S3BlobStore::new(
         &sdk,
@@ -92,6 +169,7 @@ pub async fn open(s: &AwsSettings) -> Result<AwsStores, String> {
             force_path_style: s.path_style,
             presign_endpoint: s.presign_endpoint.clone(),
             call_counter: calls.clone(),
+            endpoint_url: s.s3_endpoint.clone(),
             ..S3Options::new(&s.bucket)
         },
     )
@@ -105,6 +183,8 @@ pub async fn open(s: &AwsSettings) -> Result<AwsStores, String> {
             s3_force_path_style: s.path_style,
             call_counter: calls.clone(),
             attempt_timeout: Some(s.dynamodb_attempt_timeout),
+            endpoint_url: s.dynamodb_endpoint.clone(),
+            s3_endpoint_url: s.s3_endpoint.clone(),
             ..DynamoOptions::new(&s.table)
         },
     );
@@ -161,4 +241,73 @@ pub async fn token_keys(
     stored_keys(&stores.meta, env)
         .await
         .map_err(|e| format!("token key in the table: {}", e.message))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vars(pairs: &[(&str, &str)]) -> Vars<impl Fn(&str) -> Option<String>> {
+        let map: std::collections::HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Vars::new(move |k: &str| map.get(k).cloned())
+    }
+
+    const HERE: [(&str, &str); 2] = [
+        ("WHARF_S3_BUCKET", "a-blobs"),
+        ("WHARF_DYNAMODB_TABLE", "a-meta"),
+    ];
+
+    #[test]
+    fn a_replica_is_another_regions_bucket_and_table() {
+        assert!(
+            AwsSettings::replica_from_vars(&vars(&HERE))
+                .expect("no replica")
+                .is_none()
+        );
+        let mut v = HERE.to_vec();
+        v.extend([
+            ("WHARF_REPLICA_S3_BUCKET", "b-blobs"),
+            ("WHARF_REPLICA_DYNAMODB_TABLE", "b-meta"),
+            ("WHARF_REPLICA_REGION", "eu-west-1"),
+            ("WHARF_REPLICA_ENDPOINT_URL_S3", "http://127.0.0.2:9000"),
+        ]);
+        let r = AwsSettings::replica_from_vars(&vars(&v))
+            .expect("valid")
+            .expect("a replica");
+        assert_eq!(r.name, "eu-west-1");
+        assert_eq!(
+            (r.stores.bucket.as_str(), r.stores.table.as_str()),
+            ("b-blobs", "b-meta")
+        );
+        assert_eq!(r.stores.region.as_deref(), Some("eu-west-1"));
+        // An endpoint override implies path style and is where presigned links point.
+        assert!(r.stores.path_style);
+        assert_eq!(
+            r.stores.presign_endpoint.as_deref(),
+            Some("http://127.0.0.2:9000")
+        );
+        assert_eq!(r.stores.dynamodb_endpoint, None);
+    }
+
+    #[test]
+    fn a_half_or_self_replica_is_refused() {
+        let mut v = HERE.to_vec();
+        v.push(("WHARF_REPLICA_DYNAMODB_TABLE", "b-meta"));
+        let e = AwsSettings::replica_from_vars(&vars(&v)).expect_err("no bucket");
+        assert!(e.contains("WHARF_REPLICA_S3_BUCKET"), "{e}");
+        let mut v = HERE.to_vec();
+        v.push(("WHARF_REPLICA_S3_BUCKET", "b-blobs"));
+        let e = AwsSettings::replica_from_vars(&vars(&v)).expect_err("no table");
+        assert!(e.contains("WHARF_REPLICA_DYNAMODB_TABLE"), "{e}");
+        let mut v = HERE.to_vec();
+        v.extend([
+            ("WHARF_REPLICA_S3_BUCKET", "a-blobs"),
+            ("WHARF_REPLICA_DYNAMODB_TABLE", "a-meta"),
+        ]);
+        let e = AwsSettings::replica_from_vars(&vars(&v)).expect_err("itself");
+        assert!(e.contains("onto itself"), "{e}");
+    }
 }

@@ -86,6 +86,14 @@ pub async fn env_config(endpoint_url: Option<&str>) -> SdkConfig {
     loader.load().await
 }
 
+/// `sdk` in another region (the same credentials): another region's stores beside this
+/// one's.
+pub fn in_region(sdk: &SdkConfig, region: &str) -> SdkConfig {
+    sdk.to_builder()
+        .region(Region::new(region.to_owned()))
+        .build()
+}
+
 /// Maps an SDK failure to a [`StoreError`] by meaning.
 ///
 /// Timeouts, connection failures, unparseable responses, throttling and 5xx are

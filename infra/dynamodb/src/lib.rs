@@ -139,6 +139,11 @@ pub struct DynamoOptions {
     /// in milliseconds; without a limit, a table endpoint that accepts connections but
     /// never answers would hold the request until the function itself times out.
     pub attempt_timeout: Option<std::time::Duration>,
+    /// The DynamoDB endpoint, over the SDK config's and `AWS_ENDPOINT_URL_DYNAMODB`
+    /// (another region's table beside this one's).
+    pub endpoint_url: Option<String>,
+    /// The S3 endpoint of the manifest bucket, likewise.
+    pub s3_endpoint_url: Option<String>,
 }
 
 impl DynamoOptions {
@@ -153,6 +158,8 @@ impl DynamoOptions {
             inline_limit: DEFAULT_INLINE_LIMIT,
             call_counter: None,
             attempt_timeout: Some(std::time::Duration::from_secs(5)),
+            endpoint_url: None,
+            s3_endpoint_url: None,
         }
     }
 }
@@ -310,6 +317,9 @@ impl DynamoMetadata {
         if let Some(c) = &options.call_counter {
             conf = conf.interceptor(c.clone());
         }
+        if let Some(e) = &options.endpoint_url {
+            conf = conf.endpoint_url(e);
+        }
         let s3 = options.manifest_bucket.map(|bucket| {
             let mut conf = aws_sdk_s3::config::Builder::from(sdk)
                 .force_path_style(options.s3_force_path_style)
@@ -318,6 +328,9 @@ impl DynamoMetadata {
                 );
             if let Some(c) = &options.call_counter {
                 conf = conf.interceptor(c.clone());
+            }
+            if let Some(e) = &options.s3_endpoint_url {
+                conf = conf.endpoint_url(e);
             }
             (
                 aws_sdk_s3::Client::from_conf(conf.build()),

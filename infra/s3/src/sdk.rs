@@ -38,6 +38,9 @@ pub struct S3Options {
     pub copy_part_size: u64,
     /// Counts SDK calls per operation, if set.
     pub call_counter: Option<wharf_aws::CallCounter>,
+    /// The S3 endpoint, over the SDK config's (and over `AWS_ENDPOINT_URL_S3`, which the
+    /// SDK prefers to a config's endpoint): another region's bucket beside this one's.
+    pub endpoint_url: Option<String>,
 }
 
 impl S3Options {
@@ -52,6 +55,7 @@ impl S3Options {
             max_single_copy: crate::MAX_SINGLE_COPY,
             copy_part_size: crate::DEFAULT_COPY_PART,
             call_counter: None,
+            endpoint_url: None,
         }
     }
 }
@@ -103,11 +107,18 @@ impl S3Blobs<SdkApi> {
         if let Some(c) = &options.call_counter {
             conf = conf.interceptor(c.clone());
         }
+        if let Some(e) = &options.endpoint_url {
+            conf = conf.endpoint_url(e);
+        }
         let region = sdk
             .region()
             .ok_or_else(|| other("no AWS region configured"))?
             .to_string();
-        let endpoint = options.presign_endpoint.as_deref().or(sdk.endpoint_url());
+        let endpoint = options
+            .presign_endpoint
+            .as_deref()
+            .or(options.endpoint_url.as_deref())
+            .or(sdk.endpoint_url());
         let signer = Arc::new(Signer {
             bucket_url: bucket_url(endpoint, &options.bucket, &region, options.force_path_style)?,
             region,
