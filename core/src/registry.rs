@@ -257,6 +257,7 @@ impl<B: BlobStore, M: ServingMeta, E: Env> Registry<B, M, E> {
             gate: self.gate(events),
             delete_enabled: self.config.delete_enabled,
             default_quota_bytes: self.config.default_quota_bytes,
+            identity_home: self.config.identity_home.as_deref(),
         }
     }
 }
@@ -415,9 +416,11 @@ impl<B: BlobStore + BlobInventory, M: CollectableMeta, E: Env> Registry<B, M, E>
                     "the replicate job needs a replica, which this runtime has not been given",
                 ));
             }
-            // A retention pass a deadline stopped continues here too, before the runs.
+            // A retention pass a deadline stopped continues here too, before the runs; and
+            // the outbox loses what every replica is past.
             jobs::Job::Advance => {
                 self.retention_until(STEP, deadline_ms).await?;
+                self.trim_outbox().await?;
             }
         }
         let mut advanced = std::collections::BTreeMap::new();
@@ -521,6 +524,25 @@ impl<B: BlobStore, M: ServingMeta + Outbox, E: Env> Registry<B, M, E> {
         .await
     }
 
+    /// Removes the outbox entries every replication target is past (a batch; the next call
+    /// takes more): [`replicate::pass::trim`]. Returns how many went.
+    pub async fn trim_outbox(&self) -> Result<usize> {
+        let n = replicate::pass::trim(&self.meta, self.env.now_ms(), 1000).await?;
+        if n > 0 {
+            tracing::debug!(removed = n, "outbox trimmed");
+        }
+        Ok(n)
+    }
+
+    /// Makes another region's identity records (`dst`, its document store) equal this
+    /// region's: [`replicate::identity::mirror`].
+    pub async fn mirror_identity<D: crate::ports::DocumentStore>(
+        &self,
+        dst: &D,
+    ) -> Result<replicate::identity::MirrorReport> {
+        replicate::identity::mirror(&self.meta, dst).await
+    }
+
     /// Replication to `target` as a scheduled job: steps until nothing is left, the
     /// target fails (the checkpoint holds; the next run retries), or `deadline_ms`. The
     /// report is the jobs' JSON.
@@ -536,7 +558,7 @@ impl<B: BlobStore, M: ServingMeta + Outbox, E: Env> Registry<B, M, E> {
             let r = self.replicate_step(target, name, opts).await?;
             handled += r.handled;
             let out_of_time = self.env.now_ms() >= deadline_ms;
-            if r.finished || r.state.last_error.is_some() || out_of_time || r.handled == 0 {
+            if r.finished || r.state.last_error.is_some() || out_of_time {
                 return Ok(serde_json::json!({
                     "job": jobs::Job::Replicate,
                     "replica": name,
@@ -548,6 +570,7 @@ impl<B: BlobStore, M: ServingMeta + Outbox, E: Env> Registry<B, M, E> {
                     "tags_set": r.state.tags_set,
                     "deleted": r.state.deleted,
                     "refusals": r.state.refusals.len(),
+                    "walk": r.state.walk,
                 }));
             }
         }

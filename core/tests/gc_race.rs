@@ -190,6 +190,13 @@ impl ConditionalTags for Yielding<MemoryMetadata> {
     }
 }
 
+impl Outbox for Yielding<MemoryMetadata> {
+    forward! {
+        async fn outbox_after(&self, after: Option<&str>, limit: usize) -> Result<Vec<OutboxEntry>, StoreError>;
+        async fn outbox_trim(&self, upto: &str, limit: usize) -> Result<usize, StoreError>;
+    }
+}
+
 impl Backfill for Yielding<MemoryMetadata> {
     forward! {
         async fn schema_version(&self) -> Result<u32, StoreError>;

@@ -12,7 +12,7 @@ use wharf_core::jobs::replicate::pass::{self, PassOptions};
 use wharf_core::jobs::replicate::v2::V2Target;
 use wharf_core::jobs::replicate::{Target, retryable};
 use wharf_core::model::manifest::OCI_INDEX;
-use wharf_core::ports::{DocumentStore, StoredManifest};
+use wharf_core::ports::{DocumentStore, Outbox, StoredManifest};
 use wharf_core::{Digest, ErrorCode, MetadataStore, Reference, RegistryError, StoreError};
 
 fn pair() -> (Reg, Reg) {
@@ -457,6 +457,8 @@ fn a_refusal_is_recorded_and_passed_over_and_a_target_that_is_down_holds_the_che
         "/api/v1/projects/p/immutability",
         serde_json::json!({"rules": [{"repositories": {"matches": "**"}, "tags": {"matches": "fixed"}}]}),
     );
+    // Replication to B began before A had content (so no walk meets the refusal first).
+    run(&a, &target(&b));
     image(&a, "p/app", "fixed", b"a's");
     let (other, _) = image(&a, "p/other", "v1", b"other");
     let r = run(&a, &target(&b));
@@ -542,6 +544,7 @@ fn the_scheduled_job_runs_steps_until_done_out_of_time_or_failing() {
     assert_eq!(out["out_of_time"], true, "{out}");
     assert_eq!(out["finished"], false, "{out}");
     // A failing target: the job stops at once and reports it, the checkpoint held.
+    image(&a, "team/app", "v2", b"more to copy");
     let down = Stops {
         inner: target(&b),
         writes: Cell::new(0),
@@ -562,6 +565,7 @@ fn the_scheduled_job_runs_steps_until_done_out_of_time_or_failing() {
     assert!(out["handled"].as_u64().is_some_and(|n| n > 1), "{out}");
     assert_consistent(&b, "team/app");
     assert!(manifest(&b, "team/app", "v1").is_some());
+    assert!(manifest(&b, "team/app", "v2").is_some());
     // The core's run_job does not know the replica: it says so rather than doing nothing.
     let schedule = wharf_core::settings::GcSchedule {
         every_ms: 0,
@@ -571,4 +575,134 @@ fn the_scheduled_job_runs_steps_until_done_out_of_time_or_failing() {
     let e = block_on(a.run_job(wharf_core::jobs::Job::Replicate, &schedule, u64::MAX))
         .expect_err("no replica");
     assert_eq!(e.code, ErrorCode::Unsupported);
+}
+
+#[test]
+fn a_target_added_after_the_content_gets_all_of_it_by_a_walk_stopped_anywhere_then_the_outbox() {
+    let (a, b) = pair();
+    let (ix, kids, sig) = multi_arch(&a, "team/app", "v1");
+    let (img, _) = image(&a, "team/app", "v2", b"second");
+    let (other, _) = image(&a, "zz/other", "latest", b"other");
+    // An hour later B is added; the outbox no longer has those pushes (trimmed, or written
+    // before the outbox existed), so only a walk can find them.
+    a.env
+        .now
+        .store(T0 + 3_600_000, std::sync::atomic::Ordering::SeqCst);
+    let trimmed = block_on(a.meta.outbox_trim("9", 10_000)).expect("trim");
+    assert!(trimmed > 0);
+    let mut saw_cursor = false;
+    let mut finished = false;
+    // Each step handles one tag and its target fails at its 1st, 2nd or 3rd write in turn:
+    // the walk resumes from its saved cursor, and B is consistent after every step.
+    for i in 0..100 {
+        let t = Stops {
+            inner: target(&b),
+            writes: Cell::new(0),
+            fail_at: 1 + i % 3,
+        };
+        let r = block_on(a.replicate_step(
+            &t,
+            "late",
+            PassOptions {
+                limit: 1,
+                delete_sync: true,
+            },
+        ))
+        .expect("step");
+        assert_consistent(&b, "team/app");
+        assert_consistent(&b, "zz/other");
+        saw_cursor |= r.state.walk.as_ref().is_some_and(|w| w.tag.is_some());
+        if r.finished {
+            finished = true;
+            assert!(r.state.walk.is_none(), "finished with a walk left");
+            break;
+        }
+    }
+    assert!(finished, "the walk did not finish");
+    assert!(saw_cursor, "the walk never stopped between tags");
+    for (repo, tag, d) in [
+        ("team/app", "v1", &ix),
+        ("team/app", "v2", &img),
+        ("zz/other", "latest", &other),
+    ] {
+        assert_eq!(
+            manifest(&b, repo, tag).map(|m| m.info.digest).as_ref(),
+            Some(d),
+            "{repo}:{tag}"
+        );
+    }
+    for d in kids.iter().chain([&sig]) {
+        assert!(manifest(&b, "team/app", &d.to_string()).is_some(), "{d}");
+    }
+    // After the walk, the outbox: a tag moved in A now follows.
+    let (moved, _) = image(&a, "team/app", "v2", b"third");
+    run_named(&a, &target(&b), "late");
+    assert_eq!(
+        manifest(&b, "team/app", "v2").map(|m| m.info.digest),
+        Some(moved)
+    );
+    // A state saved by the version before walks (no `walk` field) is read as it was: that
+    // target is past its walk and goes on from its checkpoint.
+    let old = r#"{"after":"0001800000000000-000000000003","recent":[],"updated_ms":1,"copied":{"blobs_copied":1,"blobs_present":0,"bytes_copied":2,"manifests_copied":1,"manifests_present":0},"tags_set":1,"deleted":0,"refusals":[],"last_error":null}"#;
+    let s: pass::ReplicaState = serde_json::from_str(old).expect("old state");
+    assert_eq!(s.walk, None);
+    assert_eq!(s.after.as_deref(), Some("0001800000000000-000000000003"));
+}
+
+fn run_named(a: &Reg, t: &impl Target, name: &str) {
+    for _ in 0..50 {
+        let r = block_on(a.replicate_step(t, name, PassOptions::default())).expect("step");
+        if r.finished {
+            return;
+        }
+    }
+    panic!("replication to {name} did not finish");
+}
+
+#[test]
+fn the_outbox_loses_only_what_every_target_is_past_and_a_new_target_still_gets_everything() {
+    use std::sync::atomic::Ordering::SeqCst;
+    const HOUR: u64 = 3_600_000;
+    let (a, b) = pair();
+    let (v1, _) = image(&a, "team/app", "v1", b"one");
+    run(&a, &target(&b));
+    // Hours later, a change B has not had yet: nothing B still needs is trimmed.
+    a.env.now.store(T0 + 2 * HOUR, SeqCst);
+    let (v2, _) = image(&a, "team/app", "v2", b"two");
+    let before = block_on(a.meta.outbox_after(None, 10_000))
+        .expect("outbox")
+        .len();
+    assert_eq!(block_on(a.trim_outbox()).expect("trim"), 0);
+    run(&a, &target(&b));
+    // B past it all: the `advance` job trims the entries older than B's checkpoint (less
+    // the skew window) and than an hour; the newest stay.
+    a.env.now.store(T0 + 4 * HOUR, SeqCst);
+    let schedule = wharf_core::settings::GcSchedule {
+        every_ms: 0,
+        grace_ms: 0,
+        upload_max_age_ms: HOUR,
+    };
+    block_on(a.run_job(wharf_core::jobs::Job::Advance, &schedule, u64::MAX)).expect("advance");
+    let left = block_on(a.meta.outbox_after(None, 10_000)).expect("outbox");
+    assert!(
+        !left.is_empty() && left.len() < before,
+        "{} of {before} left",
+        left.len()
+    );
+    assert!(
+        left.iter().all(|e| e.at_ms >= T0 + 2 * HOUR),
+        "an entry B had was kept, or one it needs went: {left:?}"
+    );
+    // A target added now walks: it gets what the trimmed entries were about.
+    let c = registry();
+    bootstrap_admin(&c);
+    run_named(&a, &target(&c), "c");
+    assert_eq!(
+        manifest(&c, "team/app", "v1").map(|m| m.info.digest),
+        Some(v1)
+    );
+    assert_eq!(
+        manifest(&c, "team/app", "v2").map(|m| m.info.digest),
+        Some(v2)
+    );
 }

@@ -10,6 +10,10 @@
 #   - a tag moved in A moves in B on a stream-triggered run; a manifest deleted in A goes
 #   - B's bucket down: the run reports the failure and holds its checkpoint; B back, the
 #     next run copies what was pushed meanwhile
+#   - identity is A's (B has WHARF_IDENTITY_HOME): a user made in A logs in to B after a run,
+#     a token from A pulls from B (one signing key, configured in both), B refuses identity
+#     writes, and a user deleted in A is refused by B after the next run (the every-minute
+#     schedule's bound)
 # Budget: about a minute after the binaries are built.
 set -u
 here=$(cd "$(dirname "$0")" && pwd)
@@ -33,10 +37,12 @@ B_S3=$S3_PORT
 B_S3_PID=$S3_PID
 start_moto
 B_DDB=$MOTO_PORT
+# One token signing key for the registry, configured in both regions (as from one secret).
+KEYS_PEM=$(openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 2>/dev/null)
 A_ENV=(AWS_REGION=us-east-1 AWS_ENDPOINT_URL_S3=http://127.0.0.1:$A_S3 AWS_ENDPOINT_URL_DYNAMODB=http://127.0.0.1:$A_DDB
-  WHARF_S3_BUCKET=wharf-a WHARF_DYNAMODB_TABLE=wharf-a)
+  WHARF_S3_BUCKET=wharf-a WHARF_DYNAMODB_TABLE=wharf-a "WHARF_TOKEN_KEYS_PEM=$KEYS_PEM")
 B_ENV=(AWS_REGION=eu-west-1 AWS_ENDPOINT_URL_S3=http://127.0.0.1:$B_S3 AWS_ENDPOINT_URL_DYNAMODB=http://127.0.0.1:$B_DDB
-  WHARF_S3_BUCKET=wharf-b WHARF_DYNAMODB_TABLE=wharf-b)
+  WHARF_S3_BUCKET=wharf-b WHARF_DYNAMODB_TABLE=wharf-b "WHARF_TOKEN_KEYS_PEM=$KEYS_PEM" WHARF_IDENTITY_HOME=us-east-1)
 check_output "wharf aws bootstrap of region A" "user admin ready" env "${A_ENV[@]}" "$WHARF_BIN" aws bootstrap
 check_output "wharf aws bootstrap of region B" "user admin ready" env "${B_ENV[@]}" "$WHARF_BIN" aws bootstrap
 
@@ -69,7 +75,7 @@ replicate() { invoke '{"job":"replicate"}'; }
 STREAM='{"Records":[{"eventID":"1","eventName":"INSERT","eventVersion":"1.1","eventSource":"aws:dynamodb","awsRegion":"us-east-1","dynamodb":{"Keys":{"pk":{"S":"outbox"}},"SequenceNumber":"1","SizeBytes":10,"StreamViewType":"KEYS_ONLY"}}]}'
 
 token() {
-  curl -s -u "$CREDS" "http://$1/token?service=wharf&scope=repository:$2:pull" |
+  curl -s -u "${TOKEN_CREDS:-$CREDS}" "http://$1/token?service=wharf&scope=repository:$2:pull" |
     python3 -c 'import json,sys; print(json.load(sys.stdin)["token"])'
 }
 ACCEPT='Accept: application/vnd.oci.image.index.v1+json, application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.v2+json, application/vnd.docker.distribution.manifest.list.v2+json'
@@ -91,7 +97,6 @@ blob_location() {
 
 start_dockerd
 check "docker login to A" sh -c "echo '$WHARF_ADMIN_PASSWORD' | docker login -u admin --password-stdin $RA"
-check "docker login to B" sh -c "echo '$WHARF_ADMIN_PASSWORD' | docker login -u admin --password-stdin $RB"
 make_image "$RA/repl/app:v1" 3
 check_output "docker push to region A's Lambda" "digest: sha256:" docker push "$RA/repl/app:v1"
 APP1=$(digest_at "$RA" repl/app v1)
@@ -101,6 +106,9 @@ check "B has nothing of it before the job runs" test -z "$(digest_at "$RB" repl/
 check "each region's bucket is on its own S3" test "$A_S3" != "$B_S3"
 
 check_output "{\"job\":\"replicate\"} copies the outbox to B" '"finished":true' replicate
+# B's own first admin was replaced by A's in that run (identity is A's): docker logs in to
+# B now, as A's admin.
+check "docker login to B" sh -c "echo '$WHARF_ADMIN_PASSWORD' | docker login -u admin --password-stdin $RB"
 check "B serves repl/app:v1 at A's digest" test "$(digest_at "$RB" repl/app v1)" = "$APP1"
 LAYER=$(first_layer "$RB" repl/app v1)
 check_output "B's blob GET is a 307 to B's own bucket" "307 http://127.0.0.1:$B_S3/wharf-b/" blob_location "$RB" repl/app "$LAYER"
@@ -135,4 +143,21 @@ check_output "B's bucket back: the next run finishes" '"finished":true' replicat
 check "B serves what was pushed while its bucket was down" test "$(digest_at "$RB" repl/later v1)" = "$LATER"
 docker rmi -f "$RA/repl/later:v1" >/dev/null 2>&1
 check "docker pull of it from B" docker pull "$RB/repl/later:v1"
+
+# Identity: written in A, mirrored to B by the same runs.
+api() { curl -s -o "$WORK/api.json" -w '%{http_code}' -u "$CREDS" -H 'Content-Type: application/json' -X "$2" "http://$1/api/v1/$3" ${4:+-d "$4"}; }
+check_output "A creates user carol" "201" api "$RA" POST users '{"username":"carol","password":"carol-password-1"}'
+check_output "A makes carol a developer of repl" "20" api "$RA" POST projects/repl/members '{"username":"carol","role":"developer"}'
+check_output "B refuses to create a user (identity is A's)" "403" api "$RB" POST users '{"username":"eve","password":"eve-password-1"}'
+check_output "and names the region to write in" "us-east-1" cat "$WORK/api.json"
+check "carol cannot log in to B before the run" bash -c "[ \"\$(curl -s -o /dev/null -w '%{http_code}' -u carol:carol-password-1 'http://$RB/token?service=wharf&scope=repository:repl/app:pull')\" = 401 ]"
+replicate >"$WORK/identity.json"
+check_output "the run mirrors A's identity to B" '"identity":{"compared":' cat "$WORK/identity.json"
+check "docker login to B as carol" sh -c "echo carol-password-1 | docker login -u carol --password-stdin $RB"
+check "a token from A pulls carol's manifest from B" test "$(TOKEN_CREDS=carol:carol-password-1 token "$RA" repl/app | \
+  xargs -I{} curl -s -o /dev/null -w '%{http_code}' -H 'Authorization: Bearer {}' -H "$ACCEPT" "http://$RB/v2/repl/app/manifests/v1")" = 200
+check_output "A deletes carol" "20" api "$RA" DELETE users/carol
+check_output "the next run takes the deletion to B" '"deleted":' replicate
+check "B refuses carol's login" bash -c "[ \"\$(curl -s -o /dev/null -w '%{http_code}' -u carol:carol-password-1 'http://$RB/token?service=wharf&scope=repository:repl/app:pull')\" = 401 ]"
+check_fails "docker login to B as carol fails" sh -c "echo carol-password-1 | docker login -u carol --password-stdin $RB"
 finish

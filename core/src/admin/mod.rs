@@ -38,6 +38,8 @@ pub(crate) struct Admin<'a, M, E> {
     pub(crate) delete_enabled: bool,
     /// The quota each new project starts with.
     pub(crate) default_quota_bytes: Option<u64>,
+    /// Where identity is written, when this region mirrors it.
+    pub(crate) identity_home: Option<&'a str>,
 }
 
 pub(super) fn denied() -> RegistryError {
@@ -128,6 +130,17 @@ impl<M: ServingMeta, E: Env> Admin<'_, M, E> {
         let q = |k: &str| query.get(k).map(str::to_owned);
         let seg: Vec<&str> = path.split('/').collect();
         let m = &parts.method;
+        if let Some(home) = self.identity_home
+            && m != Method::GET
+            && writes_identity(&seg)
+        {
+            return Err(RegistryError::new(
+                ErrorCode::Denied,
+                format!(
+                    "users, robots, members, projects and their policies are written in region {home}; this region mirrors them (write there)"
+                ),
+            ));
+        }
         match (m.clone(), seg.as_slice()) {
             (Method::GET, ["users"]) => self.list_users::<B>(&who).await,
             (Method::POST, ["users"]) => self.create_user::<B>(&who, parse(&body)?).await,
@@ -210,6 +223,24 @@ impl<M: MetadataStore + DocumentStore, E: Env> Admin<'_, M, E> {
         } else {
             Err(denied())
         }
+    }
+}
+
+/// Whether a write to `seg` (the path under `/api/v1`) changes identity: users, robots,
+/// projects, their members and policies, the records a region that mirrors identity holds
+/// only as copies. A retention run (`…/retention/run`) is this region's own work.
+fn writes_identity(seg: &[&str]) -> bool {
+    match seg {
+        ["users" | "robots", ..] => true,
+        ["projects", _, "retention", "run"] => false,
+        ["projects"] | ["projects", _] => true,
+        [
+            "projects",
+            _,
+            "members" | "retention" | "immutability" | "quota",
+            ..,
+        ] => true,
+        _ => false,
     }
 }
 

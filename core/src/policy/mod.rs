@@ -46,7 +46,7 @@ pub enum PolicyKind {
 
 impl PolicyKind {
     /// The document kind.
-    pub fn as_str(self) -> &'static str {
+    pub const fn as_str(self) -> &'static str {
         match self {
             Self::Immutability => "policy_immutability",
             Self::Quota => "policy_quota",

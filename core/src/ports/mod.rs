@@ -73,5 +73,5 @@ impl<T> ServingMeta for T where
 
 /// What garbage collection needs of a metadata store besides: listings to confirm a blob is
 /// unused, and the backfill, which must have finished before anything is collected.
-pub trait CollectableMeta: ServingMeta + Backfill {}
-impl<T> CollectableMeta for T where T: ServingMeta + Backfill {}
+pub trait CollectableMeta: ServingMeta + Backfill + Outbox {}
+impl<T> CollectableMeta for T where T: ServingMeta + Backfill + Outbox {}

@@ -23,6 +23,7 @@
 //! | `WHARF_GC_INTERVAL_HOURS` | 24 (0: no scheduled collection) | [`Vars::gc_schedule`] |
 //! | `WHARF_GC_GRACE_SECS` | 3600 | [`Vars::gc_schedule`] |
 //! | `WHARF_DEFAULT_QUOTA_BYTES` | none (no quota) | [`Vars::config`]: the quota of each new project |
+//! | `WHARF_IDENTITY_HOME` | none (identity is written here) | [`Vars::config`]: the region users, robots, members, projects and policies are written in; this one mirrors them and refuses their writes |
 //! | `WHARF_REPLICA_URL` | none (no replication) | [`Vars::replica`]: the registry this one's changes are copied to |
 //! | `WHARF_REPLICA_USERNAME`, `WHARF_REPLICA_PASSWORD` | none (the replica takes anonymous pushes) | [`Vars::replica`]; one needs the other |
 //!
@@ -80,6 +81,8 @@ pub mod var {
     pub const GC_GRACE_SECS: &str = "WHARF_GC_GRACE_SECS";
     /// The storage quota of each project created from now on, in bytes.
     pub const DEFAULT_QUOTA_BYTES: &str = "WHARF_DEFAULT_QUOTA_BYTES";
+    /// The region identity is written in, when this one mirrors it.
+    pub const IDENTITY_HOME: &str = "WHARF_IDENTITY_HOME";
     /// Base URL of the registry changes are replicated to.
     pub const REPLICA_URL: &str = "WHARF_REPLICA_URL";
     /// User (or robot) the replica is pushed to as.
@@ -114,6 +117,11 @@ pub struct Config {
     pub capability_only: bool,
     /// The quota a new project starts with (`None`: none; a system admin sets one later).
     pub default_quota_bytes: Option<u64>,
+    /// The region that arbitrates identity (`WHARF_IDENTITY_HOME`, its name or URL), when
+    /// this one only mirrors it: users, robots, members, projects and their policies are
+    /// written there and copied here by the replication job, so the management API here
+    /// refuses to write them.
+    pub identity_home: Option<String>,
 }
 
 impl Default for Config {
@@ -128,6 +136,7 @@ impl Default for Config {
             upload_capability_ttl_secs: 3600,
             capability_only: false,
             default_quota_bytes: None,
+            identity_home: None,
         }
     }
 }

@@ -124,6 +124,7 @@ impl<F: Fn(&str) -> Option<String>> Vars<F> {
             upload_front,
             upload_secret: upload_secret.map(String::into_bytes),
             default_quota_bytes: self.optional_number(var::DEFAULT_QUOTA_BYTES)?,
+            identity_home: self.text(var::IDENTITY_HOME),
             ..d
         })
     }

@@ -21,6 +21,11 @@
 //!   makes the lag seconds, not the minute of a schedule;
 //! - by an every-minute schedule: the catch-up that retries what a failing replica
 //!   refused and runs when the stream has nothing new.
+//!
+//! The region that arbitrates identity (the one without `WHARF_IDENTITY_HOME`) also
+//! mirrors users, robots, members, projects, their policies and the token key to the
+//! replica on every run, so a deletion or a password change holds there within a run: the
+//! schedule's minute at most.
 
 use lambda_runtime::{Error, LambdaEvent, service_fn};
 use serde_json::Value;
@@ -44,6 +49,9 @@ struct Function {
     schedule: GcSchedule,
     /// The replica's name and its registry, on its own stores.
     replica: Option<(String, AwsRegistry)>,
+    /// This region arbitrates identity (no `WHARF_IDENTITY_HOME`): a replicate run mirrors
+    /// it to the replica.
+    identity_home: bool,
 }
 
 fn env_var(name: &str) -> Option<String> {
@@ -66,6 +74,7 @@ async fn build() -> Result<Function, String> {
         None => None,
     };
     Ok(Function {
+        identity_home: config.identity_home.is_none(),
         registry: Registry::new(stores.blobs, stores.meta, SystemEnv, config),
         schedule: vars.gc_schedule()?,
         replica,
@@ -116,6 +125,15 @@ async fn handle(f: &Function, event: LambdaEvent<Value>) -> Result<Value, Error>
     };
     let out = match (job, &f.replica) {
         (Job::Replicate, Some((name, there))) => {
+            // Identity first: the replica has the projects' policies before their content.
+            let identity = if f.identity_home {
+                match f.registry.mirror_identity(&there.meta).await {
+                    Ok(r) => serde_json::json!(r),
+                    Err(e) => serde_json::json!({ "error": e.message }),
+                }
+            } else {
+                Value::Null
+            };
             let target = V2Target {
                 transport: there,
                 base: String::new(),
@@ -123,6 +141,10 @@ async fn handle(f: &Function, event: LambdaEvent<Value>) -> Result<Value, Error>
             f.registry
                 .replicate_until(&target, name, PassOptions::default(), deadline)
                 .await
+                .map(|mut out| {
+                    out["identity"] = identity;
+                    out
+                })
         }
         (Job::Replicate, None) => {
             return Err("the replicate job needs a replica: set WHARF_REPLICA_S3_BUCKET and WHARF_REPLICA_DYNAMODB_TABLE".into());

@@ -90,6 +90,8 @@ trait App: Send + Sync + 'static {
         target: &'a Replicator,
     ) -> BoxFuture<'a, Result<(usize, bool), String>>;
     fn backfill(&self) -> BoxFuture<'_, Result<(), String>>;
+    /// Removes the outbox entries every replica is past; how many went.
+    fn trim_outbox(&self) -> BoxFuture<'_, Result<usize, String>>;
 }
 
 /// The metadata stores' backfill (records for content written before this version), for
@@ -156,6 +158,9 @@ macro_rules! app_for {
             }
             fn backfill(&self) -> BoxFuture<'_, Result<(), String>> {
                 self.meta.run_backfill()
+            }
+            fn trim_outbox(&self) -> BoxFuture<'_, Result<usize, String>> {
+                Box::pin(async move { Registry::trim_outbox(self).await.map_err(|e| e.message) })
             }
             fn replicate<'a>(
                 &'a self,
@@ -525,7 +530,8 @@ async fn replicator(state: Arc<AppState>, target: Replicator) {
     }
 }
 
-/// Removes uploads left idle past the configured age, every ten minutes.
+/// Removes uploads left idle past the configured age (and trims the outbox), every ten
+/// minutes.
 async fn upload_cleanup(state: Arc<AppState>, max_age_hours: u64) {
     const EVERY: Duration = Duration::from_secs(600);
     let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + EVERY, EVERY);
@@ -535,12 +541,16 @@ async fn upload_cleanup(state: Arc<AppState>, max_age_hours: u64) {
     }
 }
 
-/// Removes uploads untouched for `max_age_hours`; failures are logged, never fatal.
+/// Removes uploads untouched for `max_age_hours`, and the outbox entries every replica is
+/// past; failures are logged, never fatal.
 async fn sweep_uploads(state: &AppState, max_age_hours: u64) {
     match state.app.cleanup_uploads(max_age_hours * 3_600_000).await {
         Ok(0) => {}
         Ok(n) => tracing::info!(removed = n, "stale uploads removed"),
         Err(e) => tracing::warn!(error = %e, "upload cleanup failed"),
+    }
+    if let Err(e) = state.app.trim_outbox().await {
+        tracing::warn!(error = %e, "outbox trim failed");
     }
 }
 

@@ -336,8 +336,8 @@ const CLEANUP_PER_RUN: usize = 100;
 
 /// The cron trigger, bounded by an invocation's subrequests, each phase continuing next
 /// time where it stopped: the upload cleanup, a step of the retention pass and of the
-/// garbage-collection runs (each queued when due, every `WHARF_GC_INTERVAL_HOURS`), and
-/// steps of the metadata backfill.
+/// garbage-collection runs (each queued when due, every `WHARF_GC_INTERVAL_HOURS`), steps
+/// of the metadata backfill, and the outbox's trim.
 #[event(scheduled)]
 async fn scheduled(event: worker::ScheduledEvent, env: Env, _ctx: worker::ScheduleContext) {
     let start = subrequests();
@@ -408,6 +408,12 @@ async fn scheduled(event: worker::ScheduledEvent, env: Env, _ctx: worker::Schedu
                 tracing::error!(cron = %cron, error = %e, "metadata backfill failed");
                 break;
             }
+        }
+    }
+    // The outbox loses what every replica is past (two subrequests).
+    if left(start) >= 2 {
+        if let Err(e) = app.trim_outbox().await {
+            tracing::error!(cron = %cron, error = %e.message, "outbox trim failed");
         }
     }
     tracing::info!(

@@ -15,9 +15,11 @@
 //! handlers check and record every write) or any registry over HTTP.
 
 pub mod copy;
+pub mod identity;
 pub mod local;
 pub mod pass;
 pub mod v2;
+pub mod walk;
 
 use crate::error::{ErrorCode, RegistryError, Result, StoreError};
 use crate::model::Digest;

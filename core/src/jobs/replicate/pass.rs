@@ -12,9 +12,13 @@
 //! step before the entry, which the next step retries; a refusal (the target denies an
 //! immutable tag, say) is recorded and passed over, so one bad artifact never holds back
 //! the others.
+//!
+//! A target with no state yet first gets everything the source already has ([`walk`]),
+//! then the outbox from the walk's start.
 
 use super::copy::{CopyReport, copy_artifact};
 use super::local::LocalSource;
+use super::walk::{self, Walk};
 use super::{Source, Target, retryable};
 use crate::error::{ErrorCode, RegistryError, Result};
 use crate::ports::{BlobStore, DocumentStore, MetadataStore};
@@ -53,6 +57,9 @@ pub struct ReplicaState {
     /// Why the last step stopped early, if it did.
     #[serde(default)]
     pub last_error: Option<String>,
+    /// The full walk in progress, if any (a target added after content existed).
+    #[serde(default)]
+    pub walk: Option<Walk>,
 }
 
 /// An entry the target refused.
@@ -95,17 +102,29 @@ impl Default for PassOptions {
     }
 }
 
-/// Loads a target's state.
-pub async fn load<D: DocumentStore>(docs: &D, target: &str) -> Result<ReplicaState> {
+/// Loads a target's state; `None` for a target never replicated to.
+pub async fn load<D: DocumentStore>(docs: &D, target: &str) -> Result<Option<ReplicaState>> {
     match docs.get_doc(STATE_KIND, target).await? {
-        Some(raw) => serde_json::from_slice(&raw).map_err(|e| {
+        Some(raw) => serde_json::from_slice(&raw).map(Some).map_err(|e| {
             RegistryError::new(
                 ErrorCode::Unknown,
                 format!("replication state of {target}: {e}"),
             )
         }),
-        None => Ok(ReplicaState::default()),
+        None => Ok(None),
     }
+}
+
+/// Records an entry (or a walked tag) the target refused, keeping the newest
+/// [`MAX_REFUSALS`].
+pub(super) fn refuse(state: &mut ReplicaState, seq: &str, repository: &str, err: RegistryError) {
+    state.refusals.push(Refusal {
+        seq: seq.to_owned(),
+        repository: repository.to_owned(),
+        error: err.message,
+    });
+    let over = state.refusals.len().saturating_sub(MAX_REFUSALS);
+    state.refusals.drain(..over);
 }
 
 async fn save<D: DocumentStore>(docs: &D, target: &str, s: &ReplicaState) -> Result<()> {
@@ -134,16 +153,35 @@ where
     M: MetadataStore + DocumentStore + Outbox,
     T: Target,
 {
-    let mut state = load(meta, name).await?;
+    let src = LocalSource { blobs, meta };
+    let mut state = match load(meta, name).await? {
+        Some(s) => s,
+        None => ReplicaState {
+            walk: Some(walk::begin(now_ms)),
+            ..ReplicaState::default()
+        },
+    };
+    state.last_error = None;
+    let mut handled = 0;
+    if state.walk.is_some() {
+        let (n, done) = walk::step(meta, &src, target, &mut state, opts.limit).await?;
+        handled = n;
+        if !done {
+            state.updated_ms = now_ms;
+            save(meta, name, &state).await?;
+            return Ok(StepReport {
+                handled,
+                finished: false,
+                state,
+            });
+        }
+    }
     let from = state
         .after
         .as_deref()
         .map(|a| format!("{:016}", at_ms(a).saturating_sub(OUTBOX_SKEW_MS)));
-    let src = LocalSource { blobs, meta };
-    let mut handled = 0;
     let mut more = true;
     let mut cursor = from;
-    state.last_error = None;
     'read: while handled < opts.limit && more {
         let page = meta.outbox_after(cursor.as_deref(), opts.limit).await?;
         more = page.len() == opts.limit;
@@ -164,15 +202,7 @@ where
                     more = true;
                     break 'read;
                 }
-                Err(err) => {
-                    state.refusals.push(Refusal {
-                        seq: e.seq.clone(),
-                        repository: repository(&e.change).to_owned(),
-                        error: err.message,
-                    });
-                    let over = state.refusals.len().saturating_sub(MAX_REFUSALS);
-                    state.refusals.drain(..over);
-                }
+                Err(err) => refuse(&mut state, &e.seq, repository(&e.change), err),
             }
             handled += 1;
             mark(&mut state, &e.seq);
@@ -264,4 +294,48 @@ async fn apply<S: Source, T: Target>(
         _ => {}
     }
     Ok(())
+}
+
+/// How long the outbox keeps entries no target needs: an hour of history to look at.
+const KEEP_MS: u64 = 3_600_000;
+
+/// Removes outbox entries every target is past (at most `limit`): up to the oldest
+/// checkpoint of any target's state minus [`OUTBOX_SKEW_MS`] (a step re-reads that window),
+/// and never the last [`KEEP_MS`]. A target with no state yet needs none of them (it begins
+/// with a walk), and a walking target only what follows its walk's start. A target taken
+/// out of the configuration holds the outbox until its state is deleted.
+pub async fn trim<M: DocumentStore + Outbox>(meta: &M, now_ms: u64, limit: usize) -> Result<usize> {
+    let mut horizon = now_ms.saturating_sub(KEEP_MS);
+    let mut after: Option<String> = None;
+    loop {
+        let page = meta
+            .list_docs(STATE_KIND, "", after.as_deref(), 100)
+            .await?;
+        let Some((last, _)) = page.last() else { break };
+        after = Some(last.clone());
+        for (id, raw) in &page {
+            let s: ReplicaState = serde_json::from_slice(raw).map_err(|e| {
+                RegistryError::new(
+                    ErrorCode::Unknown,
+                    format!("replication state of {id}: {e}"),
+                )
+            })?;
+            let needs = match (&s.walk, &s.after) {
+                (Some(w), _) => w.started_ms,
+                (None, Some(a)) => at_ms(a),
+                (None, None) => 0,
+            };
+            horizon = horizon.min(needs.saturating_sub(OUTBOX_SKEW_MS));
+        }
+        if page.len() < 100 {
+            break;
+        }
+    }
+    if horizon == 0 {
+        return Ok(0);
+    }
+    // Entries sort by `<at_ms:016>-<suffix>`, the suffix of digits and letters, which `~`
+    // sorts after: this bound takes every entry made before `horizon`.
+    let upto = format!("{:016}-~", horizon - 1);
+    Ok(meta.outbox_trim(&upto, limit).await?)
 }
