@@ -22,6 +22,7 @@ use crate::jobs;
 use crate::jobs::replicate::pass::{PassOptions, StepReport};
 use crate::jobs::replicate::v2::Transport;
 use crate::jobs::replicate::{self, Target};
+use crate::oci::home::{self, ForwardHome};
 use crate::oci::{Oci, Settings};
 use crate::policy::retention::{self, pass::RetentionPass};
 use crate::ports::{BlobInventory, BlobStore, CollectableMeta, Env, Outbox, ServingMeta};
@@ -105,6 +106,27 @@ impl<B: BlobStore, M: ServingMeta, E: Env> Registry<B, M, E> {
         resp.headers_mut()
             .insert(X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
         resp
+    }
+
+    /// The home region a runtime forwards this request to (its method, URI, headers and
+    /// body as they are), on a registry of several regions: a write of a project homed
+    /// elsewhere, not forwarded here already ([`crate::oci::home`]). `None`: handle it
+    /// here. A read this region cannot answer is marked in its response instead.
+    pub async fn forward_target(&self, req: &http::request::Parts) -> Option<ForwardHome> {
+        let regions = self.config.regions.as_ref()?;
+        if !home::writes(&req.method)
+            || home::forwarded(&req.headers)
+            || home::replicated(&req.headers)
+            || req.extensions.get::<SystemCall>().is_some()
+        {
+            return None;
+        }
+        let name = crate::oci::route::route(req.uri.path())?.name()?;
+        crate::model::name::validate_name(name).ok()?;
+        home::elsewhere(&self.meta, regions, name)
+            .await
+            .ok()
+            .flatten()
     }
 
     /// Starts a retention pass over every project's policy if none is unfinished and the
@@ -246,6 +268,7 @@ impl<B: BlobStore, M: ServingMeta, E: Env> Registry<B, M, E> {
                 upload_secret: c.upload_secret.as_deref(),
                 upload_capability_ttl_secs: c.upload_capability_ttl_secs,
                 capability_only: c.capability_only,
+                regions: c.regions.as_ref(),
             },
         }
     }
@@ -258,6 +281,7 @@ impl<B: BlobStore, M: ServingMeta, E: Env> Registry<B, M, E> {
             delete_enabled: self.config.delete_enabled,
             default_quota_bytes: self.config.default_quota_bytes,
             identity_home: self.config.identity_home.as_deref(),
+            regions: self.config.regions.as_ref(),
         }
     }
 }

@@ -40,6 +40,8 @@ pub(crate) struct Admin<'a, M, E> {
     pub(crate) default_quota_bytes: Option<u64>,
     /// Where identity is written, when this region mirrors it.
     pub(crate) identity_home: Option<&'a str>,
+    /// The regions, when there are several.
+    pub(crate) regions: Option<&'a crate::model::regions::Regions>,
 }
 
 pub(super) fn denied() -> RegistryError {

@@ -1,7 +1,7 @@
 //! Projects and their members.
 
 use crate::admin::views::{MemberView, ProjectView, json};
-use crate::admin::{Admin, denied, exists, not_found, ok_json};
+use crate::admin::{Admin, bad, denied, exists, not_found, ok_json};
 use crate::auth::{Action, Member, Principal, Project, Right, Robot, Role, new_incarnation};
 use crate::error::{ErrorCode, RegistryError, Result};
 use crate::events::Event;
@@ -16,11 +16,19 @@ pub(super) struct NewProject {
     name: String,
     #[serde(default)]
     public: bool,
+    /// The region that takes its writes (a registry of several regions).
+    #[serde(default)]
+    home_region: Option<String>,
 }
 
+/// What a project update changes; what it leaves out stays.
 #[derive(Deserialize)]
 pub(super) struct ProjectUpdate {
-    public: bool,
+    #[serde(default)]
+    public: Option<bool>,
+    /// A region's name; `""` returns the project to the registry's default home.
+    #[serde(default)]
+    home_region: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -88,6 +96,7 @@ impl<M: MetadataStore + DocumentStore, E: Env> Admin<'_, M, E> {
             public: n.public,
             created_ms: self.env.now_ms(),
             incarnation: new_incarnation(self.env),
+            home_region: self.home_region(n.home_region)?,
         };
         self.dir()
             .put("project", &p.name, &p, true)
@@ -151,9 +160,35 @@ impl<M: MetadataStore + DocumentStore, E: Env> Admin<'_, M, E> {
             .project(name)
             .await?
             .ok_or_else(|| not_found("project"))?;
-        p.public = u.public;
+        if let Some(public) = u.public {
+            p.public = public;
+        }
+        if let Some(home) = u.home_region {
+            p.home_region = self.home_region(Some(home))?;
+        }
         self.dir().put("project", name, &p, false).await?;
         Ok(ok_json::<B>(StatusCode::OK, json(ProjectView::from(&p))))
+    }
+
+    /// A project's home as asked (`""`: the default), checked against the regions.
+    fn home_region(&self, asked: Option<String>) -> Result<Option<String>> {
+        let Some(name) = asked.filter(|n| !n.is_empty()) else {
+            return Ok(None);
+        };
+        match self.regions {
+            Some(r) if r.url(&name).is_some() => Ok(Some(name)),
+            Some(r) => Err(bad(format!(
+                "no region {name}; the regions are {}",
+                r.urls
+                    .iter()
+                    .map(|(n, _)| n.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ))),
+            None => Err(bad(
+                "this registry has one region: a project has no home region to choose",
+            )),
+        }
     }
 
     pub(super) async fn delete_project<B: BlobStore>(

@@ -43,6 +43,8 @@ pub(super) struct ProjectView<'a> {
     name: &'a str,
     public: bool,
     created_ms: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    home_region: Option<&'a str>,
 }
 
 impl<'a> From<&'a Project> for ProjectView<'a> {
@@ -51,6 +53,7 @@ impl<'a> From<&'a Project> for ProjectView<'a> {
             name: &p.name,
             public: p.public,
             created_ms: p.created_ms,
+            home_region: p.home_region.as_deref(),
         }
     }
 }

@@ -51,6 +51,7 @@ impl<D: DocumentStore, E: Env> Gate<'_, D, E> {
                     public: false,
                     created_ms: self.env.now_ms(),
                     incarnation: new_incarnation(self.env),
+                    home_region: None,
                 };
                 // Losing a creation race to another push is fine.
                 let _ = dir.put("project", project, &p, true).await;

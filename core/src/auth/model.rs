@@ -119,6 +119,10 @@ pub struct Project {
     /// and created again under the same name inherits none of them (0 before incarnations).
     #[serde(default)]
     pub incarnation: u64,
+    /// The region that takes the project's writes, on a registry served from several
+    /// (`None`: the registry's default, its identity home).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub home_region: Option<String>,
 }
 
 /// A user's role in a project.

@@ -27,6 +27,13 @@ pub const OCI_TAG: HeaderName = HeaderName::from_static("oci-tag");
 pub const OCI_FILTERS_APPLIED: HeaderName = HeaderName::from_static("oci-filters-applied");
 /// `X-Content-Type-Options`.
 pub const X_CONTENT_TYPE_OPTIONS: HeaderName = HeaderName::from_static("x-content-type-options");
+/// `Wharf-Forwarded-To`: set by a region that forwards a request to its project's home,
+/// naming the region it sends it to (one hop at most).
+pub const WHARF_FORWARDED_TO: HeaderName = HeaderName::from_static("wharf-forwarded-to");
+/// `Wharf-Replicated-From`: set by a region's replication on the writes it sends to
+/// another region of the same registry, naming itself; such a write is taken where it
+/// arrives, from a system administrator only.
+pub const WHARF_REPLICATED_FROM: HeaderName = HeaderName::from_static("wharf-replicated-from");
 /// `X-Forwarded-For`: the addresses a request came through, each appended by a proxy.
 pub const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 /// `X-Forwarded-Proto`: the scheme a client used, as a TLS-terminating proxy states it.

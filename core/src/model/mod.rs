@@ -8,6 +8,7 @@ pub mod digest;
 pub mod manifest;
 pub mod name;
 pub mod reference;
+pub mod regions;
 pub mod upload;
 
 pub use digest::{Algorithm, Digest, Hasher, to_hex};

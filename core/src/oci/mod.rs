@@ -7,15 +7,16 @@
 
 mod base;
 mod blobs;
+pub mod home;
 mod manifests;
 mod referrers;
 pub mod route;
 mod tags;
 mod uploads;
 
-use crate::auth::authorize::Gate;
+use crate::auth::authorize::{Gate, SystemCall};
 use crate::auth::capability;
-use crate::auth::{Action, Caller};
+use crate::auth::{Action, Caller, Directory};
 use crate::error::{ErrorCode, RegistryError, Result};
 use crate::http::headers;
 use crate::http::query::Query;
@@ -47,6 +48,8 @@ pub(crate) struct Settings<'a> {
     pub(crate) upload_capability_ttl_secs: u64,
     /// Serve only requests that carry a valid upload capability.
     pub(crate) capability_only: bool,
+    /// The regions, when the registry is served from several ([`home`]).
+    pub(crate) regions: Option<&'a crate::model::regions::Regions>,
 }
 
 /// What the `/v2` handlers need of a registry, borrowed for one request.
@@ -87,6 +90,29 @@ impl<B: BlobStore, M: ServingMeta, E: Env> Oci<'_, B, M, E> {
         let head = *m == Method::HEAD;
         let mut query = query;
         let cap = self.upload_capability(&r, &query)?;
+        // Where the project's home is another region, writes go there (and so do reads
+        // this region cannot answer yet, below). Replication's own writes stay here.
+        let regions = self
+            .settings
+            .regions
+            .filter(|_| cap.is_none() && parts.extensions.get::<SystemCall>().is_none());
+        let forwarded = home::forwarded(&parts.headers);
+        let replicated = home::replicated(&parts.headers);
+        let mut replica_write = false;
+        if let (Some(regions), Some(name)) = (regions, r.name())
+            && replicated
+            && home::writes(m)
+        {
+            replica_write = home::elsewhere(self.meta, regions, name).await?.is_some();
+        } else if let (Some(regions), Some(name)) = (regions, r.name())
+            && (home::writes(m) || forwarded)
+            && let Some(home) = home::elsewhere(self.meta, regions, name).await?
+        {
+            if forwarded {
+                return Err(home::not_home(&home));
+            }
+            return home::redirect::<B>(home, &parts.uri);
+        }
         if cap.is_none() && self.settings.capability_only {
             return Err(RegistryError::new(
                 ErrorCode::Unauthorized,
@@ -104,10 +130,26 @@ impl<B: BlobStore, M: ServingMeta, E: Env> Oci<'_, B, M, E> {
                     .await?
             }
         };
+        if replica_write
+            && !Directory(self.meta)
+                .user(&caller.name)
+                .await?
+                .is_some_and(|u| u.admin)
+        {
+            return Err(home::not_replication());
+        }
         self.gate.events.act_as(&caller.name);
         let mut result = self
             .route_request(r.clone(), m, head, &query, &parts.headers, body)
             .await;
+        if let (Some(regions), Some(name), Err(e)) = (regions, r.name(), &result)
+            && !forwarded
+            && !replicated
+            && home::missing_here(e)
+            && let Some(home) = home::elsewhere(self.meta, regions, name).await?
+        {
+            return home::redirect::<B>(home, &parts.uri);
+        }
         let cap = cap.as_deref();
         match &mut result {
             Ok(resp) => {

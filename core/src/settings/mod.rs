@@ -23,6 +23,7 @@
 //! | `WHARF_GC_INTERVAL_HOURS` | 24 (0: no scheduled collection) | [`Vars::gc_schedule`] |
 //! | `WHARF_GC_GRACE_SECS` | 3600 | [`Vars::gc_schedule`] |
 //! | `WHARF_DEFAULT_QUOTA_BYTES` | none (no quota) | [`Vars::config`]: the quota of each new project |
+//! | `WHARF_REGION`, `WHARF_REGIONS` | none (one region) | [`Vars::config`]: this region's name, and every region's as `name=https://url,…`; a project's writes go to its home region (307), and reads this region cannot answer yet too |
 //! | `WHARF_IDENTITY_HOME` | none (identity is written here) | [`Vars::config`]: the region users, robots, members, projects and policies are written in; this one mirrors them and refuses their writes |
 //! | `WHARF_REPLICA_URL` | none (no replication) | [`Vars::replica`]: the registry this one's changes are copied to |
 //! | `WHARF_REPLICA_USERNAME`, `WHARF_REPLICA_PASSWORD` | none (the replica takes anonymous pushes) | [`Vars::replica`]; one needs the other |
@@ -42,6 +43,7 @@ mod vars;
 #[cfg(test)]
 mod tests;
 
+pub use crate::model::regions::Regions;
 pub use error::{Problem, SettingError};
 pub use vars::{DEFAULT_UPLOAD_MAX_AGE_HOURS, GcSchedule, Replica, Vars};
 
@@ -81,6 +83,10 @@ pub mod var {
     pub const GC_GRACE_SECS: &str = "WHARF_GC_GRACE_SECS";
     /// The storage quota of each project created from now on, in bytes.
     pub const DEFAULT_QUOTA_BYTES: &str = "WHARF_DEFAULT_QUOTA_BYTES";
+    /// This region's name, one of [`REGIONS`].
+    pub const REGION: &str = "WHARF_REGION";
+    /// Every region: `name=https://base-url,name=…`.
+    pub const REGIONS: &str = "WHARF_REGIONS";
     /// The region identity is written in, when this one mirrors it.
     pub const IDENTITY_HOME: &str = "WHARF_IDENTITY_HOME";
     /// Base URL of the registry changes are replicated to.
@@ -122,6 +128,8 @@ pub struct Config {
     /// written there and copied here by the replication job, so the management API here
     /// refuses to write them.
     pub identity_home: Option<String>,
+    /// The registry's regions, when it has several (`WHARF_REGION`, `WHARF_REGIONS`).
+    pub regions: Option<Regions>,
 }
 
 impl Default for Config {
@@ -137,6 +145,7 @@ impl Default for Config {
             capability_only: false,
             default_quota_bytes: None,
             identity_home: None,
+            regions: None,
         }
     }
 }

@@ -435,3 +435,66 @@ fn the_replica_and_its_credentials() {
         "WHARF_REPLICA_PASSWORD needs WHARF_REPLICA_USERNAME"
     );
 }
+
+#[test]
+fn regions_name_this_one_and_every_base_url() {
+    let v = vars(&[
+        ("WHARF_REGION", "eu"),
+        (
+            "WHARF_REGIONS",
+            "us=https://us.registry.example, eu=https://eu.registry.example/",
+        ),
+        ("WHARF_IDENTITY_HOME", "us"),
+    ]);
+    let c = v.config(None).expect("config");
+    let r = c.regions.expect("regions");
+    assert_eq!(r.here, "eu");
+    assert_eq!(r.default_home, "us");
+    assert_eq!(r.url("eu"), Some("https://eu.registry.example"));
+    assert_eq!(r.url("mars"), None);
+    assert_eq!(c.identity_home.as_deref(), Some("us"));
+    // Without an identity home, projects are homed here.
+    let v = vars(&[
+        ("WHARF_REGION", "us"),
+        ("WHARF_REGIONS", "us=http://127.0.0.1:1"),
+    ]);
+    assert_eq!(
+        v.config(None)
+            .expect("config")
+            .regions
+            .expect("r")
+            .default_home,
+        "us"
+    );
+    assert_eq!(vars(&[]).config(None).expect("config").regions, None);
+    for (pairs, says) in [
+        (&[("WHARF_REGIONS", "us=https://x")][..], "WHARF_REGION"),
+        (&[("WHARF_REGION", "us")][..], "WHARF_REGIONS"),
+        (
+            &[("WHARF_REGION", "eu"), ("WHARF_REGIONS", "us=https://x")][..],
+            "eu is not one of WHARF_REGIONS",
+        ),
+        (
+            &[("WHARF_REGION", "us"), ("WHARF_REGIONS", "us=ftp://x")][..],
+            "us=ftp://x",
+        ),
+        (
+            &[
+                ("WHARF_REGION", "us"),
+                ("WHARF_REGIONS", "us=https://x,us=https://y"),
+            ][..],
+            "us=https://y",
+        ),
+        (
+            &[
+                ("WHARF_REGION", "us"),
+                ("WHARF_REGIONS", "us=https://x"),
+                ("WHARF_IDENTITY_HOME", "eu"),
+            ][..],
+            "eu is not one of WHARF_REGIONS",
+        ),
+    ] {
+        let e = err(vars(pairs).config(None));
+        assert!(e.contains(says), "{pairs:?}: {e}");
+    }
+}

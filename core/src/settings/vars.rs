@@ -2,7 +2,7 @@
 //! types.
 
 use super::error::{Problem, SettingError};
-use super::{Config, var};
+use super::{Config, Regions, var};
 use crate::auth::capability::MIN_SECRET_LEN;
 use crate::auth::{Keys, TokenSettings, split_pems};
 use crate::http::{OriginRule, RequestOrigin, TrustedProxies};
@@ -124,9 +124,70 @@ impl<F: Fn(&str) -> Option<String>> Vars<F> {
             upload_front,
             upload_secret: upload_secret.map(String::into_bytes),
             default_quota_bytes: self.optional_number(var::DEFAULT_QUOTA_BYTES)?,
+            regions: self.regions()?,
             identity_home: self.text(var::IDENTITY_HOME),
             ..d
         })
+    }
+
+    /// [`var::REGION`] and [`var::REGIONS`]: both or neither; this region and the identity
+    /// home among the regions.
+    fn regions(&self) -> Result<Option<Regions>, SettingError> {
+        let (here, list) = match (self.text(var::REGION), self.text(var::REGIONS)) {
+            (None, None) => return Ok(None),
+            (Some(h), Some(l)) => (h, l),
+            (None, Some(_)) => {
+                return Err(SettingError {
+                    variable: var::REGION,
+                    problem: Problem::Missing {
+                        by: Some(var::REGIONS),
+                    },
+                });
+            }
+            (Some(_), None) => {
+                return Err(SettingError {
+                    variable: var::REGIONS,
+                    problem: Problem::Missing {
+                        by: Some(var::REGION),
+                    },
+                });
+            }
+        };
+        let expected = "name=https://base-url entries separated by commas";
+        let mut urls: Vec<(String, String)> = Vec::new();
+        for entry in list.split(',').map(str::trim).filter(|e| !e.is_empty()) {
+            let Some((name, url)) = entry.split_once('=') else {
+                return Err(SettingError::invalid(var::REGIONS, expected, entry));
+            };
+            let (name, url) = (name.trim(), url.trim());
+            let web = url.starts_with("https://") || url.starts_with("http://");
+            if name.is_empty() || !web || urls.iter().any(|(n, _)| n == name) {
+                return Err(SettingError::invalid(var::REGIONS, expected, entry));
+            }
+            urls.push((name.to_owned(), url.to_owned()));
+        }
+        let known = |n: &str| urls.iter().any(|(u, _)| u == n);
+        if !known(&here) {
+            return Err(SettingError {
+                variable: var::REGION,
+                problem: Problem::Unusable(format!("{here} is not one of {}", var::REGIONS)),
+            });
+        }
+        let default_home = match self.text(var::IDENTITY_HOME) {
+            Some(h) if !known(&h) => {
+                return Err(SettingError {
+                    variable: var::IDENTITY_HOME,
+                    problem: Problem::Unusable(format!("{h} is not one of {}", var::REGIONS)),
+                });
+            }
+            Some(h) => h,
+            None => here.clone(),
+        };
+        Ok(Some(Regions {
+            here,
+            urls,
+            default_home,
+        }))
     }
 
     /// The behaviour of an upload front with no token service of its own

@@ -48,12 +48,24 @@ pub struct Resp {
 }
 
 pub fn call(reg: &Reg, method: Method, uri: &str, auth: Option<&str>, body: &[u8]) -> Resp {
+    let auth: Vec<(&str, &str)> = auth.map(|a| ("authorization", a)).into_iter().collect();
+    call_with(reg, method, uri, &auth, body)
+}
+
+/// [`call`] with headers of its own.
+pub fn call_with(
+    reg: &Reg,
+    method: Method,
+    uri: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> Resp {
     let mut b = Request::builder()
         .method(method)
         .uri(uri)
         .header("host", "reg.test");
-    if let Some(a) = auth {
-        b = b.header("authorization", a);
+    for (k, v) in headers {
+        b = b.header(*k, *v);
     }
     if uri.starts_with("/api/v1") && !body.is_empty() {
         b = b.header("content-type", "application/json");

@@ -97,6 +97,17 @@ pub struct ServeArgs {
     /// read from the environment only).
     #[arg(long, env = "WHARF_REPLICA_USERNAME")]
     pub replica_username: Option<String>,
+    /// This region's name, on a registry served from several (one of --regions).
+    #[arg(long, env = "WHARF_REGION")]
+    pub region: Option<String>,
+    /// Every region of the registry, `name=https://base-url,…`: a project's writes are
+    /// redirected to its home region, and reads this region cannot answer yet too.
+    #[arg(long, env = "WHARF_REGIONS")]
+    pub regions: Option<String>,
+    /// The region users, robots, members, projects and policies are written in, when this
+    /// one mirrors them (it then refuses their writes).
+    #[arg(long, env = "WHARF_IDENTITY_HOME")]
+    pub identity_home: Option<String>,
     /// Seconds a client has to send a request's headers (also how long an idle keep-alive
     /// connection stays open) [default: 30].
     #[arg(long, env = "WHARF_HEADER_TIMEOUT_SECS")]
@@ -151,6 +162,9 @@ struct FileConfig {
     upload_secret: Option<String>,
     replica_url: Option<String>,
     replica_username: Option<String>,
+    region: Option<String>,
+    regions: Option<String>,
+    identity_home: Option<String>,
     header_timeout_secs: Option<u64>,
     body_idle_timeout_secs: Option<u64>,
     max_connections: Option<usize>,
@@ -337,6 +351,13 @@ impl ServeArgs {
                 var::REPLICA_USERNAME,
                 "--replica-username",
                 self.replica_username.or(file.replica_username),
+            ),
+            (var::REGION, "--region", self.region.or(file.region)),
+            (var::REGIONS, "--regions", self.regions.or(file.regions)),
+            (
+                var::IDENTITY_HOME,
+                "--identity-home",
+                self.identity_home.or(file.identity_home),
             ),
             (
                 var::TRUSTED_PROXIES,

@@ -21,6 +21,7 @@ use wharf_core::auth::{Keys, TokenService};
 use wharf_core::http::{ClientAddr, OriginRule, TrustedProxies};
 use wharf_core::jobs::replicate::pass::PassOptions;
 use wharf_core::jobs::replicate::v2::V2Target;
+use wharf_core::oci::home::ForwardHome;
 use wharf_core::runs::GcOptions;
 use wharf_core::settings::Vars;
 use wharf_core::{Registry, ports::DocumentStore};
@@ -29,7 +30,7 @@ use wharf_embedded::EmbeddedMetadata;
 use wharf_fs::FsBlobStore;
 use wharf_os::SystemEnv;
 use wharf_s3::S3BlobStore;
-use wharf_v2_client::HttpTransport;
+use wharf_v2_client::{Forwarder, HttpTransport};
 
 #[derive(Parser)]
 #[command(
@@ -92,6 +93,11 @@ trait App: Send + Sync + 'static {
     fn backfill(&self) -> BoxFuture<'_, Result<(), String>>;
     /// Removes the outbox entries every replica is past; how many went.
     fn trim_outbox(&self) -> BoxFuture<'_, Result<usize, String>>;
+    /// The home region to forward a write to, on a registry of several regions.
+    fn forward_target<'a>(
+        &'a self,
+        parts: &'a http::request::Parts,
+    ) -> BoxFuture<'a, Option<ForwardHome>>;
 }
 
 /// The metadata stores' backfill (records for content written before this version), for
@@ -159,6 +165,12 @@ macro_rules! app_for {
             fn backfill(&self) -> BoxFuture<'_, Result<(), String>> {
                 self.meta.run_backfill()
             }
+            fn forward_target<'a>(
+                &'a self,
+                parts: &'a http::request::Parts,
+            ) -> BoxFuture<'a, Option<ForwardHome>> {
+                Box::pin(Registry::forward_target(self, parts))
+            }
             fn trim_outbox(&self) -> BoxFuture<'_, Result<usize, String>> {
                 Box::pin(async move { Registry::trim_outbox(self).await.map_err(|e| e.message) })
             }
@@ -197,6 +209,8 @@ struct AppState {
     origin: OriginRule,
     limits: Limits,
     trusted_proxies: TrustedProxies,
+    /// Sends requests on to their project's home region (a registry of several regions).
+    forwarder: Option<Forwarder>,
 }
 
 fn main() {
@@ -327,6 +341,10 @@ async fn run(s: Settings) -> Result<(), String> {
         origin: s.origin.clone(),
         limits: s.limits,
         trusted_proxies: s.trusted_proxies.clone(),
+        forwarder: match &s.config.regions {
+            Some(_) => Some(Forwarder::new()?),
+            None => None,
+        },
     });
     // The first sweep is part of start-up, then one every ten minutes.
     sweep_uploads(&state, s.upload_max_age_hours).await;
@@ -336,8 +354,14 @@ async fn run(s: Settings) -> Result<(), String> {
         tokio::spawn(gc_schedule(state.clone(), s.gc));
     }
     if let Some(replica) = &s.replica {
+        let mut transport =
+            HttpTransport::new(replica.credentials.clone()).map_err(|e| e.message)?;
+        // Another region of this registry takes the writes as its home's replication.
+        if let Some(r) = &s.config.regions {
+            transport = transport.from_region(&r.here).map_err(|e| e.message)?;
+        }
         let target = V2Target {
-            transport: HttpTransport::new(replica.credentials.clone()).map_err(|e| e.message)?,
+            transport,
             base: replica.url.clone(),
         };
         tracing::info!(replica = %replica.url, "replicating every change");
@@ -434,9 +458,39 @@ async fn handle(
         .get(http::header::EXPECT)
         .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
     let (parts, body) = req.into_parts();
+    // A write of a project homed in another region goes there, as it came.
+    if let Some(fw) = &state.forwarder
+        && let Some(home) = state.app.forward_target(&parts).await
+    {
+        let body = reqwest::Body::wrap_stream(body.into_data_stream());
+        let resp = forwarded(fw.forward(&home, Request::from_parts(parts, body)).await);
+        tracing::debug!(%method, %path, home = %home.region, status = resp.status().as_u16(), micros = started.elapsed().as_micros() as u64, "request forwarded");
+        return resp;
+    }
+    let read = state.forwarder.as_ref().map(|_| {
+        (
+            parts.method.clone(),
+            parts.uri.clone(),
+            parts.headers.clone(),
+        )
+    });
     let body = Retained::new(body, state.limits.body_idle_timeout);
     let req = Request::from_parts(parts, axum::body::Body::new(body.clone()));
     let mut resp = state.app.call(req).await;
+    // A read this region cannot answer yet goes to the home region.
+    if let (Some(fw), Some((m, uri, headers)), Some(home)) = (
+        &state.forwarder,
+        read,
+        resp.extensions().get::<ForwardHome>().cloned(),
+    ) {
+        let mut again = Request::new(reqwest::Body::from(Vec::new()));
+        *again.method_mut() = m;
+        *again.uri_mut() = uri;
+        *again.headers_mut() = headers;
+        let resp = forwarded(fw.forward(&home, again).await);
+        tracing::debug!(%method, %path, home = %home.region, status = resp.status().as_u16(), micros = started.elapsed().as_micros() as u64, "read forwarded");
+        return resp;
+    }
     if method == http::Method::POST
         && path.trim_end_matches('/') == "/api/v1/gc"
         && resp.status() == http::StatusCode::ACCEPTED
@@ -463,6 +517,25 @@ async fn handle(
     }
     tracing::debug!(%method, %path, status = resp.status().as_u16(), micros = started.elapsed().as_micros() as u64, "request");
     resp
+}
+
+/// The home region's answer, or `503 UNAVAILABLE` when it could not be reached.
+fn forwarded(r: Result<http::Response<reqwest::Body>, String>) -> Response {
+    match r {
+        Ok(resp) => resp.map(axum::body::Body::new),
+        Err(e) => {
+            tracing::warn!(error = %e, "the project's home region is unreachable");
+            let body = serde_json::json!({"errors": [{"code": "UNAVAILABLE",
+                "message": format!("the project's home region is unreachable: {e}")}]});
+            let mut r = Response::new(axum::body::Body::from(body.to_string()));
+            *r.status_mut() = http::StatusCode::SERVICE_UNAVAILABLE;
+            r.headers_mut().insert(
+                http::header::CONTENT_TYPE,
+                http::HeaderValue::from_static("application/json"),
+            );
+            r
+        }
+    }
 }
 
 async fn shutdown_on_signal(handle: axum_server::Handle<SocketAddr>, grace: Duration) {

@@ -1,4 +1,4 @@
-//! The distribution API over HTTP for the replication engine: a [`Transport`] on reqwest
+//! The distribution API over HTTP: for the replication engine, a [`Transport`] on reqwest
 //! that answers a registry's bearer challenge (the Docker token spec) with Basic
 //! credentials, once per repository and token lifetime.
 //!
@@ -6,6 +6,10 @@
 //! a small channel, never whole in memory. A streamed body cannot be sent twice, so a token
 //! is fetched on the replayable requests that come first (the engine's `HEAD` and upload
 //! `POST` of the same repository), and refreshed before it would expire mid-upload.
+
+pub mod forward;
+
+pub use forward::Forwarder;
 
 use base64::Engine as _;
 use bytes::Bytes;
@@ -28,6 +32,8 @@ pub struct HttpTransport {
     client: reqwest::Client,
     credentials: Option<(String, String)>,
     tokens: Mutex<HashMap<String, (String, Instant)>>,
+    /// This region's name, when the target is another region of the same registry.
+    source_region: Option<http::HeaderValue>,
 }
 
 impl HttpTransport {
@@ -41,7 +47,18 @@ impl HttpTransport {
             client,
             credentials,
             tokens: Mutex::new(HashMap::new()),
+            source_region: None,
         })
+    }
+
+    /// Marks every request as replication from region `name` of the same registry
+    /// (`Wharf-Replicated-From`), so the target takes the writes itself rather than
+    /// forwarding them to the project's home, which is where they come from.
+    pub fn from_region(mut self, name: &str) -> Result<Self> {
+        let v = http::HeaderValue::from_str(name)
+            .map_err(|e| refused(format!("region name {name:?}: {e}")))?;
+        self.source_region = Some(v);
+        Ok(self)
     }
 
     fn cached(&self, repo: &str) -> Option<String> {
@@ -126,6 +143,9 @@ impl HttpTransport {
             .headers(parts.headers.clone());
         if let Some(t) = token {
             req = req.bearer_auth(t);
+        }
+        if let Some(r) = &self.source_region {
+            req = req.header(wharf_core::http::headers::WHARF_REPLICATED_FROM, r.clone());
         }
         match body {
             Body::Empty => Ok(req.send().await.map_err(sent)?),
