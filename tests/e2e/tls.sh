@@ -41,4 +41,39 @@ check "skopeo copy in over HTTPS (--dest-cert-dir)" skopeo copy --dest-cert-dir 
 rm -rf "$certs"   # containers/image also reads /etc/docker/certs.d
 check_fails "skopeo without the CA refuses the certificate" skopeo inspect \
   --creds "admin:$WHARF_ADMIN_PASSWORD" "docker://$R/tls/app:v1"
+
+# Replication to an https registry: a second wharf copies its pushes to this one, verifying
+# its certificate with the system's CA certificates (SSL_CERT_FILE here); with no CA that
+# signed it, it refuses to send anything.
+# start_source NAME CA_FILE: a wharf replicating to https://$R; sets SRC.
+start_source() {
+  local port
+  port=$(free_port)
+  SSL_CERT_FILE=$2 WHARF_REPLICA_PASSWORD=$WHARF_ADMIN_PASSWORD RUST_LOG=debug "$WHARF_BIN" serve \
+    --listen "127.0.0.1:$port" --data-dir "$WORK/$1-data" --replica-url "https://$R" --replica-username admin \
+    >>"$LOGDIR/tls-$1-wharf.log" 2>&1 &
+  PIDS+=("$!")
+  wait_http "http://127.0.0.1:$port/v2/" 20
+  SRC="127.0.0.1:$port"
+}
+tls_status() {
+  local t
+  t=$(curl -s --cacert "$pki/ca.crt" -u "admin:$WHARF_ADMIN_PASSWORD" "https://$R/token?service=wharf&scope=repository:$1:pull" |
+    python3 -c 'import json,sys; print(json.load(sys.stdin)["token"])')
+  curl -s -o /dev/null -w '%{http_code}' --cacert "$pki/ca.crt" -H "Authorization: Bearer $t" \
+    -H 'Accept: application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.v2+json' \
+    "https://$R/v2/$1/manifests/v1"
+}
+wait_tls() { for _ in $(seq 1 200); do [ "$(tls_status "$1")" = 200 ] && return 0; sleep 0.1; done; return 1; }
+start_source trusted "$pki/ca.crt"
+check "skopeo copy to a wharf replicating to https" skopeo copy --dest-tls-verify=false \
+  --dest-creds "admin:$WHARF_ADMIN_PASSWORD" "oci:$WORK/out:v1" "docker://$SRC/tls/repl:v1"
+check "the https replica gets it (certificate verified by the CA)" wait_tls tls/repl
+: >"$WORK/no-ca.pem"
+start_source untrusting "$WORK/no-ca.pem"
+check "skopeo copy to a wharf that does not trust the CA" skopeo copy --dest-tls-verify=false \
+  --dest-creds "admin:$WHARF_ADMIN_PASSWORD" "oci:$WORK/out:v1" "docker://$SRC/tls/refused:v1"
+for _ in $(seq 1 100); do grep -q "replication step failed" "$LOGDIR/tls-untrusting-wharf.log" && break; sleep 0.1; done
+check "it refuses the unknown certificate" grep -q "replication step failed.*UnknownIssuer" "$LOGDIR/tls-untrusting-wharf.log"
+check "and sends nothing" test "$(tls_status tls/refused)" = 404
 finish

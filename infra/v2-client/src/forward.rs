@@ -33,7 +33,7 @@ pub struct Forwarder {
 impl Forwarder {
     /// A forwarder; redirects are returned to the client, not followed.
     pub fn new() -> Result<Self, String> {
-        let client = reqwest::Client::builder()
+        let client = crate::tls::client_builder()?
             .connect_timeout(Duration::from_secs(10))
             .redirect(reqwest::redirect::Policy::none())
             .build()
@@ -68,7 +68,14 @@ impl Forwarder {
             .body(body)
             .send()
             .await
-            .map_err(|e| format!("region {} ({}): {e}", home.region, home.base))?;
+            .map_err(|e| {
+                format!(
+                    "region {} ({}): {}",
+                    home.region,
+                    home.base,
+                    crate::chain(&e)
+                )
+            })?;
         let mut resp: Response<reqwest::Body> = resp.into();
         for h in HOP_BY_HOP {
             resp.headers_mut().remove(HeaderName::from_static(h));

@@ -8,6 +8,7 @@
 //! `POST` of the same repository), and refreshed before it would expire mid-upload.
 
 pub mod forward;
+mod tls;
 
 pub use forward::Forwarder;
 
@@ -39,7 +40,8 @@ pub struct HttpTransport {
 impl HttpTransport {
     /// A transport that logs in with `credentials` when a registry asks for a token.
     pub fn new(credentials: Option<(String, String)>) -> Result<Self> {
-        let client = reqwest::Client::builder()
+        let client = tls::client_builder()
+            .map_err(unavailable)?
             .connect_timeout(Duration::from_secs(10))
             .build()
             .map_err(|e| unavailable(format!("HTTP client: {e}")))?;
@@ -181,7 +183,20 @@ fn refused(m: String) -> RegistryError {
 }
 
 fn sent(e: reqwest::Error) -> RegistryError {
-    unavailable(format!("the registry did not answer: {e}"))
+    unavailable(format!("the registry did not answer: {}", chain(&e)))
+}
+
+/// An error with its causes (reqwest's own message leaves out why: a refused connection, a
+/// certificate no CA vouches for).
+pub(crate) fn chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cause = c.source();
+    }
+    s
 }
 
 /// `repo` of a `/v2/<repo>/blobs/…` or `/v2/<repo>/manifests/…` path.
