@@ -5,8 +5,10 @@
 # copies every change to B's stores through B's own handlers in its process
 # ({"job":"replicate"} from the every-minute schedule, or a batch of DynamoDB stream
 # records).
-#   - docker pushes to A; B has nothing of it before the job runs
+#   - docker pushes to A; before the job runs B has nothing of it and answers its reads
+#     from A (the project's home): blob GETs are 307s to A's bucket
 #   - after the run, docker pulls the image from B, and B's blob GETs are 307s to B's bucket
+#   - docker pushes to B's endpoint: B forwards the writes to A, the project's home
 #   - a tag moved in A moves in B on a stream-triggered run; a manifest deleted in A goes
 #   - B's bucket down: the run reports the failure and holds its checkpoint; B back, the
 #     next run copies what was pushed meanwhile
@@ -39,21 +41,27 @@ start_moto
 B_DDB=$MOTO_PORT
 # One token signing key for the registry, configured in both regions (as from one secret).
 KEYS_PEM=$(openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 2>/dev/null)
+# What docker talks to in each region (see url_front.py), and the regions by those URLs.
+FA=$(free_port)
+FB=$(free_port)
+RA=127.0.0.1:$FA
+RB=127.0.0.1:$FB
+REGIONS="us-east-1=http://$RA,eu-west-1=http://$RB"
 A_ENV=(AWS_REGION=us-east-1 AWS_ENDPOINT_URL_S3=http://127.0.0.1:$A_S3 AWS_ENDPOINT_URL_DYNAMODB=http://127.0.0.1:$A_DDB
-  WHARF_S3_BUCKET=wharf-a WHARF_DYNAMODB_TABLE=wharf-a "WHARF_TOKEN_KEYS_PEM=$KEYS_PEM")
+  WHARF_S3_BUCKET=wharf-a WHARF_DYNAMODB_TABLE=wharf-a "WHARF_TOKEN_KEYS_PEM=$KEYS_PEM"
+  WHARF_REGION=us-east-1 "WHARF_REGIONS=$REGIONS")
 B_ENV=(AWS_REGION=eu-west-1 AWS_ENDPOINT_URL_S3=http://127.0.0.1:$B_S3 AWS_ENDPOINT_URL_DYNAMODB=http://127.0.0.1:$B_DDB
-  WHARF_S3_BUCKET=wharf-b WHARF_DYNAMODB_TABLE=wharf-b "WHARF_TOKEN_KEYS_PEM=$KEYS_PEM" WHARF_IDENTITY_HOME=us-east-1)
+  WHARF_S3_BUCKET=wharf-b WHARF_DYNAMODB_TABLE=wharf-b "WHARF_TOKEN_KEYS_PEM=$KEYS_PEM" WHARF_IDENTITY_HOME=us-east-1
+  WHARF_REGION=eu-west-1 "WHARF_REGIONS=$REGIONS")
 check_output "wharf aws bootstrap of region A" "user admin ready" env "${A_ENV[@]}" "$WHARF_BIN" aws bootstrap
 check_output "wharf aws bootstrap of region B" "user admin ready" env "${B_ENV[@]}" "$WHARF_BIN" aws bootstrap
 
 # Each region's API function and the function-URL front docker talks to (see url_front.py).
+# front NAME PORT LAMBDA_PORT
 front() {
-  local port
-  port=$(free_port)
-  python3 "$here/url_front.py" "$port" "$2" >>"$LOGDIR/$SUITE-$1-url-front.log" 2>&1 &
+  python3 "$here/url_front.py" "$2" "$3" >>"$LOGDIR/$SUITE-$1-url-front.log" 2>&1 &
   PIDS+=("$!")
-  wait_http "http://127.0.0.1:$port/v2/" 20
-  echo "127.0.0.1:$port"
+  wait_http "http://127.0.0.1:$2/v2/" 20
 }
 start_emulator A
 start_instance A "${A_ENV[@]}"
@@ -61,8 +69,8 @@ start_emulator B
 start_instance B "${B_ENV[@]}"
 wait_http "http://127.0.0.1:$A_PORT/v2/" 30
 wait_http "http://127.0.0.1:$B_PORT/v2/" 30
-RA=$(front a "$A_PORT")
-RB=$(front b "$B_PORT")
+front a "$FA" "$A_PORT"
+front b "$FB" "$B_PORT"
 
 # A's jobs function, replicating to B's stores.
 start_emulator JOBS wharf-lambda-jobs
@@ -102,8 +110,12 @@ check_output "docker push to region A's Lambda" "digest: sha256:" docker push "$
 APP1=$(digest_at "$RA" repl/app v1)
 ID1=$(docker image inspect -f '{{.Id}}' "$RA/repl/app:v1")
 check "A serves the image" test -n "$APP1"
-check "B has nothing of it before the job runs" test -z "$(digest_at "$RB" repl/app v1)"
 check "each region's bucket is on its own S3" test "$A_S3" != "$B_S3"
+b_blobs() { find "$WORK/s3-b/wharf-b" -type f -path '*blobs*' 2>/dev/null | wc -l; }
+check "B's bucket has nothing of it before the job runs" test "$(b_blobs)" = 0
+check "B answers its manifest from A, the project's home" test "$(digest_at "$RB" repl/app v1)" = "$APP1"
+EARLY_LAYER=$(first_layer "$RA" repl/app v1)
+check_output "B's blob GET is a 307 to A's bucket before replication" "307 http://127.0.0.1:$A_S3/wharf-a/" blob_location "$RB" repl/app "$EARLY_LAYER"
 
 check_output "{\"job\":\"replicate\"} copies the outbox to B" '"finished":true' replicate
 # B's own first admin was replaced by A's in that run (identity is A's): docker logs in to
@@ -143,6 +155,15 @@ check_output "B's bucket back: the next run finishes" '"finished":true' replicat
 check "B serves what was pushed while its bucket was down" test "$(digest_at "$RB" repl/later v1)" = "$LATER"
 docker rmi -f "$RA/repl/later:v1" >/dev/null 2>&1
 check "docker pull of it from B" docker pull "$RB/repl/later:v1"
+
+# A push to B's endpoint of a project homed in A: B forwards its writes to A.
+make_image "$RB/repl/via-b:v1" 2
+check_output "docker push to region B's endpoint" "digest: sha256:" docker push "$RB/repl/via-b:v1"
+VIA=$(digest_at "$RA" repl/via-b v1)
+check "the push landed in A, the project's home" test -n "$VIA"
+check "B's bucket did not take it" test -z "$(find "$WORK/s3-b/wharf-b" -type f -path "*$(first_layer "$RA" repl/via-b v1 | sed 's/sha256://')*" | head -1)"
+check_output "the next run copies it to B" '"finished":true' replicate
+check_output "then B's blob GET is a 307 to B's bucket" "307 http://127.0.0.1:$B_S3/wharf-b/" blob_location "$RB" repl/via-b "$(first_layer "$RA" repl/via-b v1)"
 
 # Identity: written in A, mirrored to B by the same runs.
 api() { curl -s -o "$WORK/api.json" -w '%{http_code}' -u "$CREDS" -H 'Content-Type: application/json' -X "$2" "http://$1/api/v1/$3" ${4:+-d "$4"}; }

@@ -31,10 +31,12 @@ use lambda_http::{Body, Error, Request, RequestExt, Response, service_fn};
 use wharf_core::Registry;
 use wharf_core::auth::TokenService;
 use wharf_core::http::{ClientAddr, OriginRule, RequestOrigin};
+use wharf_core::oci::home::ForwardHome;
 use wharf_core::settings::Vars;
 use wharf_dynamodb::DynamoMetadata;
 use wharf_os::SystemEnv;
 use wharf_s3::S3BlobStore;
+use wharf_v2_client::Forwarder;
 
 /// Lambda's limit on a synchronous request or response payload.
 const LAMBDA_PAYLOAD: u64 = 6 * 1024 * 1024;
@@ -50,6 +52,8 @@ fn env_var(name: &str) -> Option<String> {
 struct Function {
     registry: ApiRegistry,
     origin: OriginRule,
+    /// Sends requests on to their project's home region (a registry of several regions).
+    forwarder: Option<Forwarder>,
 }
 
 /// Builds the registry once per cold start.
@@ -69,7 +73,12 @@ async fn build() -> Result<Function, String> {
     } else {
         tracing::warn!("auth is off: anyone who can reach this function can push, pull and delete");
     }
+    let forwarder = match registry.config.regions {
+        Some(_) => Some(Forwarder::new()?),
+        None => None,
+    };
     Ok(Function {
+        forwarder,
         registry,
         // Function URLs, API Gateway and ALBs terminate TLS and say so in X-Forwarded-Proto.
         origin: vars.origin(RequestOrigin::Forwarded),
@@ -104,8 +113,41 @@ async fn handle(f: &Function, mut req: Request) -> Response<Body> {
     req.extensions_mut().insert(ClientAddr(client));
     let method = req.method().clone();
     let path = req.uri().path().to_owned();
-    let resp = f.registry.handle(req).await;
+    // A write of a project homed in another region goes there, as it came; so does a read
+    // this region cannot answer yet (its response says where).
+    let (parts, body) = req.into_parts();
+    if let Some(fw) = &f.forwarder
+        && let Some(home) = f.registry.forward_target(&parts).await
+    {
+        let body = reqwest::Body::from(body.to_vec());
+        tracing::debug!(%method, %path, home = %home.region, "request forwarded");
+        return buffered(
+            fw.forward(&home, http::Request::from_parts(parts, body))
+                .await,
+        )
+        .await;
+    }
+    let read = f.forwarder.as_ref().map(|_| {
+        (
+            parts.method.clone(),
+            parts.uri.clone(),
+            parts.headers.clone(),
+        )
+    });
+    let resp = f.registry.handle(Request::from_parts(parts, body)).await;
     tracing::debug!(%method, %path, status = resp.status().as_u16(), "request");
+    if let (Some(fw), Some((m, uri, headers)), Some(home)) = (
+        &f.forwarder,
+        read,
+        resp.extensions().get::<ForwardHome>().cloned(),
+    ) {
+        let mut again = http::Request::new(reqwest::Body::from(Vec::new()));
+        *again.method_mut() = m;
+        *again.uri_mut() = uri;
+        *again.headers_mut() = headers;
+        tracing::debug!(%method, %path, home = %home.region, "read forwarded");
+        return buffered(fw.forward(&home, again).await).await;
+    }
     let (parts, body) = resp.into_parts();
     // Responses are small (manifests, JSON, redirects): blob GETs redirect to S3. A blob
     // the store could not presign would be streamed by the core; Lambda cannot return it.
@@ -133,6 +175,34 @@ async fn handle(f: &Function, mut req: Request) -> Response<Body> {
         Body::Binary(bytes.into())
     };
     Response::from_parts(parts, body)
+}
+
+/// The home region's answer, whole (Lambda returns buffered responses; the home's own are
+/// small: blob GETs redirect to its bucket), or `503` when it could not be reached.
+async fn buffered(r: Result<http::Response<reqwest::Body>, String>) -> Response<Body> {
+    let resp = match r {
+        Ok(resp) => resp,
+        Err(e) => {
+            tracing::warn!(error = %e, "the project's home region is unreachable");
+            return unavailable("the project's home region is unreachable; retry shortly");
+        }
+    };
+    let (parts, body) = resp.into_parts();
+    match body.collect().await {
+        Ok(c) => {
+            let bytes = c.to_bytes();
+            let body = if bytes.is_empty() {
+                Body::Empty
+            } else {
+                Body::Binary(bytes.into())
+            };
+            Response::from_parts(parts, body)
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "reading the home region's answer failed");
+            unavailable("the project's home region failed mid-answer; retry shortly")
+        }
+    }
 }
 
 fn unavailable(msg: &str) -> Response<Body> {
