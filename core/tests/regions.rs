@@ -63,6 +63,16 @@ fn tok(reg: &Reg, repo: &str) -> String {
     )
 }
 
+/// The digest `reg` itself stores for `repo:reference`.
+fn stored(reg: &Reg, repo: &str, reference: &str) -> Option<Digest> {
+    block_on(
+        reg.meta
+            .manifest(repo, &wharf_core::Reference::parse(reference).expect("ref")),
+    )
+    .expect("read")
+    .map(|m| m.info.digest)
+}
+
 fn location(r: &Resp) -> String {
     r.headers
         .get("location")
@@ -203,12 +213,7 @@ fn writes_go_to_the_projects_home_and_reads_there_until_replication_catches_up()
     // A push through b lands at a; b answers reads of it from a until replication.
     let digest = push_via(&regs, "b", "team/app", "v1", b"layer one");
     assert!(
-        block_on(b.meta.manifest(
-            "team/app",
-            &wharf_core::Reference::parse("v1").expect("ref")
-        ))
-        .expect("read")
-        .is_none(),
+        stored(&b, "team/app", "v1").is_none(),
         "b stored a write for a project homed at a"
     );
     let tb = tok(&b, "team/app");
@@ -274,14 +279,7 @@ fn writes_go_to_the_projects_home_and_reads_there_until_replication_catches_up()
     assert_eq!(r.status, StatusCode::TEMPORARY_REDIRECT);
     assert_eq!(location(&r), format!("{B}/v2/eu/app/manifests/v1"));
     push_via(&[("a", &a), ("b", &b)], "a", "eu/app", "v1", b"eu layer");
-    assert!(
-        block_on(
-            b.meta
-                .manifest("eu/app", &wharf_core::Reference::parse("v1").expect("ref"))
-        )
-        .expect("read")
-        .is_some()
-    );
+    assert!(stored(&b, "eu/app", "v1").is_some());
 
     // One hop at most: a write forwarded to b by a region that took b for the home, which
     // b does not think it is (a home changing while identity is mirrored), is refused for
@@ -403,14 +401,7 @@ fn two_clients_moving_one_tag_through_two_regions_end_with_one_tag_everywhere() 
             format!("y{round}").as_bytes(),
         );
         replicate(&a, &b);
-        let at = |reg: &Reg| {
-            block_on(reg.meta.manifest(
-                "team/app",
-                &wharf_core::Reference::parse("moving").expect("ref"),
-            ))
-            .expect("read")
-            .map(|m| m.info.digest)
-        };
+        let at = |reg: &Reg| stored(reg, "team/app", "moving");
         assert_eq!(
             at(&a),
             Some(y.clone()),

@@ -411,10 +411,10 @@ async fn scheduled(event: worker::ScheduledEvent, env: Env, _ctx: worker::Schedu
         }
     }
     // The outbox loses what every replica is past (two subrequests).
-    if left(start) >= 2 {
-        if let Err(e) = app.trim_outbox().await {
-            tracing::error!(cron = %cron, error = %e.message, "outbox trim failed");
-        }
+    if left(start) >= 2
+        && let Err(e) = app.trim_outbox().await
+    {
+        tracing::error!(cron = %cron, error = %e.message, "outbox trim failed");
     }
     tracing::info!(
         cron = %cron,
