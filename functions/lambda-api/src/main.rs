@@ -110,7 +110,7 @@ async fn handle(f: &Function, mut req: Request) -> Response<Body> {
     let origin = f.origin.origin(req.uri(), req.headers());
     let client = client_addr(&req);
     req.extensions_mut().insert(origin);
-    req.extensions_mut().insert(ClientAddr(client));
+    req.extensions_mut().insert(ClientAddr(client.clone()));
     let method = req.method().clone();
     let path = req.uri().path().to_owned();
     // A write of a project homed in another region goes there, as it came; so does a read
@@ -122,7 +122,7 @@ async fn handle(f: &Function, mut req: Request) -> Response<Body> {
         let body = reqwest::Body::from(body.to_vec());
         tracing::debug!(%method, %path, home = %home.region, "request forwarded");
         return buffered(
-            fw.forward(&home, http::Request::from_parts(parts, body))
+            fw.forward(&home, &client, http::Request::from_parts(parts, body))
                 .await,
         )
         .await;
@@ -146,7 +146,7 @@ async fn handle(f: &Function, mut req: Request) -> Response<Body> {
         *again.uri_mut() = uri;
         *again.headers_mut() = headers;
         tracing::debug!(%method, %path, home = %home.region, "read forwarded");
-        return buffered(fw.forward(&home, again).await).await;
+        return buffered(fw.forward(&home, &client, again).await).await;
     }
     let (parts, body) = resp.into_parts();
     // Responses are small (manifests, JSON, redirects): blob GETs redirect to S3. A blob

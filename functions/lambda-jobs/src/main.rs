@@ -66,9 +66,16 @@ async fn build() -> Result<Function, String> {
         Some(r) => {
             let there = wharf_aws_stack::open(&r.stores).await?;
             tracing::info!(replica = %r.name, bucket = %r.stores.bucket, table = %r.stores.table, "replicating to");
+            // The replica's registry takes only the system's writes: none of this region's
+            // region settings apply to it.
+            let theirs = wharf_core::Config {
+                regions: None,
+                identity_home: None,
+                ..config.clone()
+            };
             Some((
                 r.name,
-                Registry::new(there.blobs, there.meta, SystemEnv, config.clone()),
+                Registry::new(there.blobs, there.meta, SystemEnv, theirs),
             ))
         }
         None => None,

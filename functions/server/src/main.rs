@@ -463,7 +463,10 @@ async fn handle(
         && let Some(home) = state.app.forward_target(&parts).await
     {
         let body = reqwest::Body::wrap_stream(body.into_data_stream());
-        let resp = forwarded(fw.forward(&home, Request::from_parts(parts, body)).await);
+        let resp = forwarded(
+            fw.forward(&home, &client.to_string(), Request::from_parts(parts, body))
+                .await,
+        );
         tracing::debug!(%method, %path, home = %home.region, status = resp.status().as_u16(), micros = started.elapsed().as_micros() as u64, "request forwarded");
         return resp;
     }
@@ -487,7 +490,7 @@ async fn handle(
         *again.method_mut() = m;
         *again.uri_mut() = uri;
         *again.headers_mut() = headers;
-        let resp = forwarded(fw.forward(&home, again).await);
+        let resp = forwarded(fw.forward(&home, &client.to_string(), again).await);
         tracing::debug!(%method, %path, home = %home.region, status = resp.status().as_u16(), micros = started.elapsed().as_micros() as u64, "read forwarded");
         return resp;
     }

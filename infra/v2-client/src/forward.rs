@@ -5,11 +5,13 @@
 //! The client's token goes with it: the regions sign with one key, so the home verifies
 //! it as its own. The `Host` header goes too, so the home builds its token realm and its
 //! `Location`s for the host the client knows, and the client keeps talking to the region
-//! it chose.
+//! it chose. `X-Forwarded-For` gets the client's address as this region determined it
+//! appended (a proxy's duty), so a home that trusts its regions as proxies audits the
+//! client, not the region, and a client's own entries stay to the left of it.
 
 use http::{HeaderName, HeaderValue, Request, Response};
 use std::time::Duration;
-use wharf_core::http::headers::WHARF_FORWARDED_TO;
+use wharf_core::http::headers::{WHARF_FORWARDED_TO, X_FORWARDED_FOR};
 use wharf_core::oci::home::ForwardHome;
 
 /// Headers of one connection, not of the request (RFC 9110 §7.6.1).
@@ -41,10 +43,12 @@ impl Forwarder {
         Ok(Self { client })
     }
 
-    /// Sends `req` to `home` and returns its answer; `Err` when the home cannot be reached.
+    /// Sends `req` (from `client`, its address as this region determined it) to `home`
+    /// and returns its answer; `Err` when the home cannot be reached.
     pub async fn forward(
         &self,
         home: &ForwardHome,
+        client: &str,
         req: Request<reqwest::Body>,
     ) -> Result<Response<reqwest::Body>, String> {
         let (parts, body) = req.into_parts();
@@ -61,6 +65,7 @@ impl Forwarder {
         let region =
             HeaderValue::from_str(&home.region).map_err(|e| format!("region name: {e}"))?;
         headers.insert(WHARF_FORWARDED_TO, region);
+        append_forwarded_for(&mut headers, client);
         let resp = self
             .client
             .request(parts.method, &url)
@@ -81,5 +86,55 @@ impl Forwarder {
             resp.headers_mut().remove(HeaderName::from_static(h));
         }
         Ok(resp)
+    }
+}
+
+/// Appends `client` to the request's `X-Forwarded-For` (one header line, as proxies
+/// write it).
+fn append_forwarded_for(headers: &mut http::HeaderMap, client: &str) {
+    if client.is_empty() {
+        return;
+    }
+    let before: Vec<&str> = headers
+        .get_all(X_FORWARDED_FOR)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .collect();
+    let line = if before.is_empty() {
+        client.to_owned()
+    } else {
+        format!("{}, {client}", before.join(", "))
+    };
+    if let Ok(v) = HeaderValue::from_str(&line) {
+        headers.insert(X_FORWARDED_FOR, v);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_client_is_appended_to_x_forwarded_for() {
+        let mut h = http::HeaderMap::new();
+        append_forwarded_for(&mut h, "198.51.100.7");
+        assert_eq!(h[X_FORWARDED_FOR], "198.51.100.7");
+        let mut h = http::HeaderMap::new();
+        h.append(X_FORWARDED_FOR, HeaderValue::from_static("10.0.0.1"));
+        h.append(
+            X_FORWARDED_FOR,
+            HeaderValue::from_static("10.0.0.2, 10.0.0.3"),
+        );
+        append_forwarded_for(&mut h, "198.51.100.7");
+        assert_eq!(h.get_all(X_FORWARDED_FOR).iter().count(), 1);
+        assert_eq!(
+            h[X_FORWARDED_FOR],
+            "10.0.0.1, 10.0.0.2, 10.0.0.3, 198.51.100.7"
+        );
+        append_forwarded_for(&mut h, "");
+        assert_eq!(
+            h[X_FORWARDED_FOR],
+            "10.0.0.1, 10.0.0.2, 10.0.0.3, 198.51.100.7"
+        );
     }
 }
