@@ -54,10 +54,24 @@ impl LocalServer {
     }
 }
 
+/// A reqwest client for tests. The workspace's reqwest has rustls without a crypto provider
+/// (no aws-lc-rs C build; wharf-v2-client configures ring itself), so a client built any
+/// other way would panic: this one installs ring as the process default first.
+pub fn http_client() -> reqwest::Client {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::new()
+}
+
 /// reqwest as a [`wharf_sigv4::Transport`] with the system clock: stands in for the
 /// Worker's `fetch` in host tests of the SDK-free clients.
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct HttpTransport(reqwest::Client);
+
+impl Default for HttpTransport {
+    fn default() -> Self {
+        Self(http_client())
+    }
+}
 
 impl wharf_sigv4::Transport for HttpTransport {
     async fn send(

@@ -350,7 +350,11 @@ async fn push_and_pull_through_the_core_on_s3_and_dynamodb() {
     assert!(!calls.keys().any(|k| k.starts_with("S3.")), "{calls:?}");
     report.push(("GET blob (307)", calls));
     let url = h[header::LOCATION].to_str().expect("location");
-    let got = reqwest::get(url).await.expect("follow redirect");
+    let got = wharf_aws::testing::http_client()
+        .get(url)
+        .send()
+        .await
+        .expect("follow redirect");
     assert_eq!(got.status(), 200);
     assert!(
         got.bytes().await.expect("bytes") == layer,

@@ -171,7 +171,11 @@ async fn chunked_upload_over_rest_is_served_by_the_sdk_store() {
         .map(|d| d.as_millis() as u64)
         .unwrap_or(0);
     let url = s.presign_get(&digest, now, 60).expect("presigned");
-    let got = reqwest::get(&url).await.expect("GET");
+    let got = wharf_aws::testing::http_client()
+        .get(&url)
+        .send()
+        .await
+        .expect("GET");
     assert_eq!(got.status(), 200);
     assert!(got.bytes().await.expect("body") == blob);
     // Delete, then a GET says NotFound.

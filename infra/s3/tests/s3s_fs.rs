@@ -285,7 +285,11 @@ async fn chunked_upload_across_invocations_with_a_failed_request() {
 
     // Presigned GET, fetched by a plain HTTP client.
     let url = s.presign_get(&digest, now_ms(), 60).expect("presigned");
-    let resp = reqwest::get(&url).await.expect("GET presigned");
+    let resp = wharf_aws::testing::http_client()
+        .get(&url)
+        .send()
+        .await
+        .expect("GET presigned");
     assert_eq!(resp.status(), 200, "{url}");
     assert!(
         resp.bytes().await.expect("body") == blob,
@@ -297,11 +301,21 @@ async fn chunked_upload_across_invocations_with_a_failed_request() {
     let flipped = if &url[i..i + 1] == "0" { "1" } else { "0" };
     let tampered = format!("{}{flipped}{}", &url[..i], &url[i + 1..]);
     assert_ne!(tampered, url);
-    let status = reqwest::get(&tampered).await.expect("GET").status();
+    let status = wharf_aws::testing::http_client()
+        .get(&tampered)
+        .send()
+        .await
+        .expect("GET")
+        .status();
     assert_eq!(status, 403, "tampered signature");
     let other_key = url.replace(digest.hex(), Digest::sha256_of(b"x").hex());
     assert_eq!(
-        reqwest::get(&other_key).await.expect("GET").status(),
+        wharf_aws::testing::http_client()
+            .get(&other_key)
+            .send()
+            .await
+            .expect("GET")
+            .status(),
         403,
         "signature is per key"
     );
@@ -309,11 +323,14 @@ async fn chunked_upload_across_invocations_with_a_failed_request() {
     // An expired one too (ttl 1 s, used 2 s later).
     let short = s.presign_get(&digest, now_ms(), 1).expect("presigned");
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let status = tokio::time::timeout(Duration::from_secs(20), reqwest::get(&short))
-        .await
-        .expect("bounded")
-        .expect("GET")
-        .status();
+    let status = tokio::time::timeout(
+        Duration::from_secs(20),
+        wharf_aws::testing::http_client().get(&short).send(),
+    )
+    .await
+    .expect("bounded")
+    .expect("GET")
+    .status();
     assert_eq!(status, 403, "expired presigned URL");
 
     s.delete(&digest).await.expect("delete");
