@@ -146,5 +146,8 @@ docker rmi -f "$R/pol/app:t5" "$R/pol/app:t1" >/dev/null 2>&1
 check "docker pull pol/app:t5 (kept)" docker pull "$R/pol/app:t5"
 check_output "pol/app:t1 is gone" "manifest unknown" sh -c "docker pull $R/pol/app:t1 2>&1"
 
-check_output "an input that is no job fails the invocation" "unknown variant" invoke '{"job":"sweep"}'
+# cargo-lambda wraps the error at 80 columns in a box: joined into one line first.
+invoke_flat() { invoke "$1" | tr '\n│' '  ' | tr -s ' '; }
+check_output "an input that is no job fails the invocation" "unknown variant \`sweep\`" invoke_flat '{"job":"sweep"}'
+check_output "and the error names the jobs there are" "(gc, advance, cleanup_uploads, retention, replicate)" invoke_flat '{"job":"sweep"}'
 finish
