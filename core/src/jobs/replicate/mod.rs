@@ -18,6 +18,7 @@ pub mod copy;
 pub mod identity;
 pub mod local;
 pub mod pass;
+mod state;
 pub mod v2;
 pub mod walk;
 

@@ -16,62 +16,15 @@
 //! A target with no state yet first gets everything the source already has ([`walk`]),
 //! then the outbox from the walk's start.
 
-use super::copy::{CopyReport, copy_artifact};
+use super::copy::copy_artifact;
 use super::local::LocalSource;
-use super::walk::{self, Walk};
+use super::state::refuse;
+pub use super::state::{Refusal, ReplicaState, STATE_KIND};
+use super::walk;
 use super::{Source, Target, retryable};
 use crate::error::{ErrorCode, RegistryError, Result};
 use crate::ports::{BlobStore, DocumentStore, MetadataStore};
 use crate::ports::{Change, OUTBOX_SKEW_MS, Outbox, OutboxEntry};
-use serde::{Deserialize, Serialize};
-
-/// Document kind of a target's replication state (id: the target's name).
-pub const STATE_KIND: &str = "replication_state";
-/// Refusals a state lists, at most (the newest).
-const MAX_REFUSALS: usize = 100;
-
-/// Where replication to one target is, and what it did.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct ReplicaState {
-    /// The newest outbox entry handled.
-    #[serde(default)]
-    pub after: Option<String>,
-    /// Entries handled within [`OUTBOX_SKEW_MS`] before `after`.
-    #[serde(default)]
-    pub recent: Vec<String>,
-    /// When a step last saved this.
-    #[serde(default)]
-    pub updated_ms: u64,
-    /// What was copied, in all.
-    #[serde(default)]
-    pub copied: CopyReport,
-    /// Tags set at the target.
-    #[serde(default)]
-    pub tags_set: u64,
-    /// Manifests and tags deleted at the target.
-    #[serde(default)]
-    pub deleted: u64,
-    /// Entries the target refused, newest last.
-    #[serde(default)]
-    pub refusals: Vec<Refusal>,
-    /// Why the last step stopped early, if it did.
-    #[serde(default)]
-    pub last_error: Option<String>,
-    /// The full walk in progress, if any (a target added after content existed).
-    #[serde(default)]
-    pub walk: Option<Walk>,
-}
-
-/// An entry the target refused.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Refusal {
-    /// The entry.
-    pub seq: String,
-    /// Its repository.
-    pub repository: String,
-    /// The target's answer.
-    pub error: String,
-}
 
 /// What one step did.
 #[derive(Debug, Clone, PartialEq)]
@@ -113,18 +66,6 @@ pub async fn load<D: DocumentStore>(docs: &D, target: &str) -> Result<Option<Rep
         }),
         None => Ok(None),
     }
-}
-
-/// Records an entry (or a walked tag) the target refused, keeping the newest
-/// [`MAX_REFUSALS`].
-pub(super) fn refuse(state: &mut ReplicaState, seq: &str, repository: &str, err: RegistryError) {
-    state.refusals.push(Refusal {
-        seq: seq.to_owned(),
-        repository: repository.to_owned(),
-        error: err.message,
-    });
-    let over = state.refusals.len().saturating_sub(MAX_REFUSALS);
-    state.refusals.drain(..over);
 }
 
 async fn save<D: DocumentStore>(docs: &D, target: &str, s: &ReplicaState) -> Result<()> {

@@ -11,27 +11,11 @@
 //! walked (registries replicate tagged content; such a manifest is garbage to be).
 
 use super::copy::copy_artifact;
-use super::pass::{ReplicaState, refuse};
+pub use super::state::Walk;
+use super::state::{ReplicaState, refuse};
 use super::{Source, Target, retryable};
 use crate::error::Result;
 use crate::ports::MetadataStore;
-use serde::{Deserialize, Serialize};
-
-/// Where a walk is.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Walk {
-    /// When it began: the outbox is read from here (minus the skew) once it is done.
-    pub started_ms: u64,
-    /// The repository being walked; `None` before the first.
-    #[serde(default)]
-    pub repository: Option<String>,
-    /// The last tag done in it.
-    #[serde(default)]
-    pub tag: Option<String>,
-    /// Tags copied or found in place so far.
-    #[serde(default)]
-    pub tags: u64,
-}
 
 /// Walks at most `limit` tags; returns the number handled and whether the walk is done
 /// (then the state's checkpoint is the walk's start). A retryable failure stops the walk
