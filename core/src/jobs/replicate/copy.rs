@@ -37,9 +37,10 @@ enum Visit {
     Leave(Digest),
 }
 
-/// Copies manifest `digest` of `repo` with everything it references (blobs, child
+/// Copies manifest `digest` of `src_repo` with everything it references (blobs, child
 /// manifests) and everything that refers to it (signatures, SBOMs, recursively), from
-/// `src` to `dst` under the same repository name. Tags are not touched.
+/// `src` to `dst_repo` of `dst` (the same name, or one a rule's namespace rewrote). Tags
+/// are not touched.
 ///
 /// Order: a manifest is stored only after its blobs and children are, and a referrer only
 /// after its subject, so the target holds complete graphs at every moment. A manifest the
@@ -48,7 +49,8 @@ enum Visit {
 pub async fn copy_artifact<S: Source, T: Target>(
     src: &S,
     dst: &T,
-    repo: &str,
+    src_repo: &str,
+    dst_repo: &str,
     digest: &Digest,
 ) -> Result<CopyReport> {
     let mut report = CopyReport::default();
@@ -61,15 +63,15 @@ pub async fn copy_artifact<S: Source, T: Target>(
                 if !seen.insert(d.clone()) {
                     continue;
                 }
-                if dst.resolve(repo, &d.to_string()).await?.as_ref() == Some(&d) {
+                if dst.resolve(dst_repo, &d.to_string()).await?.as_ref() == Some(&d) {
                     report.manifests_present += 1;
-                    push_referrers(src, repo, &d, &mut stack).await?;
+                    push_referrers(src, src_repo, &d, &mut stack).await?;
                     continue;
                 }
-                let m = src.manifest(repo, &d).await?.ok_or_else(|| {
+                let m = src.manifest(src_repo, &d).await?.ok_or_else(|| {
                     RegistryError::new(
                         ErrorCode::ManifestUnknown,
-                        format!("{repo} has no manifest {d} to copy"),
+                        format!("{src_repo} has no manifest {d} to copy"),
                     )
                 })?;
                 stack.push(Visit::Leave(d.clone()));
@@ -83,18 +85,18 @@ pub async fn copy_artifact<S: Source, T: Target>(
                     continue;
                 };
                 for b in &m.info.blobs {
-                    if dst.has_blob(repo, b).await? {
+                    if dst.has_blob(dst_repo, b).await? {
                         report.blobs_present += 1;
                         continue;
                     }
-                    let (size, body) = src.blob(repo, b).await?;
-                    dst.put_blob(repo, b, size, body).await?;
+                    let (size, body) = src.blob(src_repo, b).await?;
+                    dst.put_blob(dst_repo, b, size, body).await?;
                     report.blobs_copied += 1;
                     report.bytes_copied += size;
                 }
-                dst.put_manifest(repo, &d.to_string(), &m).await?;
+                dst.put_manifest(dst_repo, &d.to_string(), &m).await?;
                 report.manifests_copied += 1;
-                push_referrers(src, repo, &d, &mut stack).await?;
+                push_referrers(src, src_repo, &d, &mut stack).await?;
             }
         }
     }

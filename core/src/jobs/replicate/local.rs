@@ -1,6 +1,6 @@
 //! The source side over this registry's own stores.
 
-use super::Source;
+use super::{Catalog, Source};
 use crate::error::{ErrorCode, RegistryError, Result};
 use crate::model::{Digest, Reference};
 use crate::ports::{BlobStore, MetadataStore, StoredManifest};
@@ -53,5 +53,20 @@ impl<B: BlobStore, M: MetadataStore> Source for LocalSource<'_, B, M> {
             .into_iter()
             .map(|d| d.digest)
             .collect())
+    }
+}
+
+impl<B, M: MetadataStore> Catalog for LocalSource<'_, B, M> {
+    async fn repositories(&self, after: Option<&str>, limit: usize) -> Result<Vec<String>> {
+        Ok(self.meta.list_repositories(after, limit).await?.items)
+    }
+
+    async fn tags(&self, repo: &str, after: Option<&str>, limit: usize) -> Result<Vec<String>> {
+        Ok(self
+            .meta
+            .list_tags(repo, after, limit)
+            .await?
+            .map(|p| p.items)
+            .unwrap_or_default())
     }
 }

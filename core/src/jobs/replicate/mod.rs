@@ -43,6 +43,17 @@ pub trait Source {
     async fn referrers(&self, repo: &str, digest: &Digest) -> Result<Vec<Digest>>;
 }
 
+/// What a registry lists: a rule's source is walked through it, and a destination's tags
+/// are read through it for delete sync. Listings are in lexical order, as the
+/// distribution API's `_catalog` and `tags/list` are.
+#[allow(async_fn_in_trait)]
+pub trait Catalog {
+    /// Repositories after `after`, at most `limit`.
+    async fn repositories(&self, after: Option<&str>, limit: usize) -> Result<Vec<String>>;
+    /// Tags of `repo` after `after`, at most `limit`; none for an unknown repository.
+    async fn tags(&self, repo: &str, after: Option<&str>, limit: usize) -> Result<Vec<String>>;
+}
+
 /// Where images are copied to. Every write is idempotent; a write the target refuses
 /// fails with the target's own error code.
 #[allow(async_fn_in_trait)]

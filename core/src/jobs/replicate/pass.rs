@@ -199,7 +199,7 @@ async fn apply<S: Source, T: Target>(
             let Some(m) = src.manifest(repository, digest).await? else {
                 return Ok(()); // deleted since: its deletion's entry follows
             };
-            let r = copy_artifact(src, dst, repository, digest).await?;
+            let r = copy_artifact(src, dst, repository, repository, digest).await?;
             state.copied.add(&r);
             for tag in tags {
                 if src.tag(repository, tag).await?.as_ref() != Some(digest) {

@@ -103,7 +103,7 @@ async fn copy_tag<S: Source, T: Target>(
     let Some(m) = src.manifest(repo, &digest).await? else {
         return Ok(());
     };
-    let r = copy_artifact(src, dst, repo, &digest).await?;
+    let r = copy_artifact(src, dst, repo, repo, &digest).await?;
     state.copied.add(&r);
     if dst.resolve(repo, tag).await?.as_ref() != Some(&digest) {
         dst.put_manifest(repo, tag, &m).await?;
