@@ -60,7 +60,7 @@ else
   tail -30 "$LOGS/worker-build.log"; add "Worker build" 0 1
 fi
 
-for suite in docker gc policies skopeo podman oras tls auth replication regions aws aws_gc replication_aws worker; do
+for suite in docker gc policies skopeo podman oras tls auth replication replication_rules regions aws aws_gc replication_aws worker; do
   step "e2e: $suite"
   out="$LOGS/e2e-$suite.out"
   timeout 900 bash "tests/e2e/$suite.sh" >"$out" 2>&1

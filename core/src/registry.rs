@@ -282,6 +282,7 @@ impl<B: BlobStore, M: ServingMeta, E: Env> Registry<B, M, E> {
             default_quota_bytes: self.config.default_quota_bytes,
             identity_home: self.config.identity_home.as_deref(),
             regions: self.config.regions.as_ref(),
+            secret_key: self.config.secret_key.as_ref(),
         }
     }
 }
@@ -544,6 +545,30 @@ impl<B: BlobStore, M: ServingMeta + Outbox, E: Env> Registry<B, M, E> {
             name,
             opts,
             self.env.now_ms(),
+        )
+        .await
+    }
+
+    /// One tick of the replication rules' scheduler: schedules and on-push triggers queue
+    /// runs, and the runs due advance until `deadline_ms` ([`replicate::triggers::tick`]).
+    /// Remote registries are reached through `connector`; this registry is written to
+    /// through its own handlers.
+    pub async fn replication_tick<C: replicate::triggers::Connector>(
+        &self,
+        connector: &C,
+        deadline_ms: u64,
+    ) -> Result<replicate::triggers::TickReport> {
+        replicate::triggers::tick(
+            &self.blobs,
+            &self.meta,
+            &self.env,
+            self,
+            replicate::triggers::Tick {
+                connector,
+                key: self.config.secret_key.as_ref(),
+                deadline_ms,
+                retry_base_ms: self.config.replication_retry_base_ms,
+            },
         )
         .await
     }

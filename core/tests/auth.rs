@@ -160,6 +160,28 @@ fn attempt(reg: &Reg, who: Option<(&str, &str)>, action: &str) -> Outcome {
             creds.as_deref(),
             br#"{"limit_bytes":1000000000}"#,
         ),
+        // Replication reads and writes any project: system admins only, as in Harbor.
+        "read replication" => call(
+            reg,
+            Method::GET,
+            "/api/v1/replication/rules",
+            creds.as_deref(),
+            b"",
+        ),
+        "set remote" => call(
+            reg,
+            Method::PUT,
+            "/api/v1/replication/registries/hub",
+            creds.as_deref(),
+            br#"{"url":"http://127.0.0.1:9"}"#,
+        ),
+        "run replication" => call(
+            reg,
+            Method::POST,
+            "/api/v1/replication/rules/mirror/executions",
+            creds.as_deref(),
+            b"{}",
+        ),
         _ => unreachable!(),
     };
     match r.status {
@@ -203,7 +225,23 @@ fn every_role_and_action() {
         "retention run",
         "read quota",
         "set quota",
+        "read replication",
+        "set remote",
+        "run replication",
     ];
+    // A remote and a rule to write and run.
+    admin(
+        &reg,
+        Method::POST,
+        "/api/v1/replication/registries",
+        serde_json::json!({"name": "hub", "url": "http://127.0.0.1:9"}),
+    );
+    admin(
+        &reg,
+        Method::POST,
+        "/api/v1/replication/rules",
+        serde_json::json!({"name": "mirror", "direction": "push", "remote": "hub"}),
+    );
     // Retention runs need a policy to run.
     admin(
         &reg,
@@ -211,19 +249,19 @@ fn every_role_and_action() {
         "/api/v1/projects/team/retention",
         serde_json::json!({"rules": [{"keep": "always"}]}),
     );
-    type Row<'a> = (&'a str, Option<(&'a str, &'a str)>, [Outcome; 13]);
+    type Row<'a> = (&'a str, Option<(&'a str, &'a str)>, [Outcome; 16]);
     let table: Vec<Row> = vec![
         (
             "system admin",
             Some(("admin", "admin-pass-1")),
-            [Allowed; 13],
+            [Allowed; 16],
         ),
         (
             "project admin",
             Some(("alice", "alice-password")),
             [
                 Allowed, Allowed, Allowed, Allowed, Allowed, Denied, Denied, Allowed, Allowed,
-                Allowed, Allowed, Allowed, Denied,
+                Allowed, Allowed, Allowed, Denied, Denied, Denied, Denied,
             ],
         ),
         (
@@ -231,7 +269,7 @@ fn every_role_and_action() {
             Some(("mona", "mona-password")),
             [
                 Allowed, Allowed, Allowed, Denied, Allowed, Denied, Denied, Allowed, Denied,
-                Denied, Denied, Allowed, Denied,
+                Denied, Denied, Allowed, Denied, Denied, Denied, Denied,
             ],
         ),
         (
@@ -239,7 +277,7 @@ fn every_role_and_action() {
             Some(("dave", "dave-password")),
             [
                 Allowed, Allowed, Denied, Denied, Allowed, Denied, Denied, Allowed, Denied, Denied,
-                Denied, Allowed, Denied,
+                Denied, Allowed, Denied, Denied, Denied, Denied,
             ],
         ),
         (
@@ -247,7 +285,7 @@ fn every_role_and_action() {
             Some(("gus", "gus-password")),
             [
                 Allowed, Denied, Denied, Denied, Allowed, Denied, Denied, Allowed, Denied, Denied,
-                Denied, Allowed, Denied,
+                Denied, Allowed, Denied, Denied, Denied, Denied,
             ],
         ),
         (
@@ -255,20 +293,20 @@ fn every_role_and_action() {
             Some(("lim", "lim-password")),
             [
                 Allowed, Denied, Denied, Denied, Denied, Denied, Denied, Allowed, Denied, Denied,
-                Denied, Allowed, Denied,
+                Denied, Allowed, Denied, Denied, Denied, Denied,
             ],
         ),
-        ("non-member", Some(("otto", "otto-password")), [Denied; 13]),
+        ("non-member", Some(("otto", "otto-password")), [Denied; 16]),
         (
             "robot pull+push",
             Some((robot_name.as_str(), robot_secret.as_str())),
             [
                 Allowed, Allowed, Denied, Denied, Denied, Denied, Denied, Allowed, Denied, Denied,
-                Denied, Allowed, Denied,
+                Denied, Allowed, Denied, Denied, Denied, Denied,
             ],
         ),
         // Anonymous callers could be given more by logging in: 401, so clients ask again.
-        ("anonymous", None, [Unauthorized; 13]),
+        ("anonymous", None, [Unauthorized; 16]),
     ];
     for (who, creds, want) in table {
         for (action, want) in actions.iter().zip(want) {

@@ -9,6 +9,7 @@ mod audit;
 mod gc;
 mod policies;
 mod projects;
+mod replication;
 mod repositories;
 mod robots;
 mod users;
@@ -42,6 +43,8 @@ pub(crate) struct Admin<'a, M, E> {
     pub(crate) identity_home: Option<&'a str>,
     /// The regions, when there are several.
     pub(crate) regions: Option<&'a crate::model::regions::Regions>,
+    /// Seals remote registries' passwords.
+    pub(crate) secret_key: Option<&'a crate::auth::sealed::SealKey>,
 }
 
 pub(super) fn denied() -> RegistryError {
@@ -205,6 +208,9 @@ impl<M: ServingMeta, E: Env> Admin<'_, M, E> {
             (Method::POST, ["gc"]) => self.queue_gc::<B>(&who, parse(&body)?).await,
             (Method::GET, ["gc"]) => self.gc_history::<B>(&who, q("after"), q("limit")).await,
             (Method::GET, ["gc", id]) => self.get_gc::<B>(&who, id).await,
+            (_, ["replication", rest @ ..]) => {
+                self.replication_api::<B>(&who, m, rest, &body).await
+            }
             (_, ["repositories", ..]) => {
                 self.repository_api::<B>(&who, m, &path["repositories/".len().min(path.len())..])
                     .await

@@ -18,6 +18,7 @@ pub(crate) mod endpoint;
 mod keys;
 mod model;
 mod password;
+pub mod sealed;
 pub mod throttle;
 mod token;
 

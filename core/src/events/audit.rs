@@ -153,6 +153,9 @@ impl AuditEvent {
                     dry_run.then(|| "dry-run".to_owned())
                 },
             ),
+            Event::Replication { action, name } => {
+                (action.audit_name(), (name.clone(), None), None)
+            }
             Event::GcFinished {
                 run,
                 status,

@@ -154,6 +154,13 @@ pub enum Event {
         /// Differences a verification found.
         differences: u64,
     },
+    /// A replication remote or rule was written or deleted, or a run queued.
+    Replication {
+        /// What was done.
+        action: ReplicationAction,
+        /// The remote's or rule's name.
+        name: String,
+    },
     /// A project's policy (retention, immutability, quota) was set.
     PolicySet {
         /// Project name.
@@ -328,5 +335,34 @@ mod tests {
                 .all(|o| o.time_ms == 5 && o.client == "127.0.0.9")
         );
         assert!(em.take(6).is_empty(), "taking empties the collector");
+    }
+}
+
+/// What was done to replication's configuration.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReplicationAction {
+    /// A remote was created or changed.
+    RemoteSet,
+    /// A remote was deleted.
+    RemoteDelete,
+    /// A rule was created or changed.
+    RuleSet,
+    /// A rule was deleted.
+    RuleDelete,
+    /// A run was queued by hand.
+    RunQueue,
+}
+
+impl ReplicationAction {
+    /// The audit log's action.
+    pub fn audit_name(self) -> &'static str {
+        match self {
+            Self::RemoteSet => "replication_remote_set",
+            Self::RemoteDelete => "replication_remote_delete",
+            Self::RuleSet => "replication_rule_set",
+            Self::RuleDelete => "replication_rule_delete",
+            Self::RunQueue => "replication_run_queue",
+        }
     }
 }

@@ -11,6 +11,7 @@
 pub mod immutability;
 pub mod patterns;
 pub mod quota;
+pub mod replication;
 pub mod retention;
 
 use crate::auth::Directory;

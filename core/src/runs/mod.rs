@@ -6,7 +6,12 @@
 //! Documents: `gc_run/<id>` (the run), `gc_active/<id>` (empty; one per unfinished run, so a
 //! scheduler finds them without reading the history). Ids sort by start time.
 //!
-//! May use: [`crate::error`], [`crate::model`] and [`crate::ports`].
+//! Runs of replication rules are in [`replication`].
+//!
+//! May use: [`crate::error`], [`crate::model`], [`crate::ports`] and [`crate::policy`] (a
+//! replication run keeps the rule it was queued with).
+
+pub mod replication;
 
 use crate::error::{Result, StoreError};
 use crate::model::{Digest, to_hex};

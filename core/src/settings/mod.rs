@@ -95,6 +95,10 @@ pub mod var {
     pub const REPLICA_USERNAME: &str = "WHARF_REPLICA_USERNAME";
     /// Its password (or robot secret).
     pub const REPLICA_PASSWORD: &str = "WHARF_REPLICA_PASSWORD";
+    /// The secret remote registries' passwords are sealed with (at least 32 characters).
+    pub const SECRET_KEY: &str = "WHARF_SECRET_KEY";
+    /// Seconds before a failed replication run's first retry (each next one doubles).
+    pub const REPLICATION_RETRY_SECS: &str = "WHARF_REPLICATION_RETRY_SECS";
 }
 
 /// Behaviour switches of the API.
@@ -130,6 +134,11 @@ pub struct Config {
     pub identity_home: Option<String>,
     /// The registry's regions, when it has several (`WHARF_REGION`, `WHARF_REGIONS`).
     pub regions: Option<Regions>,
+    /// Seals remote registries' passwords (`WHARF_SECRET_KEY`; `wharf serve` makes one
+    /// of its own when it is unset). Without it, remotes take no password.
+    pub secret_key: Option<crate::auth::sealed::SealKey>,
+    /// The wait before a failed replication run's first retry (ms).
+    pub replication_retry_base_ms: u64,
 }
 
 impl Default for Config {
@@ -146,6 +155,8 @@ impl Default for Config {
             default_quota_bytes: None,
             identity_home: None,
             regions: None,
+            secret_key: None,
+            replication_retry_base_ms: 30_000,
         }
     }
 }

@@ -126,6 +126,23 @@ impl<F: Fn(&str) -> Option<String>> Vars<F> {
             default_quota_bytes: self.optional_number(var::DEFAULT_QUOTA_BYTES)?,
             regions: self.regions()?,
             identity_home: self.text(var::IDENTITY_HOME),
+            secret_key: self
+                .secret(var::SECRET_KEY)?
+                .map(|k| crate::auth::sealed::SealKey::from_secret(&k))
+                .transpose()
+                .map_err(|e| SettingError {
+                    variable: var::SECRET_KEY,
+                    problem: Problem::Invalid {
+                        expected: e,
+                        found: None,
+                    },
+                })?,
+            replication_retry_base_ms: self
+                .number(
+                    var::REPLICATION_RETRY_SECS,
+                    d.replication_retry_base_ms / 1000,
+                )?
+                .saturating_mul(1000),
             ..d
         })
     }

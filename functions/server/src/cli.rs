@@ -1,4 +1,4 @@
-//! `wharf user|project|member|robot|audit|gc …`: the management API from the command line.
+//! `wharf user|project|member|robot|audit|gc|replication …`: the management API from the command line.
 
 use clap::{Args, Subcommand};
 use serde_json::{Value, json};
@@ -50,6 +50,9 @@ pub enum AdminCommand {
     /// A project's storage quota and usage (set by system admins).
     #[command(subcommand)]
     Quota(QuotaCmd),
+    /// Replication with other registries: remotes and rules (Harbor's).
+    #[command(subcommand)]
+    Replication(crate::replication_cli::ReplicationCmd),
     /// Read the audit log.
     Audit {
         /// Only this project.
@@ -274,7 +277,7 @@ pub enum GcCmd {
 }
 
 /// A duration as `90`, `90s`, `15m`, `2h` or `7d`, in seconds.
-fn parse_duration(s: &str) -> Result<u64, String> {
+pub(crate) fn parse_duration(s: &str) -> Result<u64, String> {
     let (n, unit) = match s.find(|c: char| !c.is_ascii_digit()) {
         Some(i) => s.split_at(i),
         None => (s, "s"),
@@ -408,7 +411,12 @@ pub enum RobotCmd {
     Delete { name: String },
 }
 
-fn call(conn: &Conn, method: &str, path: &str, body: Option<Value>) -> Result<Value, String> {
+pub(crate) fn call(
+    conn: &Conn,
+    method: &str,
+    path: &str,
+    body: Option<Value>,
+) -> Result<Value, String> {
     let password = conn
         .password
         .clone()
@@ -452,7 +460,7 @@ fn base64_encode(b: &[u8]) -> String {
     base64::engine::general_purpose::STANDARD.encode(b)
 }
 
-fn enc(s: &str) -> String {
+pub(crate) fn enc(s: &str) -> String {
     s.bytes()
         .map(|b| match b {
             b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
@@ -467,6 +475,7 @@ fn enc(s: &str) -> String {
 pub fn run(conn: Conn, cmd: AdminCommand) -> Result<(), String> {
     use AdminCommand::*;
     let out = match cmd {
+        Replication(c) => return crate::replication_cli::run(&conn, c),
         User(UserCmd::Add {
             name,
             new_password,

@@ -370,9 +370,16 @@ impl ServeArgs {
         let vars = Vars::new(
             |name: &str| match shared.iter().find(|(v, ..)| *v == name) {
                 Some((.., value)) => value.clone(),
-                // The one the server takes from its environment only (README: "env only");
+                // The ones the server takes from its environment only (README: "env only");
                 // nothing else: WHARF_MAX_BODY_BYTES and WHARF_PRESIGN_TTL_SECS are not its.
-                None if name == var::ADMIN_PASSWORD || name == var::REPLICA_PASSWORD => {
+                None if [
+                    var::ADMIN_PASSWORD,
+                    var::REPLICA_PASSWORD,
+                    var::SECRET_KEY,
+                    var::REPLICATION_RETRY_SECS,
+                ]
+                .contains(&name) =>
+                {
                     std::env::var(name).ok()
                 }
                 None => None,

@@ -5,6 +5,7 @@ mod cli;
 mod config;
 mod keys;
 mod limits;
+mod replication_cli;
 
 use axum::extract::{ConnectInfo, Request, State};
 use axum::response::Response;
@@ -20,6 +21,7 @@ use wharf_aws_stack::{AwsSettings, AwsStores};
 use wharf_core::auth::{Keys, TokenService};
 use wharf_core::http::{ClientAddr, OriginRule, TrustedProxies};
 use wharf_core::jobs::replicate::pass::PassOptions;
+use wharf_core::jobs::replicate::triggers::TickReport;
 use wharf_core::jobs::replicate::v2::V2Target;
 use wharf_core::oci::home::ForwardHome;
 use wharf_core::runs::GcOptions;
@@ -30,7 +32,7 @@ use wharf_embedded::EmbeddedMetadata;
 use wharf_fs::FsBlobStore;
 use wharf_os::SystemEnv;
 use wharf_s3::S3BlobStore;
-use wharf_v2_client::{Forwarder, HttpTransport};
+use wharf_v2_client::{Forwarder, HttpConnector, HttpTransport};
 
 #[derive(Parser)]
 #[command(
@@ -98,6 +100,8 @@ trait App: Send + Sync + 'static {
         &'a self,
         parts: &'a http::request::Parts,
     ) -> BoxFuture<'a, Option<ForwardHome>>;
+    /// One tick of the replication rules' scheduler.
+    fn replication_tick(&self, deadline_ms: u64) -> BoxFuture<'_, Result<TickReport, String>>;
 }
 
 /// The metadata stores' backfill (records for content written before this version), for
@@ -170,6 +174,16 @@ macro_rules! app_for {
                 parts: &'a http::request::Parts,
             ) -> BoxFuture<'a, Option<ForwardHome>> {
                 Box::pin(Registry::forward_target(self, parts))
+            }
+            fn replication_tick(
+                &self,
+                deadline_ms: u64,
+            ) -> BoxFuture<'_, Result<TickReport, String>> {
+                Box::pin(async move {
+                    Registry::replication_tick(self, &HttpConnector, deadline_ms)
+                        .await
+                        .map_err(|e| e.message)
+                })
             }
             fn trim_outbox(&self) -> BoxFuture<'_, Result<usize, String>> {
                 Box::pin(async move { Registry::trim_outbox(self).await.map_err(|e| e.message) })
@@ -333,7 +347,10 @@ async fn build_app(s: &Settings) -> Result<(Box<dyn App>, Option<AwsStores>), St
     }
 }
 
-async fn run(s: Settings) -> Result<(), String> {
+async fn run(mut s: Settings) -> Result<(), String> {
+    if s.config.secret_key.is_none() && s.backend == Backend::Local {
+        s.config.secret_key = Some(keys::load_secret_key(&s.data_dir, &SystemEnv)?);
+    }
     let (app, aws) = build_app(&s).await?;
     let state = Arc::new(AppState {
         app,
@@ -350,6 +367,7 @@ async fn run(s: Settings) -> Result<(), String> {
     sweep_uploads(&state, s.upload_max_age_hours).await;
     tokio::spawn(upload_cleanup(state.clone(), s.upload_max_age_hours));
     tokio::spawn(gc_runner(state.clone()));
+    tokio::spawn(replication_rules(state.clone()));
     if s.gc.every_ms > 0 {
         tokio::spawn(gc_schedule(state.clone(), s.gc));
     }
@@ -563,6 +581,31 @@ async fn shutdown_on_signal(handle: axum_server::Handle<SocketAddr>, grace: Dura
         "shutting down: finishing in-flight requests"
     );
     handle.graceful_shutdown(Some(grace));
+}
+
+/// Runs replication rules: a scheduler tick every few seconds (schedules, on-push
+/// triggers, queued and retried runs), each advancing runs for at most a minute so one long
+/// copy does not hold the others back for long.
+async fn replication_rules(state: Arc<AppState>) {
+    const EVERY: Duration = Duration::from_secs(3);
+    let mut tick = tokio::time::interval(EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let deadline = wharf_core::Env::now_ms(&SystemEnv) + 60_000;
+        match state.app.replication_tick(deadline).await {
+            Ok(r) if r.queued + r.advanced > 0 => tracing::debug!(
+                queued = r.queued,
+                advanced = r.advanced,
+                finished = r.finished,
+                "replication rules"
+            ),
+            Ok(_) => {}
+            Err(e) => {
+                tracing::warn!(error = %e, "replication rules' tick failed; next tick retries")
+            }
+        }
+    }
 }
 
 /// The replica's transport and address.

@@ -12,6 +12,21 @@ mod tls;
 
 pub use forward::Forwarder;
 
+/// Replication rules' remote registries over HTTP: one transport per run, logging in with
+/// the remote's credentials.
+pub struct HttpConnector;
+
+impl wharf_core::jobs::replicate::triggers::Connector for HttpConnector {
+    type Transport = HttpTransport;
+    fn connect(
+        &self,
+        _remote: &wharf_core::policy::replication::Remote,
+        credentials: Option<wharf_core::policy::replication::Credentials>,
+    ) -> Result<HttpTransport> {
+        HttpTransport::new(credentials.map(|c| (c.username, c.password)))
+    }
+}
+
 use base64::Engine as _;
 use bytes::Bytes;
 use futures_core::Stream;
@@ -22,17 +37,30 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 use wharf_core::error::Result;
 use wharf_core::http::Body;
+use wharf_core::jobs::replicate::remote::NoCredentials;
 use wharf_core::jobs::replicate::v2::Transport;
 use wharf_core::{ErrorCode, RegistryError, StoreError};
 
 /// Tokens are used until this long before they expire.
 const MARGIN: Duration = Duration::from_secs(30);
 
+/// How a request is authorized.
+#[derive(Clone, Copy)]
+enum Auth<'a> {
+    /// A token from the registry's token endpoint.
+    Bearer(&'a str),
+    /// The credentials themselves.
+    Basic,
+}
+
 /// A registry reached over HTTP.
 pub struct HttpTransport {
     client: reqwest::Client,
     credentials: Option<(String, String)>,
     tokens: Mutex<HashMap<String, (String, Instant)>>,
+    /// The registry asked for Basic credentials (Distribution with htpasswd): from then on
+    /// every request carries them, streamed uploads too, which cannot answer a challenge.
+    basic: std::sync::atomic::AtomicBool,
     /// This region's name, when the target is another region of the same registry.
     source_region: Option<http::HeaderValue>,
 }
@@ -49,6 +77,7 @@ impl HttpTransport {
             client,
             credentials,
             tokens: Mutex::new(HashMap::new()),
+            basic: std::sync::atomic::AtomicBool::new(false),
             source_region: None,
         })
     }
@@ -63,16 +92,16 @@ impl HttpTransport {
         Ok(self)
     }
 
-    fn cached(&self, repo: &str) -> Option<String> {
+    fn cached(&self, key: &str) -> Option<String> {
         let tokens = self.tokens.lock().unwrap_or_else(|p| p.into_inner());
         tokens
-            .get(repo)
+            .get(key)
             .filter(|(_, until)| Instant::now() < *until)
             .map(|(t, _)| t.clone())
     }
 
-    /// Answers a bearer challenge: a token for everything the replication of `repo` does.
-    async fn login(&self, repo: &str, challenge: &str) -> Result<String> {
+    /// Answers a bearer challenge: a token for `scope`, cached under `key`.
+    async fn login(&self, key: &str, scope: &str, challenge: &str) -> Result<String> {
         let params = parse_challenge(challenge);
         let realm = params.get("realm").ok_or_else(|| {
             refused(format!(
@@ -86,7 +115,7 @@ impl HttpTransport {
             if let Some(service) = params.get("service") {
                 q.append_pair("service", service);
             }
-            q.append_pair("scope", &format!("repository:{repo}:pull,push,delete"));
+            q.append_pair("scope", scope);
         }
         let mut req = self.client.get(url);
         if let Some((u, p)) = &self.credentials {
@@ -126,7 +155,7 @@ impl HttpTransport {
         self.tokens
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .insert(repo.to_owned(), (token.clone(), until));
+            .insert(key.to_owned(), (token.clone(), until));
         Ok(token)
     }
 
@@ -134,7 +163,7 @@ impl HttpTransport {
         &self,
         parts: &http::request::Parts,
         body: Body<S>,
-        token: Option<&str>,
+        token: Option<Auth<'_>>,
     ) -> Result<reqwest::Response>
     where
         S: Stream<Item = std::result::Result<Bytes, StoreError>> + Unpin,
@@ -143,8 +172,14 @@ impl HttpTransport {
             .client
             .request(parts.method.clone(), parts.uri.to_string())
             .headers(parts.headers.clone());
-        if let Some(t) = token {
-            req = req.bearer_auth(t);
+        match token {
+            Some(Auth::Bearer(t)) => req = req.bearer_auth(t),
+            Some(Auth::Basic) => {
+                if let Some((u, p)) = &self.credentials {
+                    req = req.basic_auth(u, Some(p));
+                }
+            }
+            None => {}
         }
         if let Some(r) = &self.source_region {
             req = req.header(wharf_core::http::headers::WHARF_REPLICATED_FROM, r.clone());
@@ -208,6 +243,21 @@ fn repository(path: &str) -> Option<&str> {
         .max_by_key(|r| r.len())
 }
 
+/// What a request to `path` logs in for: the token cache's key and the scope asked for.
+/// A repository's requests share one token for everything replication does there; the
+/// catalog has no repository, and its own scope (the Docker token spec's
+/// `registry:catalog:*`).
+fn scope(path: &str) -> Option<(String, String)> {
+    if path == "/v2/_catalog" {
+        return Some(("registry:catalog".into(), "registry:catalog:*".into()));
+    }
+    let repo = repository(path)?;
+    Some((
+        repo.to_owned(),
+        format!("repository:{repo}:pull,push,delete"),
+    ))
+}
+
 /// The parameters of a `Bearer realm="…",service="…",scope="…"` challenge.
 fn parse_challenge(v: &str) -> HashMap<String, String> {
     let mut out = HashMap::new();
@@ -251,24 +301,45 @@ impl Transport for HttpTransport {
         S: Stream<Item = std::result::Result<Bytes, StoreError>> + Unpin,
     {
         let (parts, body) = req.into_parts();
-        let repo = repository(parts.uri.path()).map(str::to_owned);
-        let token = repo.as_deref().and_then(|r| self.cached(r));
+        // A request marked for no credentials (a blob redirected to another host) gets no
+        // token and answers no challenge.
+        let scope = if parts.extensions.get::<NoCredentials>().is_some() {
+            None
+        } else {
+            scope(parts.uri.path())
+        };
+        use std::sync::atomic::Ordering::Relaxed;
+        let basic = scope.is_some() && self.credentials.is_some() && self.basic.load(Relaxed);
+        let token = scope.as_ref().and_then(|(key, _)| self.cached(key));
+        let auth = if basic {
+            Some(Auth::Basic)
+        } else {
+            token.as_deref().map(Auth::Bearer)
+        };
         let replayable = match &body {
             Body::Stream(_) => None,
             Body::Empty => Some(Body::<S>::Empty),
             Body::Full(b) => Some(Body::<S>::Full(b.clone())),
         };
-        let resp = self.execute(&parts, body, token.as_deref()).await?;
-        let challenge = (resp.status() == StatusCode::UNAUTHORIZED)
+        let resp = self.execute(&parts, body, auth).await?;
+        let challenge = (resp.status() == StatusCode::UNAUTHORIZED && !basic)
             .then(|| resp.headers().get(http::header::WWW_AUTHENTICATE))
             .flatten()
             .and_then(|v| v.to_str().ok())
-            .filter(|v| v.to_ascii_lowercase().starts_with("bearer "))
             .map(str::to_owned);
-        let resp = match (challenge, repo, replayable) {
-            (Some(c), Some(repo), Some(again)) => {
-                let token = self.login(&repo, &c).await?;
-                self.execute(&parts, again, Some(&token)).await?
+        let resp = match (challenge, scope, replayable) {
+            (Some(c), Some((key, scope)), Some(again))
+                if c.to_ascii_lowercase().starts_with("bearer ") =>
+            {
+                let token = self.login(&key, &scope, &c).await?;
+                self.execute(&parts, again, Some(Auth::Bearer(&token)))
+                    .await?
+            }
+            (Some(c), Some(_), Some(again))
+                if c.to_ascii_lowercase().starts_with("basic") && self.credentials.is_some() =>
+            {
+                self.basic.store(true, Relaxed);
+                self.execute(&parts, again, Some(Auth::Basic)).await?
             }
             _ => resp,
         };
@@ -295,5 +366,23 @@ mod tests {
             Some("p/manifests/x")
         );
         assert_eq!(repository("/v2/"), None);
+    }
+
+    #[test]
+    fn the_catalog_logs_in_for_the_catalog_and_a_repository_for_the_repository() {
+        assert_eq!(
+            scope("/v2/_catalog"),
+            Some(("registry:catalog".into(), "registry:catalog:*".into()))
+        );
+        assert_eq!(
+            scope("/v2/p/app/tags/list"),
+            Some(("p/app".into(), "repository:p/app:pull,push,delete".into()))
+        );
+        assert_eq!(
+            scope("/v2/p/app/referrers/sha256:00"),
+            Some(("p/app".into(), "repository:p/app:pull,push,delete".into()))
+        );
+        assert_eq!(scope("/v2/"), None);
+        assert_eq!(scope("/bucket/blob"), None);
     }
 }

@@ -18,7 +18,10 @@ pub mod copy;
 pub mod identity;
 pub mod local;
 pub mod pass;
+pub mod remote;
+pub mod rules;
 mod state;
+pub mod triggers;
 pub mod v2;
 pub mod walk;
 

@@ -242,7 +242,7 @@ const KEEP_MS: u64 = 3_600_000;
 
 /// Removes outbox entries every target is past (at most `limit`): up to the oldest
 /// checkpoint of any target's state minus [`OUTBOX_SKEW_MS`] (a step re-reads that window),
-/// and never the last [`KEEP_MS`]. A target with no state yet needs none of them (it begins
+/// nor any enabled on-push replication rule's position, and never the last [`KEEP_MS`]. A target with no state yet needs none of them (it begins
 /// with a walk), and a walking target only what follows its walk's start. A target taken
 /// out of the configuration holds the outbox until its state is deleted.
 pub async fn trim<M: DocumentStore + Outbox>(meta: &M, now_ms: u64, limit: usize) -> Result<usize> {
@@ -270,6 +270,15 @@ pub async fn trim<M: DocumentStore + Outbox>(meta: &M, now_ms: u64, limit: usize
         }
         if page.len() < 100 {
             break;
+        }
+    }
+    // Enabled on-push rules read the outbox too, from their own positions.
+    for rule in crate::policy::replication::rules(meta).await? {
+        if rule.enabled && rule.trigger == crate::policy::replication::Trigger::OnPush {
+            let st = crate::runs::replication::rule_state(meta, &rule.name).await?;
+            if let Some(a) = &st.outbox_after {
+                horizon = horizon.min(at_ms(a));
+            }
         }
     }
     if horizon == 0 {

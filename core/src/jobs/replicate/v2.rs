@@ -50,11 +50,11 @@ pub struct V2Target<T> {
 const ERROR_BODY_LIMIT: usize = 64 * 1024;
 
 impl<T: Transport> V2Target<T> {
-    fn url(&self, path: &str) -> String {
+    pub(super) fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
     }
 
-    fn request(&self, method: Method, path: &str) -> http::request::Builder {
+    pub(super) fn request(&self, method: Method, path: &str) -> http::request::Builder {
         Request::builder()
             .method(method)
             .uri(self.url(path))
@@ -62,7 +62,7 @@ impl<T: Transport> V2Target<T> {
     }
 
     /// The target's error, from its status and the spec's JSON error body.
-    async fn refused(&self, what: &str, resp: Response<T::Body>) -> RegistryError {
+    pub(super) async fn refused(&self, what: &str, resp: Response<T::Body>) -> RegistryError {
         let status = resp.status();
         let body = read_limited(resp.into_body(), ERROR_BODY_LIMIT)
             .await
@@ -87,12 +87,12 @@ impl<T: Transport> V2Target<T> {
     }
 }
 
-fn build<S>(b: http::request::Builder, body: Body<S>) -> Result<Request<Body<S>>> {
+pub(super) fn build<S>(b: http::request::Builder, body: Body<S>) -> Result<Request<Body<S>>> {
     b.body(body)
         .map_err(|e| RegistryError::new(ErrorCode::Unknown, format!("building a request: {e}")))
 }
 
-fn empty() -> Body<NoBody> {
+pub(super) fn empty() -> Body<NoBody> {
     Body::Empty
 }
 
