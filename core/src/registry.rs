@@ -441,6 +441,12 @@ impl<B: BlobStore + BlobInventory, M: CollectableMeta, E: Env> Registry<B, M, E>
                     "the replicate job needs a replica, which this runtime has not been given",
                 ));
             }
+            jobs::Job::ReplicationRules => {
+                return Err(RegistryError::new(
+                    ErrorCode::Unsupported,
+                    "the replication_rules job needs a connector to remote registries: Registry::replication_tick",
+                ));
+            }
             // A retention pass a deadline stopped continues here too, before the runs; and
             // the outbox loses what every replica is past.
             jobs::Job::Advance => {

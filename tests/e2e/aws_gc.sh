@@ -149,5 +149,5 @@ check_output "pol/app:t1 is gone" "manifest unknown" sh -c "docker pull $R/pol/a
 # cargo-lambda wraps the error at 80 columns in a box: joined into one line first.
 invoke_flat() { invoke "$1" | tr '\n│' '  ' | tr -s ' '; }
 check_output "an input that is no job fails the invocation" "unknown variant \`sweep\`" invoke_flat '{"job":"sweep"}'
-check_output "and the error names the jobs there are" "(gc, advance, cleanup_uploads, retention, replicate)" invoke_flat '{"job":"sweep"}'
+check_output "and the error names the jobs there are" "(gc, advance, cleanup_uploads, retention, replicate, replication_rules)" invoke_flat '{"job":"sweep"}'
 finish

@@ -28,6 +28,10 @@ pub enum Job {
     /// the replica's checkpoint: [`crate::Registry::replicate_until`]. Only a runtime that
     /// knows the replica runs it.
     Replicate,
+    /// One tick of the replication rules' scheduler: schedules and on-push triggers queue
+    /// runs, runs due advance ([`crate::Registry::replication_tick`]). Needs a connector to
+    /// remote registries, which the runtime gives.
+    ReplicationRules,
 }
 
 use crate::error::Result;

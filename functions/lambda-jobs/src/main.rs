@@ -103,7 +103,7 @@ fn job_of(payload: &Value) -> Result<Job, String> {
     }
     serde_json::from_value(payload.clone()).map_err(|e| {
         format!(
-            "the input must be a job such as {{\"job\":\"gc\"}} (gc, advance, cleanup_uploads, retention, replicate) or DynamoDB stream records: {e}; got {payload}"
+            "the input must be a job such as {{\"job\":\"gc\"}} (gc, advance, cleanup_uploads, retention, replicate, replication_rules) or DynamoDB stream records: {e}; got {payload}"
         )
     })
 }
@@ -156,6 +156,11 @@ async fn handle(f: &Function, event: LambdaEvent<Value>) -> Result<Value, Error>
         (Job::Replicate, None) => {
             return Err("the replicate job needs a replica: set WHARF_REPLICA_S3_BUCKET and WHARF_REPLICA_DYNAMODB_TABLE".into());
         }
+        (Job::ReplicationRules, _) => f
+            .registry
+            .replication_tick(&wharf_v2_client::HttpConnector, deadline)
+            .await
+            .map(|r| serde_json::json!({ "job": Job::ReplicationRules, "tick": r })),
         (job, _) => f.registry.run_job(job, &f.schedule, deadline).await,
     }
     .map_err(|e| e.message)?;
@@ -195,6 +200,10 @@ mod tests {
         let job = |v: &str| job_of(&serde_json::from_str(v).expect("json"));
         assert_eq!(job(r#"{"job":"gc"}"#), Ok(Job::Gc));
         assert_eq!(job(r#"{"job":"replicate"}"#), Ok(Job::Replicate));
+        assert_eq!(
+            job(r#"{"job":"replication_rules"}"#),
+            Ok(Job::ReplicationRules)
+        );
         let stream = r#"{"Records":[{"eventID":"1","eventName":"INSERT","eventSource":"aws:dynamodb",
             "awsRegion":"eu-west-1","dynamodb":{"Keys":{"pk":{"S":"outbox"}}}}]}"#;
         assert_eq!(job(stream), Ok(Job::Replicate));
