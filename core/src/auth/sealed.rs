@@ -131,10 +131,15 @@ mod tests {
     #[test]
     fn seals_open_only_with_their_key_and_record() {
         let k = SealKey::from_secret("0123456789abcdef0123456789abcdef").expect("test value");
-        let s = k.seal("hunter2-password", "remote:hub", [7; 24]).expect("test value");
+        let s = k
+            .seal("hunter2-password", "remote:hub", [7; 24])
+            .expect("test value");
         assert!(!s.contains("hunter2"));
         assert!(s.starts_with(&format!("v1:{}:", k.id())));
-        assert_eq!(k.open(&s, "remote:hub").expect("test value"), "hunter2-password");
+        assert_eq!(
+            k.open(&s, "remote:hub").expect("test value"),
+            "hunter2-password"
+        );
         // Moved to another record: refused.
         assert!(k.open(&s, "remote:other").is_err());
         // Another key: refused, naming the key it needs.
