@@ -296,27 +296,41 @@ pub(crate) fn parse_duration(s: &str) -> Result<u64, String> {
         .ok_or_else(|| format!("{s:?} is too long"))
 }
 
-/// Queues a run and polls it until it ends; prints the report.
-fn gc_run(conn: &Conn, body: Value, wait_secs: u64, json_out: bool) -> Result<(), String> {
-    let run = call(conn, "POST", "gc", Some(body))?;
+/// Queues a run with a `POST` to `path` and polls `path/<id>` until it has finished (or
+/// `wait_secs` pass); the run's record. `what` names it in messages.
+pub(crate) fn queue_and_wait(
+    conn: &Conn,
+    path: &str,
+    body: Value,
+    wait_secs: u64,
+    what: &str,
+) -> Result<Value, String> {
+    let run = call(conn, "POST", path, Some(body))?;
     let id = run["id"]
         .as_str()
         .ok_or("the server answered without a run id")?
         .to_owned();
-    eprintln!("garbage collection run {id} queued");
+    eprintln!("{what} {id} queued");
     let start = std::time::Instant::now();
-    let run = loop {
-        let run = call(conn, "GET", &format!("gc/{}", enc(&id)), None)?;
+    loop {
+        let run = call(conn, "GET", &format!("{path}/{}", enc(&id)), None)?;
         if run["finished_ms"].is_u64() {
-            break run;
+            return Ok(run);
         }
         if start.elapsed().as_secs() > wait_secs {
             return Err(format!(
-                "run {id} has not finished after {wait_secs} s; it goes on in the server (wharf gc show {id})"
+                "{what} {id} has not finished after {wait_secs} s (status {}); it goes on in the server",
+                run["status"]
             ));
         }
         std::thread::sleep(std::time::Duration::from_millis(300));
-    };
+    }
+}
+
+/// Queues a run and polls it until it ends; prints the report.
+fn gc_run(conn: &Conn, body: Value, wait_secs: u64, json_out: bool) -> Result<(), String> {
+    let run = queue_and_wait(conn, "gc", body, wait_secs, "garbage collection run")?;
+    let id = run["id"].as_str().unwrap_or("?").to_owned();
     if json_out {
         println!("{}", serde_json::to_string_pretty(&run).unwrap_or_default());
     } else {

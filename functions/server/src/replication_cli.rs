@@ -1,7 +1,7 @@
 //! `wharf replication registry|rule …`: remote registries and replication rules through the
 //! management API.
 
-use crate::cli::{Conn, call, enc, parse_duration};
+use crate::cli::{Conn, call, enc, parse_duration, queue_and_wait};
 use clap::Subcommand;
 use serde_json::{Value, json};
 
@@ -216,26 +216,8 @@ pub fn run(conn: &Conn, cmd: ReplicationCmd) -> Result<(), String> {
 /// Queues a run of `name`, waits for its end and reports it.
 fn run_rule(conn: &Conn, name: &str, wait_secs: u64, json_out: bool) -> Result<(), String> {
     let path = format!("replication/rules/{}/executions", enc(name));
-    let queued = call(conn, "POST", &path, Some(json!({})))?;
-    let id = queued["id"]
-        .as_str()
-        .ok_or("the server answered without a run id")?
-        .to_owned();
-    eprintln!("replication run {id} of rule {name} queued");
-    let start = std::time::Instant::now();
-    let run = loop {
-        let run = call(conn, "GET", &format!("{path}/{}", enc(&id)), None)?;
-        if run["finished_ms"].is_u64() {
-            break run;
-        }
-        if start.elapsed().as_secs() > wait_secs {
-            return Err(format!(
-                "run {id} has not finished after {wait_secs} s (status {}); it goes on in the server",
-                run["status"]
-            ));
-        }
-        std::thread::sleep(std::time::Duration::from_millis(300));
-    };
+    let run = queue_and_wait(conn, &path, json!({}), wait_secs, "replication run")?;
+    let id = run["id"].as_str().unwrap_or("?").to_owned();
     if json_out {
         println!("{}", serde_json::to_string_pretty(&run).unwrap_or_default());
     } else {
