@@ -439,6 +439,7 @@ pub const LEASE: &str = "repl_lease";
 #[derive(Debug, Clone)]
 pub struct Lease {
     id: String,
+    until_ms: u64,
 }
 
 /// The lease of the run of `rule` until `until_ms`, or `None` while another holds it.
@@ -471,15 +472,36 @@ pub async fn take_lease<D: DocumentStore>(
     for (old, _) in held {
         docs.delete_doc(LEASE, &old).await?;
     }
-    Ok(Some(Lease { id }))
+    Ok(Some(Lease { id, until_ms }))
 }
 
 impl Lease {
-    /// Extends the lease to `until_ms`.
-    pub async fn renew<D: DocumentStore>(&self, docs: &D, until_ms: u64) -> Result<()> {
-        Ok(docs
-            .put_doc(LEASE, &self.id, until_ms.to_string().as_bytes(), false)
-            .await?)
+    /// Extends the lease to `until_ms`, if it is still held at `now_ms`: a lease that
+    /// expired may have been taken over, so its holder must stop (`Conflict`) rather than
+    /// write its document back and hold it beside the new holder.
+    pub async fn renew<D: DocumentStore>(
+        &mut self,
+        docs: &D,
+        now_ms: u64,
+        until_ms: u64,
+    ) -> Result<()> {
+        let lost = || {
+            RegistryError::new(
+                ErrorCode::Conflict,
+                format!("the lease {} expired and may be another's", self.id),
+            )
+        };
+        if now_ms >= self.until_ms {
+            return Err(lost());
+        }
+        let stored = docs.get_doc(LEASE, &self.id).await?;
+        if stored.as_deref() != Some(self.until_ms.to_string().as_bytes()) {
+            return Err(lost());
+        }
+        docs.put_doc(LEASE, &self.id, until_ms.to_string().as_bytes(), false)
+            .await?;
+        self.until_ms = until_ms;
+        Ok(())
     }
 
     /// Gives the lease up.

@@ -106,11 +106,11 @@ where
         if exec.next_attempt_ms > now || now >= t.deadline_ms {
             continue;
         }
-        let Some(lease) = runs::take_lease(meta, &exec.rule, now, now + LEASE_MS).await? else {
+        let Some(mut lease) = runs::take_lease(meta, &exec.rule, now, now + LEASE_MS).await? else {
             continue;
         };
         report.advanced += 1;
-        let r = run(meta, env, &t, exec, &src_local, &dst_local, &lease).await;
+        let r = run(meta, env, &t, exec, &src_local, &dst_local, &mut lease).await;
         lease.release(meta).await?;
         if r? {
             report.finished += 1;
@@ -212,7 +212,7 @@ async fn run<M, E, S, L, C>(
     mut exec: Execution,
     src_local: &S,
     dst_local: &V2Target<&L>,
-    lease: &runs::Lease,
+    lease: &mut runs::Lease,
 ) -> Result<bool>
 where
     M: ServingMeta,
@@ -255,8 +255,12 @@ where
         let now = env.now_ms();
         match step {
             Ok(Step::More) if now < t.deadline_ms => {
+                // Renewed before the save: a scheduler that lost its lease writes nothing.
+                if let Err(e) = lease.renew(meta, now, now + LEASE_MS).await {
+                    tracing::warn!(rule = %exec.rule, error = %e, "replication run's lease lost; stopping");
+                    return Ok(false);
+                }
                 runs::save(meta, &exec).await?;
-                lease.renew(meta, now + LEASE_MS).await?;
                 continue;
             }
             Ok(Step::More) => {}
