@@ -1,6 +1,7 @@
 //! `wharf`: the registry server and the admin CLI. A thin shell: it builds adapters from
 //! configuration and hands every request to `wharf_core::Registry`.
 
+mod api_client;
 mod cli;
 mod config;
 mod keys;
@@ -44,7 +45,7 @@ struct Cli {
     #[command(subcommand)]
     command: Command,
     #[command(flatten)]
-    conn: cli::Conn,
+    conn: api_client::Conn,
 }
 
 // Parsed once at start-up: the size of the largest variant costs nothing.

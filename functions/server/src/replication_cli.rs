@@ -1,7 +1,7 @@
 //! `wharf replication registry|rule …`: remote registries and replication rules through the
 //! management API.
 
-use crate::cli::{Conn, call, enc, parse_duration, queue_and_wait};
+use crate::api_client::{Conn, call, enc, parse_duration, queue_and_wait};
 use clap::Subcommand;
 use serde_json::{Value, json};
 
