@@ -7,7 +7,6 @@ use crate::jobs::replicate::copy::copy_artifact;
 use crate::jobs::replicate::v2::NoBody;
 use crate::jobs::replicate::{Target, retryable};
 use crate::model::manifest::OCI_MANIFEST;
-use crate::settings::Config;
 use crate::testing::{MemoryBlobs, MemoryMetadata, TestEnv};
 use futures_executor::block_on;
 use futures_util::StreamExt as _;
@@ -20,7 +19,7 @@ fn registry() -> Reg {
         MemoryBlobs::default(),
         MemoryMetadata::default(),
         TestEnv::default(),
-        Config::default(),
+        Default::default(),
     )
 }
 
