@@ -13,7 +13,8 @@ fn store_err(e: crate::error::StoreError) -> RegistryError {
 }
 
 impl<D: DocumentStore> Directory<'_, D> {
-    async fn get<T: for<'de> Deserialize<'de>>(
+    /// Reads a record of `kind`.
+    pub async fn get<T: for<'de> Deserialize<'de>>(
         &self,
         kind: &str,
         id: &str,

@@ -10,7 +10,6 @@ use crate::auth::sealed::SealKey;
 use crate::error::{ErrorCode, RegistryError, Result};
 use crate::ports::{DocumentStore, Env};
 use http::StatusCode;
-use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 /// Document kind of remotes.
@@ -307,27 +306,14 @@ impl Rule {
     }
 }
 
-async fn get<T: DeserializeOwned, D: DocumentStore>(
-    docs: &D,
-    kind: &str,
-    id: &str,
-) -> Result<Option<T>> {
-    match docs.get_doc(kind, id).await? {
-        Some(raw) => serde_json::from_slice(&raw).map(Some).map_err(|e| {
-            RegistryError::new(ErrorCode::Unknown, format!("corrupt {kind} {id}: {e}"))
-        }),
-        None => Ok(None),
-    }
-}
-
 /// A remote by name.
 pub async fn remote<D: DocumentStore>(docs: &D, name: &str) -> Result<Option<Remote>> {
-    get(docs, REMOTE, name).await
+    crate::auth::Directory(docs).get(REMOTE, name).await
 }
 
 /// A rule by name.
 pub async fn rule<D: DocumentStore>(docs: &D, name: &str) -> Result<Option<Rule>> {
-    get(docs, RULE, name).await
+    crate::auth::Directory(docs).get(RULE, name).await
 }
 
 /// Every remote, by name.
